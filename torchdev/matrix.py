@@ -1,0 +1,262 @@
+"""images.yaml (plus an optional overlay) parsed and strictly validated into frozen dataclasses.
+
+Validation happens before anything touches Docker: a typo in the matrix should cost a second, not a
+failed 5 GB build. Every problem is reported as `file:line: variant 'x': key 'y': what is wrong`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torchdev.errors import ConfigError, UsageError
+from torchdev.yamlsource import SourcedDict, deep_merge, load_yaml
+
+DEFAULT_INDEX = "default"
+"""An `index` of "default" means pip's own default index (or PIP_INDEX_URL on the build host's side)."""
+
+COMPANIONS = {"2.0.0": ("0.15.1", "2.0.1"), "2.0.1": ("0.15.2", "2.0.2")}
+"""torch release -> (torchvision, torchaudio) built against it; other pairs fail at import time."""
+
+PLACEHOLDERS = ("variant", "torch", "torch_minor", "python", "cuda", "date", "git_sha")
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+REPOSITORY_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
+IMAGE_REF_RE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$")
+VARIANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """The top of images.yaml: where images go and how their tags read."""
+
+    repository: str
+    tag_templates: tuple[str, ...]
+    pip_index: str
+    packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the matrix: what to build and what the result must contain."""
+
+    name: str
+    base: str
+    python: str
+    torch: str
+    torchvision: str
+    torchaudio: str
+    index: str
+    cuda: str | None
+    cudnn: int | None
+
+    @property
+    def torch_minor(self) -> str:
+        return ".".join(self.torch.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """The validated matrix and the files it was read from."""
+
+    image: ImageSettings
+    variants: tuple[Variant, ...]
+    sources: tuple[Path, ...]
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        known = ", ".join(v.name for v in self.variants)
+        raise UsageError(f"unknown variant '{name}': images.yaml declares {known}")
+
+
+class _Problems:
+    """Collects validation problems so one run reports all of them, each on its own line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, mapping: SourcedDict, key: str | None, message: str, *, context: str = "") -> None:
+        where = mapping.origin(key) if key is not None else mapping.where
+        key_part = f"key '{key}': " if key is not None else ""
+        self.lines.append(f"{where}: {context}{key_part}{message}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(self.lines))
+
+
+def _check_keys(mapping: SourcedDict, *, required: set[str], optional: set[str], problems: _Problems,
+                context: str = "") -> None:
+    for key in mapping:
+        if key not in required | optional:
+            allowed = ", ".join(sorted(required | optional))
+            problems.add(mapping, key, f"unknown key (allowed: {allowed})", context=context)
+    for key in sorted(required - set(mapping)):
+        problems.add(mapping, None, f"missing key '{key}'", context=context)
+
+
+def _type_name(value: Any) -> str:
+    return {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
+            list: "list", SourcedDict: "mapping"}.get(type(value), type(value).__name__)
+
+
+def _string(mapping: SourcedDict, key: str, problems: _Problems, *, context: str = "",
+            pattern: re.Pattern[str] | None = None, hint: str = "") -> str:
+    value = mapping.get(key)
+    if not isinstance(value, str):
+        quoted = f' (write it quoted: {key}: "{value}")' if isinstance(value, (int, float)) else ""
+        problems.add(mapping, key, f"expected a string, got {_type_name(value)}{quoted}", context=context)
+        return ""
+    if pattern is not None and not pattern.match(value):
+        problems.add(mapping, key, f"'{value}' is not {hint}", context=context)
+    return value
+
+
+def _index(mapping: SourcedDict, key: str, problems: _Problems, *, context: str = "") -> str:
+    value = _string(mapping, key, problems, context=context)
+    if value and value != DEFAULT_INDEX and not re.match(r"^(https?|file)://\S+$", value):
+        problems.add(mapping, key, f"'{value}' is not a URL (http://, https://, file://) or '{DEFAULT_INDEX}'",
+                     context=context)
+    return value
+
+
+def _read_image_settings(data: SourcedDict, problems: _Problems) -> ImageSettings:
+    image = data.get("image")
+    if not isinstance(image, SourcedDict):
+        problems.add(data, "image", f"expected a mapping, got {_type_name(image)}")
+        return ImageSettings("", (), DEFAULT_INDEX, ())
+    _check_keys(image, required={"repository", "tags"}, optional=set(), problems=problems, context="image: ")
+    repository = _string(image, "repository", problems, context="image: ", pattern=REPOSITORY_RE,
+                         hint="a valid image repository name (lowercase, e.g. torchdev or registry:5000/team/torchdev)")
+    templates = _string_list(image, "tags", problems, context="image: ", check=_template_problem)
+    packages = _string_list(data, "packages", problems) if "packages" in data else ()
+    pip_index = _index(data, "pip_index", problems) if "pip_index" in data else DEFAULT_INDEX
+    return ImageSettings(repository, templates, pip_index, packages)
+
+
+def _template_problem(template: str) -> str:
+    """Why a tag template cannot produce valid tags, or ''."""
+    names = re.findall(r"{([^{}]*)}", template)
+    unknown = [name for name in names if name not in PLACEHOLDERS]
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}} (known: {', '.join(PLACEHOLDERS)})"
+    sample = re.sub(r"{[^{}]*}", "x1", template)
+    return "" if TAG_RE.match(sample) else "does not give a valid Docker tag ([A-Za-z0-9_.-], at most 128)"
+
+
+def _string_list(mapping: SourcedDict, key: str, problems: _Problems, *, context: str = "",
+                 check: Callable[[str], str] | None = None) -> tuple[str, ...]:
+    value = mapping.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        problems.add(mapping, key, f"expected a non-empty list of strings, got {_type_name(value)}", context=context)
+        return ()
+    for item in value:
+        problem = check(item) if check else ""
+        if problem:
+            problems.add(mapping, key, f"'{item}' {problem}", context=context)
+    return tuple(value)
+
+
+VARIANT_REQUIRED = {"base", "python", "torch", "torchvision", "torchaudio", "index", "cuda", "cudnn"}
+
+
+def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Problems) -> Variant | None:
+    context = f"variant '{name}': "
+    if not VARIANT_NAME_RE.match(str(name)):
+        problems.add(parent, name, "variant names are lowercase letters, digits, '.', '_' and '-'",
+                     context=context)
+    if not isinstance(fields, SourcedDict):
+        problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
+        return None
+    _check_keys(fields, required=VARIANT_REQUIRED, optional=set(), problems=problems, context=context)
+    if VARIANT_REQUIRED - set(fields):
+        return None
+    text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}
+    variant = Variant(
+        name=str(name),
+        base=_string(fields, "base", problems, context=context, pattern=IMAGE_REF_RE,
+                     hint="a valid image reference (name[:tag][@sha256:digest])"),
+        python=_string(fields, "python", problems, context=context, pattern=re.compile(r"^3\.\d+$"),
+                       hint="a Python version like \"3.10\""),
+        torch=_string(fields, "torch", problems, context=context, pattern=re.compile(r"^2\.0\.\d+$"),
+                      hint="a PyTorch 2.0 release (2.0.x): torchdev images are PyTorch 2.0"),
+        index=_index(fields, "index", problems, context=context),
+        cuda=_cuda(fields, problems, context),
+        cudnn=_cudnn(fields, problems, context),
+        **text,
+    )
+    _check_companions(variant, fields, problems, context)
+    return variant
+
+
+def _cuda(fields: SourcedDict, problems: _Problems, context: str) -> str | None:
+    if fields.get("cuda") is None:
+        return None
+    return _string(fields, "cuda", problems, context=context, pattern=re.compile(r"^\d+\.\d+$"),
+                   hint="a CUDA version as torch.version.cuda reports it (e.g. \"11.8\"), or null for a CPU build")
+
+
+def _cudnn(fields: SourcedDict, problems: _Problems, context: str) -> int | None:
+    value, cuda = fields.get("cudnn"), fields.get("cuda")
+    if cuda is None and value is not None:
+        problems.add(fields, "cudnn", "must be null when cuda is null (a CPU build has no cuDNN)", context=context)
+    elif cuda is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        problems.add(fields, "cudnn", f"expected the cuDNN major version as an integer, got {_type_name(value)}",
+                     context=context)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _check_companions(variant: Variant, fields: SourcedDict, problems: _Problems, context: str) -> None:
+    expected = COMPANIONS.get(variant.torch)
+    if expected is None:
+        return
+    for key, want in zip(("torchvision", "torchaudio"), expected):
+        got = getattr(variant, key)
+        if got and got != want:
+            problems.add(fields, key, f"{got} is not built for torch {variant.torch}; use {want}", context=context)
+
+
+def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
+    """Validate merged YAML data into a Matrix, or raise one ConfigError listing every problem."""
+    problems = _Problems()
+    _check_keys(data, required={"image", "variants"}, optional={"pip_index", "packages"}, problems=problems)
+    image = _read_image_settings(data, problems)
+    raw_variants = data.get("variants")
+    variants: list[Variant] = []
+    if not isinstance(raw_variants, SourcedDict) or not raw_variants:
+        problems.add(data, "variants", f"expected a non-empty mapping of variants, got {_type_name(raw_variants)}")
+    else:
+        for name, fields in raw_variants.items():
+            variant = _read_variant(name, fields, raw_variants, problems)
+            if variant is not None:
+                variants.append(variant)
+    problems.raise_if_any()
+    return Matrix(image=image, variants=tuple(variants), sources=sources)
+
+
+def overlay_path(*, matrix_path: Path, explicit: str | None) -> Path | None:
+    """The overlay to apply: --overlay, else $TORCHDEV_OVERLAY, else images.local.yaml when it exists."""
+    chosen = explicit or os.environ.get("TORCHDEV_OVERLAY")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"{path}: overlay file not found (from --overlay or TORCHDEV_OVERLAY)")
+        return path
+    local = matrix_path.with_name("images.local.yaml")
+    return local if local.is_file() else None
+
+
+def load_matrix(matrix_path: Path, *, overlay: str | None = None) -> Matrix:
+    """Read images.yaml, deep-merge the overlay over it, and validate the result."""
+    data = load_yaml(matrix_path)
+    extra = overlay_path(matrix_path=matrix_path, explicit=overlay)
+    if extra is None:
+        return parse_matrix(data, sources=(matrix_path,))
+    return parse_matrix(deep_merge(data, load_yaml(extra)), sources=(matrix_path, extra))
