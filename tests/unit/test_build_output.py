@@ -1,0 +1,29 @@
+"""What a failed build reports, and the summary table."""
+from torchdev.build import BuildResult, failure_cause, summary_table
+from torchdev.table import human_size
+
+
+def test_torchdevs_own_message_is_preferred_over_buildkits_error():
+    lines = ["#8 0.5 torchdev: torch 2.0.1 was not compiled with CUDA, the variant declares CUDA 11.8: check ...",
+             "ERROR: failed to solve: process did not complete successfully: exit code: 1"]
+    assert failure_cause(lines).startswith("torchdev: torch 2.0.1 was not compiled with CUDA")
+
+
+def test_otherwise_the_last_buildkit_error_is_the_cause():
+    lines = ["#1 ...", "ERROR: failed to solve: ubuntu:22.04: failed to resolve source metadata", "tail"]
+    assert failure_cause(lines) == "ERROR: failed to solve: ubuntu:22.04: failed to resolve source metadata"
+
+
+def test_the_summary_has_one_row_per_variant_with_status_and_cause():
+    table = summary_table([BuildResult("cpu", "built", 61.2, ("torchdev:2.0.1-cpu-py3.10",), "sha256:" + "a" * 64,
+                                       2 * 1024 ** 3),
+                           BuildResult("cu118", "failed", 3.0, cause="ERROR: failed to solve")])
+    header, rule, cpu, cu118 = table.splitlines()
+    assert header.split()[:3] == ["variant", "status", "time"]
+    assert cpu.split()[:5] == ["cpu", "built", "61", "s", "2.00"]
+    assert "torchdev:2.0.1-cpu-py3.10" in cpu
+    assert cu118.split()[:2] == ["cu118", "failed"] and cu118.endswith("ERROR: failed to solve")
+
+
+def test_sizes_read_in_binary_units():
+    assert [human_size(n) for n in (None, 512, 1536, 5 * 1024 ** 3)] == ["-", "512 B", "1.50 KiB", "5.00 GiB"]

@@ -1,0 +1,100 @@
+"""Tags and build plans are pure functions of the matrix, the commit and the day."""
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from torchdev.errors import ConfigError
+from torchdev.matrix import ImageSettings, Matrix, Variant
+from torchdev.plan import Provenance, ca_bundle_secret, describe_plan, make_plan
+from torchdev.tags import BuildStamp, image_references, image_tags
+
+SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
+                         tag_templates=("{torch}-{variant}-py{python}", "{torch_minor}-{variant}", "{variant}",
+                                        "{torch}-{variant}-py{python}-{date}-{git_sha}"))
+CU118 = Variant(name="cu118", base="nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", python="3.10", torch="2.0.1",
+                torchvision="0.15.2", torchaudio="2.0.2", index="https://download.pytorch.org/whl/cu118",
+                cuda="11.8", cudnn=8)
+CPU = Variant(name="cpu", base="ubuntu:22.04", python="3.10", torch="2.0.1", torchvision="0.15.2",
+              torchaudio="2.0.2", index="default", cuda=None, cudnn=None)
+STAMP = BuildStamp(day=date(2026, 11, 29), git_sha="abc1234")
+PROVENANCE = Provenance(stamp=STAMP, revision="abc1234" + "0" * 33,
+                        created=datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc), source="https://example.org/t.git")
+
+
+def test_tags_follow_the_pytorch_2_0_scheme():
+    assert image_tags(settings=SETTINGS, variant=CU118, stamp=STAMP) == (
+        "2.0.1-cu118-py3.10", "2.0-cu118", "cu118", "2.0.1-cu118-py3.10-20261129-abc1234")
+
+
+def test_the_immutable_tag_changes_with_the_day_and_the_commit():
+    other_day = BuildStamp(day=date(2026, 11, 30), git_sha="abc1234")
+    other_commit = BuildStamp(day=date(2026, 11, 29), git_sha="def5678")
+    tags = {image_tags(settings=SETTINGS, variant=CU118, stamp=s)[-1] for s in (STAMP, other_day, other_commit)}
+    assert len(tags) == 3
+
+
+def test_templates_that_render_alike_give_one_tag():
+    settings = ImageSettings("torchdev", ("{variant}", "{variant}", "latest-{cuda}"), "default", ())
+    assert image_tags(settings=settings, variant=CPU, stamp=STAMP) == ("cpu", "latest-cpu")
+
+
+def test_references_carry_the_repository_including_a_registry_port():
+    settings = ImageSettings("registry.local:5000/ml/torchdev", ("{variant}",), "default", ())
+    assert image_references(settings=settings, variant=CU118, stamp=STAMP) == ("registry.local:5000/ml/torchdev:cu118",)
+
+
+def plan_for(variant, environ=None):
+    matrix = Matrix(image=SETTINGS, variants=(variant,), sources=())
+    return make_plan(matrix=matrix, variant=variant, provenance=PROVENANCE, docker_dir=Path("/repo/docker"),
+                     environ=environ or {})
+
+
+def test_the_plan_maps_the_variant_onto_build_args_and_labels():
+    plan = plan_for(CU118)
+    assert plan.build_args["BASE_IMAGE"] == CU118.base
+    assert plan.build_args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cu118"
+    assert plan.build_args["CUDA_VERSION"] == "11.8"
+    assert plan.labels["org.opencontainers.image.version"] == "2.0.1-cu118-py3.10"
+    assert plan.labels["org.opencontainers.image.created"] == "2026-11-28T12:00:00Z"
+    assert plan.labels["io.torchdev.cuda"] == "11.8"
+
+
+def test_a_cpu_variant_on_the_default_index_passes_empty_index_and_cuda():
+    plan = plan_for(CPU)
+    assert (plan.build_args["TORCH_INDEX_URL"], plan.build_args["CUDA_VERSION"]) == ("", "")
+    assert plan.labels["io.torchdev.cuda"] == "none"
+
+
+def test_the_buildx_command_never_tags_so_a_failed_build_moves_no_tag():
+    command = plan_for(CU118).buildx_command(metadata_file=Path("/tmp/meta.json"))
+    assert command[:3] == ["docker", "buildx", "build"]
+    assert "-t" not in command and "--tag" not in command
+    assert command[-1] == "/repo/docker"
+
+
+def test_the_ca_bundle_travels_as_a_secret_named_in_the_dry_run(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    plan = plan_for(CU118, environ={"SSL_CERT_FILE": str(bundle)})
+    assert f"id=ca_bundle,src={bundle}" in plan.buildx_command(metadata_file=Path("/tmp/meta.json"))
+    text = describe_plan(plan)
+    assert f"ca_bundle <- {bundle} (from $SSL_CERT_FILE" in text
+    assert "BEGIN CERTIFICATE" not in text
+
+
+def test_pip_cert_wins_over_the_other_bundle_variables(tmp_path):
+    first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+    first.touch(), second.touch()
+    secrets = ca_bundle_secret({"REQUESTS_CA_BUNDLE": str(second), "PIP_CERT": str(first)})
+    assert [(s.variable, s.source) for s in secrets] == [("PIP_CERT", first)]
+
+
+def test_a_bundle_variable_naming_no_file_is_an_error_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="PIP_CERT=.*names no file: fix the path or unset PIP_CERT"):
+        ca_bundle_secret({"PIP_CERT": str(tmp_path / "missing.pem")})
+
+
+def test_no_bundle_means_no_secret():
+    assert ca_bundle_secret({}) == ()
+    assert "secrets:\n    none" in describe_plan(plan_for(CPU))

@@ -1,0 +1,146 @@
+"""The build plan of one variant: build args, labels, tags, secrets and the exact buildx command.
+
+Everything here is pure, so `invoke build --dry-run` prints precisely what a real build would run.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from torchdev.errors import ConfigError
+from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
+from torchdev.tags import BuildStamp, image_references
+
+CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+"""Host variables that point at a CA bundle; the first one set is passed to the build as a secret."""
+
+LABEL_PREFIX = "io.torchdev"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the build comes from: commit, its time, and the source URL for the OCI labels."""
+
+    stamp: BuildStamp
+    revision: str
+    created: datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A BuildKit secret: its id inside the build and the host file it is read from (never its contents)."""
+
+    id: str
+    source: Path
+    variable: str
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything needed to build and tag one variant."""
+
+    variant: Variant
+    references: tuple[str, ...]
+    build_args: dict[str, str]
+    labels: dict[str, str]
+    secrets: tuple[Secret, ...]
+    dockerfile: Path
+    context: Path
+
+    @property
+    def primary_reference(self) -> str:
+        return self.references[0]
+
+    def buildx_command(self, *, metadata_file: Path) -> list[str]:
+        """The `docker buildx build` command line; tags are applied afterwards, only on success."""
+        command = ["docker", "buildx", "build", "--load", "--provenance=false", "--progress=plain",
+                   "--file", str(self.dockerfile), "--metadata-file", str(metadata_file)]
+        for key, value in self.build_args.items():
+            command += ["--build-arg", f"{key}={value}"]
+        for key, value in self.labels.items():
+            command += ["--label", f"{key}={value}"]
+        for secret in self.secrets:
+            command += ["--secret", f"id={secret.id},src={secret.source}"]
+        return command + [str(self.context)]
+
+
+def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
+    """The host's CA bundle as a secret, when one of CA_BUNDLE_VARIABLES names it."""
+    for variable in CA_BUNDLE_VARIABLES:
+        value = environ.get(variable)
+        if not value:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"{variable}={value} names no file: fix the path or unset {variable}")
+        return (Secret(id="ca_bundle", source=path, variable=variable),)
+    return ()
+
+
+def build_args(*, matrix: Matrix, variant: Variant, uid: int, gid: int) -> dict[str, str]:
+    """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
+    return {
+        "BASE_IMAGE": variant.base,
+        "PYTHON_VERSION": variant.python,
+        "TORCH_VERSION": variant.torch,
+        "TORCHVISION_VERSION": variant.torchvision,
+        "TORCHAUDIO_VERSION": variant.torchaudio,
+        "TORCH_INDEX_URL": "" if variant.index == DEFAULT_INDEX else variant.index,
+        "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
+        "EXTRA_PACKAGES": " ".join(matrix.image.packages),
+        "CUDA_VERSION": variant.cuda or "",
+        "USER_UID": str(uid),
+        "USER_GID": str(gid),
+    }
+
+
+def image_labels(*, variant: Variant, provenance: Provenance, version: str) -> dict[str, str]:
+    """OCI labels plus torchdev's own, which `invoke images` and `invoke smoke` read back."""
+    return {
+        "org.opencontainers.image.title": f"torchdev {variant.name}",
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.revision": provenance.revision,
+        "org.opencontainers.image.created": provenance.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.source": provenance.source,
+        "org.opencontainers.image.base.name": variant.base,
+        f"{LABEL_PREFIX}.variant": variant.name,
+        f"{LABEL_PREFIX}.torch": variant.torch,
+        f"{LABEL_PREFIX}.torchvision": variant.torchvision,
+        f"{LABEL_PREFIX}.torchaudio": variant.torchaudio,
+        f"{LABEL_PREFIX}.cuda": variant.cuda or "none",
+        f"{LABEL_PREFIX}.cudnn": str(variant.cudnn or "none"),
+        f"{LABEL_PREFIX}.python": variant.python,
+    }
+
+
+def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
+              environ: dict[str, str] | None = None, uid: int = 1000, gid: int = 1000) -> BuildPlan:
+    """Assemble the plan for one variant; reads no files and runs nothing."""
+    references = image_references(settings=matrix.image, variant=variant, stamp=provenance.stamp)
+    return BuildPlan(
+        variant=variant,
+        references=references,
+        build_args=build_args(matrix=matrix, variant=variant, uid=uid, gid=gid),
+        labels=image_labels(variant=variant, provenance=provenance, version=references[0].rsplit(":", 1)[1]),
+        secrets=ca_bundle_secret(dict(os.environ) if environ is None else environ),
+        dockerfile=docker_dir / "Dockerfile",
+        context=docker_dir,
+    )
+
+
+def describe_plan(plan: BuildPlan) -> str:
+    """Human-readable plan for --dry-run: what would be built, tagged and which secrets are used."""
+    lines = [f"variant {plan.variant.name}: build plan (nothing is built in a dry run)", "  tags:"]
+    lines += [f"    {reference}" for reference in plan.references]
+    lines.append("  build args:")
+    lines += [f"    {key}={value}" for key, value in plan.build_args.items()]
+    lines.append("  secrets:")
+    lines += [f"    {s.id} <- {s.source} (from ${s.variable}; mounted during RUN only, never stored)"
+              for s in plan.secrets] or ["    none (no PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE set)"]
+    lines.append("  command:")
+    lines.append("    " + shlex.join(plan.buildx_command(metadata_file=Path("<metadata-file>"))))
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Image tags, computed by pure functions from a variant and the build's date and commit."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from torchdev.matrix import ImageSettings, Variant
+
+
+@dataclass(frozen=True)
+class BuildStamp:
+    """What makes a build unique beyond its variant: the day it was built and the commit it came from."""
+
+    day: date
+    git_sha: str
+
+
+def placeholder_values(*, variant: Variant, stamp: BuildStamp) -> dict[str, str]:
+    """The values a tag template may use (see images.yaml `image.tags`)."""
+    return {
+        "variant": variant.name,
+        "torch": variant.torch,
+        "torch_minor": variant.torch_minor,
+        "python": variant.python,
+        "cuda": variant.cuda or "cpu",
+        "date": stamp.day.strftime("%Y%m%d"),
+        "git_sha": stamp.git_sha,
+    }
+
+
+def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
+    """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118, 2.0.1-cu118-py3.10-20260101-abc1234.
+
+    Duplicates (two templates rendering alike) are dropped, keeping the first, so tagging stays idempotent.
+    """
+    values = placeholder_values(variant=variant, stamp=stamp)
+    rendered = (template.format(**values) for template in settings.tag_templates)
+    return tuple(dict.fromkeys(rendered))
+
+
+def image_references(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
+    """Full `repository:tag` references, the first one being the primary tag."""
+    return tuple(f"{settings.repository}:{tag}" for tag in image_tags(settings=settings, variant=variant, stamp=stamp))
