@@ -1,0 +1,37 @@
+"""torchdev tasks (`./dev --list`). Thin on purpose: the logic lives in the torchdev package."""
+from invoke import task
+
+from torchdev import commands
+
+OVERLAY_HELP = "overlay merged over images.yaml (default: $TORCHDEV_OVERLAY, else images.local.yaml if present)"
+
+
+@task(help={"overlay": OVERLAY_HELP})
+def matrix(c, overlay=None):
+    """Show the matrix: variants, bases, versions, CUDA, indexes and the tags each build gets."""
+    commands.exit_on_error(lambda: commands.show_matrix(overlay=overlay))
+
+
+@task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant",
+            "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP})
+def build(c, variant=None, all_=False, dry_run=False, overlay=None):
+    """Build images with BuildKit; tags move only after a build fully succeeds."""
+    commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay))
+
+
+@task(help={"overlay": OVERLAY_HELP})
+def images(c, overlay=None):
+    """List built torchdev images: variant, tags, size, created, digest."""
+    commands.exit_on_error(lambda: commands.list_images(overlay=overlay))
+
+
+@task(help={"name": "image name for the local Debian base"})
+def base(c, name="torchdev-base:bookworm"):
+    """Make a local Debian base image from Debian packages (for hosts without a registry)."""
+    c.run(f"bash scripts/make-base.sh {name}", pty=False)
+
+
+@task(help={"unit": "only the fast unit tests (no Docker)"})
+def test(c, unit=False):
+    """Run the host-side tests: unit tests, then integration tests on the real engine."""
+    c.run("python -m pytest tests/unit" if unit else "python -m pytest tests", pty=False)

@@ -1,0 +1,134 @@
+"""Running a build plan: BuildKit through `docker buildx build`, then tags through the Docker SDK.
+
+Tags move only after a build has fully succeeded, and all of them or none: a failed or interrupted
+build leaves every tag where it was, so `torchdev:cu118` never points at half of a new build.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import docker
+from docker.errors import APIError, ImageNotFound
+
+from torchdev.errors import TorchdevError
+from torchdev.plan import BuildPlan
+from torchdev.table import human_size, render_table
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The outcome of one variant's build, one row of the summary table."""
+
+    variant: str
+    status: str  # built | failed | interrupted
+    seconds: float
+    references: tuple[str, ...] = ()
+    image_id: str = ""
+    size: int | None = None
+    cause: str = ""
+    log: Path | None = None
+
+
+def failure_cause(log_lines: list[str]) -> str:
+    """The most telling line of a failed build: torchdev's own message, else BuildKit's last ERROR."""
+    for line in reversed(log_lines):
+        if "torchdev:" in line:
+            return line[line.index("torchdev:"):].strip()
+    for line in reversed(log_lines):
+        if line.startswith("ERROR:"):
+            return line.strip()
+    return log_lines[-1].strip() if log_lines else "buildx exited without output"
+
+
+def stream_build(command: list[str], *, log_path: Path, out: TextIO) -> tuple[int, list[str]]:
+    """Run buildx, echoing its progress to `out` and keeping a full log on disk."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            out.write(line)
+            log.write(line)
+            lines.append(line.rstrip("\n"))
+        return process.wait(), lines
+
+
+def apply_tags(client: docker.DockerClient, *, image_id: str, references: tuple[str, ...]) -> None:
+    """Point every reference at image_id; on any failure put back the ones already moved."""
+    previous = {reference: _image_id_or_none(client, reference) for reference in references}
+    moved: list[str] = []
+    try:
+        for reference in references:
+            repository, tag = reference.rsplit(":", 1)
+            client.api.tag(image_id, repository, tag, force=True)
+            moved.append(reference)
+    except BaseException as error:
+        _restore_tags(client, moved=moved, previous=previous)
+        if isinstance(error, APIError):
+            raise TorchdevError(f"the engine refused to tag {image_id[:19]} as {reference}: {error.explanation}; "
+                                "no tag was moved") from None
+        raise
+
+
+def built_image_id(client: docker.DockerClient, metadata_file: Path) -> str:
+    """The built image's ID from buildx's metadata: the manifest digest on the containerd image store,
+    the config digest on the classic store; whichever the engine knows."""
+    metadata = json.loads(metadata_file.read_text())
+    for key in ("containerimage.digest", "containerimage.config.digest"):
+        digest = metadata.get(key)
+        if digest and _image_id_or_none(client, digest):
+            return digest
+    raise TorchdevError(f"buildx reported success but the engine holds none of its digests ({metadata_file})")
+
+
+def _image_id_or_none(client: docker.DockerClient, reference: str) -> str | None:
+    try:
+        return client.images.get(reference).id
+    except ImageNotFound:
+        return None
+
+
+def _restore_tags(client: docker.DockerClient, *, moved: list[str], previous: dict[str, str | None]) -> None:
+    for reference in moved:
+        repository, tag = reference.rsplit(":", 1)
+        if previous[reference]:
+            client.api.tag(previous[reference], repository, tag, force=True)
+        else:
+            client.api.remove_image(reference, noprune=True)
+
+
+def run_build(plan: BuildPlan, *, client: docker.DockerClient, log_dir: Path, out: TextIO = sys.stdout) -> BuildResult:
+    """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched."""
+    started = time.monotonic()
+    log_path = log_dir / f"{plan.variant.name}.log"
+    with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
+        metadata_file = Path(scratch) / "metadata.json"
+        try:
+            status, lines = stream_build(plan.buildx_command(metadata_file=metadata_file), log_path=log_path, out=out)
+        except KeyboardInterrupt:
+            return BuildResult(plan.variant.name, "interrupted", time.monotonic() - started,
+                               cause="interrupted: the previous tags are unchanged", log=log_path)
+        if status != 0 or not metadata_file.is_file():
+            return BuildResult(plan.variant.name, "failed", time.monotonic() - started, cause=failure_cause(lines),
+                               log=log_path)
+        image_id = built_image_id(client, metadata_file)
+    apply_tags(client, image_id=image_id, references=plan.references)
+    size = client.images.get(image_id).attrs.get("Size")
+    return BuildResult(plan.variant.name, "built", time.monotonic() - started, plan.references, image_id, size,
+                       log=log_path)
+
+
+def summary_table(results: list[BuildResult]) -> str:
+    """One row per variant: how it went, how long it took, what it produced or why it failed."""
+    rows = [(r.variant, r.status, f"{r.seconds:.0f} s", human_size(r.size),
+             r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
+            for r in results]
+    return render_table(["variant", "status", "time", "size", "primary tag", "image / cause"], rows)

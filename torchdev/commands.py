@@ -1,0 +1,90 @@
+"""The commands behind tasks.py: each loads the matrix, talks to the engine at the edge, prints a table."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from torchdev import engine
+from torchdev.build import BuildResult, run_build, summary_table
+from torchdev.errors import TorchdevError, UsageError
+from torchdev.gitinfo import read_provenance
+from torchdev.images import built_images, images_table
+from torchdev.matrix import Matrix, Variant, load_matrix
+from torchdev.plan import describe_plan, make_plan
+from torchdev.table import render_table
+from torchdev.tags import image_tags
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_FILE = ROOT / "images.yaml"
+DOCKER_DIR = ROOT / "docker"
+REPORTS_DIR = ROOT / "reports"
+
+
+def exit_on_error(action: Callable[[], int]) -> None:
+    """Run a command; a TorchdevError becomes its message on stderr and the error's exit status."""
+    try:
+        status = action()
+    except TorchdevError as error:
+        for line in str(error).splitlines():
+            print(f"torchdev: {line}" if not line.startswith("torchdev:") else line, file=sys.stderr)
+        sys.exit(error.exit_status)
+    if status:
+        sys.exit(status)
+
+
+def select_variants(matrix: Matrix, *, variant: str | None, every: bool) -> list[Variant]:
+    """--variant NAME (repeatable with commas) or --all; neither is a usage error naming both."""
+    if every == bool(variant):
+        raise UsageError("say which image: --variant NAME (one of "
+                         f"{', '.join(v.name for v in matrix.variants)}) or --all")
+    if every:
+        return list(matrix.variants)
+    return [matrix.variant(name.strip()) for name in variant.split(",")]
+
+
+def show_matrix(*, overlay: str | None) -> int:
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    stamp = read_provenance(ROOT).stamp
+    rows = [(v.name, v.base, v.python, f"{v.torch}/{v.torchvision}/{v.torchaudio}", v.cuda or "-",
+             v.cudnn or "-", v.index, ", ".join(image_tags(settings=matrix.image, variant=v, stamp=stamp)))
+            for v in matrix.variants]
+    print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "tags"], rows))
+    print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
+    return 0
+
+
+def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None) -> int:
+    """Build the selected variants one after another; a failure does not stop the others."""
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    variants = select_variants(matrix, variant=variant, every=every)
+    provenance = read_provenance(ROOT)
+    plans = [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR) for v in variants]
+    if dry_run:
+        print("\n\n".join(describe_plan(plan) for plan in plans))
+        return 0
+    client = engine.connect()
+    engine.require_buildx()
+    results: list[BuildResult] = []
+    for number, plan in enumerate(plans, start=1):
+        print(f"==> [{number}/{len(plans)}] building {plan.variant.name} as {plan.primary_reference}", flush=True)
+        results.append(run_build(plan, client=client, log_dir=REPORTS_DIR / "build"))
+        if results[-1].status == "interrupted":
+            break
+    print("\n" + summary_table(results))
+    for result in results:
+        if result.status == "failed":
+            print(f"torchdev: {result.variant} failed: {result.cause} (full log: {result.log})", file=sys.stderr)
+    if any(result.status == "interrupted" for result in results):
+        return 130
+    return 1 if any(result.status != "built" for result in results) else 0
+
+
+def list_images(*, overlay: str | None) -> int:
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    found = built_images(engine.connect(), repository=matrix.image.repository)
+    if not found:
+        print(f"no {matrix.image.repository} images yet: run `invoke build --variant NAME`")
+        return 0
+    print(images_table(found))
+    return 0
