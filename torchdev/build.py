@@ -6,6 +6,7 @@ build leaves every tag where it was, so `torchdev:cu118` never points at half of
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,12 @@ class BuildResult:
 
 
 def failure_cause(log_lines: list[str]) -> str:
-    """The most telling line of a failed build: torchdev's own message, else BuildKit's last ERROR."""
+    """The most telling line of a failed build: torchdev's own message (printed by a RUN step, as
+    `#7 0.52 torchdev: ...`), else BuildKit's last ERROR."""
     for line in reversed(log_lines):
-        if "torchdev:" in line:
-            return line[line.index("torchdev:"):].strip()
+        found = re.match(r"^#\d+ \d+\.\d+ (torchdev: .*)", line)
+        if found:
+            return found.group(1).strip()
     for line in reversed(log_lines):
         if line.startswith("ERROR:"):
             return line.strip()

@@ -19,6 +19,10 @@ CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 LABEL_PREFIX = "io.torchdev"
 
+ENGINE_OUTPUT = "type=docker,compression=zstd,compression-level=3,force-compression=true"
+"""Load the result into the engine. zstd, not the default gzip: exporting a 4.5 GB torch layer took 77 s
+instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers."""
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -57,7 +61,7 @@ class BuildPlan:
 
     def buildx_command(self, *, metadata_file: Path) -> list[str]:
         """The `docker buildx build` command line; tags are applied afterwards, only on success."""
-        command = ["docker", "buildx", "build", "--load", "--provenance=false", "--progress=plain",
+        command = ["docker", "buildx", "build", f"--output={ENGINE_OUTPUT}", "--provenance=false", "--progress=plain",
                    "--file", str(self.dockerfile), "--metadata-file", str(metadata_file)]
         for key, value in self.build_args.items():
             command += ["--build-arg", f"{key}={value}"]

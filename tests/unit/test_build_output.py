@@ -5,7 +5,7 @@ from torchdev.table import human_size
 
 def test_torchdevs_own_message_is_preferred_over_buildkits_error():
     lines = ["#8 0.5 torchdev: torch 2.0.1 was not compiled with CUDA, the variant declares CUDA 11.8: check ...",
-             "ERROR: failed to solve: process did not complete successfully: exit code: 1"]
+             "ERROR: failed to solve: process \"/bin/sh -c echo 'torchdev: $reason'\" did not complete successfully"]
     assert failure_cause(lines).startswith("torchdev: torch 2.0.1 was not compiled with CUDA")
 
 

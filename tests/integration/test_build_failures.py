@@ -1,0 +1,70 @@
+"""Bad input and failed builds: one line naming the cause and the fix, non-zero exit, no tag moved."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TEST_REPOSITORY, TEST_VARIANT, run_cli
+
+
+def overlay_changing(tmp_path: Path, test_overlay: Path, **fields: str) -> Path:
+    """The test overlay with some of the test variant's fields changed."""
+    data = yaml.safe_load(test_overlay.read_text())
+    data["variants"][TEST_VARIANT].update(fields)
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tag_targets(docker_client) -> dict[str, str]:
+    return {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags}
+
+
+@pytest.mark.parametrize("field, value, cause", [
+    ("python", "3.10", "torchdev: the base's python3 is 3.11 but the variant declares python 3.10"),
+    ("cuda", "11.8", "torchdev: torch 2.0.1+cu117 reports CUDA 11.7, the variant declares 11.8"),
+])
+def test_a_failed_build_names_its_cause_and_moves_no_tag(docker_client, built_image, test_overlay, tmp_path, field,
+                                                        value, cause):
+    before = tag_targets(docker_client)
+    overlay = overlay_changing(tmp_path, test_overlay, **{field: value})
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
+    assert result.returncode == 1
+    assert cause in result.stderr, result.stderr
+    assert f"{TEST_VARIANT} failed" in result.stderr and "full log:" in result.stderr
+    assert "failed" in result.stdout.splitlines()[-1]  # the summary table's row
+    assert tag_targets(docker_client) == before
+
+
+def test_a_dry_run_prints_the_plan_and_builds_nothing(docker_client, built_image, test_overlay):
+    before = tag_targets(docker_client)
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "nothing is built in a dry run" in result.stdout
+    assert "docker buildx build" in result.stdout and "--secret id=ca_bundle" in result.stdout
+    assert tag_targets(docker_client) == before
+
+
+def test_no_engine_is_one_line_with_the_fix():
+    result = run_cli("build", "--variant", "cpu", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("torchdev: no Docker engine answers") and "start Docker" in result.stderr
+
+
+def test_a_malformed_overlay_stops_before_docker_with_exit_2(tmp_path):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("variants:\n  cu118:\n    torch: 2.2.0\n")
+    result = run_cli("build", "--variant", "cu118", "--overlay", str(overlay),
+                     env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"torchdev: {overlay}:3: variant 'cu118': key 'torch': '2.2.0' is not a "
+                                     "PyTorch 2.0 release (2.0.x): torchdev images are PyTorch 2.0")
+
+
+def test_an_unknown_variant_exits_2_naming_the_known_ones():
+    result = run_cli("build", "--variant", "cu121", "--dry-run")
+    assert result.returncode == 2
+    assert "unknown variant 'cu121'" in result.stderr and "cpu, cu117, cu118" in result.stderr
