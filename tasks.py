@@ -13,10 +13,12 @@ def matrix(c, overlay=None):
 
 
 @task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant",
-            "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP})
-def build(c, variant=None, all_=False, dry_run=False, overlay=None):
+            "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
+            "no_cache": "rebuild every layer (downloads stay cached)"})
+def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=False):
     """Build images with BuildKit; tags move only after a build fully succeeds."""
-    commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay))
+    commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
+                                                  no_cache=no_cache))
 
 
 @task(help={"overlay": OVERLAY_HELP})
@@ -35,3 +37,13 @@ def base(c, name="torchdev-base:bookworm"):
 def test(c, unit=False):
     """Run the host-side tests: unit tests, then integration tests on the real engine."""
     c.run("python -m pytest tests/unit" if unit else "python -m pytest tests", pty=False)
+
+
+@task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every built variant",
+            "gpus": "auto (GPUs when the engine has the NVIDIA runtime), all, none, or a count",
+            "build": "build a missing image first", "overlay": OVERLAY_HELP,
+            "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)"})
+def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, reports=None):
+    """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
+    commands.exit_on_error(lambda: commands.run_smoke(variant=variant, every=all_, gpus=gpus, build_missing=build,
+                                                      overlay=overlay, reports=reports))

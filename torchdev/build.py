@@ -108,14 +108,16 @@ def _restore_tags(client: docker.DockerClient, *, moved: list[str], previous: di
             client.api.remove_image(reference, noprune=True)
 
 
-def run_build(plan: BuildPlan, *, client: docker.DockerClient, log_dir: Path, out: TextIO = sys.stdout) -> BuildResult:
+def run_build(plan: BuildPlan, *, client: docker.DockerClient, log_dir: Path, no_cache: bool = False,
+              out: TextIO = sys.stdout) -> BuildResult:
     """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched."""
     started = time.monotonic()
     log_path = log_dir / f"{plan.variant.name}.log"
     with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
         metadata_file = Path(scratch) / "metadata.json"
         try:
-            status, lines = stream_build(plan.buildx_command(metadata_file=metadata_file), log_path=log_path, out=out)
+            command = plan.buildx_command(metadata_file=metadata_file, no_cache=no_cache)
+            status, lines = stream_build(command, log_path=log_path, out=out)
         except KeyboardInterrupt:
             return BuildResult(plan.variant.name, "interrupted", time.monotonic() - started,
                                cause="interrupted: the previous tags are unchanged", log=log_path)

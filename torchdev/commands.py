@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from torchdev import engine
+from torchdev import engine, smoke
 from torchdev.build import BuildResult, run_build, summary_table
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.gitinfo import read_provenance
@@ -13,12 +13,13 @@ from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix
 from torchdev.plan import describe_plan, make_plan
 from torchdev.table import render_table
-from torchdev.tags import image_tags
+from torchdev.tags import image_references, image_tags
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FILE = ROOT / "images.yaml"
 DOCKER_DIR = ROOT / "docker"
 REPORTS_DIR = ROOT / "reports"
+SMOKE_DIR = ROOT / "smoke"
 
 
 def exit_on_error(action: Callable[[], int]) -> None:
@@ -54,7 +55,7 @@ def show_matrix(*, overlay: str | None) -> int:
     return 0
 
 
-def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None) -> int:
+def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False) -> int:
     """Build the selected variants one after another; a failure does not stop the others."""
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     variants = select_variants(matrix, variant=variant, every=every)
@@ -68,7 +69,7 @@ def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | Non
     results: list[BuildResult] = []
     for number, plan in enumerate(plans, start=1):
         print(f"==> [{number}/{len(plans)}] building {plan.variant.name} as {plan.primary_reference}", flush=True)
-        results.append(run_build(plan, client=client, log_dir=REPORTS_DIR / "build"))
+        results.append(run_build(plan, client=client, log_dir=REPORTS_DIR / "build", no_cache=no_cache))
         if results[-1].status == "interrupted":
             break
     print("\n" + summary_table(results))
@@ -88,3 +89,45 @@ def list_images(*, overlay: str | None) -> int:
         return 0
     print(images_table(found))
     return 0
+
+
+def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: bool, overlay: str | None,
+              reports: str | None = None) -> int:
+    """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    variants = select_variants(matrix, variant=variant, every=every)
+    client = engine.connect()
+    request = smoke.parse_gpus(gpus, engine_has_gpus=engine.has_nvidia_runtime(client))
+    stamp = read_provenance(ROOT).stamp
+    reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
+    summaries: dict[str, dict | str] = {}
+    for chosen in variants:
+        reference = image_references(settings=matrix.image, variant=chosen, stamp=stamp)[0]
+        if build_missing and not _image_exists(client, reference):
+            build(variant=chosen.name, every=False, dry_run=False, overlay=overlay)
+        try:
+            smoke.require_image(client, reference, variant=chosen.name)
+        except TorchdevError as missing:
+            if not every:
+                raise
+            summaries[chosen.name] = "not built"
+            print(f"torchdev: {missing}", file=sys.stderr)
+            continue
+        print(f"==> smoke {chosen.name} in {reference} (gpus: {gpus})", flush=True)
+        summaries[chosen.name] = smoke.run_suite(client, image=reference, variant=chosen, gpus=request,
+                                                 suite_dir=SMOKE_DIR, reports_dir=reports_dir)
+    print("\n" + smoke.summary_table(summaries) + f"\n\nreports: {reports_dir}")
+    problems = smoke.failures(summaries)
+    for line in problems:
+        print(f"torchdev: failed: {line}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _image_exists(client, reference: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(reference)
+    except ImageNotFound:
+        return False
+    return True

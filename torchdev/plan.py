@@ -59,10 +59,12 @@ class BuildPlan:
     def primary_reference(self) -> str:
         return self.references[0]
 
-    def buildx_command(self, *, metadata_file: Path) -> list[str]:
+    def buildx_command(self, *, metadata_file: Path, no_cache: bool = False) -> list[str]:
         """The `docker buildx build` command line; tags are applied afterwards, only on success."""
         command = ["docker", "buildx", "build", f"--output={ENGINE_OUTPUT}", "--provenance=false", "--progress=plain",
                    "--file", str(self.dockerfile), "--metadata-file", str(metadata_file)]
+        if no_cache:
+            command.append("--no-cache")  # layers only: the pip and apt download caches stay
         for key, value in self.build_args.items():
             command += ["--build-arg", f"{key}={value}"]
         for key, value in self.labels.items():
