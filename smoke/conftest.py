@@ -1,0 +1,225 @@
+"""Command line, shared fixtures and the JSON summary of the torchdev smoke suite.
+
+The suite is mounted read-only into every image and runs there as a non-root user, so nothing here
+writes next to the tests: the summary goes where --summary-json says, temporary files go to tmp_path.
+"""
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Test modules are imported after this line; keep their bytecode out of the (possibly read-only) tree
+# even when the caller forgot PYTHONDONTWRITEBYTECODE=1.
+sys.dont_write_bytecode = True
+
+EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python")
+DDP_TIMEOUT_DEFAULT_S = 120.0
+REASON_MAX_CHARS = 1500
+
+
+def pytest_addoption(parser):
+    """Declare the interface that `invoke smoke` calls; smoke/README.md documents it."""
+    group = parser.getgroup("torchdev smoke")
+    group.addoption("--variant", default=None, help="image variant name, recorded in the summary")
+    for name in EXPECTATIONS:
+        group.addoption(f"--expect-{name}", default=None, metavar="VALUE",
+                        help=f"expected {name}; its check is skipped when not given")
+    group.addoption("--gpus", default="auto",
+                    help="GPUs requested: a count, 'all' (every visible GPU, at least one) or "
+                         "'auto' (= visible CUDA devices, 0 without CUDA)")
+    group.addoption("--summary-json", default=None, metavar="PATH",
+                    help="write a per-check JSON summary to PATH when the session ends")
+    group.addoption("--ddp-timeout", default=DDP_TIMEOUT_DEFAULT_S, type=float, metavar="SECONDS",
+                    help="hard limit for one DDP world to finish (default %(default)s)")
+
+
+def pytest_configure(config):
+    """Reject malformed options before any test runs, and attach the summary writer when asked."""
+    gpus = config.getoption("gpus")
+    if gpus not in ("auto", "all") and not gpus.isdigit():
+        raise pytest.UsageError(f"--gpus must be a non-negative integer, 'all' or 'auto', not {gpus!r}")
+    cudnn_major = config.getoption("expect_cudnn_major")
+    if cudnn_major is not None and not cudnn_major.isdigit():
+        raise pytest.UsageError(f"--expect-cudnn-major must be an integer, not {cudnn_major!r}")
+    summary_path = config.getoption("summary_json")
+    if summary_path:
+        config.pluginmanager.register(SummaryWriter(summary_path, config.getoption("variant")),
+                                      "torchdev-summary")
+
+
+@pytest.fixture
+def expected(request):
+    """Look up an --expect-NAME value; the calling check is skipped when the runner gave none."""
+    def lookup(name):
+        value = request.config.getoption("expect_" + name.replace("-", "_"))
+        if value is None:
+            pytest.skip(f"no expectation given (--expect-{name})")
+        return value
+    return lookup
+
+
+@pytest.fixture(scope="session")
+def requested_gpus(pytestconfig):
+    """The number of GPUs this run must see: --gpus N; 'auto' whatever CUDA reports; 'all' the same but
+    at least one, since a container given every GPU that sees none is broken, not GPU-less."""
+    gpus = pytestconfig.getoption("gpus")
+    if gpus.isdigit():
+        return int(gpus)
+    import torch
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return max(visible, 1) if gpus == "all" else visible
+
+
+@pytest.fixture(scope="session")
+def gpus_requested(requested_gpus, pytestconfig):
+    """Skip GPU checks on runs that asked for no GPU (CPU images, hosts without one)."""
+    if requested_gpus == 0:
+        resolved_by_auto = pytestconfig.getoption("gpus") == "auto"
+        pytest.skip("no GPUs requested" + (" (--gpus auto: torch sees no CUDA device)" if resolved_by_auto else ""))
+    return requested_gpus
+
+
+@pytest.fixture(scope="session")
+def cuda_devices(gpus_requested):
+    """The requested CUDA devices; fail with a diagnostic when fewer are visible than requested."""
+    import torch
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible < gpus_requested:
+        pytest.fail(f"requested {gpus_requested} GPU(s) but torch sees {visible}: {describe_gpu_setup()}",
+                    pytrace=False)
+    return [torch.device("cuda", index) for index in range(gpus_requested)]
+
+
+@pytest.fixture(scope="session")
+def gpu_diagnostic():
+    """The diagnostic as a callable, so checks only pay for it (and CUDA init) when they fail."""
+    return describe_gpu_setup
+
+
+def describe_gpu_setup():
+    """Everything that decides GPU visibility in a container, on one line, to tell which link broke."""
+    import torch
+    facts = [
+        f"NVIDIA_VISIBLE_DEVICES={os.environ.get('NVIDIA_VISIBLE_DEVICES', '<unset>')}",
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}",
+        "device nodes: " + (" ".join(sorted(glob.glob("/dev/nvidia*"))) or "no /dev/nvidia* present"),
+        "driver: " + nvidia_smi_report(),
+        f"torch {torch.__version__} (torch.version.cuda={torch.version.cuda})",
+    ]
+    if torch.version.cuda is not None:
+        facts.append("CUDA init: " + cuda_init_error())
+    return "; ".join(facts)
+
+
+def nvidia_smi_report():
+    """`nvidia-smi -L` output, or why there is none (the container toolkit injects it with the driver)."""
+    if shutil.which("nvidia-smi") is None:
+        return "nvidia-smi not found on PATH (no driver injected: is the container run with --gpus?)"
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "nvidia-smi -L did not answer within 30 s"
+    output = (result.stdout + result.stderr).strip().replace("\n", " | ")
+    return f"nvidia-smi -L exit {result.returncode}: {output or '<no output>'}"
+
+
+def cuda_init_error():
+    """The error CUDA itself gives on initialisation: device_count() alone just says 0."""
+    import torch
+    try:
+        torch.cuda.init()
+    except Exception as error:  # any error here is the diagnosis we are after
+        return f"{type(error).__name__}: {error}"
+    return "ok"
+
+
+def pytest_report_header(config):
+    """Say what is under test at the top of every run, so a log alone identifies the image."""
+    return (f"torchdev smoke: variant={config.getoption('variant')} torch={installed_torch_version()} "
+            f"python={platform.python_version()} gpus={config.getoption('gpus')}")
+
+
+class SummaryWriter:
+    """Collects one outcome per test and writes the JSON summary that `invoke smoke` aggregates."""
+
+    def __init__(self, path, variant):
+        self.path = Path(path)
+        self.variant = variant
+        self.checks = {}
+
+    def pytest_runtest_logreport(self, report):
+        """Fold the setup/call/teardown reports of one test into a single outcome."""
+        entry = self.checks.setdefault(report.nodeid, new_entry(report.nodeid))
+        entry["duration"] = round(entry["duration"] + report.duration, 3)
+        if report.failed:
+            entry.update(outcome="failed", reason=short_reason(report))
+        elif report.skipped:
+            entry.update(outcome="skipped", reason=short_reason(report))
+        elif report.when == "call":
+            entry.update(outcome="passed", reason="")
+
+    def pytest_collectreport(self, report):
+        """A module that cannot even be imported is a failed check, not a missing one."""
+        if report.failed:
+            entry = new_entry(report.nodeid)
+            entry.update(outcome="failed", reason=short_reason(report))
+            self.checks[report.nodeid] = entry
+
+    def pytest_sessionfinish(self, session):
+        """Write the summary atomically, so a reader never sees half a file."""
+        checks = list(self.checks.values())
+        summary = {
+            "variant": self.variant,
+            "torch": installed_torch_version(),
+            "python": platform.python_version(),
+            **{outcome: sum(c["outcome"] == outcome for c in checks)
+               for outcome in ("passed", "failed", "skipped")},
+            "checks": checks,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(summary, indent=2))
+        os.replace(partial, self.path)
+
+
+def new_entry(nodeid):
+    """A summary row; 'check' is the test file's stem without test_, the unit the runner aggregates."""
+    stem = Path(nodeid.split("::")[0]).stem
+    check = stem[len("test_"):] if stem.startswith("test_") else stem
+    return {"check": check, "nodeid": nodeid, "outcome": "failed",
+            "reason": "did not run to completion", "duration": 0.0}
+
+
+def short_reason(report):
+    """The skip reason, or the failure message without pytest's traceback, trimmed for a report."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple):
+        reason = longrepr[2]
+        reason = reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        reason = crash.message if crash is not None else collection_error_reason(str(longrepr))
+        reason = reason.split("\nassert ", 1)[0]  # drop pytest's introspection after the message
+    return reason if len(reason) <= REASON_MAX_CHARS else reason[:REASON_MAX_CHARS] + " [...]"
+
+
+def collection_error_reason(text):
+    """A module's import error: pytest's headline plus the exception line, without the traceback."""
+    lines = text.strip().splitlines()
+    exception_lines = [line[1:].strip() for line in lines if line.startswith("E ")]
+    return " ".join(lines[:1] + exception_lines[-1:])
+
+
+def installed_torch_version():
+    """torch's version for the summary header, or None when torch itself does not import."""
+    try:
+        import torch
+    except Exception:  # a broken torch is reported by the checks; the summary must still be written
+        return None
+    return str(torch.__version__)
