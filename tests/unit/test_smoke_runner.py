@@ -58,3 +58,10 @@ def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
     assert "FAILED 1/2" in cu117 and "skipped: no GPUs requested" in cu117 and "passed 1 (+1 skipped)" in cu117
     assert cu118.split()[:3] == ["cu118", "not", "built"]
     assert failures(summaries) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7", "cu118: not built"]
+
+
+def test_locked_memory_is_unlimited_only_when_gpus_are_given():
+    from torchdev.smoke import container_ulimits
+
+    assert [u.name for u in container_ulimits(parse_gpus("none", engine_has_gpus=False))] == ["stack"]
+    assert [u.name for u in container_ulimits(parse_gpus("all", engine_has_gpus=True))] == ["stack", "memlock"]
