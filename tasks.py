@@ -1,4 +1,7 @@
 """torchdev tasks (`./dev --list`). Thin on purpose: the logic lives in the torchdev package."""
+import shlex
+import sys
+
 from invoke import task
 
 from torchdev import commands
@@ -36,7 +39,14 @@ def base(c, name="torchdev-base:bookworm"):
 @task(help={"unit": "only the fast unit tests (no Docker)"})
 def test(c, unit=False):
     """Run the host-side tests: unit tests, then integration tests on the real engine."""
-    c.run("python -m pytest tests/unit" if unit else "python -m pytest tests", pty=False)
+    c.run(f"{shlex.quote(sys.executable)} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)
+
+
+@task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})
+def up(c, variant="cpu", overlay=None):
+    """Build the variant's image, then train in it: `docker compose run --rm train`."""
+    commands.exit_on_error(lambda: commands.build(variant=variant, every=False, dry_run=False, overlay=overlay))
+    c.run("docker compose run --rm train", env={"VARIANT": variant}, pty=False)
 
 
 @task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every built variant",

@@ -1,0 +1,108 @@
+"""`docker compose run train` on the test image: trains, resumes, stops cleanly, files belong to the host user."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TEST_REPOSITORY, TEST_VARIANT
+
+WORKSPACE_OWNER = 4242
+"""Not root and not the image's 1000: files owned by it can only come from the run-as-owner entrypoint."""
+
+
+@pytest.fixture()
+def project(built_image, tmp_path):
+    """A copy of what compose needs, owned by a non-root 'host user', so ownership is really tested."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    for name in ("compose.yaml", "compose.gpu.yaml", "docker", "train", "smoke"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
+    for path in [workspace, *workspace.rglob("*")]:
+        os.chown(path, WORKSPACE_OWNER, WORKSPACE_OWNER)
+    name = f"torchdev-test-{uuid.uuid4().hex[:8]}"
+    yield workspace, name
+    compose(workspace, name, "down", "--remove-orphans", check=False)
+
+
+def compose(workspace: Path, project_name: str, *args: str, check: bool = True, timeout: float = 300,
+            variant: str = TEST_VARIANT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": TEST_REPOSITORY}
+    result = subprocess.run(["docker", "compose", "--project-name", project_name, *args], cwd=workspace, env=env,
+                            capture_output=True, text=True, timeout=timeout, check=False)
+    assert not check or result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_train_converges_writes_host_owned_files_and_resumes(project):
+    workspace, name = project
+    first = compose(workspace, name, "run", "--rm", "train", "--task", "mlp", "--epochs", "2")
+    assert last_json(first.stdout)["final_loss"] < 0.05
+    run_dir = workspace / "runs" / "mlp"
+    for path in (run_dir, run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"):
+        assert path.stat().st_uid == WORKSPACE_OWNER, f"{path} belongs to uid {path.stat().st_uid}"
+    second = compose(workspace, name, "run", "--rm", "train", "--task", "mlp", "--epochs", "4")
+    assert "resuming from epoch 3" in second.stdout
+    assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_sigterm_stops_training_cleanly_with_a_loadable_checkpoint(project):
+    workspace, name = project
+    container = f"{name}-train-sigterm"
+    env = {**os.environ, "VARIANT": TEST_VARIANT, "TORCHDEV_REPOSITORY": TEST_REPOSITORY}
+    process = subprocess.Popen(["docker", "compose", "--project-name", name, "run", "--rm", "--name", container,
+                                "train", "--task", "cnn", "--epochs", "500"], cwd=workspace, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = workspace / "runs" / "cnn" / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert metrics.exists(), "training wrote no epoch within 120 s"
+        subprocess.run(["docker", "kill", "--signal", "TERM", container], check=True, capture_output=True)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+    assert "checkpoint saved" in output, output[-3000:]
+    check = compose(workspace, name, "run", "--rm", "--entrypoint", "python", "train", "-c",
+                    "import torch; c = torch.load('runs/cnn/checkpoint.pt'); print(c['epoch'])")
+    assert int(check.stdout.strip().splitlines()[-1]) >= 1
+
+
+def test_help_works_through_compose(project):
+    workspace, name = project
+    result = compose(workspace, name, "run", "--rm", "train", "--help")
+    assert "--task" in result.stdout and "--epochs" in result.stdout
+
+
+def test_a_missing_image_names_the_build_command_instead_of_pulling(project):
+    workspace, name = project
+    result = compose(workspace, name, "run", "--rm", "train", check=False, variant="nosuchvariant")
+    assert result.returncode != 0
+    assert "is not built - run: ./dev build --variant nosuchvariant" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]])
+def test_compose_files_validate(docker_client, files):
+    args = [arg for name in files for arg in ("-f", name)]
+    result = subprocess.run(["docker", "compose", *args, "config", "--format", "json"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) == {"train", "dev", "smoke"}
+    reservations = services["train"].get("deploy", {}).get("resources", {}).get("reservations", {})
+    assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in files)
+    assert services["train"]["init"] is True and services["train"]["ipc"] == "host"
