@@ -45,8 +45,7 @@ def test(c, unit=False):
 @task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})
 def up(c, variant="cpu", overlay=None):
     """Build the variant's image, then train in it: `docker compose run --rm train`."""
-    commands.exit_on_error(lambda: commands.build(variant=variant, every=False, dry_run=False, overlay=overlay))
-    c.run("docker compose run --rm train", env={"VARIANT": variant}, pty=False)
+    commands.exit_on_error(lambda: commands.up(variant=variant, overlay=overlay))
 
 
 @task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every built variant",

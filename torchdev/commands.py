@@ -1,6 +1,8 @@
 """The commands behind tasks.py: each loads the matrix, talks to the engine at the edge, prints a table."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
@@ -131,3 +133,13 @@ def _image_exists(client, reference: str) -> bool:
     except ImageNotFound:
         return False
     return True
+
+
+def up(*, variant: str, overlay: str | None) -> int:
+    """The main job: build one image (a no-op when it is current), then train in it through compose."""
+    status = build(variant=variant, every=False, dry_run=False, overlay=overlay)
+    if status:
+        return status
+    repository = load_matrix(MATRIX_FILE, overlay=overlay).image.repository
+    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": repository}
+    return subprocess.run(["docker", "compose", "run", "--rm", "train"], cwd=ROOT, env=env, check=False).returncode
