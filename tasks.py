@@ -39,7 +39,7 @@ def base(c, name="torchdev-base:bookworm"):
 @task(help={"unit": "only the fast unit tests (no Docker)"})
 def test(c, unit=False):
     """Run the host-side tests: unit tests, then integration tests on the real engine."""
-    c.run(f"{shlex.quote(sys.executable)} -m pytest {'tests/unit' if unit else 'tests'}", pty=False)
+    c.run(f"{shlex.quote(sys.executable)} -m pytest tests/unit" + ("" if unit else " tests/integration"), pty=False)
 
 
 @task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})

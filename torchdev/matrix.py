@@ -54,10 +54,15 @@ class Variant:
     index: str
     cuda: str | None
     cudnn: int | None
+    lock: str = ""  # the variant's lock file, relative to images.yaml; "" means locks/<name>.txt
 
     @property
     def torch_minor(self) -> str:
         return ".".join(self.torch.split(".")[:2])
+
+    @property
+    def lock_path(self) -> str:
+        return self.lock or f"locks/{self.name}.txt"
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
     if not isinstance(fields, SourcedDict):
         problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional=set(), problems=problems, context=context)
+    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock"}, problems=problems, context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
     text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}
@@ -190,6 +195,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
         index=_index(fields, "index", problems, context=context),
         cuda=_cuda(fields, problems, context),
         cudnn=_cudnn(fields, problems, context),
+        lock=_string(fields, "lock", problems, context=context) if "lock" in fields else "",
         **text,
     )
     _check_companions(variant, fields, problems, context)
