@@ -5,6 +5,8 @@ import sys
 from invoke import task
 
 from torchdev import commands
+from torchdev.doctor import run_doctor
+from torchdev.matrix import load_matrix
 
 OVERLAY_HELP = "overlay merged over images.yaml (default: $TORCHDEV_OVERLAY, else images.local.yaml if present)"
 
@@ -17,17 +19,24 @@ def matrix(c, overlay=None):
 
 @task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant",
             "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
-            "no_cache": "rebuild every layer (downloads stay cached)"})
-def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=False):
+            "no_cache": "rebuild every layer (downloads stay cached)",
+            "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH"})
+def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=False, reproducible=False):
     """Build images with BuildKit; tags move only after a build fully succeeds."""
     commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
-                                                  no_cache=no_cache))
+                                                  no_cache=no_cache, reproducible=reproducible))
 
 
-@task(help={"overlay": OVERLAY_HELP})
-def images(c, overlay=None):
-    """List built torchdev images: variant, tags, size, created, digest."""
-    commands.exit_on_error(lambda: commands.list_images(overlay=overlay))
+@task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
+def verify_repro(c, variant, overlay=None):
+    """Build a variant twice with no layer cache: same digest, or a report of the layers and files that differ."""
+    commands.exit_on_error(lambda: commands.verify_repro(variant=variant, overlay=overlay))
+
+
+@task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image"})
+def images(c, overlay=None, manifest=None):
+    """List built torchdev images: variant, tags, size, created, digest (or one image's manifest)."""
+    commands.exit_on_error(lambda: commands.list_images(overlay=overlay, manifest=manifest))
 
 
 @task(help={"name": "image name for the local Debian base"})
@@ -56,3 +65,9 @@ def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, r
     """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
     commands.exit_on_error(lambda: commands.run_smoke(variant=variant, every=all_, gpus=gpus, build_missing=build,
                                                       overlay=overlay, reports=reports))
+
+
+@task(help={"overlay": OVERLAY_HELP})
+def doctor(c, overlay=None):
+    """Check this host: engine, buildx, Compose v2, GPU runtime, driver per CUDA variant, /dev/shm, disk."""
+    commands.exit_on_error(lambda: run_doctor(matrix=load_matrix(commands.MATRIX_FILE, overlay=overlay)))
