@@ -34,7 +34,7 @@ def main() -> int:
     if reason:
         print(f"torchdev: {reason}: check the variant's 'index' (and 'cuda') in images.yaml", file=sys.stderr)
         return 1
-    print(f"torchdev: torch {torch.__version__}, CUDA {torch.version.cuda}: as declared")
+    print(f"verified: torch {torch.__version__}, CUDA {torch.version.cuda}, as the variant declares")
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,27 +109,59 @@ def _restore_tags(client: docker.DockerClient, *, moved: list[str], previous: di
             client.api.remove_image(reference, noprune=True)
 
 
+def run_buildx(plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
+               oci_archive: Path | None = None, out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
+    """Stage the variant's lock as the build's `lock` context and run buildx: (status, log lines, metadata file)."""
+    lock_context = scratch / "lock"
+    lock_context.mkdir()
+    if plan.lock:
+        shutil.copyfile(plan.lock.path, lock_context / "requirements.txt")
+    metadata_file = scratch / "metadata.json"
+    command = plan.buildx_command(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
+                                  oci_archive=oci_archive)
+    status, lines = stream_build(command, log_path=log_path, out=out)
+    return status, lines, metadata_file
+
+
 def run_build(plan: BuildPlan, *, client: docker.DockerClient, log_dir: Path, no_cache: bool = False,
-              out: TextIO = sys.stdout) -> BuildResult:
-    """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched."""
+              reproducible: bool = False, out: TextIO = sys.stdout) -> BuildResult:
+    """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched.
+
+    Reproducible builds go through an OCI archive (timestamps clamped to SOURCE_DATE_EPOCH) that is then
+    loaded into the engine; when the variant records an expected digest, any other result fails untagged.
+    """
     started = time.monotonic()
     log_path = log_dir / f"{plan.variant.name}.log"
     with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
-        metadata_file = Path(scratch) / "metadata.json"
+        archive = Path(scratch) / "image.oci.tar" if reproducible else None
         try:
-            command = plan.buildx_command(metadata_file=metadata_file, no_cache=no_cache)
-            status, lines = stream_build(command, log_path=log_path, out=out)
+            status, lines, metadata_file = run_buildx(plan, scratch=Path(scratch), log_path=log_path,
+                                                      no_cache=no_cache, oci_archive=archive, out=out)
         except KeyboardInterrupt:
             return BuildResult(plan.variant.name, "interrupted", time.monotonic() - started,
                                cause="interrupted: the previous tags are unchanged", log=log_path)
         if status != 0 or not metadata_file.is_file():
             return BuildResult(plan.variant.name, "failed", time.monotonic() - started, cause=failure_cause(lines),
                                log=log_path)
+        if archive:
+            with archive.open("rb") as data:
+                client.images.load(data)
         image_id = built_image_id(client, metadata_file)
+    expected = plan.variant.digest
+    if reproducible and expected and image_id != expected:
+        _remove_if_untagged(client, image_id)
+        return BuildResult(plan.variant.name, "failed", time.monotonic() - started, image_id=image_id, log=log_path,
+                           cause=f"reproducible build gave {image_id}, images.yaml expects {expected}: "
+                                 f"run `./dev verify-repro --variant {plan.variant.name}` to see what differs")
     apply_tags(client, image_id=image_id, references=plan.references)
     size = client.images.get(image_id).attrs.get("Size")
     return BuildResult(plan.variant.name, "built", time.monotonic() - started, plan.references, image_id, size,
                        log=log_path)
+
+
+def _remove_if_untagged(client: docker.DockerClient, image_id: str) -> None:
+    if not client.images.get(image_id).tags:
+        client.images.remove(image_id)
 
 
 def summary_table(results: list[BuildResult]) -> str:

@@ -1,19 +1,23 @@
 """The commands behind tasks.py: each loads the matrix, talks to the engine at the edge, prints a table."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from torchdev import engine, smoke
-from torchdev.build import BuildResult, run_build, summary_table
+from torchdev.build import BuildResult, failure_cause, run_build, run_buildx, summary_table
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.gitinfo import read_provenance
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix
-from torchdev.plan import describe_plan, make_plan
+from torchdev.plan import BuildPlan, LockInput, describe_plan, make_plan
+from torchdev.repro import describe_differences
 from torchdev.table import render_table
 from torchdev.tags import image_references, image_tags
 
@@ -21,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FILE = ROOT / "images.yaml"
 DOCKER_DIR = ROOT / "docker"
 REPORTS_DIR = ROOT / "reports"
+BUILD_INPUTS = ("docker", "images.yaml", "locks", "overlays")
+"""What an image is built from: SOURCE_DATE_EPOCH is the last commit that touched one of these."""
+MANIFEST_IN_IMAGE = "/usr/share/torchdev/manifest.json"
 SMOKE_DIR = ROOT / "smoke"
 
 
@@ -57,12 +64,31 @@ def show_matrix(*, overlay: str | None) -> int:
     return 0
 
 
-def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False) -> int:
+def lock_input(variant: Variant) -> LockInput | None:
+    """The variant's lock file with its hash, when it has one."""
+    path = ROOT / variant.lock_path
+    return LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else None
+
+
+def plans_for(matrix: Matrix, variants: list[Variant]) -> list[BuildPlan]:
+    provenance = read_provenance(ROOT, inputs=BUILD_INPUTS)
+    return [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR, lock=lock_input(v))
+            for v in variants]
+
+
+def save_manifest(client, *, image_id: str, variant: str) -> Path:
+    """Copy the image's own manifest next to the build logs, where tools on the host can read it."""
+    text = client.containers.run(image_id, ["cat", MANIFEST_IN_IMAGE], remove=True, entrypoint=[])
+    path = REPORTS_DIR / "build" / f"{variant}.manifest.json"
+    path.write_bytes(text)
+    return path
+
+
+def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False,
+          reproducible: bool = False) -> int:
     """Build the selected variants one after another; a failure does not stop the others."""
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    variants = select_variants(matrix, variant=variant, every=every)
-    provenance = read_provenance(ROOT)
-    plans = [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR) for v in variants]
+    plans = plans_for(matrix, select_variants(matrix, variant=variant, every=every))
     if dry_run:
         print("\n\n".join(describe_plan(plan) for plan in plans))
         return 0
@@ -71,7 +97,10 @@ def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | Non
     results: list[BuildResult] = []
     for number, plan in enumerate(plans, start=1):
         print(f"==> [{number}/{len(plans)}] building {plan.variant.name} as {plan.primary_reference}", flush=True)
-        results.append(run_build(plan, client=client, log_dir=REPORTS_DIR / "build", no_cache=no_cache))
+        results.append(run_build(plan, client=client, log_dir=REPORTS_DIR / "build", no_cache=no_cache,
+                                 reproducible=reproducible))
+        if results[-1].status == "built":
+            save_manifest(client, image_id=results[-1].image_id, variant=plan.variant.name)
         if results[-1].status == "interrupted":
             break
     print("\n" + summary_table(results))
@@ -83,13 +112,28 @@ def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | Non
     return 1 if any(result.status != "built" for result in results) else 0
 
 
-def list_images(*, overlay: str | None) -> int:
+def list_images(*, overlay: str | None, manifest: str | None = None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    found = built_images(engine.connect(), repository=matrix.image.repository)
+    client = engine.connect()
+    if manifest:
+        return show_manifest(client, matrix=matrix, variant=matrix.variant(manifest))
+    found = built_images(client, repository=matrix.image.repository)
     if not found:
-        print(f"no {matrix.image.repository} images yet: run `invoke build --variant NAME`")
+        print(f"no {matrix.image.repository} images yet: run `./dev build --variant NAME`")
         return 0
     print(images_table(found))
+    return 0
+
+
+def show_manifest(client, *, matrix: Matrix, variant: Variant) -> int:
+    """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
+    reference = image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
+    smoke.require_image(client, reference, variant=variant.name)
+    content = json.loads(client.containers.run(reference, ["cat", MANIFEST_IN_IMAGE], remove=True, entrypoint=[]))
+    print(f"{reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
+          f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages")
+    print(render_table(["python package", "version"],
+                       [(p["name"], p["version"]) for p in content["python"]["packages"]]))
     return 0
 
 
@@ -143,3 +187,33 @@ def up(*, variant: str, overlay: str | None) -> int:
     repository = load_matrix(MATRIX_FILE, overlay=overlay).image.repository
     env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": repository}
     return subprocess.run(["docker", "compose", "run", "--rm", "train"], cwd=ROOT, env=env, check=False).returncode
+
+
+def verify_repro(*, variant: str, overlay: str | None) -> int:
+    """Build twice with no layer cache into OCI archives; 0 only when both digests are equal."""
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    plan = plans_for(matrix, [matrix.variant(variant)])[0]
+    engine.connect()
+    engine.require_buildx()
+    with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
+        archives, digests = [], []
+        for number in (1, 2):
+            build_dir = Path(scratch) / f"build{number}"
+            build_dir.mkdir()
+            archives.append(build_dir / "image.oci.tar")
+            print(f"==> [{number}/2] reproducible build of {variant}, no layer cache", flush=True)
+            log_path = REPORTS_DIR / "build" / f"{variant}.repro{number}.log"
+            status, lines, metadata = run_buildx(plan, scratch=build_dir, log_path=log_path, no_cache=True,
+                                                 oci_archive=archives[-1])
+            if status != 0:
+                raise TorchdevError(f"build {number} of {variant} failed: {failure_cause(lines)} (log: {log_path})")
+            digests.append(json.loads(metadata.read_text())["containerimage.digest"])
+        print("\n" + render_table(["build", "digest"], [(1, digests[0]), (2, digests[1])]))
+        if digests[0] != digests[1]:
+            print(describe_differences(archives[0], archives[1]))
+            raise TorchdevError(f"{variant} is not reproducible: two builds from the same inputs gave two digests")
+    if plan.variant.digest and plan.variant.digest != digests[0]:
+        raise TorchdevError(f"{variant} builds reproducibly as {digests[0]}, but images.yaml records "
+                            f"{plan.variant.digest}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)")
+    print(f"\n{variant} is reproducible: {digests[0]}")
+    return 0

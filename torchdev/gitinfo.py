@@ -1,11 +1,13 @@
 """What the git checkout says about a build: commit, its time, the remote it came from."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+from torchdev.errors import ConfigError
 from torchdev.plan import Provenance
 from torchdev.tags import BuildStamp
 
@@ -15,20 +17,24 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def read_provenance(root: Path, *, today: datetime | None = None) -> Provenance:
+def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[str, str] | None = None,
+                    today: datetime | None = None) -> Provenance:
     """Provenance of a build from `root`; outside a git checkout the revision reads "nogit".
 
-    `created` is the commit time, not the clock, so a rebuild with nothing changed yields the same labels
-    and stays a full cache hit. A dirty tree is marked in the short sha, so an immutable tag never claims
-    a commit whose content it does not hold.
+    `created` (which is also the build's SOURCE_DATE_EPOCH) is $SOURCE_DATE_EPOCH when set, else the time
+    of the last commit that touched the build `inputs`, not the clock: a rebuild with nothing changed gets
+    the same labels and timestamps, hence the same digest. A dirty tree is marked in the short sha, so an
+    immutable tag never claims a commit whose content it does not hold.
     """
+    environ = dict(os.environ) if environ is None else environ
     revision = _git(root, "rev-parse", "HEAD") or "nogit"
     short = revision[:7] if revision != "nogit" else revision
     if revision != "nogit" and _git(root, "status", "--porcelain", "--untracked-files=no"):
         short += "-dirty"
-    committed = _git(root, "log", "-1", "--format=%ct")
-    created = datetime.fromtimestamp(int(committed), tz=timezone.utc) if committed else datetime(1970, 1, 1, tzinfo=timezone.utc)
+    epoch = environ.get("SOURCE_DATE_EPOCH") or _git(root, "log", "-1", "--format=%ct", "--", *inputs) or "0"
+    if not epoch.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch} is not a number of seconds since 1970: fix or unset it")
     now = today or datetime.now(tz=timezone.utc)
     source = re.sub(r"//[^/@]+@", "//", _git(root, "remote", "get-url", "origin")) or "local"  # no credentials
-    return Provenance(stamp=BuildStamp(day=now.date(), git_sha=short), revision=revision, created=created,
-                      source=source)
+    return Provenance(stamp=BuildStamp(day=now.date(), git_sha=short), revision=revision,
+                      created=datetime.fromtimestamp(int(epoch), tz=timezone.utc), source=source)

@@ -55,6 +55,7 @@ class Variant:
     cuda: str | None
     cudnn: int | None
     lock: str = ""  # the variant's lock file, relative to images.yaml; "" means locks/<name>.txt
+    digest: str = ""  # the image digest a reproducible build must give; "" when none is recorded
 
     @property
     def torch_minor(self) -> str:
@@ -180,7 +181,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
     if not isinstance(fields, SourcedDict):
         problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock"}, problems=problems, context=context)
+    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest"}, problems=problems, context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
     text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}
@@ -196,6 +197,8 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
         cuda=_cuda(fields, problems, context),
         cudnn=_cudnn(fields, problems, context),
         lock=_string(fields, "lock", problems, context=context) if "lock" in fields else "",
+        digest=_string(fields, "digest", problems, context=context, pattern=re.compile(r"^sha256:[0-9a-f]{64}$"),
+                       hint="an image digest (sha256:<64 hex digits>)") if "digest" in fields else "",
         **text,
     )
     _check_companions(variant, fields, problems, context)

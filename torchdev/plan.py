@@ -24,14 +24,31 @@ ENGINE_OUTPUT = "type=docker,compression=zstd,compression-level=3,force-compress
 instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers."""
 
 
+OCI_OUTPUT = "type=oci,dest={dest},rewrite-timestamp=true,compression=uncompressed"
+"""Reproducible mode: an OCI archive whose file timestamps are clamped to SOURCE_DATE_EPOCH (the engine's
+own exporter cannot rewrite them), uncompressed so no compressor's output can differ."""
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """Where the build comes from: commit, its time, and the source URL for the OCI labels."""
+    """Where the build comes from: commit, the time that stands for it, and the source URL."""
 
     stamp: BuildStamp
     revision: str
     created: datetime
     source: str
+
+    @property
+    def source_date_epoch(self) -> int:
+        return int(self.created.timestamp())
+
+
+@dataclass(frozen=True)
+class LockInput:
+    """The variant's lock file as the build sees it (read at the edge, so plans stay pure)."""
+
+    path: Path
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -54,15 +71,23 @@ class BuildPlan:
     secrets: tuple[Secret, ...]
     dockerfile: Path
     context: Path
+    lock: LockInput | None
 
     @property
     def primary_reference(self) -> str:
         return self.references[0]
 
-    def buildx_command(self, *, metadata_file: Path, no_cache: bool = False) -> list[str]:
-        """The `docker buildx build` command line; tags are applied afterwards, only on success."""
-        command = ["docker", "buildx", "build", f"--output={ENGINE_OUTPUT}", "--provenance=false", "--progress=plain",
-                   "--file", str(self.dockerfile), "--metadata-file", str(metadata_file)]
+    def buildx_command(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
+                       oci_archive: Path | None = None) -> list[str]:
+        """The `docker buildx build` command line; tags are applied afterwards, only on success.
+
+        `lock_context` is a folder holding this variant's lock as requirements.txt (or nothing); with
+        `oci_archive` the image goes to that file reproducibly instead of into the engine.
+        """
+        output = OCI_OUTPUT.format(dest=oci_archive) if oci_archive else ENGINE_OUTPUT
+        command = ["docker", "buildx", "build", f"--output={output}", "--provenance=false", "--progress=plain",
+                   "--file", str(self.dockerfile), "--metadata-file", str(metadata_file),
+                   "--build-context", f"lock={lock_context}"]
         if no_cache:
             command.append("--no-cache")  # layers only: the pip and apt download caches stay
         for key, value in self.build_args.items():
@@ -87,10 +112,12 @@ def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
     return ()
 
 
-def build_args(*, matrix: Matrix, variant: Variant, uid: int, gid: int) -> dict[str, str]:
+def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock: LockInput | None,
+               uid: int, gid: int) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
     return {
         "BASE_IMAGE": variant.base,
+        "BASE_DIGEST": variant.base.partition("@")[2],
         "PYTHON_VERSION": variant.python,
         "TORCH_VERSION": variant.torch,
         "TORCHVISION_VERSION": variant.torchvision,
@@ -98,9 +125,11 @@ def build_args(*, matrix: Matrix, variant: Variant, uid: int, gid: int) -> dict[
         "TORCH_INDEX_URL": "" if variant.index == DEFAULT_INDEX else variant.index,
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
+        "LOCK_SHA256": lock.sha256 if lock else "",
         "CUDA_VERSION": variant.cuda or "",
         "USER_UID": str(uid),
         "USER_GID": str(gid),
+        "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
     }
 
 
@@ -124,17 +153,19 @@ def image_labels(*, variant: Variant, provenance: Provenance, version: str) -> d
 
 
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
-              environ: dict[str, str] | None = None, uid: int = 1000, gid: int = 1000) -> BuildPlan:
+              lock: LockInput | None = None, environ: dict[str, str] | None = None, uid: int = 1000,
+              gid: int = 1000) -> BuildPlan:
     """Assemble the plan for one variant; reads no files and runs nothing."""
     references = image_references(settings=matrix.image, variant=variant, stamp=provenance.stamp)
     return BuildPlan(
         variant=variant,
         references=references,
-        build_args=build_args(matrix=matrix, variant=variant, uid=uid, gid=gid),
+        build_args=build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid),
         labels=image_labels(variant=variant, provenance=provenance, version=references[0].rsplit(":", 1)[1]),
         secrets=ca_bundle_secret(dict(os.environ) if environ is None else environ),
         dockerfile=docker_dir / "Dockerfile",
         context=docker_dir,
+        lock=lock,
     )
 
 
@@ -147,6 +178,9 @@ def describe_plan(plan: BuildPlan) -> str:
     lines.append("  secrets:")
     lines += [f"    {s.id} <- {s.source} (from ${s.variable}; mounted during RUN only, never stored)"
               for s in plan.secrets] or ["    none (no PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE set)"]
+    lines.append(f"  lock: {plan.lock.path} (sha256 {plan.lock.sha256[:12]}), installed with --require-hashes"
+                 if plan.lock else "  lock: none (./dev lock writes one): pip resolves at build time")
     lines.append("  command:")
-    lines.append("    " + shlex.join(plan.buildx_command(metadata_file=Path("<metadata-file>"))))
+    command = plan.buildx_command(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
+    lines.append("    " + shlex.join(command))
     return "\n".join(lines)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -161,3 +162,17 @@ def test_the_layer_scan_finds_a_bundle_that_did_land(docker_client, built_image,
     finally:
         docker_client.images.remove(reference)
     assert [hit.split(":", 1)[1] for hit in hits] == ["etc/leaked.pem"]
+
+
+def test_the_image_carries_its_manifest_and_a_copy_lands_beside_the_build_logs(containers, built_image, test_overlay):
+    finished = containers.run(built_image.image_id, ["cat", "/usr/share/torchdev/manifest.json"])
+    manifest = json.loads(finished.output)
+    packages = {p["name"]: p["version"] for p in manifest["python"]["packages"]}
+    assert packages["torch"] == "2.0.1" and packages["numpy"] == "1.26.4"
+    assert manifest["base"]["image"] == "torchdev-base:bookworm"
+    assert any(p["name"] == "python3" for p in manifest["debian_packages"])
+    saved = Path(__file__).resolve().parents[2] / "reports" / "build" / f"{TEST_VARIANT}.manifest.json"
+    assert json.loads(saved.read_text()) == manifest
+    shown = run_cli("images", "--overlay", str(test_overlay), "--manifest", TEST_VARIANT)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^torch\s+2\.0\.1$", shown.stdout, re.M)

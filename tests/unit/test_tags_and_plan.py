@@ -6,7 +6,7 @@ import pytest
 
 from torchdev.errors import ConfigError
 from torchdev.matrix import ImageSettings, Matrix, Variant
-from torchdev.plan import Provenance, ca_bundle_secret, describe_plan, make_plan
+from torchdev.plan import LockInput, Provenance, ca_bundle_secret, describe_plan, make_plan
 from torchdev.tags import BuildStamp, image_references, image_tags
 
 SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
@@ -44,10 +44,10 @@ def test_references_carry_the_repository_including_a_registry_port():
     assert image_references(settings=settings, variant=CU118, stamp=STAMP) == ("registry.local:5000/ml/torchdev:cu118",)
 
 
-def plan_for(variant, environ=None):
+def plan_for(variant, environ=None, lock=None):
     matrix = Matrix(image=SETTINGS, variants=(variant,), sources=())
     return make_plan(matrix=matrix, variant=variant, provenance=PROVENANCE, docker_dir=Path("/repo/docker"),
-                     environ=environ or {})
+                     environ=environ or {}, lock=lock)
 
 
 def test_the_plan_maps_the_variant_onto_build_args_and_labels():
@@ -67,7 +67,7 @@ def test_a_cpu_variant_on_the_default_index_passes_empty_index_and_cuda():
 
 
 def test_the_buildx_command_never_tags_so_a_failed_build_moves_no_tag():
-    command = plan_for(CU118).buildx_command(metadata_file=Path("/tmp/meta.json"))
+    command = plan_for(CU118).buildx_command(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"))
     assert command[:3] == ["docker", "buildx", "build"]
     assert "-t" not in command and "--tag" not in command
     assert command[-1] == "/repo/docker"
@@ -77,7 +77,7 @@ def test_the_ca_bundle_travels_as_a_secret_named_in_the_dry_run(tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     plan = plan_for(CU118, environ={"SSL_CERT_FILE": str(bundle)})
-    assert f"id=ca_bundle,src={bundle}" in plan.buildx_command(metadata_file=Path("/tmp/meta.json"))
+    assert f"id=ca_bundle,src={bundle}" in plan.buildx_command(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"))
     text = describe_plan(plan)
     assert f"ca_bundle <- {bundle} (from $SSL_CERT_FILE" in text
     assert "BEGIN CERTIFICATE" not in text
@@ -98,3 +98,26 @@ def test_a_bundle_variable_naming_no_file_is_an_error_with_the_fix(tmp_path):
 def test_no_bundle_means_no_secret():
     assert ca_bundle_secret({}) == ()
     assert "secrets:\n    none" in describe_plan(plan_for(CPU))
+
+
+def test_builds_carry_source_date_epoch_so_timestamps_follow_the_inputs_not_the_clock():
+    plan = plan_for(CU118)
+    assert plan.build_args["SOURCE_DATE_EPOCH"] == str(int(PROVENANCE.created.timestamp())) == "1795867200"
+
+
+def test_a_reproducible_build_goes_to_an_oci_archive_with_clamped_timestamps():
+    plan = plan_for(CU118)
+    normal = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"))
+    reproducible = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"), oci_archive=Path("/a.tar"))
+    assert "--output=type=docker,compression=zstd,compression-level=3,force-compression=true" in normal
+    assert "--output=type=oci,dest=/a.tar,rewrite-timestamp=true,compression=uncompressed" in reproducible
+    assert "--provenance=false" in reproducible and "--build-context" in reproducible
+
+
+def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
+    pinned = Variant(**{**CU118.__dict__, "base": "nvidia/cuda:11.8.0@sha256:" + "b" * 64})
+    plan = plan_for(pinned, lock=LockInput(path=Path("/repo/locks/cu118.txt"), sha256="c" * 64))
+    assert plan.build_args["BASE_DIGEST"] == "sha256:" + "b" * 64
+    assert plan.build_args["LOCK_SHA256"] == "c" * 64
+    assert "lock: /repo/locks/cu118.txt (sha256 cccccccccccc), installed with --require-hashes" in describe_plan(plan)
+    assert "lock: none" in describe_plan(plan_for(CU118))

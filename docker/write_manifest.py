@@ -1,0 +1,50 @@
+"""Build-time inventory of an image, printed as JSON (the Dockerfile stores it in /usr/share/torchdev).
+
+It answers "what exactly is in this image?" without running pip or dpkg inside it: Python distributions
+with their versions and the hash of each one's installed-file list (RECORD), Debian packages with their
+versions, the base image and the lock file the Python packages came from.
+"""
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from importlib import metadata
+
+
+def python_packages() -> list[dict]:
+    """Every distribution in this interpreter's environment, sorted, with a fingerprint of its files."""
+    packages = []
+    for dist in metadata.distributions():
+        record = dist.read_text("RECORD") or ""
+        packages.append({"name": dist.metadata["Name"], "version": dist.version,
+                         "record_sha256": hashlib.sha256(record.encode()).hexdigest()})
+    return sorted(packages, key=lambda package: package["name"].lower())
+
+
+def debian_packages() -> list[dict]:
+    output = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"],
+                            capture_output=True, text=True, check=True).stdout
+    rows = (line.split("\t") for line in output.splitlines() if line)
+    return [{"name": name, "version": version, "architecture": arch} for name, version, arch in sorted(rows)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--base-digest", default="")
+    parser.add_argument("--lock-sha256", default="")
+    args = parser.parse_args()
+    manifest = {
+        "base": {"image": args.base, "digest": args.base_digest or None},
+        "lock_sha256": args.lock_sha256 or None,
+        "python": {"version": "%d.%d.%d" % sys.version_info[:3], "packages": python_packages()},
+        "debian_packages": debian_packages(),
+    }
+    json.dump(manifest, sys.stdout, indent=1, sort_keys=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
