@@ -4,7 +4,7 @@ import sys
 
 from invoke import task
 
-from torchdev import commands
+from torchdev import commands, lock as locks
 from torchdev.doctor import run_doctor
 from torchdev.matrix import load_matrix
 
@@ -25,6 +25,13 @@ def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=Fal
     """Build images with BuildKit; tags move only after a build fully succeeds."""
     commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
                                                   no_cache=no_cache, reproducible=reproducible))
+
+
+@task(help={"variant": "variant(s) to lock, e.g. cu118 or cpu,cu118", "all_": "every variant",
+            "check": "compare each lock with the matrix, write nothing; exit 1 on drift", "overlay": OVERLAY_HELP})
+def lock(c, variant=None, all_=False, check=False, overlay=None):
+    """Resolve each variant's full Python closure into a hash-pinned lock (locks/<variant>.txt, or its `lock:`)."""
+    commands.exit_on_error(lambda: locks.lock(variant=variant, every=all_, check=check, overlay=overlay))
 
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})

@@ -1,0 +1,304 @@
+"""Hash-pinned lock files: each variant's full Python closure, resolved for the image's Python and platform.
+
+An image installs exactly the files its lock names (`pip install --require-hashes --no-deps -r LOCK`), so a
+rebuild next year gets the same bytes or fails; `invoke lock --check` says when the matrix has moved on and a
+lock has not. uv resolves for a Python and platform the host need not have; the lock's first line, torchdev's
+own header, records what it was resolved from, and is what --check compares.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import unquote
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
+    import tomli as tomllib
+
+from torchdev.commands import MATRIX_FILE, ROOT, select_variants
+from torchdev.errors import TorchdevError
+from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant, load_matrix
+
+PLATFORM = "x86_64-manylinux_2_28"
+"""The platform locks are resolved for: Linux x86_64 with glibc 2.28 or newer (Ubuntu 22.04 has 2.35, Debian 12
+2.36). pip in the image may see newer wheels too, but --require-hashes keeps it to the ones locked here."""
+
+PYPI = "https://pypi.org/simple"
+"""What an index of "default" means: pip's own default index."""
+
+TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
+HEADER = "# torchdev lock: "
+REQUIREMENT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,]+)(.*)$")
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """What a lock is resolved from: the matrix's side, and the fields of the lock's header line, in order."""
+
+    variant: str
+    python: str
+    platform: str
+    torch: str
+    torchvision: str
+    torchaudio: str
+    index: str
+    pip_index: str
+    packages: tuple[str, ...]
+
+
+def lock_spec(*, matrix: Matrix, variant: Variant) -> LockSpec:
+    return LockSpec(variant=variant.name, python=variant.python, platform=PLATFORM, torch=variant.torch,
+                    torchvision=variant.torchvision, torchaudio=variant.torchaudio, index=variant.index,
+                    pip_index=matrix.image.pip_index, packages=matrix.image.packages)
+
+
+def format_header(spec: LockSpec) -> str:
+    """One line of key=value words; each companion package is a `package=` word of its own (specs hold commas)."""
+    words = [f"{f.name}={getattr(spec, f.name)}" for f in fields(spec) if f.name != "packages"]
+    words += [f"package={package}" for package in spec.packages]
+    return HEADER + " ".join(shlex.quote(word) for word in words)
+
+
+def parse_header(line: str) -> LockSpec | None:
+    """The spec a header line records, or None when the line is not a complete torchdev header."""
+    if not line.startswith(HEADER):
+        return None
+    try:
+        words = shlex.split(line[len(HEADER):])
+    except ValueError:
+        return None
+    values: dict[str, str] = {}
+    packages: list[str] = []
+    for key, _, value in (word.partition("=") for word in words):
+        if key == "package":
+            packages.append(value)
+        else:
+            values[key] = value
+    names = [f.name for f in fields(LockSpec) if f.name != "packages"]
+    if sorted(values) != sorted(names):
+        return None
+    return LockSpec(**values, packages=tuple(packages))
+
+
+def header_drift(*, expected: LockSpec, found: LockSpec) -> list[str]:
+    """What differs between the matrix (expected) and a lock's header, one phrase per field."""
+    changes = []
+    for field in fields(LockSpec):
+        want, have = getattr(expected, field.name), getattr(found, field.name)
+        if field.name == "packages":
+            want, have = ", ".join(sorted(want)), ", ".join(sorted(have))
+        if want != have:
+            changes.append(f"{field.name} {have or '(none)'} in the lock, {want or '(none)'} in the matrix")
+    return changes
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_pins(text: str) -> dict[str, tuple[str, int]]:
+    """Each requirement of a lock: normalized name -> (pinned version, number of --hash options)."""
+    pins = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        match = REQUIREMENT_RE.match(line.strip())
+        if match:
+            pins[_normalized(match[1])] = (match[2], match[3].count("--hash=sha256:"))
+    return pins
+
+
+def pin_problems(*, spec: LockSpec, text: str) -> list[str]:
+    """Where the lock's own pins disagree with its header, or a pin has no hash (pip would refuse it)."""
+    pins = locked_pins(text)
+    wanted = {name: getattr(spec, name) for name in TORCH_FAMILY}
+    for package in spec.packages:
+        match = REQUIREMENT_RE.match(package.strip())
+        if match:
+            wanted[_normalized(match[1])] = match[2]
+    problems = []
+    for name, version in wanted.items():
+        locked = pins.get(name)
+        if locked is None:
+            problems.append(f"the lock pins no {name}")
+        elif locked[0].split("+")[0] != version:  # a wheel index's local version (+cu118) is the same release
+            problems.append(f"the lock pins {name}=={locked[0]}, its header says {version}")
+    problems += [f"{name}=={version} has no --hash" for name, (version, hashes) in pins.items() if not hashes]
+    return problems
+
+
+def drift(*, expected: LockSpec, text: str | None) -> list[str]:
+    """Everything that makes a lock (its text, or None when there is none) stale for the matrix."""
+    if text is None:
+        return ["no lock file"]
+    found = parse_header(text.partition("\n")[0])
+    if found is None:
+        return [f"the first line is not a torchdev header ({HEADER.strip()} ...)"]
+    return header_drift(expected=expected, found=found) + pin_problems(spec=found, text=text)
+
+
+def index_url(index: str) -> str:
+    return PYPI if index == DEFAULT_INDEX else index
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def project_text(spec: LockSpec) -> str:
+    """A throwaway pyproject.toml for uv: the torch family from the variant's index and from nowhere else
+    (an explicit index: no other package is taken from it), everything else from pip_index."""
+    requirements = [f"{name}=={getattr(spec, name)}" for name in TORCH_FAMILY] + list(spec.packages)
+    return "\n".join([
+        "[project]",
+        'name = "torchdev-lock"',
+        'version = "0"',
+        f"dependencies = [{', '.join(_toml_string(r) for r in requirements)}]",
+        "",
+        "[tool.uv.sources]",
+        *(f'{name} = {{ index = "torch" }}' for name in TORCH_FAMILY),
+        "",
+        "[[tool.uv.index]]",
+        'name = "torch"',
+        f"url = {_toml_string(index_url(spec.index))}",
+        "explicit = true",
+        "",
+        "[[tool.uv.index]]",
+        'name = "packages"',
+        f"url = {_toml_string(index_url(spec.pip_index))}",
+        "default = true",
+        "",
+    ])
+
+
+def uv_command(*, uv: str, project: Path, spec: LockSpec) -> list[str]:
+    """`uv pip compile` for the variant's Python and platform, as a PEP 751 lock on stdout: it lists, per package,
+    only the files that suit that target, with their hashes. --no-config: no uv.toml of the host's takes part."""
+    return [uv, "--no-config", "--no-python-downloads", "pip", "compile", str(project),
+            "--python-version", spec.python, "--python-platform", spec.platform, "--format", "pylock.toml",
+            "--no-header"]
+
+
+def _file_lines(package: dict, *, variant: str) -> list[str]:
+    """The --hash options and file-name comments of one package: its wheels, or its sdist when it has none."""
+    files = package.get("wheels") or ([package["sdist"]] if "sdist" in package else [])
+    if not files:
+        raise TorchdevError(f"variant '{variant}': {package['name']}=={package['version']}: uv found no file for it")
+    named = sorted((file.get("name") or unquote(file["url"].rsplit("/", 1)[-1]), file) for file in files)
+    for name, file in named:
+        if not file.get("hashes", {}).get("sha256"):
+            raise TorchdevError(f"variant '{variant}': {name}: its index gives no sha256, so it cannot be locked")
+    hashes = [f"    --hash=sha256:{file['hashes']['sha256']}" for _, file in named]
+    return [line + " \\" for line in hashes[:-1]] + hashes[-1:] + [f"    # {name}" for name, _ in named]
+
+
+def render_lock(*, spec: LockSpec, pylock: dict, regenerate: str) -> str:
+    """The lock file: the header, how to remake and use it, then every package of the closure with its hashes."""
+    lines = [format_header(spec),
+             f"# Regenerate: {regenerate}",
+             f"# Resolved by uv for CPython {spec.python} on {spec.platform}; every file pinned by hash:",
+             "#   pip install --require-hashes --no-deps -r THIS_FILE (with the variant's index and pip_index)"]
+    for package in sorted(pylock["packages"], key=lambda p: _normalized(p["name"])):
+        lines.append(f"{package['name']}=={package['version']} \\")
+        lines += _file_lines(package, variant=spec.variant)
+    return "\n".join(lines) + "\n"
+
+
+def resolution_error(*, spec: LockSpec, stderr: str) -> str:
+    """uv's many-line error as one line: which index could not be reached (and what to do), or why no set of
+    versions fits."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    error = next((line for line in lines if line.startswith("error:")), "uv failed without a message")
+    error = error.removeprefix("error:").strip()
+    causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
+    for key, index in (("index", spec.index), ("pip_index", spec.pip_index)):
+        url = index_url(index).rstrip("/")
+        if "Failed to fetch" in stderr and url in stderr:
+            return (f"variant '{spec.variant}': cannot reach {key} {url}: {causes[-1] if causes else error}; "
+                    f"set an overlay {key} that is reachable from here (README, \"Overlay\"), or lock where it is")
+    detail = f": {causes[0]}" if causes else ""
+    return f"variant '{spec.variant}': uv cannot resolve torch {spec.torch} for Python {spec.python}: {error}{detail}"
+
+
+def _uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+    except ModuleNotFoundError:
+        raise TorchdevError(f"uv is not installed in {sys.prefix}: run ./dev once (it installs requirements.txt)") \
+            from None
+    return find_uv_bin()
+
+
+def resolve(spec: LockSpec) -> dict:
+    """Run uv for one variant and return its PEP 751 lock as a dict; a failure raises one line."""
+    with tempfile.TemporaryDirectory(prefix="torchdev-lock-") as folder:
+        project = Path(folder) / "pyproject.toml"
+        project.write_text(project_text(spec))
+        result = subprocess.run(uv_command(uv=_uv_binary(), project=project, spec=spec), cwd=folder,
+                                capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise TorchdevError(resolution_error(spec=spec, stderr=result.stderr))
+    return tomllib.loads(result.stdout)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, then rename over it: a reader sees the old lock or the new, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _shown(path: Path) -> str:
+    path = path.absolute()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def regenerate_command(*, matrix: Matrix, variant: Variant) -> str:
+    overlay = [f"--overlay {shlex.quote(_shown(source))}" for source in matrix.sources[1:]]
+    return " ".join(["./dev lock --variant", variant.name, *overlay])
+
+
+def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None) -> int:
+    """Write each selected variant's lock, or with check=True compare it with the matrix and write nothing.
+    One variant's failure does not stop the others; any failure or drift makes the exit status 1."""
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    problems = []
+    for chosen in select_variants(matrix, variant=variant, every=every):
+        spec = lock_spec(matrix=matrix, variant=chosen)
+        path = MATRIX_FILE.parent / chosen.lock_path
+        command = regenerate_command(matrix=matrix, variant=chosen)
+        if check:
+            changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
+            if changes:
+                problems.append(f"lock drift: variant '{chosen.name}' ({_shown(path)}): {'; '.join(changes)}: "
+                                f"run `{command}`")
+            else:
+                print(f"{chosen.name}: {_shown(path)} matches the matrix")
+            continue
+        print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {_shown(path)}", flush=True)
+        started = time.monotonic()
+        try:
+            pylock = resolve(spec)
+            text = render_lock(spec=spec, pylock=pylock, regenerate=command)
+        except TorchdevError as error:
+            problems.append(f"{error} ({_shown(path)} is left as it was)")
+            continue
+        write_atomically(path, text)
+        print(f"{chosen.name}: {len(pylock['packages'])} packages locked with their hashes "
+              f"in {time.monotonic() - started:.1f} s")
+    for line in problems:
+        print(f"torchdev: {line}", file=sys.stderr)
+    return 1 if problems else 0
