@@ -78,3 +78,18 @@ def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, r
 def doctor(c, overlay=None):
     """Check this host: engine, buildx, Compose v2, GPU runtime, driver per CUDA variant, /dev/shm, disk."""
     commands.exit_on_error(lambda: run_doctor(matrix=load_matrix(commands.MATRIX_FILE, overlay=overlay)))
+
+
+@task(help={"variant": "variant(s) whose base to pin", "all_": "every variant", "overlay": OVERLAY_HELP})
+def pin(c, variant=None, all_=False, overlay=None):
+    """Pin bases by digest (name:tag@sha256:...) where they are declared, asking their registries."""
+    commands.exit_on_error(lambda: commands.pin(variant=variant, every=all_, overlay=overlay))
+
+
+@task(help={"variant": "variant(s) whose base to save", "all_": "every variant", "overlay": OVERLAY_HELP,
+            "to_registry": "registry and prefix to push copies to, e.g. registry.corp:5000/mirror",
+            "to_archive": "folder to write one docker-load archive per base into"})
+def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_archive=None):
+    """Copy pinned bases to a registry or archives you control, before upstream deletes them."""
+    commands.exit_on_error(lambda: commands.save_bases(variant=variant, every=all_, overlay=overlay,
+                                                       to_registry=to_registry, to_archive=to_archive))

@@ -40,15 +40,25 @@ class BuildResult:
 
 def failure_cause(log_lines: list[str]) -> str:
     """The most telling line of a failed build: torchdev's own message (printed by a RUN step, as
-    `#7 0.52 torchdev: ...`), else BuildKit's last ERROR."""
+    `#7 0.52 torchdev: ...`), else BuildKit's last ERROR, with the fix when the base cannot be had."""
     for line in reversed(log_lines):
         found = re.match(r"^#\d+ \d+\.\d+ (torchdev: .*)", line)
         if found:
             return found.group(1).strip()
     for line in reversed(log_lines):
         if line.startswith("ERROR:"):
-            return line.strip()
+            return _base_hint(line.strip())
     return log_lines[-1].strip() if log_lines else "buildx exited without output"
+
+
+def _base_hint(error: str) -> str:
+    """Upstream bases disappear (NVIDIA deletes end-of-life CUDA tags) or sit behind an unreachable registry."""
+    found = re.search(r"failed to resolve source metadata for (\S+?):? (?:failed|.*?not found)", error)
+    if not found:
+        return error
+    return (f"the base image {found.group(1)} cannot be found or reached ({error.rsplit(': ', 1)[-1]}): "
+            "if it was deleted upstream, point the variant's base at a mirror in an overlay (README, Overlay); "
+            "`./dev save-bases` keeps copies of pinned bases in a registry or archive you control")
 
 
 def stream_build(command: list[str], *, log_path: Path, out: TextIO) -> tuple[int, list[str]]:

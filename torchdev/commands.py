@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import engine, smoke
+from torchdev import bases, engine, smoke
 from torchdev.build import BuildResult, failure_cause, run_build, run_buildx, summary_table
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.gitinfo import read_provenance
 from torchdev.images import built_images, images_table
-from torchdev.matrix import Matrix, Variant, load_matrix
+from torchdev.matrix import Matrix, Variant, load_matrix, load_sources
 from torchdev.plan import BuildPlan, LockInput, describe_plan, make_plan
 from torchdev.repro import describe_differences
 from torchdev.table import render_table
@@ -216,4 +216,39 @@ def verify_repro(*, variant: str, overlay: str | None) -> int:
         raise TorchdevError(f"{variant} builds reproducibly as {digests[0]}, but images.yaml records "
                             f"{plan.variant.digest}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)")
     print(f"\n{variant} is reproducible: {digests[0]}")
+    return 0
+
+
+def pin(*, variant: str | None, every: bool, overlay: str | None) -> int:
+    """Resolve each selected base to its registry digest and write it where that base is declared."""
+    data, sources = load_sources(MATRIX_FILE, overlay=overlay)
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    client = engine.connect()
+    results = [bases.pin_variant(client, variant=chosen, origin=data["variants"][chosen.name].origin("base"))
+               for chosen in select_variants(matrix, variant=variant, every=every)]
+    print(render_table(["variant", "base", "outcome", "detail"],
+                       [(r.variant, r.base, r.outcome, r.detail) for r in results]))
+    for result in results:
+        if result.outcome == "failed":
+            print(f"torchdev: {result.variant}: {result.detail}", file=sys.stderr)
+    return 1 if any(result.outcome == "failed" for result in results) else 0
+
+
+def save_bases(*, variant: str | None, every: bool, overlay: str | None, to_registry: str | None,
+               to_archive: str | None) -> int:
+    """Copy the selected variants' pinned bases to a registry or into archives the user controls."""
+    if bool(to_registry) == bool(to_archive):
+        raise UsageError("say where the bases go: --to-registry HOST[:PORT]/PREFIX or --to-archive FOLDER")
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    chosen = select_variants(matrix, variant=variant, every=every)
+    unpinned = [v.name for v in chosen if not bases.DIGEST_RE.search(v.base)]
+    if unpinned:
+        raise TorchdevError(f"the base of {', '.join(unpinned)} is not pinned by digest: run `./dev pin` first")
+    client = engine.connect()
+    if to_archive:
+        written = bases.save_archives(client, bases=sorted({v.base for v in chosen}), folder=Path(to_archive))
+        print("\n".join(f"saved {path} (restore: docker load -i {path})" for path in written))
+        return 0
+    rows = [(v.name, v.base, bases.push_base(client, base=v.base, registry=to_registry)) for v in chosen]
+    print(render_table(["variant", "base", "copy (use as `base:` in an overlay)"], rows))
     return 0

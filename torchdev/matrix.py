@@ -262,10 +262,16 @@ def overlay_path(*, matrix_path: Path, explicit: str | None) -> Path | None:
     return local if local.is_file() else None
 
 
-def load_matrix(matrix_path: Path, *, overlay: str | None = None) -> Matrix:
-    """Read images.yaml, deep-merge the overlay over it, and validate the result."""
+def load_sources(matrix_path: Path, *, overlay: str | None = None) -> tuple[SourcedDict, tuple[Path, ...]]:
+    """images.yaml with the overlay deep-merged over it, each key still knowing its file and line."""
     data = load_yaml(matrix_path)
     extra = overlay_path(matrix_path=matrix_path, explicit=overlay)
     if extra is None:
-        return parse_matrix(data, sources=(matrix_path,))
-    return parse_matrix(deep_merge(data, load_yaml(extra)), sources=(matrix_path, extra))
+        return data, (matrix_path,)
+    return deep_merge(data, load_yaml(extra)), (matrix_path, extra)
+
+
+def load_matrix(matrix_path: Path, *, overlay: str | None = None) -> Matrix:
+    """Read images.yaml, deep-merge the overlay over it, and validate the result."""
+    data, sources = load_sources(matrix_path, overlay=overlay)
+    return parse_matrix(data, sources=sources)

@@ -68,3 +68,12 @@ def test_an_unknown_variant_exits_2_naming_the_known_ones():
     result = run_cli("build", "--variant", "cu121", "--dry-run")
     assert result.returncode == 2
     assert "unknown variant 'cu121'" in result.stderr and "cpu, cu117, cu118" in result.stderr
+
+
+def test_a_base_that_is_gone_names_the_mirror_fix(docker_client, test_overlay, tmp_path):
+    overlay = overlay_changing(tmp_path, test_overlay, base="localhost:1/gone/cuda:11.7.1-cudnn8-runtime-ubuntu22.04")
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=300)
+    assert result.returncode == 1
+    assert "the base image localhost:1/gone/cuda:11.7.1-cudnn8-runtime-ubuntu22.04 cannot be found or reached" in \
+        result.stderr
+    assert "point the variant's base at a mirror in an overlay" in result.stderr

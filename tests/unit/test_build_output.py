@@ -27,3 +27,13 @@ def test_the_summary_has_one_row_per_variant_with_status_and_cause():
 
 def test_sizes_read_in_binary_units():
     assert [human_size(n) for n in (None, 512, 1536, 5 * 1024 ** 3)] == ["-", "512 B", "1.50 KiB", "5.00 GiB"]
+
+
+def test_a_base_that_cannot_be_had_gets_the_mirror_fix():
+    error = ("ERROR: failed to solve: localhost:1/gone/cuda:11.7.1: failed to resolve source metadata for "
+             "localhost:1/gone/cuda:11.7.1: failed to do request: Head \"https://localhost:1/v2/gone/cuda/manifests/"
+             "11.7.1\": dial tcp 127.0.0.1:1: connect: connection refused")
+    cause = failure_cause(["#1 ...", error])
+    assert cause.startswith("the base image localhost:1/gone/cuda:11.7.1 cannot be found or reached "
+                            "(connection refused)")
+    assert "point the variant's base at a mirror in an overlay" in cause and "./dev save-bases" in cause

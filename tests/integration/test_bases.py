@@ -1,0 +1,114 @@
+"""Pinning bases by digest and saving copies, against a real registry (Debian's docker-registry) on loopback."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TEST_VARIANT, run_cli, unavailable
+
+LOCAL_BASE = "torchdev-base:bookworm"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A throw-away registry on a free loopback port, stopped with the module."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        unavailable("docker-registry is not installed (apt-get install docker-registry)")
+    folder = tmp_path_factory.mktemp("registry")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = folder / "config.yml"
+    config.write_text(yaml.safe_dump({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(folder / "data")},
+                                                                   "delete": {"enabled": True}},
+                                      "http": {"addr": f"127.0.0.1:{port}"}}))
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/v2/")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_until_up(url: str) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the registry at {url} did not answer")
+
+
+@pytest.fixture()
+def pushed_base(docker_client, registry):
+    """The local Debian base, pushed to the registry as an ordinary tagged image."""
+    reference = f"{registry}/torchdev-base:bookworm"
+    docker_client.images.get(LOCAL_BASE).tag(reference)
+    try:
+        for event in docker_client.images.push(reference, stream=True, decode=True):
+            assert "error" not in event, event
+    finally:
+        docker_client.images.remove(reference, noprune=True)
+    return reference
+
+
+def overlay_with_base(tmp_path: Path, base: str) -> Path:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"variants:\n  {TEST_VARIANT}:\n    base: {base}   # a comment that must survive\n"
+                       "    python: \"3.11\"\n    index: default\n")
+    return overlay
+
+
+def test_pin_writes_the_registry_digest_where_the_base_is_declared(docker_client, pushed_base, tmp_path):
+    overlay = overlay_with_base(tmp_path, pushed_base)
+    result = run_cli("pin", "--variant", TEST_VARIANT, "--overlay", str(overlay))
+    assert result.returncode == 0, result.stderr
+    digest = docker_client.images.get_registry_data(pushed_base).id
+    assert f"    base: {pushed_base}@{digest}   # a comment that must survive\n" in overlay.read_text()
+    again = run_cli("pin", "--variant", TEST_VARIANT, "--overlay", str(overlay))
+    assert again.returncode == 0 and "already pinned" in again.stdout
+
+
+def test_pin_says_clearly_when_no_registry_answers(tmp_path):
+    overlay = overlay_with_base(tmp_path, "localhost:1/gone/cuda:11.7.1")
+    before = overlay.read_text()
+    result = run_cli("pin", "--variant", TEST_VARIANT, "--overlay", str(overlay))
+    assert result.returncode == 1
+    assert "cannot resolve localhost:1/gone/cuda:11.7.1 in its registry" in result.stderr
+    assert overlay.read_text() == before
+
+
+def test_save_bases_copies_a_pinned_base_to_a_registry_and_to_an_archive(docker_client, registry, pushed_base,
+                                                                         tmp_path):
+    digest = docker_client.images.get_registry_data(pushed_base).id
+    overlay = overlay_with_base(tmp_path, f"{pushed_base}@{digest}")
+    result = run_cli("save-bases", "--variant", TEST_VARIANT, "--overlay", str(overlay),
+                     "--to-registry", f"{registry}/mirror")
+    assert result.returncode == 0, result.stderr
+    copy = f"{registry}/mirror/torchdev-base:bookworm"
+    assert docker_client.images.get_registry_data(copy).id == digest
+    assert f"{copy}@{digest}" in result.stdout
+    archives = tmp_path / "archives"
+    result = run_cli("save-bases", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--to-archive", str(archives))
+    assert result.returncode == 0, result.stderr
+    [archive] = archives.iterdir()
+    listing = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True, check=True).stdout
+    assert "manifest.json" in listing or "index.json" in listing
+
+
+def test_save_bases_refuses_unpinned_bases(tmp_path):
+    overlay = overlay_with_base(tmp_path, LOCAL_BASE)
+    result = run_cli("save-bases", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--to-archive",
+                     str(tmp_path / "a"))
+    assert result.returncode == 1
+    assert f"the base of {TEST_VARIANT} is not pinned by digest: run `./dev pin` first" in result.stderr
