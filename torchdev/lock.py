@@ -31,7 +31,6 @@ PLATFORM = "x86_64-manylinux_2_28"
 """The platform locks are resolved for: Linux x86_64 with glibc 2.28 or newer (Ubuntu 22.04 has 2.35, Debian 12
 2.36). pip in the image may see newer wheels too, but --require-hashes keeps it to the ones locked here."""
 
-PYPI = "https://pypi.org/simple"
 """What an index of "default" means: pip's own default index."""
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
@@ -143,38 +142,24 @@ def drift(*, expected: LockSpec, text: str | None) -> list[str]:
     return header_drift(expected=expected, found=found) + pin_problems(spec=found, text=text)
 
 
-def index_url(index: str) -> str:
-    return PYPI if index == DEFAULT_INDEX else index
-
-
 def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def project_text(spec: LockSpec) -> str:
     """A throwaway pyproject.toml for uv: the torch family from the variant's index and from nowhere else
-    (an explicit index: no other package is taken from it), everything else from pip_index."""
+    (an explicit index: no other package is taken from it), everything else from pip_index. A "default"
+    index is left to uv's own default (PyPI), so no index host is written here."""
     requirements = [f"{name}=={getattr(spec, name)}" for name in TORCH_FAMILY] + list(spec.packages)
-    return "\n".join([
-        "[project]",
-        'name = "torchdev-lock"',
-        'version = "0"',
-        f"dependencies = [{', '.join(_toml_string(r) for r in requirements)}]",
-        "",
-        "[tool.uv.sources]",
-        *(f'{name} = {{ index = "torch" }}' for name in TORCH_FAMILY),
-        "",
-        "[[tool.uv.index]]",
-        'name = "torch"',
-        f"url = {_toml_string(index_url(spec.index))}",
-        "explicit = true",
-        "",
-        "[[tool.uv.index]]",
-        'name = "packages"',
-        f"url = {_toml_string(index_url(spec.pip_index))}",
-        "default = true",
-        "",
-    ])
+    lines = ["[project]", 'name = "torchdev-lock"', 'version = "0"',
+             f"dependencies = [{', '.join(_toml_string(r) for r in requirements)}]", ""]
+    if spec.index != DEFAULT_INDEX:
+        lines += ["[tool.uv.sources]", *(f'{name} = {{ index = "torch" }}' for name in TORCH_FAMILY), "",
+                  "[[tool.uv.index]]", 'name = "torch"', f"url = {_toml_string(spec.index)}", "explicit = true", ""]
+    if spec.pip_index != DEFAULT_INDEX:
+        lines += ["[[tool.uv.index]]", 'name = "packages"', f"url = {_toml_string(spec.pip_index)}",
+                  "default = true", ""]
+    return "\n".join(lines)
 
 
 def uv_command(*, uv: str, project: Path, spec: LockSpec) -> list[str]:
@@ -218,8 +203,8 @@ def resolution_error(*, spec: LockSpec, stderr: str) -> str:
     error = error.removeprefix("error:").strip()
     causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
     for key, index in (("index", spec.index), ("pip_index", spec.pip_index)):
-        url = index_url(index).rstrip("/")
-        if "Failed to fetch" in stderr and url in stderr:
+        url = index.rstrip("/")
+        if index != DEFAULT_INDEX and "Failed to fetch" in stderr and url in stderr:
             return (f"variant '{spec.variant}': cannot reach {key} {url}: {causes[-1] if causes else error}; "
                     f"set an overlay {key} that is reachable from here (README, \"Overlay\"), or lock where it is")
     detail = f": {causes[0]}" if causes else ""

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from torchdev.errors import TorchdevError
-from torchdev.lock import (PLATFORM, PYPI, LockSpec, drift, format_header, parse_header, pin_problems, project_text,
+from torchdev.lock import (PLATFORM, LockSpec, drift, format_header, parse_header, pin_problems, project_text,
                            render_lock, resolution_error, tomllib, uv_command, write_atomically)
 
 SPEC = LockSpec(variant="cu118", python="3.10", platform=PLATFORM, torch="2.0.1", torchvision="0.15.2",
@@ -148,8 +148,14 @@ def test_the_torch_family_comes_from_the_variants_index_only_and_the_rest_from_p
     assert project["tool"]["uv"]["sources"] == {name: {"index": "torch"} for name in ("torch", "torchvision",
                                                                                        "torchaudio")}
     assert project["tool"]["uv"]["index"] == [
-        {"name": "torch", "url": "https://download.pytorch.org/whl/cu118", "explicit": True},
-        {"name": "packages", "url": PYPI, "default": True}]
+        {"name": "torch", "url": "https://download.pytorch.org/whl/cu118", "explicit": True}]
+
+
+def test_default_indexes_are_left_to_uv_and_a_pip_index_becomes_the_default():
+    assert "tool" not in tomllib.loads(project_text(replace(SPEC, index="default")))
+    mirrored = tomllib.loads(project_text(replace(SPEC, pip_index="https://pypi.example/simple")))
+    assert mirrored["tool"]["uv"]["index"][-1] == {"name": "packages", "url": "https://pypi.example/simple",
+                                                   "default": True}
 
 
 def test_an_unreachable_index_is_one_line_naming_variant_index_and_fix():
