@@ -132,7 +132,8 @@ def test_the_ca_bundle_never_lands_in_a_layer_or_the_history(docker_client, buil
     assert "BEGIN CERTIFICATE" not in history and "ca_bundle,src" not in history
     assert not any(needle.decode() in history for needle in needles)
     layers, hits = scan_layers(image, needles, hashlib.sha256(host_bundle).hexdigest())
-    assert layers >= len(image.attrs["RootFS"]["Layers"]), "some layers could not be read, so were not checked"
+    distinct_layers = len(set(image.attrs["RootFS"]["Layers"]))  # empty layers share one blob in a save
+    assert layers >= distinct_layers, "some layers could not be read, so were not checked"
     assert hits == []
 
 
