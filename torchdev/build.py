@@ -77,7 +77,7 @@ def stream_build(command: list[str], *, log_path: Path, out: TextIO) -> tuple[in
 
 def apply_tags(client: docker.DockerClient, *, image_id: str, references: tuple[str, ...]) -> None:
     """Point every reference at image_id; on any failure put back the ones already moved."""
-    previous = {reference: _image_id_or_none(client, reference) for reference in references}
+    previous = {reference: image_id_or_none(client, reference) for reference in references}
     moved: list[str] = []
     try:
         for reference in references:
@@ -98,12 +98,13 @@ def built_image_id(client: docker.DockerClient, metadata_file: Path) -> str:
     metadata = json.loads(metadata_file.read_text())
     for key in ("containerimage.digest", "containerimage.config.digest"):
         digest = metadata.get(key)
-        if digest and _image_id_or_none(client, digest):
+        if digest and image_id_or_none(client, digest):
             return digest
     raise TorchdevError(f"buildx reported success but the engine holds none of its digests ({metadata_file})")
 
 
-def _image_id_or_none(client: docker.DockerClient, reference: str) -> str | None:
+def image_id_or_none(client: docker.DockerClient, reference: str) -> str | None:
+    """The ID of the image `reference` names, or None when the engine has no such image."""
     try:
         return client.images.get(reference).id
     except ImageNotFound:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from torchdev import bases, engine, smoke
-from torchdev.build import BuildResult, failure_cause, run_build, run_buildx, summary_table
+from torchdev.build import BuildResult, failure_cause, image_id_or_none, run_build, run_buildx, summary_table
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.gitinfo import read_provenance
 from torchdev.images import built_images, images_table
@@ -76,11 +76,15 @@ def plans_for(matrix: Matrix, variants: list[Variant]) -> list[BuildPlan]:
             for v in variants]
 
 
+def read_manifest(client, image: str) -> bytes:
+    """The manifest an image carries (docker/write_manifest.py wrote it at build time)."""
+    return client.containers.run(image, ["cat", MANIFEST_IN_IMAGE], remove=True, entrypoint=[])
+
+
 def save_manifest(client, *, image_id: str, variant: str) -> Path:
     """Copy the image's own manifest next to the build logs, where tools on the host can read it."""
-    text = client.containers.run(image_id, ["cat", MANIFEST_IN_IMAGE], remove=True, entrypoint=[])
     path = REPORTS_DIR / "build" / f"{variant}.manifest.json"
-    path.write_bytes(text)
+    path.write_bytes(read_manifest(client, image_id))
     return path
 
 
@@ -129,7 +133,7 @@ def show_manifest(client, *, matrix: Matrix, variant: Variant) -> int:
     """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
     reference = image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
     smoke.require_image(client, reference, variant=variant.name)
-    content = json.loads(client.containers.run(reference, ["cat", MANIFEST_IN_IMAGE], remove=True, entrypoint=[]))
+    content = json.loads(read_manifest(client, reference))
     print(f"{reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
           f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages")
     print(render_table(["python package", "version"],
@@ -149,7 +153,7 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     summaries: dict[str, dict | str] = {}
     for chosen in variants:
         reference = image_references(settings=matrix.image, variant=chosen, stamp=stamp)[0]
-        if build_missing and not _image_exists(client, reference):
+        if build_missing and image_id_or_none(client, reference) is None:
             build(variant=chosen.name, every=False, dry_run=False, overlay=overlay)
         try:
             smoke.require_image(client, reference, variant=chosen.name)
@@ -167,16 +171,6 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     for line in problems:
         print(f"torchdev: failed: {line}", file=sys.stderr)
     return 1 if problems else 0
-
-
-def _image_exists(client, reference: str) -> bool:
-    from docker.errors import ImageNotFound
-
-    try:
-        client.images.get(reference)
-    except ImageNotFound:
-        return False
-    return True
 
 
 def up(*, variant: str, overlay: str | None) -> int:
