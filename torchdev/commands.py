@@ -15,7 +15,7 @@ from torchdev.build import BuildResult, failure_cause, image_id_or_none, run_bui
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.gitinfo import read_provenance
 from torchdev.images import built_images, images_table
-from torchdev.matrix import Matrix, Variant, load_matrix, load_sources
+from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, LockInput, describe_plan, make_plan
 from torchdev.repro import describe_differences
 from torchdev.table import render_table
@@ -62,6 +62,11 @@ def show_matrix(*, overlay: str | None) -> int:
     print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "tags"], rows))
     print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
     return 0
+
+
+def primary_reference(matrix: Matrix, variant: Variant) -> str:
+    """The tag an image is known by (its first template), e.g. torchdev:2.0.1-cu118-py3.10."""
+    return image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
 
 
 def lock_input(variant: Variant) -> LockInput | None:
@@ -131,7 +136,7 @@ def list_images(*, overlay: str | None, manifest: str | None = None) -> int:
 
 def show_manifest(client, *, matrix: Matrix, variant: Variant) -> int:
     """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
-    reference = image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
+    reference = primary_reference(matrix, variant)
     smoke.require_image(client, reference, variant=variant.name)
     content = json.loads(read_manifest(client, reference))
     print(f"{reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
@@ -148,11 +153,10 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     variants = select_variants(matrix, variant=variant, every=every)
     client = engine.connect()
     request = smoke.parse_gpus(gpus, engine_has_gpus=engine.has_nvidia_runtime(client))
-    stamp = read_provenance(ROOT).stamp
     reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
     summaries: dict[str, dict | str] = {}
     for chosen in variants:
-        reference = image_references(settings=matrix.image, variant=chosen, stamp=stamp)[0]
+        reference = primary_reference(matrix, chosen)
         if build_missing and image_id_or_none(client, reference) is None:
             build(variant=chosen.name, every=False, dry_run=False, overlay=overlay)
         try:
@@ -216,7 +220,7 @@ def verify_repro(*, variant: str, overlay: str | None) -> int:
 def pin(*, variant: str | None, every: bool, overlay: str | None) -> int:
     """Resolve each selected base to its registry digest and write it where that base is declared."""
     data, sources = load_sources(MATRIX_FILE, overlay=overlay)
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    matrix = parse_matrix(data, sources=sources)
     client = engine.connect()
     results = [bases.pin_variant(client, variant=chosen, origin=data["variants"][chosen.name].origin("base"))
                for chosen in select_variants(matrix, variant=variant, every=every)]

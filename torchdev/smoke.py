@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-from docker.errors import ImageNotFound
 from docker.types import DeviceRequest, Ulimit
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
+from torchdev.build import image_id_or_none
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.matrix import Variant
 from torchdev.table import render_table
@@ -79,11 +79,9 @@ def container_ulimits(gpus: GpuRequest) -> list[Ulimit]:
 
 
 def require_image(client: docker.DockerClient, reference: str, *, variant: str) -> None:
-    try:
-        client.images.get(reference)
-    except ImageNotFound:
+    if image_id_or_none(client, reference) is None:
         raise TorchdevError(f"image {reference} is not built: run `./dev build --variant {variant}` "
-                            "(or pass --build to `./dev smoke`)") from None
+                            "(or pass --build to `./dev smoke`)")
 
 
 def run_suite(client: docker.DockerClient, *, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path,
