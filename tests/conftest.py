@@ -33,6 +33,22 @@ def run_cli(*args: str, timeout: float = 1800, env: dict[str, str] | None = None
                           timeout=timeout, env={**os.environ, **(env or {})}, check=False)
 
 
+def overlay_changing(tmp_path: Path, base_overlay: Path, **fields: str) -> Path:
+    """A copy of `base_overlay` with some of the test variant's fields changed."""
+    import yaml
+
+    data = yaml.safe_load(base_overlay.read_text())
+    data["variants"][TEST_VARIANT].update(fields)
+    path = tmp_path / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tag_targets(docker_client) -> dict[str, str]:
+    """Every tag of the test repository and the image it points at."""
+    return {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags}
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     import docker

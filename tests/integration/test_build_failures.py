@@ -1,25 +1,10 @@
 """Bad input and failed builds: one line naming the cause and the fix, non-zero exit, no tag moved."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import TEST_REPOSITORY, TEST_VARIANT, run_cli
-
-
-def overlay_changing(tmp_path: Path, test_overlay: Path, **fields: str) -> Path:
-    """The test overlay with some of the test variant's fields changed."""
-    data = yaml.safe_load(test_overlay.read_text())
-    data["variants"][TEST_VARIANT].update(fields)
-    path = tmp_path / "overlay.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def tag_targets(docker_client) -> dict[str, str]:
-    return {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags}
+from tests.conftest import TEST_VARIANT, overlay_changing, run_cli, tag_targets
 
 
 @pytest.mark.parametrize("field, value, cause", [

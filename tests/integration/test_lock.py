@@ -4,24 +4,11 @@ Locking the CI overlay's cu117 resolves torch from PyPI, so these need PyPI but 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, overlay_changing, run_cli
 
 OVERLAY = ROOT / "overlays" / "local-debian.yaml"
 COMMITTED_LOCK = ROOT / "overlays" / "local-debian" / "cu117.lock.txt"
 VARIANT = "cu117"
-
-
-def overlay_with(tmp_path: Path, **fields: str) -> Path:
-    """The CI overlay with some of cu117's fields changed (its lock still the committed one unless `lock` is)."""
-    data = yaml.safe_load(OVERLAY.read_text())
-    data["variants"][VARIANT].update(fields)
-    path = tmp_path / "overlay.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_the_committed_lock_matches_the_ci_overlay():
@@ -31,7 +18,8 @@ def test_the_committed_lock_matches_the_ci_overlay():
 
 
 def test_a_changed_python_is_drift_naming_the_variant_the_field_and_the_fix(tmp_path):
-    result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay_with(tmp_path, python="3.10")))
+    overlay = overlay_changing(tmp_path, OVERLAY, python="3.10")
+    result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"torchdev: lock drift: variant '{VARIANT}' (overlays/local-debian/cu117.lock.txt)")
@@ -40,7 +28,7 @@ def test_a_changed_python_is_drift_naming_the_variant_the_field_and_the_fix(tmp_
 
 
 def test_a_changed_torch_is_drift_naming_each_version(tmp_path):
-    overlay = overlay_with(tmp_path, torch="2.0.0", torchvision="0.15.1", torchaudio="2.0.1")
+    overlay = overlay_changing(tmp_path, OVERLAY, torch="2.0.0", torchvision="0.15.1", torchaudio="2.0.1")
     result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay))
     assert result.returncode == 1
     for change in ("torch 2.0.1 in the lock, 2.0.0", "torchvision 0.15.2 in the lock, 0.15.1",
@@ -49,7 +37,7 @@ def test_a_changed_torch_is_drift_naming_each_version(tmp_path):
 
 
 def test_a_missing_lock_is_drift(tmp_path):
-    overlay = overlay_with(tmp_path, lock=str(tmp_path / "none.txt"))
+    overlay = overlay_changing(tmp_path, OVERLAY, lock=str(tmp_path / "none.txt"))
     result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay))
     assert result.returncode == 1
     assert f"variant '{VARIANT}' ({tmp_path / 'none.txt'}): no lock file" in result.stderr
@@ -57,7 +45,7 @@ def test_a_missing_lock_is_drift(tmp_path):
 
 def test_lock_writes_the_full_hash_pinned_closure_that_check_then_accepts(tmp_path):
     path = tmp_path / "cu117.lock.txt"
-    overlay = overlay_with(tmp_path, lock=str(path))
+    overlay = overlay_changing(tmp_path, OVERLAY, lock=str(path))
     result = run_cli("lock", "--variant", VARIANT, "--overlay", str(overlay), timeout=300)
     assert result.returncode == 0, result.stderr
     text = path.read_text()
@@ -75,7 +63,7 @@ def test_lock_writes_the_full_hash_pinned_closure_that_check_then_accepts(tmp_pa
 def test_an_unreachable_index_is_one_line_and_leaves_the_previous_lock(tmp_path):
     path = tmp_path / "cu117.lock.txt"
     path.write_text("the previous lock\n")
-    overlay = overlay_with(tmp_path, index="http://127.0.0.1:9/simple", lock=str(path))
+    overlay = overlay_changing(tmp_path, OVERLAY, index="http://127.0.0.1:9/simple", lock=str(path))
     result = run_cli("lock", "--variant", VARIANT, "--overlay", str(overlay), env={"UV_HTTP_RETRIES": "0"})
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr

@@ -6,9 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import TEST_REPOSITORY, TEST_VARIANT, run_cli
+from tests.conftest import TEST_VARIANT, overlay_changing, run_cli, tag_targets
 from torchdev.plan import OCI_OUTPUT
 from torchdev.repro import describe_differences, read_oci
 
@@ -27,11 +26,8 @@ def test_two_builds_without_cache_give_one_digest(reproducible_digest):
 
 def test_another_source_date_epoch_gives_another_digest_which_a_recorded_digest_rejects(
         docker_client, reproducible_digest, test_overlay, tmp_path):
-    data = yaml.safe_load(test_overlay.read_text())
-    data["variants"][TEST_VARIANT]["digest"] = reproducible_digest
-    overlay = tmp_path / "pinned.yaml"
-    overlay.write_text(yaml.safe_dump(data))
-    before = {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags}
+    overlay = overlay_changing(tmp_path, test_overlay, digest=reproducible_digest)
+    before = tag_targets(docker_client)
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--reproducible",
                      env={"SOURCE_DATE_EPOCH": "1000000000"}, timeout=1800)
     assert result.returncode == 1, result.stdout[-3000:]
@@ -39,11 +35,11 @@ def test_another_source_date_epoch_gives_another_digest_which_a_recorded_digest_
                       result.stderr)
     assert found, result.stderr
     assert found.group(2) == reproducible_digest != found.group(1)
-    assert {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags} == before
+    assert tag_targets(docker_client) == before
 
 
 def oci_build(context: Path, archive: Path, content: str) -> None:
-    (context / "Dockerfile").write_text(f"FROM scratch\nCOPY payload.txt /etc/payload.txt\n")
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY payload.txt /etc/payload.txt\n")
     (context / "payload.txt").write_text(content)
     subprocess.run(["docker", "buildx", "build", "--provenance=false", "--build-arg", "SOURCE_DATE_EPOCH=0",
                     f"--output={OCI_OUTPUT.format(dest=archive)}", str(context)], check=True, capture_output=True,
