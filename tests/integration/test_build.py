@@ -177,3 +177,10 @@ def test_the_image_carries_its_manifest_and_a_copy_lands_beside_the_build_logs(c
     shown = run_cli("images", "--overlay", str(test_overlay), "--manifest", TEST_VARIANT)
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"^torch\s+2\.0\.1$", shown.stdout, re.M)
+
+
+def test_images_lists_what_was_built_with_its_tags(built_image, test_overlay):
+    shown = run_cli("images", "--overlay", str(test_overlay))
+    assert shown.returncode == 0, shown.stderr
+    row = next((line for line in shown.stdout.splitlines() if line.startswith(f"{TEST_VARIANT} ")), "")
+    assert built_image.references[0].rsplit(":", 1)[1] in row and built_image.image_id[:19] in row, shown.stdout

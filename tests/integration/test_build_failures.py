@@ -14,6 +14,7 @@ from tests.conftest import TEST_VARIANT, overlay_changing, run_cli, tag_targets
 def test_a_failed_build_names_its_cause_and_moves_no_tag(docker_client, built_image, test_overlay, tmp_path, field,
                                                         value, cause):
     before = tag_targets(docker_client)
+    assert built_image.references[0] in before  # the listing sees the tags, so "unchanged" means something
     overlay = overlay_changing(tmp_path, test_overlay, **{field: value})
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
     assert result.returncode == 1

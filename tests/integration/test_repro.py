@@ -25,9 +25,10 @@ def test_two_builds_without_cache_give_one_digest(reproducible_digest):
 
 
 def test_another_source_date_epoch_gives_another_digest_which_a_recorded_digest_rejects(
-        docker_client, reproducible_digest, test_overlay, tmp_path):
+        docker_client, built_image, reproducible_digest, test_overlay, tmp_path):
     overlay = overlay_changing(tmp_path, test_overlay, digest=reproducible_digest)
     before = tag_targets(docker_client)
+    assert built_image.references[0] in before
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--reproducible",
                      env={"SOURCE_DATE_EPOCH": "1000000000"}, timeout=1800)
     assert result.returncode == 1, result.stdout[-3000:]

@@ -109,7 +109,8 @@ def test_a_reproducible_build_goes_to_an_oci_archive_with_clamped_timestamps():
     plan = plan_for(CU118)
     normal = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"))
     reproducible = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"), oci_archive=Path("/a.tar"))
-    assert "--output=type=docker,compression=zstd,compression-level=3,force-compression=true" in normal
+    assert "--output=type=docker,compression=zstd,compression-level=3,force-compression=true,oci-mediatypes=true" \
+        in normal
     assert "--output=type=oci,dest=/a.tar,rewrite-timestamp=true,compression=uncompressed" in reproducible
     assert "--provenance=false" in reproducible and "--build-context" in reproducible
 
