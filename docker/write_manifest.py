@@ -2,7 +2,7 @@
 
 It answers "what exactly is in this image?" without running pip or dpkg inside it: Python distributions
 with their versions and the hash of each one's installed-file list (RECORD), Debian packages with their
-versions, the base image and the lock file the Python packages came from.
+versions, the base image, the apt snapshot the Debian packages came from, and the lock the Python ones came from.
 """
 import argparse
 import hashlib
@@ -34,10 +34,12 @@ def main() -> int:
     parser.add_argument("--base", required=True)
     parser.add_argument("--base-digest", default="")
     parser.add_argument("--lock-sha256", default="")
+    parser.add_argument("--apt-snapshot", default="", help="APT_SNAPSHOT's archive=URL words; empty: live archives")
     args = parser.parse_args()
     manifest = {
         "base": {"image": args.base, "digest": args.base_digest or None},
         "lock_sha256": args.lock_sha256 or None,
+        "apt_snapshot": dict(word.split("=", 1) for word in args.apt_snapshot.split()) or None,
         "python": {"version": "%d.%d.%d" % sys.version_info[:3], "packages": python_packages()},
         "debian_packages": debian_packages(),
     }

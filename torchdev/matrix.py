@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,9 @@ TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
 IMAGE_REF_RE = re.compile(
     rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$")
 VARIANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+APT_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
+APT_ARCHIVE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+APT_SNAPSHOT_URL_RE = re.compile(r"^https?://[^\s#&\\]+$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class ImageSettings:
     tag_templates: tuple[str, ...]
     pip_index: str
     packages: tuple[str, ...]
+    apt_snapshot_urls: tuple[tuple[str, str], ...] = ()
+    """(archive, URL template with {timestamp}): where a variant's apt_snapshot sends apt, per archive; an
+    archive is the last part of a base's apt source URI (debian, debian-security, ubuntu)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class Variant:
     cudnn: int | None
     lock: str = ""  # the variant's lock file, relative to images.yaml; "" means locks/<name>.txt
     digest: str = ""  # the image digest a reproducible build must give; "" when none is recorded
+    apt_snapshot: str = ""  # apt sees its archives as they were at this UTC time (YYYYMMDDTHHMMSSZ); "" means live
 
     @property
     def torch_minor(self) -> str:
@@ -144,7 +152,26 @@ def _read_image_settings(data: SourcedDict, problems: _Problems) -> ImageSetting
     templates = _string_list(image, "tags", problems, context="image: ", check=_template_problem)
     packages = _string_list(data, "packages", problems) if "packages" in data else ()
     pip_index = _index(data, "pip_index", problems) if "pip_index" in data else DEFAULT_INDEX
-    return ImageSettings(repository, templates, pip_index, packages)
+    snapshot_urls = _apt_snapshot_urls(data, problems) if "apt_snapshot_urls" in data else ()
+    return ImageSettings(repository, templates, pip_index, packages, snapshot_urls)
+
+
+def _apt_snapshot_urls(data: SourcedDict, problems: _Problems) -> tuple[tuple[str, str], ...]:
+    """The archive -> snapshot URL table; `{timestamp}` in each URL takes the variant's apt_snapshot."""
+    table = data.get("apt_snapshot_urls")
+    if not isinstance(table, SourcedDict):
+        problems.add(data, "apt_snapshot_urls", f"expected a mapping of archive: URL, got {_type_name(table)}")
+        return ()
+    for archive in table:
+        if not APT_ARCHIVE_RE.match(str(archive)):
+            problems.add(table, archive, "is not an apt archive name (the last part of a source URI, e.g. debian)",
+                         context="apt_snapshot_urls: ")
+        url = _string(table, archive, problems, context="apt_snapshot_urls: ", pattern=APT_SNAPSHOT_URL_RE,
+                      hint="an http:// or https:// URL (without spaces, '#', '&' or '\\')")
+        if url and re.findall(r"{([^{}]*)}", url) != ["timestamp"]:
+            problems.add(table, archive, f"'{url}' must contain {{timestamp}} once and no other placeholder",
+                         context="apt_snapshot_urls: ")
+    return tuple((str(archive), url) for archive, url in table.items() if isinstance(url, str))
 
 
 def _template_problem(template: str) -> str:
@@ -181,7 +208,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
     if not isinstance(fields, SourcedDict):
         problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest"}, problems=problems, context=context)
+    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot"}, problems=problems, context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
     text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}
@@ -199,6 +226,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
         lock=_string(fields, "lock", problems, context=context) if "lock" in fields else "",
         digest=_string(fields, "digest", problems, context=context, pattern=re.compile(r"^sha256:[0-9a-f]{64}$"),
                        hint="an image digest (sha256:<64 hex digits>)") if "digest" in fields else "",
+        apt_snapshot=_apt_snapshot(fields, problems, context),
         **text,
     )
     _check_companions(variant, fields, problems, context)
@@ -222,6 +250,30 @@ def _cudnn(fields: SourcedDict, problems: _Problems, context: str) -> int | None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _apt_snapshot(fields: SourcedDict, problems: _Problems, context: str) -> str:
+    if fields.get("apt_snapshot") is None:
+        return ""
+    value = _string(fields, "apt_snapshot", problems, context=context, pattern=APT_SNAPSHOT_RE,
+                    hint='a UTC time written YYYYMMDDTHHMMSSZ (e.g. "20261101T000000Z"), or null')
+    if APT_SNAPSHOT_RE.match(value):
+        try:
+            datetime.strptime(value, "%Y%m%dT%H%M%SZ")
+        except ValueError:
+            problems.add(fields, "apt_snapshot", f"'{value}' is not a real date and time", context=context)
+    return value
+
+
+def _check_snapshot_archives(matrix_data: SourcedDict, image: ImageSettings, variants: list[Variant],
+                             problems: _Problems) -> None:
+    """A variant with an apt snapshot needs somewhere to send apt: at least one apt_snapshot_urls entry."""
+    if image.apt_snapshot_urls:
+        return
+    for variant in variants:
+        if variant.apt_snapshot:
+            problems.add(matrix_data, None, f"variant '{variant.name}' sets apt_snapshot but there is no "
+                         "apt_snapshot_urls table: add one, or set apt_snapshot: null")
+
+
 def _check_companions(variant: Variant, fields: SourcedDict, problems: _Problems, context: str) -> None:
     expected = COMPANIONS.get(variant.torch)
     if expected is None:
@@ -235,7 +287,8 @@ def _check_companions(variant: Variant, fields: SourcedDict, problems: _Problems
 def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
     """Validate merged YAML data into a Matrix, or raise one ConfigError listing every problem."""
     problems = _Problems()
-    _check_keys(data, required={"image", "variants"}, optional={"pip_index", "packages"}, problems=problems)
+    _check_keys(data, required={"image", "variants"}, optional={"pip_index", "packages", "apt_snapshot_urls"},
+                problems=problems)
     image = _read_image_settings(data, problems)
     raw_variants = data.get("variants")
     variants: list[Variant] = []
@@ -246,6 +299,7 @@ def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
             variant = _read_variant(name, fields, raw_variants, problems)
             if variant is not None:
                 variants.append(variant)
+    _check_snapshot_archives(data, image, variants, problems)
     problems.raise_if_any()
     return Matrix(image=image, variants=tuple(variants), sources=sources)
 

@@ -114,12 +114,22 @@ def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
     return ()
 
 
+def apt_snapshot_sources(*, matrix: Matrix, variant: Variant) -> str:
+    """The APT_SNAPSHOT build arg: `archive=URL` words with the variant's time filled in, or "" for live archives.
+    docker/apt-snapshot.sh points each base source whose archive is named here at its URL, for the build only."""
+    if not variant.apt_snapshot:
+        return ""
+    return " ".join(f"{archive}={url.replace('{timestamp}', variant.apt_snapshot)}"
+                    for archive, url in matrix.image.apt_snapshot_urls)
+
+
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock: LockInput | None,
                uid: int, gid: int) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
     return {
         "BASE_IMAGE": variant.base,
         "BASE_DIGEST": variant.base.partition("@")[2],
+        "APT_SNAPSHOT": apt_snapshot_sources(matrix=matrix, variant=variant),
         "PYTHON_VERSION": variant.python,
         "TORCH_VERSION": variant.torch,
         "TORCHVISION_VERSION": variant.torchvision,
@@ -151,6 +161,7 @@ def image_labels(*, variant: Variant, provenance: Provenance, version: str) -> d
         f"{LABEL_PREFIX}.cuda": variant.cuda or "none",
         f"{LABEL_PREFIX}.cudnn": str(variant.cudnn or "none"),
         f"{LABEL_PREFIX}.python": variant.python,
+        f"{LABEL_PREFIX}.apt-snapshot": variant.apt_snapshot or "none",
     }
 
 

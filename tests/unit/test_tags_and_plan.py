@@ -122,3 +122,15 @@ def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
     assert plan.build_args["LOCK_SHA256"] == "c" * 64
     assert "lock: /repo/locks/cu118.txt (sha256 cccccccccccc), installed with --require-hashes" in describe_plan(plan)
     assert "lock: none" in describe_plan(plan_for(CU118))
+
+
+def test_an_apt_snapshot_reaches_the_build_and_the_labels():
+    settings = ImageSettings(**{**SETTINGS.__dict__,
+                                "apt_snapshot_urls": (("ubuntu", "http://s.example/ubuntu/{timestamp}"),)})
+    dated = Variant(**{**CU118.__dict__, "apt_snapshot": "20261101T000000Z"})
+    plan = make_plan(matrix=Matrix(image=settings, variants=(dated,), sources=()), variant=dated,
+                     provenance=PROVENANCE, docker_dir=Path("/repo/docker"), environ={})
+    assert plan.build_args["APT_SNAPSHOT"] == "ubuntu=http://s.example/ubuntu/20261101T000000Z"
+    assert plan.labels["io.torchdev.apt-snapshot"] == "20261101T000000Z"
+    assert plan_for(CU118).build_args["APT_SNAPSHOT"] == ""
+    assert plan_for(CU118).labels["io.torchdev.apt-snapshot"] == "none"
