@@ -4,6 +4,8 @@ Locking the CI overlay's cu117 resolves torch from PyPI, so these need PyPI but 
 """
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import ROOT, overlay_changing, run_cli
 
 OVERLAY = ROOT / "overlays" / "local-debian.yaml"
@@ -71,3 +73,12 @@ def test_an_unreachable_index_is_one_line_and_leaves_the_previous_lock(tmp_path)
     assert "set an overlay index that is reachable" in result.stderr
     assert path.read_text() == "the previous lock\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cu117.lock.txt", "overlay.yaml"]  # no temporary left
+
+
+def test_the_committed_matrix_cu117_lock_matches_images_yaml():
+    """cu117 takes torch from PyPI in images.yaml itself, so its lock (for Python 3.10) is made and checked here too."""
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    result = run_cli("lock", "--check", "--variant", VARIANT, env={"TORCHDEV_OVERLAY": ""})
+    assert result.returncode == 0, result.stderr
+    assert f"{VARIANT}: locks/cu117.txt matches the matrix" in result.stdout
