@@ -17,8 +17,8 @@ LOCAL_BASE = "torchdev-base:bookworm"
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A throw-away registry on a free loopback port, stopped with the module."""
+def registry(docker_client, tmp_path_factory):
+    """A throw-away registry on a free loopback port, stopped with the module; the engine forgets its names."""
     binary = shutil.which("docker-registry")
     if binary is None:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
@@ -37,6 +37,14 @@ def registry(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+        _forget_names(docker_client, f"127.0.0.1:{port}/")
+
+
+def _forget_names(docker_client, prefix: str) -> None:
+    """Remove the names under `prefix` that pulls by digest gave the local base (the image itself stays)."""
+    for name in docker_client.images.get(LOCAL_BASE).attrs.get("RepoDigests") or []:
+        if name.startswith(prefix):
+            docker_client.images.remove(name, noprune=True)
 
 
 def _wait_until_up(url: str) -> None:
