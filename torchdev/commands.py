@@ -57,9 +57,11 @@ def show_matrix(*, overlay: str | None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     stamp = read_provenance(ROOT).stamp
     rows = [(v.name, v.base, v.python, f"{v.torch}/{v.torchvision}/{v.torchaudio}", v.cuda or "-",
-             v.cudnn or "-", v.index, ", ".join(image_tags(settings=matrix.image, variant=v, stamp=stamp)))
+             v.cudnn or "-", v.index, v.lock_path if (MATRIX_FILE.parent / v.lock_path).is_file() else "none",
+             v.apt_snapshot or "live", ", ".join(image_tags(settings=matrix.image, variant=v, stamp=stamp)))
             for v in matrix.variants]
-    print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "tags"], rows))
+    print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
+                        "apt snapshot", "tags"], rows))
     print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
     return 0
 

@@ -127,3 +127,16 @@ def test_the_overlay_variable_names_a_missing_file(tmp_path, monkeypatch):
 def test_an_unknown_variant_lists_the_known_ones(tmp_path):
     with pytest.raises(UsageError, match="unknown variant 'cu121': images.yaml declares cu118"):
         load_matrix(write(tmp_path, VALID)).variant("cu121")
+
+
+def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted(capsys, monkeypatch):
+    from torchdev.commands import show_matrix
+
+    monkeypatch.delenv("TORCHDEV_OVERLAY", raising=False)
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    show_matrix(overlay=None)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:5]}
+    assert "locks/cu117.txt" in rows["cu117"] and " none " in rows["cpu"]
+    matrix = load_matrix(ROOT / "images.yaml")
+    assert all(f" {matrix.variant(name).apt_snapshot} " in row for name, row in rows.items())
