@@ -29,7 +29,8 @@ rewrite_expressions() {
     pattern=${archive//./\\.}
     pattern=${pattern//+/\\+}
     for _ in 1 2; do
-      printf '%s\n' "/^[[:space:]]*(deb|deb-src|URIs:)[[:space:]]/ s#([[:space:]])[a-z0-9+]+://[^[:space:]]*/${pattern}/?([[:space:]]|\$)#\\1${url%/}/\\2#g"
+      printf '%s\n' "/^[[:space:]]*(deb|deb-src|URIs:)[[:space:]]/ \
+s#([[:space:]])[a-z0-9+]+://[^[:space:]]*/${pattern}/?([[:space:]]|\$)#\\1${url%/}/\\2#g"
     done
   done
 }
@@ -67,7 +68,8 @@ main() {
     echo "apt-snapshot: $uri stays live: apt_snapshot_urls has no entry for its archive '$(basename "$uri")'" >&2
   done
   if [ "$pinned" = 0 ]; then
-    echo "torchdev: apt_snapshot is set but apt_snapshot_urls covers none of the base's apt sources (${live[*]:-none}): add their archives to apt_snapshot_urls, or set apt_snapshot: null" >&2
+    echo "torchdev: apt_snapshot is set but apt_snapshot_urls covers none of the base's apt sources" \
+      "(${live[*]:-none}): add their archives to apt_snapshot_urls, or set apt_snapshot: null" >&2
     exit 1
   fi
   echo "apt-snapshot: $pinned apt source(s) read from snapshots" >&2

@@ -208,7 +208,8 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
     if not isinstance(fields, SourcedDict):
         problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot"}, problems=problems, context=context)
+    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot"}, problems=problems,
+                context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
     text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}

@@ -33,7 +33,8 @@ def test_debian_packages_match_dpkg():
 def test_the_whole_manifest_is_stable_json_naming_base_and_lock():
     command = [sys.executable, str(WRITER), "--base", "debian:12@sha256:" + "a" * 64, "--base-digest",
                "sha256:" + "a" * 64, "--lock-sha256", "b" * 64,
-               "--apt-snapshot", "debian=http://s.example/debian/20261101T000000Z ubuntu=http://s.example/u/20261101T000000Z"]
+               "--apt-snapshot",
+               "debian=http://s.example/debian/20261101T000000Z ubuntu=http://s.example/u/20261101T000000Z"]
     first, second = (subprocess.run(command, capture_output=True, text=True, check=True).stdout for _ in range(2))
     assert first == second
     manifest = json.loads(first)
