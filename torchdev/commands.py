@@ -57,7 +57,7 @@ def show_matrix(*, overlay: str | None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     stamp = read_provenance(ROOT).stamp
     rows = [(v.name, v.base, v.python, f"{v.torch}/{v.torchvision}/{v.torchaudio}", v.cuda or "-",
-             v.cudnn or "-", v.index, v.lock_path if (MATRIX_FILE.parent / v.lock_path).is_file() else "none",
+             v.cudnn or "-", v.index, v.lock_path if lock_file(v).is_file() else "none",
              v.apt_snapshot or "live", ", ".join(image_tags(settings=matrix.image, variant=v, stamp=stamp)))
             for v in matrix.variants]
     print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
@@ -71,9 +71,14 @@ def primary_reference(matrix: Matrix, variant: Variant) -> str:
     return image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
 
 
+def lock_file(variant: Variant) -> Path:
+    """Where the variant's lock lives: its `lock:` path (or locks/<name>.txt), relative to images.yaml."""
+    return MATRIX_FILE.parent / variant.lock_path
+
+
 def lock_input(variant: Variant) -> LockInput | None:
     """The variant's lock file with its hash, when it has one."""
-    path = ROOT / variant.lock_path
+    path = lock_file(variant)
     return LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else None
 
 

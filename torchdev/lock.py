@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
-from torchdev.commands import MATRIX_FILE, ROOT, select_variants
+from torchdev.commands import MATRIX_FILE, ROOT, lock_file, select_variants
 from torchdev.errors import TorchdevError
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant, load_matrix
 
@@ -263,7 +263,7 @@ def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None) 
     problems = []
     for chosen in select_variants(matrix, variant=variant, every=every):
         spec = lock_spec(matrix=matrix, variant=chosen)
-        path = MATRIX_FILE.parent / chosen.lock_path
+        path = lock_file(chosen)
         command = regenerate_command(matrix=matrix, variant=chosen)
         if check:
             changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
