@@ -23,6 +23,7 @@ from torchdev.matrix import load_matrix
 
 TIMESTAMP = "20250520T000000Z"
 REPOSITORY = "torchdev-test-snapshot"
+SHOW_SOURCES = ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"]
 
 
 class SnapshotStandIn(ThreadingHTTPServer):
@@ -61,8 +62,7 @@ class _Forward(BaseHTTPRequestHandler):
 
 def base_archives(containers, base: str) -> dict[str, str]:
     """archive -> URI, from the base image's own apt sources (so no mirror host is written here)."""
-    finished = containers.run(base, ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"])
-    uris = re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", finished.output, flags=re.M)
+    uris = re.findall(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)", containers.run(base, SHOW_SOURCES).output, flags=re.M)
     return {uri.rstrip("/").rsplit("/", 1)[-1]: uri.rstrip("/") for uri in uris}
 
 
@@ -98,9 +98,8 @@ def test_a_build_reads_apt_through_the_snapshot_and_the_image_keeps_its_own_sour
         assert any(path.endswith("InRelease") for path in asked), (archive, server.requests)
     image = docker_client.images.list(name=REPOSITORY)[0]
     assert image.labels["io.torchdev.apt-snapshot"] == TIMESTAMP
-    sources = "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"
     base = load_matrix(ROOT / "images.yaml", overlay=str(overlay)).variant(TEST_VARIANT).base
-    assert containers.run(image.id, ["sh", "-c", sources]).output == containers.run(base, ["sh", "-c", sources]).output
+    assert containers.run(image.id, SHOW_SOURCES).output == containers.run(base, SHOW_SOURCES).output
     manifest = json.loads(containers.run(image.id, ["cat", "/usr/share/torchdev/manifest.json"]).output)
     assert {archive: url for archive, url in manifest["apt_snapshot"].items() if archive in server.upstream} == {
         archive: url.replace("{timestamp}", TIMESTAMP)
