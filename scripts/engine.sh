@@ -1,32 +1,101 @@
 #!/usr/bin/env bash
-# Make a Docker engine (with buildx and Compose v2) answer on this Debian host, or say why not.
-#   scripts/engine.sh start   install if missing, start dockerd if none answers; prints "started" when it started one
-#   scripts/engine.sh stop    stop the dockerd that `start` launched (pid file), and nothing else
-# Why trixie: bookworm's docker.io is Engine 20.10, too old for the containerd image store that OCI
-# export and reproducible digests need; trixie's Engine 26 runs on bookworm's libc. The apt source is
-# derived from the URIs this machine already uses, so no mirror host name lives in the repository.
+# CI's script: make a Docker engine (with buildx and Compose v2) answer on a Debian host, or say why not.
+#   scripts/engine.sh start [--install-from-trixie]   start dockerd if none answers; install it first only with consent
+#   scripts/engine.sh stop                            stop the dockerd that `start` launched (pid file), nothing else
+# Why trixie: bookworm's docker.io is Engine 20.10, too old for the containerd image store that OCI export and
+# reproducible digests need. But installing trixie's Engine 26 on Debian 12 also upgrades libc6, the default
+# python3, systemd and apt to trixie's: fine on a throw-away CI machine, not on someone's workstation. So it
+# installs only with consent (CI=true, or --install-from-trixie); otherwise it shows what would be upgraded
+# (apt-get -s, in a private apt state) and the usual routes, changes nothing, and exits 1.
+# The apt source is derived from the URIs this machine already uses, so no mirror host name lives in the repository.
+# TORCHDEV_APT_DIR (default /etc/apt) lets tests point the script at a fake apt layout.
 set -euo pipefail
 PIDFILE=/run/torchdev-dockerd.pid
 LOG=/var/log/torchdev-dockerd.log
+APT_DIR=${TORCHDEV_APT_DIR:-/etc/apt}
+PACKAGES=(docker.io docker-buildx docker-compose)
+ROUTES="install Docker Engine from Docker's own packages for your distribution (docs.docker.com/engine/install/debian, \
+or .../ubuntu), or Docker Desktop (docs.docker.com/desktop)"
 
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
+engine_installed() {
+  command -v dockerd >/dev/null && docker buildx version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
+}
 
-add_trixie_source() {
-  local src=/etc/apt/sources.list.d/torchdev-trixie.sources
-  [ -f "$src" ] && return 0
-  local uri
-  uri=$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1)
-  [ -n "$uri" ] || { echo "engine: no Debian URI found in /etc/apt/sources.list.d; add one, then rerun" >&2; exit 1; }
-  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" >"$src"
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >/etc/apt/preferences.d/torchdev-trixie
+# The first Debian archive URI of this host's apt sources (deb822 *.sources or one-line *.list), security excluded.
+debian_uri() {
+  local uri=""
+  if compgen -G "$APT_DIR/sources.list.d/*.sources" >/dev/null; then
+    uri=$(sed -n -E 's/^URIs:[[:space:]]*([^[:space:]]+).*/\1/p' "$APT_DIR"/sources.list.d/*.sources \
+          | grep -v security | head -n 1 || true)
+  fi
+  if [ -z "$uri" ]; then
+    uri=$(cat "$APT_DIR/sources.list" "$APT_DIR"/sources.list.d/*.list 2>/dev/null \
+          | sed -n -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/\2/p' \
+          | grep -v security | head -n 1 || true)
+  fi
+  if [ -z "$uri" ]; then
+    echo "engine: no Debian archive URI in $APT_DIR/sources.list or $APT_DIR/sources.list.d/ (*.sources, *.list):" \
+         "add the Debian mirror this host uses (e.g. deb http://deb.debian.org/debian bookworm main), then rerun" >&2
+    return 1
+  fi
+  printf '%s\n' "$uri"
+}
+
+# Write the trixie source and its low-priority pin into folder $1 (sources) and $2 (preferences).
+write_trixie_source() {
+  local uri=$1 sources=$2 preferences=$3
+  mkdir -p "$sources" "$preferences"
+  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$uri" >"$sources/torchdev-trixie.sources"
+  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$preferences/torchdev-trixie"
+}
+
+# What installing from trixie would upgrade here, from apt's own simulation in a throw-away apt state.
+show_upgrades() {
+  local uri=$1 state
+  state=$(mktemp -d)
+  mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/parts"
+  cp "$APT_DIR"/sources.list.d/* "$state/parts/" 2>/dev/null || true
+  write_trixie_source "$uri" "$state/parts" "$state/preferences"
+  local options=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o "Dir::Etc::SourceParts=$state/parts"
+                 -o "Dir::Etc::PreferencesParts=$state/preferences" -o "Dir::State::Lists=$state/lists"
+                 -o "Dir::Cache=$state/cache" -o "Debug::NoLocking=true")
+  local simulated=""
+  if apt-get "${options[@]}" update -qq >"$state/update.log" 2>&1; then
+    simulated=$(apt-get "${options[@]}" -s install -t trixie "${PACKAGES[@]}" 2>&1 || true)
+  fi
+  rm -rf "$state"
+  local upgrades
+  upgrades=$(printf '%s\n' "$simulated" | sed -n -E 's/^Inst ([^ ]+) \[([^]]+)\] \(([^ ]+) .*/\1 \2 -> \3/p')
+  if [ -z "$simulated" ]; then
+    echo "engine: (apt could not read trixie's package lists here, so what would be upgraded is unknown)" >&2
+  elif [ -n "$upgrades" ]; then
+    echo "engine: on this host that would also upgrade $(printf '%s\n' "$upgrades" | wc -l) installed packages to" \
+         "trixie's, among them:" >&2
+    { printf '%s\n' "$upgrades" | grep -E '^(libc6|python3|systemd|apt) ' || true
+      printf '%s\n' "$upgrades" | grep -v -E '^(libc6|python3|systemd|apt) ' | head -n 4 || true; } \
+      | sed 's/^/engine:   /' >&2
+  else
+    echo "engine: apt's simulation upgrades no installed package on this host" >&2
+  fi
+}
+
+refuse_install() {
+  local uri=$1
+  echo "engine: no Docker engine with buildx and Compose v2 is installed. This script (CI's) would install" \
+       "Engine 26 from Debian trixie: ${PACKAGES[*]}" >&2
+  show_upgrades "$uri"
+  echo "engine: nothing was changed. On a workstation, $ROUTES. To install from trixie anyway (a throw-away" \
+       "machine): sudo $0 start --install-from-trixie" >&2
+  exit 1
 }
 
 install_engine() {
-  command -v dockerd >/dev/null && docker buildx version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 && return 0
   echo "engine: installing Docker Engine, buildx and Compose v2 from Debian trixie" >&2
-  add_trixie_source
+  write_trixie_source "$1" "$APT_DIR/sources.list.d" "$APT_DIR/preferences.d"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie docker.io docker-buildx docker-compose >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t trixie "${PACKAGES[@]}" >/dev/null
   # Debian's client plugins live in /usr/libexec/docker/cli-plugins; a client elsewhere on PATH may not look there.
   mkdir -p /usr/local/lib/docker/cli-plugins
   for plugin in /usr/libexec/docker/cli-plugins/docker-*; do ln -sf "$plugin" /usr/local/lib/docker/cli-plugins/; done
@@ -38,11 +107,18 @@ configure_engine() {
 }
 
 start_engine() {
+  local consent=$1
   engine_answers && { echo "engine: already answering" >&2; return 0; }
-  [ "$(id -u)" = 0 ] || { echo "engine: no Docker engine answers and starting one needs root; start Docker, then rerun" >&2; exit 1; }
-  install_engine
+  if ! engine_installed; then
+    local uri
+    uri=$(debian_uri)
+    [ "$consent" = yes ] || refuse_install "$uri"
+    [ "$(id -u)" = 0 ] || { echo "engine: installing needs root: sudo $0 start --install-from-trixie" >&2; exit 1; }
+    install_engine "$uri"
+  fi
+  [ "$(id -u)" = 0 ] || { echo "engine: no Docker engine answers and starting one needs root; start Docker" \
+                               "(sudo systemctl start docker), then rerun" >&2; exit 1; }
   configure_engine
-  command -v mmdebstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
   nohup dockerd >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 60); do engine_answers && { echo started; return 0; }; sleep 1; done
@@ -58,8 +134,11 @@ stop_engine() {
   rm -f "$PIDFILE"
 }
 
-case "${1:-}" in
-  start) start_engine ;;
-  stop) stop_engine ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+consent=no
+[ "${CI:-}" = true ] && consent=yes
+case "${1:-} ${2:-}" in
+  "start --install-from-trixie") start_engine yes ;;
+  "start ") start_engine "$consent" ;;
+  "stop ") stop_engine ;;
+  *) echo "usage: $0 start [--install-from-trixie] | stop" >&2; exit 2 ;;
 esac
