@@ -4,9 +4,7 @@ import sys
 
 from invoke import task
 
-from torchdev import commands, lock as locks
-from torchdev.doctor import run_doctor
-from torchdev.matrix import load_matrix
+from torchdev import commands
 
 OVERLAY_HELP = "overlay merged over images.yaml (default: $TORCHDEV_OVERLAY, else images.local.yaml if present)"
 
@@ -31,7 +29,7 @@ def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=Fal
             "check": "compare each lock with the matrix, write nothing; exit 1 on drift", "overlay": OVERLAY_HELP})
 def lock(c, variant=None, all_=False, check=False, overlay=None):
     """Resolve each variant's full Python closure into a hash-pinned lock (locks/<variant>.txt, or its `lock:`)."""
-    commands.exit_on_error(lambda: locks.lock(variant=variant, every=all_, check=check, overlay=overlay))
+    commands.exit_on_error(lambda: commands.lock(variant=variant, every=all_, check=check, overlay=overlay))
 
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
@@ -77,7 +75,7 @@ def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, r
 @task(help={"overlay": OVERLAY_HELP})
 def doctor(c, overlay=None):
     """Check this host: engine, buildx, Compose v2, GPU runtime, driver per CUDA variant, /dev/shm, disk."""
-    commands.exit_on_error(lambda: run_doctor(matrix=load_matrix(commands.MATRIX_FILE, overlay=overlay)))
+    commands.exit_on_error(lambda: commands.doctor(overlay=overlay))
 
 
 @task(help={"variant": "variant(s) whose base to pin", "all_": "every variant", "overlay": OVERLAY_HELP})

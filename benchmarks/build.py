@@ -19,11 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from torchdev import engine  # noqa: E402
-from torchdev.gitinfo import read_provenance  # noqa: E402
+from torchdev.engine import Engine  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
+from torchdev.project import plans_for  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
-from torchdev.tags import image_references  # noqa: E402
 
 
 def timed_build(variant: str, overlay: str | None, *extra: str) -> float:
@@ -34,10 +33,9 @@ def timed_build(variant: str, overlay: str | None, *extra: str) -> float:
     return time.monotonic() - started
 
 
-def bytes_used(client, image: str, path: str) -> int:
+def bytes_used(engine: Engine, image: str, path: str) -> int:
     """Bytes under `path` in a fresh container of `image` (one file system: no /proc, no mounts)."""
-    output = client.containers.run(image, ["du", "-sxb", path], remove=True, user="0", entrypoint=[])
-    return int(output.split()[0])
+    return int(engine.output(image, "bash", "-c", f"du -sxb {path}", user="0").split()[0])
 
 
 def main() -> int:
@@ -45,17 +43,16 @@ def main() -> int:
     parser.add_argument("--variant", default="cu117")
     parser.add_argument("--overlay", default=None)
     args = parser.parse_args()
-    client = engine.connect()
+    engine = Engine.connect()
     matrix = load_matrix(ROOT / "images.yaml", overlay=args.overlay)
     variant = matrix.variant(args.variant)
-    reference = image_references(settings=matrix.image, variant=variant, stamp=read_provenance(ROOT).stamp)[0]
+    reference = plans_for(matrix, [variant])[0].primary_reference
 
     cold = timed_build(args.variant, args.overlay, "--no-cache")
     noop = timed_build(args.variant, args.overlay)
-    image_bytes = bytes_used(client, reference, "/")
-    base_bytes = bytes_used(client, variant.base, "/")
-    site_bytes = int(client.containers.run(reference, ["bash", "-c", "du -sxb /opt/venv/lib/python3*/site-packages"],
-                                           remove=True).split()[0])
+    image_bytes = bytes_used(engine, reference, "/")
+    base_bytes = bytes_used(engine, variant.base, "/")
+    site_bytes = bytes_used(engine, reference, "/opt/venv/lib/python3*/site-packages")
     payload = base_bytes + site_bytes
     overhead = (image_bytes - payload) / payload
     rows = [
@@ -66,7 +63,7 @@ def main() -> int:
         ("overhead over payload", f"{overhead:.1%}", "< 5%: " + ("met" if overhead < 0.05 else "MISSED")),
     ]
     print(f"\n{reference} on {platform.node()} ({platform.machine()}, {len(os.sched_getaffinity(0))} "
-          f"cores), {client.version()['Version']} engine\n")
+          f"cores), {engine.version()['Version']} engine\n")
     print(render_table(["measure", "value", "target"], rows))
     return 0
 

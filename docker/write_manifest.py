@@ -2,7 +2,8 @@
 
 It answers "what exactly is in this image?" without running pip or dpkg inside it: Python distributions
 with their versions and the hash of each one's installed-file list (RECORD), Debian packages with their
-versions, the base image, the apt snapshot the Debian packages came from, and the lock the Python ones came from.
+versions, the base image, the apt snapshot the Debian packages came from, the lock the Python ones came from,
+and what images.yaml declared the image must contain (read by the smoke suite when it runs inside the image).
 """
 import argparse
 import hashlib
@@ -35,8 +36,13 @@ def main() -> int:
     parser.add_argument("--base-digest", default="")
     parser.add_argument("--lock-sha256", default="")
     parser.add_argument("--apt-snapshot", default="", help="APT_SNAPSHOT's archive=URL words; empty: live archives")
+    parser.add_argument("--declared", action="append", default=[], metavar="NAME=VALUE",
+                        help="what images.yaml declares for the image (torch, cuda, ...); the smoke suite run inside "
+                             "the image without --expect-NAME options checks against these; empty values are left out")
     args = parser.parse_args()
+    declared = dict(item.split("=", 1) for item in args.declared)
     manifest = {
+        "declared": {name: value for name, value in declared.items() if value},
         "base": {"image": args.base, "digest": args.base_digest or None},
         "lock_sha256": args.lock_sha256 or None,
         "apt_snapshot": dict(word.split("=", 1) for word in args.apt_snapshot.split()) or None,

@@ -20,6 +20,7 @@ sys.dont_write_bytecode = True
 
 EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python")
 DDP_TIMEOUT_DEFAULT_S = 120.0
+IMAGE_MANIFEST = Path("/usr/share/torchdev/manifest.json")
 REASON_MAX_CHARS = 1500
 
 
@@ -53,13 +54,22 @@ def pytest_configure(config):
                                       "torchdev-summary")
 
 
+def declared_by_image():
+    """What images.yaml declared for this image, as its build recorded it in the manifest ({} outside torchdev
+    images): run inside an image without options (a dev container), the suite checks against that."""
+    try:
+        return json.loads(IMAGE_MANIFEST.read_text()).get("declared", {})
+    except (OSError, ValueError):
+        return {}
+
+
 @pytest.fixture
 def expected(request):
-    """Look up an --expect-NAME value; the calling check is skipped when the runner gave none."""
+    """Look up an --expect-NAME value, else the image's own declaration; the check is skipped when neither has one."""
     def lookup(name):
-        value = request.config.getoption("expect_" + name.replace("-", "_"))
+        value = request.config.getoption("expect_" + name.replace("-", "_")) or declared_by_image().get(name)
         if value is None:
-            pytest.skip(f"no expectation given (--expect-{name})")
+            pytest.skip(f"no expectation given (--expect-{name}) and no torchdev manifest declaring it")
         return value
     return lookup
 
@@ -141,8 +151,11 @@ def cuda_init_error():
 
 def pytest_report_header(config):
     """Say what is under test at the top of every run, so a log alone identifies the image."""
-    return (f"torchdev smoke: variant={config.getoption('variant')} torch={installed_torch_version()} "
-            f"python={platform.python_version()} gpus={config.getoption('gpus')}")
+    given = [name for name in EXPECTATIONS if config.getoption("expect_" + name.replace("-", "_")) is not None]
+    source = "options" if given else "the image's manifest" if declared_by_image() else "none given"
+    return (f"torchdev smoke: variant={config.getoption('variant') or declared_by_image().get('variant')} "
+            f"torch={installed_torch_version()} python={platform.python_version()} gpus={config.getoption('gpus')} "
+            f"expectations={source}")
 
 
 class SummaryWriter:

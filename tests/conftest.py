@@ -1,52 +1,18 @@
-"""Shared test plumbing: the engine, the one test image a session builds, and containers that always go away.
+"""Fixtures only (helpers live in tests/helpers): the engine, the one test image a session builds, and the
+containers and image names tests make, all removed when they end.
 
 Integration tests drive the real Docker engine. Locally they skip, with the reason, when no engine answers;
 under CI=true that is a failure, because a CI run that skipped them would prove nothing.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_VARIANT = "cu117"
-TEST_REPOSITORY = "torchdev-test"
-TEST_OVERLAY = Path(os.environ.get("TORCHDEV_TEST_OVERLAY", ROOT / "overlays" / "local-debian.yaml"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str) -> None:
-    """Skip locally, fail in CI."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: integration tests must run, not skip)", pytrace=False)
-    pytest.skip(reason)
-
-
-def run_cli(*args: str, timeout: float = 1800, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a torchdev task exactly as a user would (`invoke ...` from the repository root)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
-
-
-def overlay_changing(tmp_path: Path, base_overlay: Path, **fields: str) -> Path:
-    """A copy of `base_overlay` with some of the test variant's fields changed."""
-    import yaml
-
-    data = yaml.safe_load(base_overlay.read_text())
-    data["variants"][TEST_VARIANT].update(fields)
-    path = tmp_path / "overlay.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def tag_targets(docker_client) -> dict[str, str]:
-    """Every tag of the test repository and the image it points at."""
-    return {tag: image.id for image in docker_client.images.list(name=TEST_REPOSITORY) for tag in image.tags}
+from tests.helpers.cli import ROOT, run_cli, unavailable
+from tests.helpers.variants import TEST_OVERLAY, TEST_REPOSITORY, TEST_VARIANT
 
 
 @pytest.fixture(scope="session")
@@ -81,32 +47,38 @@ class BuiltImage:
 @pytest.fixture(scope="session")
 def built_image(docker_client, test_overlay) -> BuiltImage:
     """Build the test variant once per session through the real CLI; remove its tags when the session ends."""
-    from docker.errors import ImageNotFound
-
-    from torchdev.gitinfo import read_provenance
+    from tests.helpers.tags import TrackedTags
     from torchdev.matrix import load_matrix
-    from torchdev.tags import image_references
+    from torchdev.project import plans_for
 
-    base = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay)).variant(TEST_VARIANT).base
-    try:
-        docker_client.images.get(base)
-    except ImageNotFound:
-        unavailable(f"the test base image {base} is missing: make it with `./dev base`")
+    matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
+    variant = matrix.variant(TEST_VARIANT)
+    if docker_client.images.list(name=variant.base) == []:
+        unavailable(f"the test base image {variant.base} is missing: make it with `./dev base`")
+    tracked = TrackedTags(docker_client)
+    tracked.repository(TEST_REPOSITORY)
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay))
     assert result.returncode == 0, f"the test image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-    matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
-    references = image_references(settings=matrix.image, variant=matrix.variant(TEST_VARIANT),
-                                  stamp=read_provenance(ROOT).stamp)
+    references = plans_for(matrix, [variant])[0].references
     yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
-    for image in docker_client.images.list(name=TEST_REPOSITORY):
-        for tag in image.tags:
-            docker_client.images.remove(tag)
+    assert tracked.remove_all() == []
+
+
+@pytest.fixture()
+def tracked_tags(docker_client):
+    """Register the repositories and references a test makes; they are removed when it ends, and must be."""
+    from tests.helpers.tags import TrackedTags
+
+    tracked = TrackedTags(docker_client)
+    yield tracked
+    left = tracked.remove_all()
+    assert left == [], f"image names left behind: {left}"
 
 
 @pytest.fixture()
 def containers(docker_client):
     """Run commands in throw-away containers; each run has a timeout and every container is removed."""
-    from tests.containers import TrackedContainers
+    from tests.helpers.tracked_container import TrackedContainers
 
     tracked = TrackedContainers(docker_client)
     yield tracked

@@ -5,42 +5,47 @@ the base it was made from; a saved copy keeps that base available after upstream
 """
 from __future__ import annotations
 
-import os
+import enum
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-from docker.errors import APIError, ImageNotFound
-
+from torchdev.engine import Engine, EngineError, ImageInfo, ImageRef
 from torchdev.errors import TorchdevError
+from torchdev.files import write_atomically
 from torchdev.matrix import Variant
 from torchdev.yamlsource import Origin
 
-DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+class PinOutcome(enum.Enum):
+    PINNED = "pinned"
+    ALREADY_PINNED = "already pinned"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
 class PinResult:
     variant: str
     base: str
-    outcome: str  # pinned | already pinned | failed
+    outcome: PinOutcome
     detail: str
+
+
+def is_pinned(base: str) -> bool:
+    return ImageRef.parse(base).digest is not None
 
 
 def pinned_reference(base: str, digest: str) -> str:
     """`name:tag` plus its digest: the tag stays for people, the digest decides what is pulled."""
-    return f"{DIGEST_RE.sub('', base)}@{digest}"
+    return f"{ImageRef.parse(base).without_digest()}@{digest}"
 
 
-def resolve_digest(client: docker.DockerClient, base: str) -> str:
+def resolve_digest(engine: Engine, base: str) -> str:
     """The registry's manifest digest for `base`, or a TorchdevError saying why it cannot be had."""
     try:
-        return client.images.get_registry_data(base).id
-    except APIError as error:
-        reason = str(error.explanation or error).split(": ")[-1]
-        raise TorchdevError(f"cannot resolve {base} in its registry ({reason}): run `./dev pin` where that "
+        return engine.registry_digest(base)
+    except EngineError as error:
+        raise TorchdevError(f"cannot resolve {base} in its registry ({error}): run `./dev pin` where that "
                             "registry is reachable, or pin a mirror's copy") from None
 
 
@@ -52,69 +57,59 @@ def rewrite_base_line(*, origin: Origin, old: str, new: str) -> None:
     if old not in line:
         raise TorchdevError(f"{origin}: expected the base {old} on this line; edit it by hand to {new}")
     lines[origin.line - 1] = line.replace(old, new, 1)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8") as handle:
-        handle.write("".join(lines))
-    os.chmod(handle.name, path.stat().st_mode & 0o777)
-    os.replace(handle.name, path)
+    write_atomically(path, "".join(lines))
 
 
-def pin_variant(client: docker.DockerClient, *, variant: Variant, origin: Origin) -> PinResult:
+def pin_variant(engine: Engine, *, variant: Variant, origin: Origin) -> PinResult:
     """Resolve one variant's base to its digest and write it where the base was declared."""
-    if DIGEST_RE.search(variant.base):
-        return PinResult(variant.name, variant.base, "already pinned", str(origin))
+    if is_pinned(variant.base):
+        return PinResult(variant.name, variant.base, PinOutcome.ALREADY_PINNED, str(origin))
     try:
-        digest = resolve_digest(client, variant.base)
+        digest = resolve_digest(engine, variant.base)
     except TorchdevError as error:
-        return PinResult(variant.name, variant.base, "failed", str(error))
+        return PinResult(variant.name, variant.base, PinOutcome.FAILED, str(error))
     rewrite_base_line(origin=origin, old=variant.base, new=pinned_reference(variant.base, digest))
-    return PinResult(variant.name, variant.base, "pinned", f"{digest} written to {origin}")
+    return PinResult(variant.name, variant.base, PinOutcome.PINNED, f"{digest} written to {origin}")
 
 
-def local_base(client: docker.DockerClient, base: str):
+def local_base(engine: Engine, base: str) -> ImageInfo:
     """The base as the engine holds it, pulling it (by digest) when it is not there yet."""
+    found = engine.image(base)
+    if found:
+        return found
     try:
-        return client.images.get(base)
-    except ImageNotFound:
-        pass
-    try:
-        return client.images.pull(base)
-    except APIError as error:
-        raise TorchdevError(f"cannot pull {base} ({str(error.explanation or error).split(': ')[-1]}): it may be "
-                            "gone upstream; point the overlay at a mirror that still has it") from None
+        return engine.pull(base)
+    except EngineError as error:
+        raise TorchdevError(f"cannot pull {base} ({error}): it may be gone upstream; point the overlay at a mirror "
+                            "that still has it") from None
 
 
 def mirror_reference(base: str, registry: str) -> str:
-    """Where a base goes in the user's registry: registry/prefix + its repository path, tag and digest kept."""
-    name = DIGEST_RE.sub("", base)
-    path = name.split("/", 1)[1] if "/" in name and re.search(r"[.:]|^localhost$", name.split("/", 1)[0]) else name
-    return f"{registry.rstrip('/')}/{path}"
+    """Where a base goes in the user's registry: registry/prefix + its repository path, tag kept, digest dropped."""
+    ref = ImageRef.parse(base)
+    return str(ImageRef(f"{registry.rstrip('/')}/{ref.path}", ref.tag or "latest"))
 
 
-def push_base(client: docker.DockerClient, *, base: str, registry: str) -> str:
+def push_base(engine: Engine, *, base: str, registry: str) -> str:
     """Copy a pinned base into `registry`; returns the reference (with digest) an overlay should use."""
-    image = local_base(client, base)
+    image = local_base(engine, base)
     target = mirror_reference(base, registry)
-    repository, tag = target.rsplit(":", 1) if ":" in target.rsplit("/", 1)[-1] else (target, "latest")
-    image.tag(repository, tag)
+    engine.tag(image.id, target)
     try:
-        for event in client.images.push(repository, tag=tag, stream=True, decode=True):
-            if "error" in event:
-                raise TorchdevError(f"pushing {repository}:{tag} failed: {event['error']}")
+        engine.push(target)
+    except EngineError as error:
+        raise TorchdevError(f"pushing {target} failed: {error}") from None
     finally:
-        client.images.remove(f"{repository}:{tag}", noprune=True)
-    return pinned_reference(f"{repository}:{tag}", resolve_digest(client, f"{repository}:{tag}"))
+        engine.untag(target)
+    return pinned_reference(target, resolve_digest(engine, target))
 
 
-def save_archives(client: docker.DockerClient, *, bases: list[str], folder: Path) -> list[Path]:
+def save_archives(engine: Engine, *, bases: list[str], folder: Path) -> list[Path]:
     """Each base as a `docker load`-able archive in `folder`, named after it, written atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for base in bases:
-        image, name = local_base(client, base), DIGEST_RE.sub("", base)
+        image, name = local_base(engine, base), str(ImageRef.parse(base).without_digest())
         archive = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".tar")
-        with tempfile.NamedTemporaryFile("wb", dir=folder, delete=False) as handle:
-            for chunk in image.save(named=name if name in image.tags else False):  # the name survives a load
-                handle.write(chunk)
-        os.replace(handle.name, archive)
+        write_atomically(archive, engine.save(name if name in image.tags else image.id, named=name in image.tags))
         written.append(archive)
     return written

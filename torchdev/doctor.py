@@ -9,16 +9,14 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-from docker.errors import DockerException
-
-from torchdev import engine
+from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineUnreachable,
+                             Limit, RunResult, RunStatus, probe)
 from torchdev.matrix import Matrix, Variant
+from torchdev.plan import LABEL_PREFIX
 from torchdev.table import human_size, render_table
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -37,9 +35,6 @@ CONTEXT_FIX = ("with a docker context (Docker Desktop on Linux, rootless Docker)
                "`export DOCKER_HOST=$(docker context inspect --format '{{.Endpoints.docker.Host}}')`")
 PERMISSION_FIX = ("add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again) "
                   "or use rootless Docker")
-CLI_FIX = "install the Docker CLI (docs.docker.com/engine/install) or Docker Desktop"
-BUILDX_FIX = ("install the buildx plugin: docker-buildx-plugin from Docker's repository, docker-buildx on "
-              "Debian/Ubuntu, or Docker Desktop")
 COMPOSE_FIX = ("install Compose v2: docker-compose-plugin from Docker's repository, docker-compose on Debian 13, "
                "docker-compose-v2 on Ubuntu, or Docker Desktop (the Python docker-compose 1.x is not enough)")
 TOOLKIT_FIX = ("for GPU variants install the NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure "
@@ -53,6 +48,9 @@ DRIVER_FIX = ("the NVIDIA driver is installed but does not answer: reboot after 
               "or reinstall the driver (`nvidia-smi` must list the GPUs)")
 SHM_FIX = ("compose's `ipc: host` shares this /dev/shm with DataLoader workers and NCCL: enlarge it "
            "(`sudo mount -o remount,size=8G /dev/shm`, and in /etc/fstab) or run with --shm-size=8g instead")
+MEMLOCK_FIX = ("GPU runs ask for unlimited locked memory (pinned memory for CUDA and NCCL), which rootless and "
+               "sandboxed engines refuse: for the CUDA dev containers set TORCHDEV_MEMLOCK to what the engine allows "
+               "(e.g. TORCHDEV_MEMLOCK=8388608) before `devcontainer up` or starting VS Code (.devcontainer/README.md)")
 DISK_FIX = ("a CUDA image takes 5-8 GB, plus build cache: free space (`docker builder prune`, "
             "`docker image prune`) or move the engine's data-root to a larger disk")
 
@@ -65,25 +63,6 @@ class CheckResult:
     status: str
     detail: str
     fix: str = ""
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What a command answered: its exit status and its output, stdout then stderr."""
-
-    status: int
-    output: str
-
-
-def probe(command: list[str]) -> Probe | None:
-    """Run a command that only reports; None when the program is not installed."""
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
-    except FileNotFoundError:
-        return None
-    except subprocess.TimeoutExpired:
-        return Probe(124, f"`{' '.join(command)}` did not answer within {PROBE_TIMEOUT} s")
-    return Probe(done.returncode, (done.stdout + done.stderr).strip())
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -101,7 +80,7 @@ def engine_unreachable(message: str, *, host: str) -> CheckResult:
         cause = f"connection refused at {host}"
     else:
         cause = f"{message.split(':')[0]} ({host})"
-    return CheckResult("engine", FAIL, f"no Docker engine answers: {cause}", f"{engine.ENGINE_FIX}; {CONTEXT_FIX}")
+    return CheckResult("engine", FAIL, f"no Docker engine answers: {cause}", f"{ENGINE_FIX}; {CONTEXT_FIX}")
 
 
 def engine_reachable(version: dict, info: dict) -> CheckResult:
@@ -110,7 +89,7 @@ def engine_reachable(version: dict, info: dict) -> CheckResult:
                                      f"on {info.get('OperatingSystem', '?')}")
 
 
-def plugin_check(name: str, answer: Probe | None, *, fix: str) -> CheckResult:
+def plugin_check(name: str, answer: CommandResult | None, *, fix: str) -> CheckResult:
     """`docker buildx version` and the like: present when the command succeeds."""
     if answer is None:
         return CheckResult(name, FAIL, "the docker command is not on PATH", CLI_FIX)
@@ -120,7 +99,7 @@ def plugin_check(name: str, answer: Probe | None, *, fix: str) -> CheckResult:
     return CheckResult(name, OK, first_line)
 
 
-def compose_check(answer: Probe | None) -> CheckResult:
+def compose_check(answer: CommandResult | None) -> CheckResult:
     """Compose v2 (the `docker compose` plugin); a v1 answering there is too old for compose.yaml."""
     result = plugin_check("compose", answer, fix=COMPOSE_FIX)
     major = re.search(r"version v?(\d+)\.", result.detail)
@@ -141,7 +120,7 @@ def gpu_runtime_check(has_runtime: bool | None, *, desktop: bool, wsl: bool) -> 
                        fix)
 
 
-def gpus_check(answer: Probe | None) -> tuple[CheckResult, str | None]:
+def gpus_check(answer: CommandResult | None) -> tuple[CheckResult, str | None]:
     """The host's GPUs from `nvidia-smi --query-gpu=name,driver_version --format=csv,noheader`, and the
     driver version (None when there is no working driver)."""
     if answer is None:
@@ -175,6 +154,20 @@ def driver_check(*, variant: Variant, driver: str | None) -> CheckResult:
         return CheckResult(name, OK, detail)
     return CheckResult(name, FAIL, detail, f"upgrade the NVIDIA driver to >= {minimum}; until then containers stop "
                                            f"with `unsatisfied condition: cuda>={variant.cuda}`")
+
+
+def memlock_check(result: RunResult | None, *, rootless: bool) -> CheckResult:
+    """Whether a container may lock unlimited memory, as GPU runs ask; found by trying it. None: nothing to try
+    it with (no torchdev image yet)."""
+    if result is None:
+        return CheckResult("memlock", SKIP, "no torchdev image to try a container with: build one first")
+    if result.status is RunStatus.EXITED:
+        return CheckResult("memlock", OK, "containers may lock unlimited memory (CUDA pinned memory, NCCL)")
+    cause = (result.output.strip().splitlines() or ["the container did not start"])[0]
+    engine_kind = "rootless Docker" if rootless else "this engine"
+    detail = (f"{engine_kind} cannot lift the locked-memory limit (error setting rlimit type 8)" if "rlimit" in cause
+              else f"a container with unlimited locked memory did not start: {cause}")
+    return CheckResult("memlock", WARN, detail, MEMLOCK_FIX)
 
 
 def shm_check(size: int | None) -> CheckResult:
@@ -215,39 +208,53 @@ def run_doctor(*, matrix: Matrix) -> int:
 
 
 def diagnose(matrix: Matrix) -> list[CheckResult]:
-    client, info, engine_result = _connect()
+    engine, info, engine_result = _connect()
     try:
         gpus, driver = gpus_check(_nvidia_smi())
-        has_runtime = None if client is None else engine.has_nvidia_runtime(client)
         return [engine_result,
                 plugin_check("buildx", probe(["docker", "buildx", "version"]), fix=BUILDX_FIX),
                 compose_check(probe(["docker", "compose", "version"])),
-                gpu_runtime_check(has_runtime, desktop=info.get("OperatingSystem") == "Docker Desktop",
+                gpu_runtime_check(None if engine is None else engine.has_gpu_runtime(),
+                                  desktop=info.get("OperatingSystem") == "Docker Desktop",
                                   wsl="microsoft" in platform.release().lower()),
                 gpus,
                 *(driver_check(variant=v, driver=driver) for v in matrix.variants if v.cuda),
                 shm_check(_shm_size()),
+                _memlock(engine, info),
                 _disk(info.get("DockerRootDir"))]
     finally:
-        if client is not None:
-            client.close()
+        if engine is not None:
+            engine.close()
 
 
-def _connect() -> tuple[docker.DockerClient | None, dict, CheckResult]:
-    """A client and the engine's info, or no client, no info and the reason."""
+def _connect() -> tuple[Engine | None, dict, CheckResult]:
+    """An engine and its info, or no engine, no info and the reason."""
     host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     try:
-        client = docker.from_env(timeout=PROBE_TIMEOUT)
-        info = client.info()
-        return client, info, engine_reachable(client.version(), info)
-    except DockerException as error:
-        return None, {}, engine_unreachable(str(error), host=host)
+        engine = Engine.connect(timeout=PROBE_TIMEOUT)
+        info = engine.info()
+        return engine, info, engine_reachable(engine.version(), info)
+    except EngineUnreachable as error:
+        return None, {}, engine_unreachable(error.cause, host=host)
 
 
-def _nvidia_smi() -> Probe | None:
+def _memlock(engine: Engine | None, info: dict) -> CheckResult:
+    """Start one container of a torchdev image with unlimited locked memory, as the CUDA dev containers do."""
+    if engine is None:
+        return CheckResult("memlock", SKIP, "needs the engine")
+    images = [image for image in engine.images(label=f"{LABEL_PREFIX}.variant") if image.tags]
+    rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
+    if not images:
+        return memlock_check(None, rootless=rootless)
+    spec = ContainerSpec(images[0].tags[0], ("true",), limits=(Limit("memlock", -1, -1),), entrypoint=())
+    return memlock_check(engine.run(spec, timeout=PROBE_TIMEOUT), rootless=rootless)
+
+
+def _nvidia_smi() -> CommandResult | None:
     """WSL puts nvidia-smi (from the Windows driver) in /usr/lib/wsl/lib, often off PATH."""
     program = shutil.which("nvidia-smi") or (WSL_NVIDIA_SMI if os.access(WSL_NVIDIA_SMI, os.X_OK) else None)
-    return probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"]) if program else None
+    return probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                  timeout=PROBE_TIMEOUT) if program else None
 
 
 def _shm_size() -> int | None:

@@ -1,41 +1,372 @@
-"""The Docker engine at the edge: one place that connects, and says how to fix it when it cannot."""
+"""The Docker engine behind one narrow interface: the only module of torchdev that imports the Docker SDK.
+
+Every other module takes an `Engine` and sees plain values (image IDs, `ImageInfo`, `RunResult`), never the SDK's
+objects or errors, so the paths that matter when things go wrong (a tag refused half-way, a container that does
+not start, one that hangs) can be exercised in seconds through tests/helpers/fake_engine.py, which honours the
+same interface in memory. Builds go through `docker buildx build` (the SDK cannot drive BuildKit,
+docker/docker-py#2230) and compose through `docker compose`; both are invoked here too.
+"""
 from __future__ import annotations
 
+import enum
 import shutil
 import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, TextIO
 
 import docker
-from docker.errors import DockerException
+from docker.auth import split_repo_name
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Ulimit
+from docker.utils import parse_repository_tag
+from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
 from torchdev.errors import TorchdevError
 
-ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`, or `sudo scripts/engine.sh start` on Debian; "
-              "macOS/Windows: start Docker Desktop) or point DOCKER_HOST at a running engine")
+ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`; macOS/Windows: start Docker Desktop) or point "
+              "DOCKER_HOST at a running engine; no engine installed: docs.docker.com/engine/install")
+BUILDX_FIX = ("install the buildx plugin: docker-buildx-plugin from Docker's repository, docker-buildx on "
+              "Debian/Ubuntu, or Docker Desktop")
+CLI_FIX = "install the Docker CLI (docs.docker.com/engine/install) or Docker Desktop"
+REMOVE_TIMEOUT = 60
 
 
-def connect() -> docker.DockerClient:
-    """A Docker SDK client for an engine that answers, or a TorchdevError naming the fix."""
+class EngineError(TorchdevError):
+    """The engine refused an operation; the message is the engine's own explanation."""
+
+
+class EngineUnreachable(TorchdevError):
+    """No engine answers; `cause` is the SDK's reason (no socket, permission denied, refused)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"no Docker engine answers ({cause.split(':')[0]}): {ENGINE_FIX}")
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split once, as the engine splits it: `registry:5000/ns/name:tag@sha256:...`.
+
+    A port is not a tag: `registry:5000/name` has no tag, which a plain `rsplit(":")` gets wrong."""
+
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        name, _, digest = text.partition("@")
+        repository, tag = parse_repository_tag(name)
+        return cls(repository, tag, digest or None)
+
+    def __str__(self) -> str:
+        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+    @property
+    def path(self) -> str:
+        """The repository without its registry: `registry:5000/ml/torchdev` -> `ml/torchdev`."""
+        return split_repo_name(self.repository)[1]
+
+    def without_digest(self) -> ImageRef:
+        return ImageRef(self.repository, self.tag)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What torchdev reads of an image: its ID, names, labels and sizes."""
+
+    id: str
+    tags: tuple[str, ...]
+    labels: dict[str, str]
+    size: int
+    created: str
+    env: dict[str, str] = field(default_factory=dict)
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder bound into a container."""
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A ulimit; -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container to run to completion. `gpus`: 0 none, -1 all, N that many."""
+
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+    gpus: int = 0
+    limits: tuple[Limit, ...] = ()
+    shm_size: str | None = None
+    init: bool = False
+    user: str | None = None
+    entrypoint: tuple[str, ...] | None = None
+
+
+class RunStatus(enum.Enum):
+    EXITED = "exited"
+    START_FAILED = "could not start"
+    TIMED_OUT = "timed out"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a container ended. `output` is its stdout and stderr, or the engine's reason it could not start."""
+
+    status: RunStatus
+    exit_code: int | None
+    output: str
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a docker CLI command answered: its exit status and its output, stdout then stderr."""
+
+    status: int
+    output: str
+
+
+def probe(command: list[str], *, timeout: float = 30) -> CommandResult | None:
+    """Run a command that only reports (`docker buildx version`, `nvidia-smi`); None when it is not installed."""
     try:
-        client = docker.from_env(timeout=600)
-        client.ping()
-    except DockerException as error:
-        cause = str(error).split(":")[0]
-        raise TorchdevError(f"no Docker engine answers ({cause}): {ENGINE_FIX}") from None
-    return client
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return None
+    except subprocess.TimeoutExpired:
+        return CommandResult(124, f"`{' '.join(command)}` did not answer within {timeout:.0f} s")
+    return CommandResult(done.returncode, (done.stdout + done.stderr).strip())
 
 
 def require_buildx() -> None:
-    """Builds need BuildKit through the buildx plugin (the SDK cannot drive BuildKit, docker/docker-py#2230)."""
+    """Builds need BuildKit through the buildx plugin; say how to get it before a build starts."""
     if shutil.which("docker") is None:
-        raise TorchdevError("the docker command is not on PATH: install the Docker CLI (docs.docker.com/engine/install)")
-    probe = subprocess.run(["docker", "buildx", "version"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        raise TorchdevError("docker buildx is missing: install the buildx plugin "
-                            "(Debian/Ubuntu: apt-get install docker-buildx-plugin, or docker-buildx from Debian)")
+        raise TorchdevError(f"the docker command is not on PATH: {CLI_FIX}")
+    answer = probe(["docker", "buildx", "version"])
+    if answer is None or answer.status != 0:
+        raise TorchdevError(f"docker buildx is missing: {BUILDX_FIX}")
 
 
-def has_nvidia_runtime(client: docker.DockerClient) -> bool:
-    """Whether the engine can give containers GPUs (NVIDIA runtime registered, or CDI devices)."""
-    info = client.info()
-    return "nvidia" in (info.get("Runtimes") or {}) or any("nvidia.com/gpu" in device
-                                                           for device in info.get("DiscoveredDevices") or [])
+def _explanation(error: APIError) -> str:
+    return str(error.explanation or error)
+
+
+class Engine:
+    """A Docker engine that answered. Construct it with `Engine.connect()`."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, *, timeout: float = 600) -> Engine:
+        """An engine that answers a ping, or EngineUnreachable naming the fix."""
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except DockerException as error:
+            raise EngineUnreachable(str(error)) from None
+        return cls(client)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # What the engine is and can do.
+
+    def info(self) -> dict:
+        return self._client.info()
+
+    def version(self) -> dict:
+        return self._client.version()
+
+    def has_gpu_runtime(self) -> bool:
+        """Whether the engine can give containers GPUs (NVIDIA runtime registered, or CDI devices)."""
+        info = self.info()
+        return "nvidia" in (info.get("Runtimes") or {}) or any("nvidia.com/gpu" in str(device)
+                                                               for device in info.get("DiscoveredDevices") or [])
+
+    # Images.
+
+    def image(self, reference: str) -> ImageInfo | None:
+        """The image `reference` (a name, tag or ID) names, or None when the engine has none."""
+        try:
+            return _image_info(self._client.images.get(reference))
+        except ImageNotFound:
+            return None
+
+    def image_id(self, reference: str) -> str | None:
+        found = self.image(reference)
+        return found.id if found else None
+
+    def images(self, *, label: str) -> list[ImageInfo]:
+        """Every image carrying `label` (any value)."""
+        return [_image_info(image) for image in self._client.images.list(filters={"label": label})]
+
+    def tag(self, image_id: str, reference: str) -> None:
+        """Point `reference` at `image_id`, moving it when it pointed elsewhere."""
+        ref = ImageRef.parse(reference)
+        try:
+            self._client.api.tag(image_id, ref.repository, ref.tag or "latest", force=True)
+        except APIError as error:
+            raise EngineError(_explanation(error)) from None
+
+    def untag(self, reference: str) -> None:
+        """Remove one name; the image stays while other names or containers use it."""
+        try:
+            self._client.api.remove_image(reference, noprune=True)
+        except APIError as error:
+            raise EngineError(_explanation(error)) from None
+
+    def forget_build_name(self, image_id: str) -> None:
+        """Drop the `moby-dangling@<digest>` name the containerd image store gives every BuildKit export, which a
+        build whose image was already tagged (a full cache hit) leaves beside the real tags."""
+        try:
+            self._client.api.remove_image(f"moby-dangling@{image_id}", noprune=True)
+        except (ImageNotFound, APIError):
+            pass  # the classic store, or tagging already dropped it
+
+    def remove_image(self, reference: str) -> None:
+        try:
+            self._client.images.remove(reference, force=True)
+        except ImageNotFound:
+            pass
+        except APIError as error:
+            raise EngineError(_explanation(error)) from None
+
+    def load(self, archive: Path) -> None:
+        with archive.open("rb") as data:
+            self._client.images.load(data)
+
+    def save(self, reference: str, *, named: bool) -> Iterator[bytes]:
+        """A `docker load`-able archive of the image, in chunks; `named` keeps `reference` as its name."""
+        return self._client.images.get(reference).save(named=reference if named else False)
+
+    def registry_digest(self, reference: str) -> str:
+        """The manifest digest the registry serves for `reference`."""
+        try:
+            return self._client.images.get_registry_data(reference).id
+        except APIError as error:
+            raise EngineError(_explanation(error).split(": ")[-1]) from None
+
+    def pull(self, reference: str) -> ImageInfo:
+        try:
+            return _image_info(self._client.images.pull(reference))
+        except APIError as error:
+            raise EngineError(_explanation(error).split(": ")[-1]) from None
+
+    def push(self, reference: str) -> None:
+        ref = ImageRef.parse(reference)
+        for event in self._client.images.push(ref.repository, tag=ref.tag, stream=True, decode=True):
+            if "error" in event:
+                raise EngineError(event["error"])
+
+    # Containers.
+
+    def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:
+        """Run a container to its end, echoing its output; kill it past `timeout` seconds. The container is
+        removed whatever happens: a failed start, a timeout, an interrupt."""
+        try:
+            container = self._client.containers.create(spec.image, list(spec.command), **_create_options(spec))
+        except (ImageNotFound, APIError) as error:
+            return RunResult(RunStatus.START_FAILED, None, _explanation(error))
+        try:
+            return _run_created(container, timeout=timeout, echo=echo)
+        finally:
+            try:
+                container.remove(force=True)
+            except NotFound:
+                pass
+
+    def output(self, image: str, *command: str, user: str | None = None, timeout: float = 300) -> str:
+        """What a short command prints in a fresh container of `image`, or EngineError when it fails."""
+        result = self.run(ContainerSpec(image, command, user=user, entrypoint=()), timeout=timeout)
+        if result.status is not RunStatus.EXITED or result.exit_code != 0:
+            raise EngineError(f"`{' '.join(command)}` in {image} {result.status.value} "
+                              f"(exit {result.exit_code}): {result.output.strip()[-500:]}")
+        return result.output
+
+    # Commands of the docker CLI: BuildKit builds and Compose.
+
+    def build(self, command: list[str], *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
+        """Run `docker buildx build ...`, echoing its progress to `out` and keeping a full log at `log_path`."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        lines: list[str] = []
+        with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                out.write(line)
+                log.write(line)
+                lines.append(line.rstrip("\n"))
+            return process.wait(), lines
+
+    def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
+        """`docker compose ARGS` in the foreground, attached to this terminal."""
+        return subprocess.run(["docker", "compose", *args], cwd=cwd, env=env, check=False).returncode
+
+
+def _image_info(image) -> ImageInfo:
+    config = image.attrs.get("Config") or {}
+    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+    return ImageInfo(id=image.id, tags=tuple(image.tags), labels=dict(image.labels or {}),
+                     size=image.attrs.get("Size") or 0, created=(image.attrs.get("Created") or "")[:19], env=env,
+                     user=config.get("User") or "")
+
+
+def _create_options(spec: ContainerSpec) -> dict:
+    options = {
+        "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
+        "environment": dict(spec.environment), "init": spec.init,
+        "ulimits": [Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard) for limit in spec.limits],
+        "device_requests": [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else [],
+    }
+    optional = {"shm_size": spec.shm_size, "user": spec.user,
+                "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None}
+    return {**options, **{key: value for key, value in optional.items() if value is not None}}
+
+
+def _run_created(container, *, timeout: float, echo: TextIO | None) -> RunResult:
+    """Start, follow the output in a thread, and wait with a deadline in this one: a container that prints nothing
+    for hours still ends at its deadline, because the wait, not the log stream, is what times out."""
+    try:
+        container.start()
+    except APIError as error:
+        return RunResult(RunStatus.START_FAILED, None, _explanation(error))
+    follower = threading.Thread(target=_echo_logs, args=(container, echo), daemon=True)
+    follower.start()
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+    except (ReadTimeout, RequestsConnectionError):
+        container.kill()
+        follower.join(REMOVE_TIMEOUT)
+        return RunResult(RunStatus.TIMED_OUT, None, container.logs().decode(errors="replace"))
+    follower.join(REMOVE_TIMEOUT)
+    return RunResult(RunStatus.EXITED, status, container.logs().decode(errors="replace"))
+
+
+def _echo_logs(container, echo: TextIO | None) -> None:
+    """Best effort: the complete output is read once more when the container has ended."""
+    if echo is None:
+        return
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            echo.write(chunk.decode(errors="replace"))
+            echo.flush()
+    except (DockerException, ReadTimeout, RequestsConnectionError):
+        pass

@@ -7,7 +7,6 @@ own header, records what it was resolved from, and is what --check compares.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -23,9 +22,10 @@ try:
 except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
-from torchdev.commands import MATRIX_FILE, ROOT, lock_file, select_variants
 from torchdev.errors import TorchdevError
-from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant, load_matrix
+from torchdev.files import write_atomically
+from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
+from torchdev.project import ROOT, lock_file
 
 PLATFORM = "x86_64-manylinux_2_28"
 """The platform locks are resolved for: Linux x86_64 with glibc 2.28 or newer (Ubuntu 22.04 has 2.35, Debian 12
@@ -232,20 +232,6 @@ def resolve(spec: LockSpec) -> dict:
     return tomllib.loads(result.stdout)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename over it: a reader sees the old lock or the new, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _shown(path: Path) -> str:
     path = path.absolute()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
@@ -256,12 +242,11 @@ def regenerate_command(*, matrix: Matrix, variant: Variant) -> str:
     return " ".join(["./dev lock --variant", variant.name, *overlay])
 
 
-def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None) -> int:
-    """Write each selected variant's lock, or with check=True compare it with the matrix and write nothing.
+def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool) -> int:
+    """Write each variant's lock, or with check=True compare it with the matrix and write nothing.
     One variant's failure does not stop the others; any failure or drift makes the exit status 1."""
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     problems = []
-    for chosen in select_variants(matrix, variant=variant, every=every):
+    for chosen in variants:
         spec = lock_spec(matrix=matrix, variant=chosen)
         path = lock_file(chosen)
         command = regenerate_command(matrix=matrix, variant=chosen)
@@ -287,3 +272,24 @@ def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None) 
     for line in problems:
         print(f"torchdev: {line}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool) -> str:
+    """Why the variant's lock cannot build it ('' when it can, or when there is no lock: such builds resolve at
+    build time). The comparison `lock --check` makes, done before a build instead of failing deep inside pip.
+    A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
+    overwrites it, it gives the overlay a lock of its own."""
+    path = lock_file(variant)
+    if not path.is_file():
+        return ""
+    changes = drift(expected=lock_spec(matrix=matrix, variant=variant), text=path.read_text())
+    if not changes:
+        return ""
+    cause = f"the lock {_shown(path)} does not fit variant '{variant.name}' ({'; '.join(changes)})"
+    if len(matrix.sources) > 1 and not overlay_owns_lock:
+        overlay = matrix.sources[1]
+        own = overlay.parent / overlay.stem / f"{variant.name}.lock.txt"
+        return (f"{cause}: the overlay {_shown(overlay)} changes the variant but shares images.yaml's lock; give "
+                f"the overlay its own `lock: {_shown(own)}` under variants.{variant.name}, then run "
+                f"`{regenerate_command(matrix=matrix, variant=variant)}`")
+    return f"{cause}: run `{regenerate_command(matrix=matrix, variant=variant)}`"

@@ -21,7 +21,7 @@ DEFAULT_INDEX = "default"
 COMPANIONS = {"2.0.0": ("0.15.1", "2.0.1"), "2.0.1": ("0.15.2", "2.0.2")}
 """torch release -> (torchvision, torchaudio) built against it; other pairs fail at import time."""
 
-PLACEHOLDERS = ("variant", "torch", "torch_minor", "python", "cuda", "date", "git_sha")
+PLACEHOLDERS = ("variant", "torch", "torch_minor", "python", "cuda", "date", "git_sha", "inputs")
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
@@ -87,7 +87,9 @@ class Matrix:
             if variant.name == name:
                 return variant
         known = ", ".join(v.name for v in self.variants)
-        raise UsageError(f"unknown variant '{name}': images.yaml declares {known}")
+        names = [source.name if number == 0 else str(source) for number, source in enumerate(self.sources)]
+        declared_by = " with the overlay ".join(names) or "the matrix"
+        raise UsageError(f"unknown variant '{name}': {declared_by} declares {known}")
 
 
 class _Problems:

@@ -4,15 +4,17 @@ Everything here is pure, so `invoke build --dry-run` prints precisely what a rea
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from torchdev.errors import ConfigError
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
-from torchdev.tags import BuildStamp, image_references
+from torchdev.tags import BuildStamp, image_tags, immutable_tags
 
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Host variables that point at a CA bundle; the first one set is passed to the build as a secret."""
@@ -68,6 +70,7 @@ class BuildPlan:
 
     variant: Variant
     references: tuple[str, ...]
+    immutable_references: tuple[str, ...]
     build_args: dict[str, str]
     labels: dict[str, str]
     secrets: tuple[Secret, ...]
@@ -139,17 +142,19 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
         "LOCK_SHA256": lock.sha256 if lock else "",
         "CUDA_VERSION": variant.cuda or "",
+        "CUDNN_MAJOR": str(variant.cudnn or ""),
+        "VARIANT": variant.name,
         "USER_UID": str(uid),
         "USER_GID": str(gid),
         "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
     }
 
 
-def image_labels(*, variant: Variant, provenance: Provenance, version: str) -> dict[str, str]:
-    """OCI labels plus torchdev's own, which `invoke images` and `invoke smoke` read back."""
+def image_labels(*, variant: Variant, provenance: Provenance) -> dict[str, str]:
+    """OCI labels plus torchdev's own, which `invoke images` and `invoke smoke` read back (the version label, the
+    primary tag, is added once the tags are known)."""
     return {
         "org.opencontainers.image.title": f"torchdev {variant.name}",
-        "org.opencontainers.image.version": version,
         "org.opencontainers.image.revision": provenance.revision,
         "org.opencontainers.image.created": provenance.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.source": provenance.source,
@@ -165,16 +170,30 @@ def image_labels(*, variant: Variant, provenance: Provenance, version: str) -> d
     }
 
 
+def inputs_digest(*, args: dict[str, str], labels: dict[str, str], context_digest: str) -> str:
+    """8 hex digits of everything that goes into the image: build args (base, versions, indexes, lock hash, UID,
+    SOURCE_DATE_EPOCH), labels (commit, variant) and the build context's files. An untracked overlay or a local
+    edit changes it where the git commit does not."""
+    document = json.dumps({"args": args, "labels": labels, "context": context_digest}, sort_keys=True)
+    return hashlib.sha256(document.encode()).hexdigest()[:8]
+
+
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
               lock: LockInput | None = None, environ: dict[str, str] | None = None, uid: int = 1000,
-              gid: int = 1000) -> BuildPlan:
-    """Assemble the plan for one variant; reads no files and runs nothing."""
-    references = image_references(settings=matrix.image, variant=variant, stamp=provenance.stamp)
+              gid: int = 1000, context_digest: str = "") -> BuildPlan:
+    """Assemble the plan for one variant; reads no files and runs nothing (`context_digest` is the hash of the
+    build context's files, read at the edge)."""
+    args = build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid)
+    labels = image_labels(variant=variant, provenance=provenance)
+    stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
+    tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp)
+    immutable = immutable_tags(settings=matrix.image, variant=variant, stamp=stamp)
     return BuildPlan(
         variant=variant,
-        references=references,
-        build_args=build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid),
-        labels=image_labels(variant=variant, provenance=provenance, version=references[0].rsplit(":", 1)[1]),
+        references=tuple(f"{matrix.image.repository}:{tag}" for tag in tags),
+        immutable_references=tuple(f"{matrix.image.repository}:{tag}" for tag in immutable),
+        build_args=args,
+        labels={**labels, "org.opencontainers.image.version": tags[0]},
         secrets=ca_bundle_secret(dict(os.environ) if environ is None else environ),
         dockerfile=docker_dir / "Dockerfile",
         context=docker_dir,
@@ -185,7 +204,8 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
 def describe_plan(plan: BuildPlan) -> str:
     """Human-readable plan for --dry-run: what would be built, tagged and which secrets are used."""
     lines = [f"variant {plan.variant.name}: build plan (nothing is built in a dry run)", "  tags:"]
-    lines += [f"    {reference}" for reference in plan.references]
+    lines += [f"    {reference}" + (" (immutable)" if reference in plan.immutable_references else "")
+              for reference in plan.references]
     lines.append("  build args:")
     lines += [f"    {key}={value}" for key, value in plan.build_args.items()]
     lines.append("  secrets:")

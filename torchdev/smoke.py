@@ -2,9 +2,12 @@
 
 The suite lives in smoke/ and is never baked into an image: the same files judge every variant, and a
 fix to a check needs no rebuild. Expectations (versions, CUDA, cuDNN, Python) come from images.yaml.
+A variant whose container cannot start, or outlives its deadline, is that variant's row of the table;
+the other variants still run.
 """
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -12,19 +15,18 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-import docker
-from docker.types import DeviceRequest, Ulimit
-from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
-
-from torchdev.build import image_id_or_none
+from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.matrix import Variant
+from torchdev.plan import BuildPlan
 from torchdev.table import render_table
 
 CHECKS = ("environment", "gpu", "convergence", "ddp", "shm")
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
+SUITE_TIMEOUT = 900
 TOOLKIT_FIX = ("GPUs were requested but this Docker engine has no NVIDIA runtime or CDI GPU devices: install the "
                "NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure --runtime=docker` and restart "
                "Docker; `docker info | grep -i runtimes` should list nvidia (or run with --gpus none)")
@@ -40,8 +42,23 @@ class GpuRequest:
     def suite_option(self) -> str:
         return "all" if self.count < 0 else str(self.count)
 
-    def device_requests(self) -> list[DeviceRequest]:
-        return [DeviceRequest(count=self.count, capabilities=[["gpu"]])] if self.count else []
+
+class SuiteStatus(enum.Enum):
+    RAN = "ran"
+    NOT_BUILT = "not built"
+    START_FAILED = "could not start"
+    TIMED_OUT = "timed out"
+    NO_SUMMARY = "wrote no summary"
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One variant's smoke run: the suite's checks when it ran, else why it did not (`detail`)."""
+
+    variant: str
+    status: SuiteStatus
+    checks: tuple[dict, ...] = ()
+    detail: str = ""
 
 
 def parse_gpus(value: str, *, engine_has_gpus: bool) -> GpuRequest:
@@ -71,63 +88,80 @@ def suite_arguments(variant: Variant, *, gpus: GpuRequest, reports: str) -> list
     return command
 
 
-def container_ulimits(gpus: GpuRequest) -> list[Ulimit]:
+def container_limits(gpus: GpuRequest) -> tuple[Limit, ...]:
     """A 64 MiB stack, and unlimited locked memory only with GPUs: pinned memory matters to CUDA and NCCL,
     and raising the limit fails on engines that may not (rootless Docker, some sandboxes)."""
-    stack = Ulimit(name="stack", soft=64 << 20, hard=64 << 20)
-    return [stack, Ulimit(name="memlock", soft=-1, hard=-1)] if gpus.count else [stack]
+    stack = Limit("stack", 64 << 20, 64 << 20)
+    return (stack, Limit("memlock", -1, -1)) if gpus.count else (stack,)
 
 
-def require_image(client: docker.DockerClient, reference: str, *, variant: str) -> None:
-    if image_id_or_none(client, reference) is None:
-        raise TorchdevError(f"image {reference} is not built: run `./dev build --variant {variant}` "
-                            "(or pass --build to `./dev smoke`)")
+def suite_container(*, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, scratch: Path) -> ContainerSpec:
+    """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, 1 GiB of /dev/shm for DataLoader
+    workers and NCCL, and a real PID 1 that reaps the DDP ranks."""
+    mounts = (Mount(str(suite_dir), SUITE_MOUNT), Mount(str(scratch), REPORTS_MOUNT, read_only=False))
+    return ContainerSpec(image, tuple(suite_arguments(variant, gpus=gpus, reports=REPORTS_MOUNT)), mounts=mounts,
+                         environment={"PYTHONDONTWRITEBYTECODE": "1"}, gpus=gpus.count,
+                         limits=container_limits(gpus), shm_size="1g", init=True)
 
 
-def run_suite(client: docker.DockerClient, *, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path,
-              reports_dir: Path, timeout: float = 900) -> dict:
-    """Run the suite in a container as the image's default user; return the JSON summary it wrote.
+def run_suite(engine: Engine, *, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
+              timeout: float = SUITE_TIMEOUT, out: TextIO = sys.stdout) -> SuiteRun:
+    """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
 
     The container writes into a scratch folder it may write to; the files are then copied into reports_dir
     by this process, so they belong to the host user, whoever the image's user is.
     """
     with tempfile.TemporaryDirectory(prefix="torchdev-smoke-") as scratch:
         os.chmod(scratch, 0o1777)
-        container = client.containers.run(
-            image, suite_arguments(variant, gpus=gpus, reports=REPORTS_MOUNT), detach=True,
-            volumes={str(suite_dir): {"bind": SUITE_MOUNT, "mode": "ro"}, scratch: {"bind": REPORTS_MOUNT, "mode": "rw"}},
-            environment={"PYTHONDONTWRITEBYTECODE": "1"}, device_requests=gpus.device_requests(), init=True,
-            shm_size="1g", ulimits=container_ulimits(gpus))
-        try:
-            _follow(container, timeout=timeout)
-        finally:
-            container.remove(force=True)
-        return _collect_reports(Path(scratch), reports_dir, variant=variant.name)
+        spec = suite_container(image=image, variant=variant, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch))
+        result = engine.run(spec, timeout=timeout, echo=out)
+        if result.status is RunStatus.START_FAILED:
+            return SuiteRun(variant.name, SuiteStatus.START_FAILED, detail=result.output.strip().splitlines()[0])
+        if result.status is RunStatus.TIMED_OUT:
+            return SuiteRun(variant.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
+                                                                        "killed (see the output above)")
+        summary = _collect_reports(Path(scratch), reports_dir, variant=variant.name)
+    if summary is None:
+        return SuiteRun(variant.name, SuiteStatus.NO_SUMMARY,
+                        detail=f"the suite exited {result.exit_code} without a summary (did pytest start? see the "
+                               "output above)")
+    return SuiteRun(variant.name, SuiteStatus.RAN, tuple(summary["checks"]))
 
 
-def _follow(container, *, timeout: float) -> None:
-    """Echo the suite's output as it runs; kill it when it outlives the timeout."""
-    try:
-        for chunk in container.logs(stream=True, follow=True):
-            sys.stdout.write(chunk.decode(errors="replace"))
-        container.wait(timeout=timeout)
-    except (ReadTimeout, RequestsConnectionError):
-        container.kill()
-        raise TorchdevError(f"the smoke suite did not finish within {timeout:.0f} s and was stopped") from None
-
-
-def _collect_reports(scratch: Path, reports_dir: Path, *, variant: str) -> dict:
+def _collect_reports(scratch: Path, reports_dir: Path, *, variant: str) -> dict | None:
     reports_dir.mkdir(parents=True, exist_ok=True)
     for name in (f"{variant}.xml", f"{variant}.json"):
         if (scratch / name).is_file():
             shutil.copyfile(scratch / name, reports_dir / name)
-    summary = reports_dir / f"{variant}.json"
     if not (scratch / f"{variant}.json").is_file():
-        raise TorchdevError(f"the smoke suite in {variant} wrote no summary (did pytest start? see the output above)")
-    return json.loads(summary.read_text())
+        return None
+    return json.loads((reports_dir / f"{variant}.json").read_text())
 
 
-def check_cell(checks: list[dict], check: str) -> str:
+def missing_image(reference: str, *, variant: str) -> str:
+    return f"image {reference} is not built: run `./dev build --variant {variant}` (or pass --build to `./dev smoke`)"
+
+
+def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
+            stop_at_missing: bool, not_built: dict[str, str], out: TextIO = sys.stdout) -> list[SuiteRun]:
+    """The suite in each plan's image, one after another. A missing image is that variant's row (`not_built`
+    says why when a build was tried and failed), or, with stop_at_missing, an error naming the build command."""
+    runs = []
+    for plan in plans:
+        name, reference = plan.variant.name, plan.primary_reference
+        if engine.image_id(reference) is None:
+            reason = not_built.get(name) or missing_image(reference, variant=name)
+            if stop_at_missing:
+                raise TorchdevError(reason)
+            runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
+            continue
+        print(f"==> smoke {name} in {reference} (gpus: {gpus.suite_option})", file=out, flush=True)
+        runs.append(run_suite(engine, image=reference, variant=plan.variant, gpus=gpus, suite_dir=suite_dir,
+                              reports_dir=reports_dir, out=out))
+    return runs
+
+
+def check_cell(checks: tuple[dict, ...], check: str) -> str:
     """One table cell: failed beats passed beats skipped; a skip shows its reason."""
     rows = [c for c in checks if c["check"] == check]
     if not rows:
@@ -142,25 +176,24 @@ def check_cell(checks: list[dict], check: str) -> str:
     return f"skipped: {rows[0]['reason'][:40]}"
 
 
-def summary_table(summaries: dict[str, dict | str]) -> str:
-    """Variant x check; a variant that did not run shows why in every cell of its row."""
+def summary_table(runs: list[SuiteRun]) -> str:
+    """Variant x check; a variant that did not run says why in its first cell."""
     rows = []
-    for variant, summary in summaries.items():
-        if isinstance(summary, str):
-            rows.append((variant, *([summary] + ["-"] * (len(CHECKS) - 1))))
+    for run in runs:
+        if run.status is SuiteStatus.RAN:
+            rows.append((run.variant, *(check_cell(run.checks, check) for check in CHECKS)))
         else:
-            rows.append((variant, *(check_cell(summary["checks"], check) for check in CHECKS)))
+            rows.append((run.variant, run.status.value, *(["-"] * (len(CHECKS) - 1))))
     return render_table(["variant", *CHECKS], rows)
 
 
-def failures(summaries: dict[str, dict | str]) -> list[str]:
-    """One line per failed check: variant, test and the reason the suite gave."""
+def failures(runs: list[SuiteRun]) -> list[str]:
+    """One line per failed check or variant that did not run: variant, test or status, and the reason."""
     lines = []
-    for variant, summary in summaries.items():
-        if isinstance(summary, str):
-            lines.append(f"{variant}: {summary}")
+    for run in runs:
+        if run.status is not SuiteStatus.RAN:
+            lines.append(f"{run.variant}: {run.status.value}: {run.detail}")
             continue
-        lines += [f"{variant}: {c['nodeid']}: {c['reason'].splitlines()[0] if c['reason'] else 'failed'}"
-                  for c in summary["checks"] if c["outcome"] == "failed"]
+        lines += [f"{run.variant}: {c['nodeid']}: {c['reason'].splitlines()[0] if c['reason'] else 'failed'}"
+                  for c in run.checks if c["outcome"] == "failed"]
     return lines
-

@@ -9,10 +9,12 @@ from torchdev.matrix import ImageSettings, Variant
 
 @dataclass(frozen=True)
 class BuildStamp:
-    """What makes a build unique beyond its variant: the day it was built and the commit it came from."""
+    """What makes a build unique beyond its variant: the day it was built, the commit it came from, and a short
+    hash of every input of the image (build plan and files), which only a whole plan can give."""
 
     day: date
     git_sha: str
+    inputs: str = ""
 
 
 def placeholder_values(*, variant: Variant, stamp: BuildStamp) -> dict[str, str]:
@@ -25,11 +27,12 @@ def placeholder_values(*, variant: Variant, stamp: BuildStamp) -> dict[str, str]
         "cuda": variant.cuda or "cpu",
         "date": stamp.day.strftime("%Y%m%d"),
         "git_sha": stamp.git_sha,
+        "inputs": stamp.inputs,
     }
 
 
 def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
-    """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118, 2.0.1-cu118-py3.10-20260101-abc1234.
+    """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118, 2.0.1-cu118-py3.10-20260101-abc1234-9f3e0c1a.
 
     Duplicates (two templates rendering alike) are dropped, keeping the first, so tagging stays idempotent.
     """
@@ -38,6 +41,7 @@ def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) 
     return tuple(dict.fromkeys(rendered))
 
 
-def image_references(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
-    """Full `repository:tag` references, the first one being the primary tag."""
-    return tuple(f"{settings.repository}:{tag}" for tag in image_tags(settings=settings, variant=variant, stamp=stamp))
+def immutable_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
+    """The tags that name one content for good: those whose template has {inputs}. torchdev never moves them."""
+    values = placeholder_values(variant=variant, stamp=stamp)
+    return tuple(dict.fromkeys(t.format(**values) for t in settings.tag_templates if "{inputs}" in t))

@@ -40,8 +40,8 @@ class TrackedContainers:
 
 
 def engine_memlock(docker_client, image: str) -> str:
-    """'-1' (unlimited, the configs' default) where the engine can lift RLIMIT_MEMLOCK, as a rootful dockerd on a host can;
-    else the hard limit its containers get, in bytes, passed through the configs' TORCHDEV_MEMLOCK."""
+    """'-1' (unlimited, the configs' default) where the engine can lift RLIMIT_MEMLOCK, as a rootful dockerd on a
+    host can; else the hard limit its containers get, in bytes, passed through the configs' TORCHDEV_MEMLOCK."""
     from docker.errors import APIError
     from docker.types import Ulimit
 

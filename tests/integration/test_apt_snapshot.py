@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TEST_VARIANT, run_cli
+from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.variants import TEST_VARIANT
 from torchdev.matrix import load_matrix
 
 TIMESTAMP = "20250520T000000Z"
@@ -67,14 +68,14 @@ def base_archives(containers, base: str) -> dict[str, str]:
 
 
 @pytest.fixture()
-def snapshot_overlay(docker_client, containers, test_overlay, tmp_path):
+def snapshot_overlay(docker_client, containers, test_overlay, tracked_tags, tmp_path):
     """An overlay whose test variant reads the base's archives through the stand-in, and the stand-in."""
     base = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay)).variant(TEST_VARIANT).base
     gateway = docker_client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
     server = SnapshotStandIn((gateway, 0), base_archives(containers, base))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     data = yaml.safe_load(test_overlay.read_text())
-    data["image"]["repository"] = REPOSITORY
+    data["image"]["repository"] = tracked_tags.repository(REPOSITORY)
     data["variants"][TEST_VARIANT]["apt_snapshot"] = TIMESTAMP
     data["apt_snapshot_urls"] = {archive: f"http://{gateway}:{server.server_address[1]}/{archive}/{{timestamp}}"
                                  for archive in server.upstream}
@@ -83,8 +84,6 @@ def snapshot_overlay(docker_client, containers, test_overlay, tmp_path):
     yield path, server
     server.shutdown()
     server.server_close()
-    for image in docker_client.images.list(name=REPOSITORY):
-        docker_client.images.remove(image.id, force=True)
 
 
 def test_a_build_reads_apt_through_the_snapshot_and_the_image_keeps_its_own_sources(

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEST_VARIANT, run_cli, unavailable
+from tests.helpers.cli import run_cli, unavailable
+from tests.helpers.variants import TEST_VARIANT
 
 LOCAL_BASE = "torchdev-base:bookworm"
 
 
 @pytest.fixture(scope="module")
-def registry(docker_client, tmp_path_factory):
-    """A throw-away registry on a free loopback port, stopped with the module; the engine forgets its names."""
+def registry(tmp_path_factory):
+    """A throw-away registry on a free loopback port, stopped with the module."""
     binary = shutil.which("docker-registry")
     if binary is None:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
@@ -37,14 +38,6 @@ def registry(docker_client, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
-        _forget_names(docker_client, f"127.0.0.1:{port}/")
-
-
-def _forget_names(docker_client, prefix: str) -> None:
-    """Remove the names under `prefix` that pulls by digest gave the local base (the image itself stays)."""
-    for name in docker_client.images.get(LOCAL_BASE).attrs.get("RepoDigests") or []:
-        if name.startswith(prefix):
-            docker_client.images.remove(name, noprune=True)
 
 
 def _wait_until_up(url: str) -> None:
@@ -58,15 +51,15 @@ def _wait_until_up(url: str) -> None:
 
 
 @pytest.fixture()
-def pushed_base(docker_client, registry):
-    """The local Debian base, pushed to the registry as an ordinary tagged image."""
-    reference = f"{registry}/torchdev-base:bookworm"
+def pushed_base(docker_client, registry, tracked_tags):
+    """The local Debian base, pushed to the registry as an ordinary tagged image. The names that pulls by digest
+    give the local base (registry/torchdev-base@sha256:...), and the mirror's, go when the test ends."""
+    tracked_tags.repository(f"{registry}/mirror/torchdev-base")
+    reference = f"{tracked_tags.repository(f'{registry}/torchdev-base')}:bookworm"
     docker_client.images.get(LOCAL_BASE).tag(reference)
-    try:
-        for event in docker_client.images.push(reference, stream=True, decode=True):
-            assert "error" not in event, event
-    finally:
-        docker_client.images.remove(reference, noprune=True)
+    for event in docker_client.images.push(reference, stream=True, decode=True):
+        assert "error" not in event, event
+    docker_client.images.remove(reference, noprune=True)
     return reference
 
 

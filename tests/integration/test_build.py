@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.conftest import TEST_REPOSITORY, TEST_VARIANT, run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 from torchdev.plan import ENGINE_OUTPUT
 
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.+?)\s+-----END CERTIFICATE-----", re.S)
@@ -23,7 +24,8 @@ def test_every_computed_tag_points_at_the_built_image(docker_client, built_image
     assert len(built_image.references) == 4
     for reference in built_image.references:
         assert docker_client.images.get(reference).id == built_image.image_id, reference
-    assert re.fullmatch(r"torchdev-test:2\.0\.1-cu117-py3\.11-\d{8}-[0-9a-f]{7}(-dirty)?", built_image.references[-1])
+    assert re.fullmatch(r"torchdev-test:2\.0\.1-cu117-py3\.11-\d{8}-[0-9a-f]{7}(-dirty)?-[0-9a-f]{8}",
+                        built_image.references[-1])
 
 
 def test_the_image_carries_oci_and_torchdev_labels(docker_client, built_image):
@@ -147,21 +149,18 @@ def test_a_second_build_with_nothing_changed_is_a_full_cache_hit(built_image, te
     assert built_image.image_id[:19] in result.stdout
 
 
-def test_the_layer_scan_finds_a_bundle_that_did_land(docker_client, built_image, tmp_path):
+def test_the_layer_scan_finds_a_bundle_that_did_land(docker_client, built_image, tracked_tags, tmp_path):
     """The control for the test above: a bundle copied in and deleted in a later layer is still found."""
     bundle_path = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
     base = docker_client.images.get(built_image.image_id).labels["org.opencontainers.image.base.name"]
     (tmp_path / "bundle.pem").write_bytes(bundle_path.read_bytes())
     (tmp_path / "Dockerfile").write_text(f"FROM {base}\nCOPY bundle.pem /etc/leaked.pem\nRUN rm /etc/leaked.pem\n")
-    reference = f"{TEST_REPOSITORY}:leak-control"
+    reference = tracked_tags.reference(f"{TEST_REPOSITORY}:leak-control")
     subprocess.run(["docker", "buildx", "build", f"--output={ENGINE_OUTPUT}", "--provenance=false", "-q",
                     "-t", reference, str(tmp_path)], check=True, capture_output=True)
-    try:
-        host_bundle = bundle_path.read_bytes()
-        needles = [certificate[:200] for certificate in locally_added_certificates(host_bundle)]
-        _, hits = scan_layers(docker_client.images.get(reference), needles, hashlib.sha256(host_bundle).hexdigest())
-    finally:
-        docker_client.images.remove(reference)
+    host_bundle = bundle_path.read_bytes()
+    needles = [certificate[:200] for certificate in locally_added_certificates(host_bundle)]
+    _, hits = scan_layers(docker_client.images.get(reference), needles, hashlib.sha256(host_bundle).hexdigest())
     assert [hit.split(":", 1)[1] for hit in hits] == ["etc/leaked.pem"]
 
 

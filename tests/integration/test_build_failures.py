@@ -3,34 +3,51 @@ from __future__ import annotations
 
 
 import pytest
+import yaml
 
-from tests.conftest import TEST_VARIANT, overlay_changing, run_cli, tag_targets
+from tests.helpers.cli import run_cli
+from tests.helpers.tags import tag_targets
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT, overlay_changing
 
 
-@pytest.mark.parametrize("field, value, cause", [
-    ("python", "3.10", "torchdev: the base's python3 is 3.11 but the variant declares python 3.10"),
-    ("cuda", "11.8", "torchdev: torch 2.0.1+cu117 reports CUDA 11.7, the variant declares 11.8"),
-])
-def test_a_failed_build_names_its_cause_and_moves_no_tag(docker_client, built_image, test_overlay, tmp_path, field,
-                                                        value, cause):
-    before = tag_targets(docker_client)
+@pytest.mark.parametrize("fields, cause", [
+    ({"python": "3.10", "lock": "/nonexistent/no-lock.txt"},  # unlocked: a Python 3.10 lock stops it before
+     "torchdev: the base's python3 is 3.11 but the variant declares python 3.10"),
+    ({"cuda": "11.8"}, "torchdev: torch 2.0.1+cu117 reports CUDA 11.7, the variant declares 11.8"),
+], ids=["python", "cuda"])
+def test_a_failed_build_names_its_cause_and_moves_no_tag(docker_client, built_image, test_overlay, tmp_path, fields,
+                                                        cause):
+    before = tag_targets(docker_client, TEST_REPOSITORY)
     assert built_image.references[0] in before  # the listing sees the tags, so "unchanged" means something
-    overlay = overlay_changing(tmp_path, test_overlay, **{field: value})
+    overlay = overlay_changing(tmp_path, test_overlay, **fields)
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
     assert result.returncode == 1
     assert cause in result.stderr, result.stderr
     assert f"{TEST_VARIANT} failed" in result.stderr and "full log:" in result.stderr
     assert "failed" in result.stdout.splitlines()[-1]  # the summary table's row
-    assert tag_targets(docker_client) == before
+    assert tag_targets(docker_client, TEST_REPOSITORY) == before
+
+
+def test_a_pip_failure_is_summed_up_by_pips_own_error_not_the_shell_command(docker_client, built_image, test_overlay,
+                                                                             tmp_path):
+    data = yaml.safe_load(overlay_changing(tmp_path, test_overlay, lock="/nonexistent/no-lock.txt").read_text())
+    data["packages"] = ["no-such-package-torchdev==1.0"]
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump(data))
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
+    assert result.returncode == 1
+    assert f"torchdev: {TEST_VARIANT} failed: ERROR: No matching distribution found for no-such-package-torchdev==1.0" \
+        in result.stderr, result.stderr
+    assert "/bin/bash -o pipefail" not in result.stderr
 
 
 def test_a_dry_run_prints_the_plan_and_builds_nothing(docker_client, built_image, test_overlay):
-    before = tag_targets(docker_client)
+    before = tag_targets(docker_client, TEST_REPOSITORY)
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "nothing is built in a dry run" in result.stdout
     assert "docker buildx build" in result.stdout and "--secret id=ca_bundle" in result.stdout
-    assert tag_targets(docker_client) == before
+    assert tag_targets(docker_client, TEST_REPOSITORY) == before
 
 
 def test_no_engine_is_one_line_with_the_fix():

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEST_REPOSITORY, TEST_VARIANT
+from tests.helpers.cli import ROOT
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 
 WORKSPACE_OWNER = 4242
 """Not root and not the image's 1000: files owned by it can only come from the run-as-owner entrypoint."""
@@ -48,7 +49,7 @@ def last_json(output: str) -> dict:
 
 def test_train_converges_writes_host_owned_files_and_resumes(project):
     workspace, name = project
-    first = compose(workspace, name, "run", "--rm", "train", "--task", "mlp", "--epochs", "2")
+    first = compose(workspace, name, "run", "--rm", "train", "--epochs", "2")  # the default task is kept: mlp
     assert last_json(first.stdout)["final_loss"] < 0.05
     run_dir = workspace / "runs" / "mlp"
     for path in (run_dir, run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"):
@@ -92,7 +93,9 @@ def test_a_missing_image_names_the_build_command_instead_of_pulling(project):
     workspace, name = project
     result = compose(workspace, name, "run", "--rm", "train", check=False, variant="nosuchvariant")
     assert result.returncode != 0
-    assert "is not built - run: ./dev build --variant nosuchvariant" in result.stdout + result.stderr
+    last = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert last.endswith(f"image {TEST_REPOSITORY}:nosuchvariant is not built: run ./dev build --variant nosuchvariant "
+                         "(with --overlay FILE if you build through one; ./dev matrix lists the variants)"), last
 
 
 @pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]])

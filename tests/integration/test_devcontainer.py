@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, unavailable
+from tests.helpers.cli import ROOT, unavailable
+from tests.helpers.tracked_container import engine_memlock
 
 VARIANTS = ("cpu", "cu117", "cu118")
 SUMMARY = "torchdev env: user torchdev uid {uid} | python "
@@ -100,32 +101,6 @@ class DevContainer:
         return subprocess.run([*self.prefix, self.cli, "exec", "--workspace-folder", str(self.workspace), "--config",
                                self.config, "--remote-env", "PYTHONDONTWRITEBYTECODE=1", *command],
                               capture_output=True, text=True, timeout=timeout, env=self.env, check=False)
-
-
-def engine_memlock(docker_client, image: str) -> str:
-    """'-1' (unlimited, the configs' default) where the engine can lift RLIMIT_MEMLOCK, as any rootful dockerd can;
-    else the hard limit its containers get, in bytes, passed through the configs' TORCHDEV_MEMLOCK."""
-    from docker.errors import APIError
-    from docker.types import Ulimit
-
-    probe = docker_client.containers.create(image, ["true"], ulimits=[Ulimit(name="memlock", soft=-1, hard=-1)])
-    try:
-        probe.start()
-        probe.wait(timeout=60)
-        return "-1"
-    except APIError as error:
-        if "rlimit" not in str(error):
-            raise
-    finally:
-        probe.remove(force=True)
-    probe = docker_client.containers.create(image, ["sh", "-c", "ulimit -H -l"])
-    try:
-        probe.start()
-        probe.wait(timeout=60)
-        kib = probe.logs().decode().strip()
-    finally:
-        probe.remove(force=True)
-    return "-1" if kib == "unlimited" else str(int(kib) * 1024)
 
 
 def docker_socket_gid() -> int | None:
@@ -261,7 +236,9 @@ def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passe
     assert (devcontainer.workspace / "made-inside").stat().st_uid == devcontainer.uid
     assert stack == "65536" and home == "home-writable"
 
-    smoke = devcontainer.exec("python", "-m", "pytest", "/workspace/smoke", "-p", "no:cacheprovider", "-q",
+    # The command .devcontainer/README.md shows: no --expect-* options, so the image's manifest supplies them.
+    smoke = devcontainer.exec("python", "-m", "pytest", "/workspace/smoke", "-p", "no:cacheprovider", "-q", "-rs",
                               "--gpus", "0", timeout=900)
     assert smoke.returncode == 0, smoke.stdout[-5000:] + smoke.stderr[-3000:]
     assert " passed" in smoke.stdout and " failed" not in smoke.stdout
+    assert "no expectation given" not in smoke.stdout, smoke.stdout[-3000:]

@@ -1,16 +1,16 @@
 """`invoke doctor` for real: on this machine's engine, and against an engine that is not there."""
 from __future__ import annotations
 
-from torchdev import engine
-from torchdev.commands import MATRIX_FILE
 from torchdev.doctor import TOOLKIT_FIX
+from torchdev.engine import Engine
 from torchdev.matrix import load_matrix
+from torchdev.project import MATRIX_FILE
 
-from tests.conftest import run_cli
+from tests.helpers.cli import run_cli
 
 CUDA_VARIANTS = [v.name for v in load_matrix(MATRIX_FILE, overlay=None).variants if v.cuda]
 CHECKS = ["engine", "buildx", "compose", "gpu runtime", "gpus", *(f"driver for {name}" for name in CUDA_VARIANTS),
-          "/dev/shm", "disk"]
+          "/dev/shm", "memlock", "disk"]
 
 
 def parse_report(stdout: str) -> dict[str, tuple[str, str]]:
@@ -28,7 +28,7 @@ def test_the_doctor_passes_here_and_says_what_gpus_would_need(docker_client):
     status, detail = checks["engine"]
     assert status == "ok" and docker_client.version()["Version"] in detail
     assert checks["buildx"][0] == "ok" and checks["compose"][0] == "ok"
-    if engine.has_nvidia_runtime(docker_client):
+    if Engine.connect().has_gpu_runtime():
         assert checks["gpu runtime"][0] == "ok"
     else:
         status, detail = checks["gpu runtime"]
@@ -45,5 +45,16 @@ def test_an_engine_that_is_not_there_fails_the_doctor_and_the_other_checks_still
     status, detail = checks["engine"]
     assert status == "fail" and "no socket at unix:///nonexistent" in detail
     assert "fix: start Docker" in detail and "DOCKER_HOST" in detail
-    assert checks["gpu runtime"] == ("skip", "needs the engine")
+    assert checks["gpu runtime"] == ("skip", "needs the engine") == checks["memlock"]
     assert checks["disk"][1].split(";")[0].endswith("free under /"), "no engine: free space is measured under /"
+
+
+def test_the_memlock_line_says_what_the_engine_really_allows(docker_client, built_image):
+    """This machine's sandboxed dockerd refuses unlimited locked memory; a rootful dockerd on a host allows it."""
+    from tests.helpers.tracked_container import engine_memlock
+
+    status, detail = parse_report(run_cli("doctor", timeout=300).stdout)["memlock"]
+    if engine_memlock(docker_client, built_image.image_id) == "-1":
+        assert status == "ok" and "may lock unlimited memory" in detail
+    else:
+        assert status == "warn" and "error setting rlimit type 8" in detail and "TORCHDEV_MEMLOCK=" in detail

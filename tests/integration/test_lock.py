@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, overlay_changing, run_cli
+from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.variants import overlay_changing
 
 OVERLAY = ROOT / "overlays" / "local-debian.yaml"
 COMMITTED_LOCK = ROOT / "overlays" / "local-debian" / "cu117.lock.txt"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_VARIANT, overlay_changing, run_cli, tag_targets
+from tests.helpers.cli import run_cli
+from tests.helpers.tags import tag_targets
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT, overlay_changing
 from torchdev.plan import OCI_OUTPUT
 from torchdev.repro import describe_differences, read_oci
 
@@ -27,7 +29,7 @@ def test_two_builds_without_cache_give_one_digest(reproducible_digest):
 def test_another_source_date_epoch_gives_another_digest_which_a_recorded_digest_rejects(
         docker_client, built_image, reproducible_digest, test_overlay, tmp_path):
     overlay = overlay_changing(tmp_path, test_overlay, digest=reproducible_digest)
-    before = tag_targets(docker_client)
+    before = tag_targets(docker_client, TEST_REPOSITORY)
     assert built_image.references[0] in before
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--reproducible",
                      env={"SOURCE_DATE_EPOCH": "1000000000"}, timeout=1800)
@@ -36,7 +38,7 @@ def test_another_source_date_epoch_gives_another_digest_which_a_recorded_digest_
                       result.stderr)
     assert found, result.stderr
     assert found.group(2) == reproducible_digest != found.group(1)
-    assert tag_targets(docker_client) == before
+    assert tag_targets(docker_client, TEST_REPOSITORY) == before
 
 
 def oci_build(context: Path, archive: Path, content: str) -> None:

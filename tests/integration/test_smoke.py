@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import TEST_REPOSITORY, TEST_VARIANT, run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 
 
 def test_the_suite_passes_in_the_test_image_and_reports_per_check(built_image, test_overlay, tmp_path):
@@ -29,24 +30,19 @@ def test_the_suite_passes_in_the_test_image_and_reports_per_check(built_image, t
     assert table.splitlines()[2].startswith(TEST_VARIANT)
 
 
-def test_wrong_declared_contents_make_smoke_fail_naming_the_mismatch(docker_client, built_image, test_overlay,
+def test_wrong_declared_contents_make_smoke_fail_naming_the_mismatch(built_image, test_overlay, tracked_tags,
                                                                      tmp_path):
     """An image built from a variant that declares cuDNN 9 (the wheel carries 8): the build cannot see it,
     the smoke suite must."""
     data = yaml.safe_load(test_overlay.read_text())
+    data["image"]["repository"] = tracked_tags.repository(f"{TEST_REPOSITORY}-wrongcudnn")
     data["variants"]["wrongcudnn"] = {**_declared(TEST_VARIANT), **data["variants"][TEST_VARIANT], "cudnn": 9}
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(yaml.safe_dump(data))
-    try:
-        built = run_cli("build", "--variant", "wrongcudnn", "--overlay", str(overlay), timeout=900)
-        assert built.returncode == 0, built.stderr
-        result = run_cli("smoke", "--variant", "wrongcudnn", "--overlay", str(overlay), "--reports",
-                         str(tmp_path / "reports"), timeout=900)
-    finally:
-        for image in docker_client.images.list(name=TEST_REPOSITORY):
-            for tag in image.tags:
-                if "wrongcudnn" in tag:
-                    docker_client.images.remove(tag)
+    built = run_cli("build", "--variant", "wrongcudnn", "--overlay", str(overlay), timeout=900)
+    assert built.returncode == 0, built.stderr
+    result = run_cli("smoke", "--variant", "wrongcudnn", "--overlay", str(overlay), "--reports",
+                     str(tmp_path / "reports"), timeout=900)
     assert result.returncode == 1
     assert "torchdev: failed: wrongcudnn: test_environment.py::" in result.stderr
     assert "major 8, expected 9" in result.stderr, result.stderr

@@ -1,5 +1,5 @@
 """What a failed build reports, and the summary table."""
-from torchdev.build import BuildResult, failure_cause, summary_table
+from torchdev.build import BuildResult, BuildStatus, failure_cause, summary_table
 from torchdev.table import human_size
 
 
@@ -15,9 +15,9 @@ def test_otherwise_the_last_buildkit_error_is_the_cause():
 
 
 def test_the_summary_has_one_row_per_variant_with_status_and_cause():
-    table = summary_table([BuildResult("cpu", "built", 61.2, ("torchdev:2.0.1-cpu-py3.10",), "sha256:" + "a" * 64,
-                                       2 * 1024 ** 3),
-                           BuildResult("cu118", "failed", 3.0, cause="ERROR: failed to solve")])
+    table = summary_table([BuildResult("cpu", BuildStatus.BUILT, 61.2, ("torchdev:2.0.1-cpu-py3.10",),
+                                       "sha256:" + "a" * 64, 2 * 1024 ** 3),
+                           BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve")])
     header, rule, cpu, cu118 = table.splitlines()
     assert header.split()[:3] == ["variant", "status", "time"]
     assert cpu.split()[:5] == ["cpu", "built", "61", "s", "2.00"]
@@ -37,3 +37,15 @@ def test_a_base_that_cannot_be_had_gets_the_mirror_fix():
     assert cause.startswith("the base image localhost:1/gone/cuda:11.7.1 cannot be found or reached "
                             "(connection refused)")
     assert "point the variant's base at a mirror in an overlay" in cause and "./dev save-bases" in cause
+
+
+def test_pips_and_apts_own_error_lines_beat_the_shell_command_buildkit_names():
+    shell = ('ERROR: failed to solve: process "/bin/bash -o pipefail -c if [ -s /run/secrets/ca_bundle ]; then export '
+             'PIP_CERT=/run/secrets/ca_bundle; fi && pip install --require-hashes" did not complete successfully')
+    pip = ["#9 6.81 ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated "
+           "the package versions, please update the hashes. Otherwise, examine the package contents carefully; "
+           "someone may have tampered with them.", "#9 6.81     torch==2.0.1 from https://files/torch.whl:",
+           "#9 6.81         Expected sha256 aaaa", "#9 6.81              Got        bbbb", shell]
+    assert failure_cause(pip) == "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."
+    apt = ["#5 2.31 Reading package lists...", "#5 2.40 E: Unable to locate package python3-nosuch", shell]
+    assert failure_cause(apt) == "E: Unable to locate package python3-nosuch"

@@ -1,19 +1,18 @@
 """The pure side of `invoke doctor`: driver versus CUDA, /dev/shm and disk thresholds, the report, its status."""
 import pytest
 
-from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult, Probe,
+from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult,
                              compose_check, disk_check, driver_check, engine_unreachable, exit_status,
                              gpu_runtime_check, gpus_check, plugin_check, report, shm_check, version_tuple)
-from torchdev.matrix import Variant
+from torchdev.engine import CommandResult
+from tests.helpers.variants import make_variant
 
 GiB = 1 << 30
 MiB = 1 << 20
 
 
-def cuda_variant(cuda: str) -> Variant:
-    return Variant(name=f"cu{cuda.replace('.', '')}", base=f"nvidia/cuda:{cuda}.0-cudnn8-runtime-ubuntu22.04",
-                   python="3.10", torch="2.0.1", torchvision="0.15.2", torchaudio="2.0.2", index="default", cuda=cuda,
-                   cudnn=8)
+def cuda_variant(cuda: str):
+    return make_variant(f"cu{cuda.replace('.', '')}", cuda=cuda)
 
 
 @pytest.mark.parametrize("older, newer", [("470.1", "515.43.04"), ("96.43.23", "515.43.04"),
@@ -45,12 +44,12 @@ def test_an_unknown_cuda_is_a_warning_and_no_driver_is_a_skip():
 
 
 def test_nvidia_smi_answers_become_gpus_and_the_driver():
-    two = Probe(0, "NVIDIA H200, 550.54.15\nNVIDIA H200, 550.54.15\nNVIDIA GeForce RTX 3090, 550.54.15\n")
+    two = CommandResult(0, "NVIDIA H200, 550.54.15\nNVIDIA H200, 550.54.15\nNVIDIA GeForce RTX 3090, 550.54.15\n")
     result, driver = gpus_check(two)
     assert (result.status, driver) == (OK, "550.54.15")
     assert result.detail == "2 x NVIDIA H200, 1 x NVIDIA GeForce RTX 3090, driver 550.54.15"
     assert gpus_check(None) == (CheckResult("gpus", SKIP, "no nvidia-smi: no NVIDIA driver on this host"), None)
-    broken, none = gpus_check(Probe(9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+    broken, none = gpus_check(CommandResult(9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
                                        "driver. Make sure that the latest NVIDIA driver is installed and running."))
     assert broken.status == FAIL and none is None and "reboot" in broken.fix
 
@@ -91,12 +90,12 @@ def test_the_engine_failure_names_the_cause_from_the_sdk_message():
 
 
 def test_plugins_and_compose_v2():
-    assert plugin_check("buildx", Probe(0, "github.com/docker/buildx v0.13.1 abc"), fix="x").status == OK
-    assert plugin_check("buildx", Probe(1, "docker: 'buildx' is not a docker command."), fix="x").status == FAIL
+    assert plugin_check("buildx", CommandResult(0, "github.com/docker/buildx v0.13.1 abc"), fix="x").status == OK
+    assert plugin_check("buildx", CommandResult(1, "docker: 'buildx' is not a docker command."), fix="x").status == FAIL
     assert plugin_check("buildx", None, fix="x").detail == "the docker command is not on PATH"
-    assert compose_check(Probe(0, "Docker Compose version v2.29.1")).status == OK
-    assert compose_check(Probe(0, "Docker Compose version 2.26.1-4")).status == OK
-    assert compose_check(Probe(0, "docker-compose version 1.29.2, build unknown")).status == FAIL
+    assert compose_check(CommandResult(0, "Docker Compose version v2.29.1")).status == OK
+    assert compose_check(CommandResult(0, "Docker Compose version 2.26.1-4")).status == OK
+    assert compose_check(CommandResult(0, "docker-compose version 1.29.2, build unknown")).status == FAIL
 
 
 def test_the_report_has_one_line_per_check_with_fixes_only_where_something_is_wrong():

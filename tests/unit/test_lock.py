@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 
 from torchdev.errors import TorchdevError
-from torchdev.lock import (PLATFORM, LockSpec, drift, format_header, parse_header, pin_problems, project_text,
-                           render_lock, resolution_error, tomllib, uv_command, write_atomically)
+from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.variants import make_variant
+from torchdev.lock import (PLATFORM, LockSpec, drift, format_header, lock_spec, parse_header, pin_problems,
+                           project_text, render_lock, resolution_error, tomllib, unfit_lock, uv_command)
+from torchdev.matrix import ImageSettings, Matrix
 
 SPEC = LockSpec(variant="cu118", python="3.10", platform=PLATFORM, torch="2.0.1", torchvision="0.15.2",
                 torchaudio="2.0.2", index="https://download.pytorch.org/whl/cu118", pip_index="default",
@@ -173,10 +176,56 @@ def test_an_unsatisfiable_matrix_is_one_line_with_uvs_reason():
     assert "there is no version of numpy==1.26.4" in line
 
 
-def test_a_lock_is_replaced_whole_and_leaves_no_temporary_file(tmp_path):
-    path = tmp_path / "locks" / "cu118.txt"
-    write_atomically(path, "old\n")
-    write_atomically(path, "new\n")
-    assert path.read_text() == "new\n"
-    assert [p.name for p in path.parent.iterdir()] == ["cu118.txt"]
-    assert path.stat().st_mode & 0o777 == 0o644
+LOCK_MATRIX = ImageSettings("torchdev", ("{variant}",), "default", ("numpy==1.26.4",))
+
+
+def lock_for(tmp_path, **fields):
+    """A lock file whose header fits cu117 as declared here; `fields` then change the variant, not the lock."""
+    path = tmp_path / "cu117.lock.txt"
+    variant = make_variant("cu117", cuda="11.7", lock=str(path))
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    path.write_text(format_header(lock_spec(matrix=matrix, variant=variant)) + "\n" + "\n".join(
+        f"{name}=={version} --hash=sha256:{'a' * 64}" for name, version in
+        (("torch", "2.0.1"), ("torchvision", "0.15.2"), ("torchaudio", "2.0.2"), ("numpy", "1.26.4"))) + "\n")
+    return replace(variant, **fields), path
+
+
+def test_a_lock_that_fits_or_no_lock_at_all_lets_the_build_go(tmp_path):
+    variant, path = lock_for(tmp_path)
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
+    path.unlink()
+    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
+
+
+def test_a_lock_that_does_not_fit_names_the_field_and_the_lock_command(tmp_path):
+    variant, path = lock_for(tmp_path, python="3.11")
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    problem = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False)
+    assert problem == (f"the lock {path} does not fit variant 'cu117' (python 3.10 in the lock, 3.11 in the matrix): "
+                       "run `./dev lock --variant cu117`")
+
+
+def test_an_overlay_sharing_images_yamls_lock_is_told_to_get_its_own_not_to_overwrite_it(tmp_path):
+    variant, path = lock_for(tmp_path, python="3.11")
+    overlay = tmp_path / "site.yaml"
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml", overlay))
+    shared = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False)
+    assert f"the overlay {overlay} changes the variant but shares images.yaml's lock" in shared
+    assert f"`lock: {tmp_path / 'site' / 'cu117.lock.txt'}` under variants.cu117" in shared
+    assert shared.endswith(f"then run `./dev lock --variant cu117 --overlay {overlay}`")
+    owned = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=True)
+    assert owned.endswith(f": run `./dev lock --variant cu117 --overlay {overlay}`") and "shares" not in owned
+
+
+def test_build_refuses_an_unfit_lock_before_it_asks_the_engine_anything(tmp_path):
+    """images.yaml's cu117 has a committed lock for Python 3.10; an overlay that says 3.11 and names no lock."""
+    overlay = tmp_path / "py311.yaml"
+    overlay.write_text('variants:\n  cu117:\n    python: "3.11"\n')
+    result = run_cli("build", "--variant", "cu117", "--overlay", str(overlay),
+                     env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", "TORCHDEV_OVERLAY": ""})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' "
+                                    "(python 3.10 in the lock, 3.11 in the matrix): the overlay")
+    assert "give the overlay its own `lock:" in result.stderr and "no Docker engine" not in result.stderr

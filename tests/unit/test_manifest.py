@@ -34,12 +34,14 @@ def test_the_whole_manifest_is_stable_json_naming_base_and_lock():
     command = [sys.executable, str(WRITER), "--base", "debian:12@sha256:" + "a" * 64, "--base-digest",
                "sha256:" + "a" * 64, "--lock-sha256", "b" * 64,
                "--apt-snapshot",
-               "debian=http://s.example/debian/20261101T000000Z ubuntu=http://s.example/u/20261101T000000Z"]
+               "debian=http://s.example/debian/20261101T000000Z ubuntu=http://s.example/u/20261101T000000Z",
+               "--declared", "variant=cu118", "--declared", "cuda=11.8", "--declared", "cudnn-major="]
     first, second = (subprocess.run(command, capture_output=True, text=True, check=True).stdout for _ in range(2))
     assert first == second
     manifest = json.loads(first)
     assert manifest["base"] == {"image": "debian:12@sha256:" + "a" * 64, "digest": "sha256:" + "a" * 64}
     assert manifest["lock_sha256"] == "b" * 64
+    assert manifest["declared"] == {"variant": "cu118", "cuda": "11.8"}, "an empty value declares nothing"
     assert manifest["apt_snapshot"] == {"debian": "http://s.example/debian/20261101T000000Z",
                                         "ubuntu": "http://s.example/u/20261101T000000Z"}
     assert manifest["python"]["version"] == "%d.%d.%d" % sys.version_info[:3]

@@ -124,9 +124,13 @@ def test_the_overlay_variable_names_a_missing_file(tmp_path, monkeypatch):
     assert "overlay file not found" in error_for(tmp_path, VALID)
 
 
-def test_an_unknown_variant_lists_the_known_ones(tmp_path):
-    with pytest.raises(UsageError, match="unknown variant 'cu121': images.yaml declares cu118"):
+def test_an_unknown_variant_lists_the_known_ones_and_where_they_are_declared(tmp_path):
+    with pytest.raises(UsageError, match="unknown variant 'cu121': images.yaml declares cu118$"):
         load_matrix(write(tmp_path, VALID)).variant("cu121")
+    overlay = write(tmp_path, "variants:\n  cu118:\n    python: \"3.11\"\n", name="local.yaml")
+    with pytest.raises(UsageError) as caught:
+        load_matrix(write(tmp_path, VALID), overlay=str(overlay)).variant("cu121")
+    assert str(caught.value) == f"unknown variant 'cu121': images.yaml with the overlay {overlay} declares cu118"
 
 
 def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted(capsys, monkeypatch):

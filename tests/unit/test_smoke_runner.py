@@ -1,14 +1,12 @@
 """The host side of `invoke smoke`: GPU requests, the suite's command line and the summary table."""
 import pytest
 
+from tests.helpers.variants import make_variant
 from torchdev.errors import TorchdevError, UsageError
-from torchdev.matrix import Variant
-from torchdev.smoke import failures, parse_gpus, suite_arguments, summary_table
+from torchdev.smoke import SuiteRun, SuiteStatus, failures, parse_gpus, suite_arguments, summary_table
 
-CU118 = Variant(name="cu118", base="nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", python="3.10", torch="2.0.1",
-                torchvision="0.15.2", torchaudio="2.0.2", index="default", cuda="11.8", cudnn=8)
-CPU = Variant(name="cpu", base="ubuntu:22.04", python="3.10", torch="2.0.1", torchvision="0.15.2",
-              torchaudio="2.0.2", index="default", cuda=None, cudnn=None)
+CU118 = make_variant("cu118")
+CPU = make_variant("cpu", cuda=None)
 
 
 @pytest.mark.parametrize("value, has_gpus, count", [
@@ -42,26 +40,25 @@ def test_a_cpu_variant_expects_no_cuda_and_no_cudnn():
     assert "--expect-cudnn-major" not in command
 
 
-def summary(*checks):
-    return {"checks": [{"check": c, "nodeid": f"test_{c}.py::t{i}", "outcome": o, "reason": r}
-                       for i, (c, o, r) in enumerate(checks)]}
+def ran(variant, *checks):
+    return SuiteRun(variant, SuiteStatus.RAN, tuple({"check": c, "nodeid": f"test_{c}.py::t{i}", "outcome": o,
+                                                     "reason": r} for i, (c, o, r) in enumerate(checks)))
 
 
 def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
-    summaries = {
-        "cu117": summary(("environment", "passed", ""), ("environment", "failed", "expected CUDA 11.8, got 11.7\nmore"),
-                         ("gpu", "skipped", "no GPUs requested"), ("ddp", "passed", ""), ("ddp", "skipped", "x")),
-        "cu118": "not built",
-    }
-    header, _, cu117, cu118 = summary_table(summaries).splitlines()
+    runs = [ran("cu117", ("environment", "passed", ""), ("environment", "failed", "expected CUDA 11.8, got 11.7\nmore"),
+                ("gpu", "skipped", "no GPUs requested"), ("ddp", "passed", ""), ("ddp", "skipped", "x")),
+            SuiteRun("cu118", SuiteStatus.NOT_BUILT, detail="image torchdev:cu118 is not built")]
+    header, _, cu117, cu118 = summary_table(runs).splitlines()
     assert header.split() == ["variant", "environment", "gpu", "convergence", "ddp", "shm"]
     assert "FAILED 1/2" in cu117 and "skipped: no GPUs requested" in cu117 and "passed 1 (+1 skipped)" in cu117
     assert cu118.split()[:3] == ["cu118", "not", "built"]
-    assert failures(summaries) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7", "cu118: not built"]
+    assert failures(runs) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7",
+                              "cu118: not built: image torchdev:cu118 is not built"]
 
 
 def test_locked_memory_is_unlimited_only_when_gpus_are_given():
-    from torchdev.smoke import container_ulimits
+    from torchdev.smoke import container_limits
 
-    assert [u.name for u in container_ulimits(parse_gpus("none", engine_has_gpus=False))] == ["stack"]
-    assert [u.name for u in container_ulimits(parse_gpus("all", engine_has_gpus=True))] == ["stack", "memlock"]
+    assert [u.name for u in container_limits(parse_gpus("none", engine_has_gpus=False))] == ["stack"]
+    assert [u.name for u in container_limits(parse_gpus("all", engine_has_gpus=True))] == ["stack", "memlock"]

@@ -1,37 +1,37 @@
-"""Tags and build plans are pure functions of the matrix, the commit and the day."""
+"""Tags and build plans are pure functions of the matrix, the commit, the day and the build's inputs."""
+from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.variants import make_variant
 from torchdev.errors import ConfigError
-from torchdev.matrix import ImageSettings, Matrix, Variant
+from torchdev.matrix import ImageSettings, Matrix
 from torchdev.plan import LockInput, Provenance, ca_bundle_secret, describe_plan, make_plan
-from torchdev.tags import BuildStamp, image_references, image_tags
+from torchdev.tags import BuildStamp, image_tags, immutable_tags
 
 SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
                          tag_templates=("{torch}-{variant}-py{python}", "{torch_minor}-{variant}", "{variant}",
-                                        "{torch}-{variant}-py{python}-{date}-{git_sha}"))
-CU118 = Variant(name="cu118", base="nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", python="3.10", torch="2.0.1",
-                torchvision="0.15.2", torchaudio="2.0.2", index="https://download.pytorch.org/whl/cu118",
-                cuda="11.8", cudnn=8)
-CPU = Variant(name="cpu", base="ubuntu:22.04", python="3.10", torch="2.0.1", torchvision="0.15.2",
-              torchaudio="2.0.2", index="default", cuda=None, cudnn=None)
-STAMP = BuildStamp(day=date(2026, 11, 29), git_sha="abc1234")
-PROVENANCE = Provenance(stamp=STAMP, revision="abc1234" + "0" * 33,
+                                        "{torch}-{variant}-py{python}-{date}-{git_sha}-{inputs}"))
+CU118 = make_variant("cu118", index="https://download.pytorch.org/whl/cu118")
+CPU = make_variant("cpu", cuda=None)
+STAMP = BuildStamp(day=date(2026, 11, 29), git_sha="abc1234", inputs="9f3e0c1a")
+PROVENANCE = Provenance(stamp=BuildStamp(day=date(2026, 11, 29), git_sha="abc1234"), revision="abc1234" + "0" * 33,
                         created=datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc), source="https://example.org/t.git")
 
 
 def test_tags_follow_the_pytorch_2_0_scheme():
     assert image_tags(settings=SETTINGS, variant=CU118, stamp=STAMP) == (
-        "2.0.1-cu118-py3.10", "2.0-cu118", "cu118", "2.0.1-cu118-py3.10-20261129-abc1234")
+        "2.0.1-cu118-py3.10", "2.0-cu118", "cu118", "2.0.1-cu118-py3.10-20261129-abc1234-9f3e0c1a")
+    assert immutable_tags(settings=SETTINGS, variant=CU118, stamp=STAMP) == (
+        "2.0.1-cu118-py3.10-20261129-abc1234-9f3e0c1a",)
 
 
-def test_the_immutable_tag_changes_with_the_day_and_the_commit():
-    other_day = BuildStamp(day=date(2026, 11, 30), git_sha="abc1234")
-    other_commit = BuildStamp(day=date(2026, 11, 29), git_sha="def5678")
-    tags = {image_tags(settings=SETTINGS, variant=CU118, stamp=s)[-1] for s in (STAMP, other_day, other_commit)}
-    assert len(tags) == 3
+def test_the_immutable_tag_changes_with_the_day_the_commit_and_the_inputs():
+    stamps = (STAMP, replace(STAMP, day=date(2026, 11, 30)), replace(STAMP, git_sha="def5678"),
+              replace(STAMP, inputs="00000000"))
+    assert len({image_tags(settings=SETTINGS, variant=CU118, stamp=s)[-1] for s in stamps}) == 4
 
 
 def test_templates_that_render_alike_give_one_tag():
@@ -41,13 +41,31 @@ def test_templates_that_render_alike_give_one_tag():
 
 def test_references_carry_the_repository_including_a_registry_port():
     settings = ImageSettings("registry.local:5000/ml/torchdev", ("{variant}",), "default", ())
-    assert image_references(settings=settings, variant=CU118, stamp=STAMP) == ("registry.local:5000/ml/torchdev:cu118",)
+    plan = make_plan(matrix=Matrix(image=settings, variants=(CU118,), sources=()), variant=CU118,
+                     provenance=PROVENANCE, docker_dir=Path("/repo/docker"), environ={})
+    assert plan.references == ("registry.local:5000/ml/torchdev:cu118",)
+    assert plan.immutable_references == (), "no template has {inputs}: nothing is immutable"
 
 
-def plan_for(variant, environ=None, lock=None):
-    matrix = Matrix(image=SETTINGS, variants=(variant,), sources=())
+def plan_for(variant, environ=None, lock=None, matrix_image=SETTINGS, context_digest=""):
+    matrix = Matrix(image=matrix_image, variants=(variant,), sources=())
     return make_plan(matrix=matrix, variant=variant, provenance=PROVENANCE, docker_dir=Path("/repo/docker"),
-                     environ=environ or {}, lock=lock)
+                     environ=environ or {}, lock=lock, context_digest=context_digest)
+
+
+def test_the_immutable_tag_names_the_inputs_so_two_overlays_never_share_it():
+    """Same commit, same day: an untracked overlay that changes what goes into the image changes the tag."""
+    plain = plan_for(CU118)
+    assert plain.immutable_references == (plain.references[-1],)
+    assert plain.references[-1].startswith("torchdev:2.0.1-cu118-py3.10-20261129-abc1234-")
+    others = [plan_for(replace(CU118, base="registry.corp/cuda:11.8.0")),
+              plan_for(CU118, lock=LockInput(path=Path("/l"), sha256="c" * 64)),
+              plan_for(CU118, matrix_image=replace(SETTINGS, pip_index="https://pypi.corp/simple")),
+              plan_for(CU118, context_digest="d" * 64)]
+    assert len({plan.references[-1] for plan in [plain, *others]}) == 5
+    assert plan_for(CU118).references == plain.references, "the same inputs give the same tag"
+    assert [plan.references[:3] for plan in others] == [plain.references[:3]] * 4, "moving tags stay as they are"
+    assert f"{plain.references[-1]} (immutable)" in describe_plan(plain)
 
 
 def test_the_plan_maps_the_variant_onto_build_args_and_labels():
@@ -116,7 +134,7 @@ def test_a_reproducible_build_goes_to_an_oci_archive_with_clamped_timestamps():
 
 
 def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
-    pinned = Variant(**{**CU118.__dict__, "base": "nvidia/cuda:11.8.0@sha256:" + "b" * 64})
+    pinned = replace(CU118, base="nvidia/cuda:11.8.0@sha256:" + "b" * 64)
     plan = plan_for(pinned, lock=LockInput(path=Path("/repo/locks/cu118.txt"), sha256="c" * 64))
     assert plan.build_args["BASE_DIGEST"] == "sha256:" + "b" * 64
     assert plan.build_args["LOCK_SHA256"] == "c" * 64
@@ -125,9 +143,8 @@ def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
 
 
 def test_an_apt_snapshot_reaches_the_build_and_the_labels():
-    settings = ImageSettings(**{**SETTINGS.__dict__,
-                                "apt_snapshot_urls": (("ubuntu", "http://s.example/ubuntu/{timestamp}"),)})
-    dated = Variant(**{**CU118.__dict__, "apt_snapshot": "20261101T000000Z"})
+    settings = replace(SETTINGS, apt_snapshot_urls=(("ubuntu", "http://s.example/ubuntu/{timestamp}"),))
+    dated = replace(CU118, apt_snapshot="20261101T000000Z")
     plan = make_plan(matrix=Matrix(image=settings, variants=(dated,), sources=()), variant=dated,
                      provenance=PROVENANCE, docker_dir=Path("/repo/docker"), environ={})
     assert plan.build_args["APT_SNAPSHOT"] == "ubuntu=http://s.example/ubuntu/20261101T000000Z"

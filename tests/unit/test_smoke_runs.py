@@ -1,0 +1,88 @@
+"""Smoke runs through the fake engine: a variant whose container does not start, hangs, or writes no summary is
+its own row of the table, and the other variants still run."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.variants import make_plans, make_variant
+from torchdev.engine import RunResult, RunStatus
+from torchdev.errors import TorchdevError
+from torchdev.smoke import REPORTS_MOUNT, GpuRequest, SuiteStatus, failures, run_all, summary_table
+
+START_ERROR = ("failed to create task for container: failed to create shim task: OCI runtime create failed: "
+               "runc create failed: unable to start container process: error during container init: error running "
+               "hook #0: error running hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
+               "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=11.8, please update your "
+               "driver to a newer version, or use an earlier cuda container: unknown")
+
+
+def suite_passes(spec):
+    """What the suite does in a good image: it writes its JSON summary into the reports mount and exits 0."""
+    reports = next(Path(m.source) for m in spec.mounts if m.target == REPORTS_MOUNT)
+    variant = spec.command[spec.command.index("--variant") + 1]
+    checks = [{"check": "environment", "nodeid": "test_environment.py::t", "outcome": "passed", "reason": ""}]
+    (reports / f"{variant}.json").write_text(json.dumps({"checks": checks}))
+    return RunResult(RunStatus.EXITED, 0, "1 passed")
+
+
+@pytest.fixture()
+def engine():
+    return FakeEngine()
+
+
+@pytest.fixture()
+def plans(engine):
+    plans = make_plans(make_variant("cu118"), make_variant("cpu", cuda=None))
+    for plan in plans:
+        engine.add_image(plan.primary_reference)
+        engine.runs[plan.primary_reference] = suite_passes
+    return plans
+
+
+def run(engine, plans, tmp_path, **options):
+    return run_all(engine, plans, gpus=GpuRequest(0), suite_dir=tmp_path / "suite", reports_dir=tmp_path / "reports",
+                   **{"stop_at_missing": False, "not_built": {}, **options})
+
+
+def test_a_container_that_cannot_start_is_its_variants_row_and_the_others_still_run(engine, plans, tmp_path):
+    engine.runs[plans[0].primary_reference] = RunResult(RunStatus.START_FAILED, None, START_ERROR)
+    runs = run(engine, plans, tmp_path)
+    assert [(r.variant, r.status) for r in runs] == [("cu118", SuiteStatus.START_FAILED), ("cpu", SuiteStatus.RAN)]
+    assert runs[0].detail and "\n" not in runs[0].detail
+    table = summary_table(runs).splitlines()
+    assert table[2].split()[:4] == ["cu118", "could", "not", "start"] and table[3].startswith("cpu  ")
+    assert failures(runs)[0].startswith("cu118: could not start: ")
+    assert len(engine.ran) == 2
+
+
+def test_a_container_past_its_deadline_is_reported_as_timed_out(engine, plans, tmp_path):
+    engine.runs[plans[1].primary_reference] = RunResult(RunStatus.TIMED_OUT, None, "collected 30 items\n")
+    runs = run(engine, plans, tmp_path)
+    assert [r.status for r in runs] == [SuiteStatus.RAN, SuiteStatus.TIMED_OUT]
+    assert runs[1].detail.startswith("timed out after 900 s and was killed")
+    assert failures(runs) == [f"cpu: timed out: {runs[1].detail}"]
+
+
+def test_a_suite_that_writes_no_summary_says_so_with_its_exit_status(engine, plans, tmp_path):
+    engine.runs[plans[0].primary_reference] = RunResult(RunStatus.EXITED, 4, "ERROR: usage: ...")
+    runs = run(engine, plans, tmp_path)
+    assert runs[0].status is SuiteStatus.NO_SUMMARY and "exited 4 without a summary" in runs[0].detail
+
+
+def test_a_missing_image_is_a_row_under_all_and_an_error_naming_the_build_command_otherwise(engine, tmp_path):
+    plans = make_plans(make_variant("cu118"))
+    runs = run(engine, plans, tmp_path)
+    assert runs[0].status is SuiteStatus.NOT_BUILT and "./dev build --variant cu118" in runs[0].detail
+    with pytest.raises(TorchdevError, match=r"image torchdev:2.0.1-cu118-py3.10 is not built: run `./dev build"):
+        run(engine, plans, tmp_path, stop_at_missing=True)
+    assert engine.ran == []
+
+
+def test_the_suite_runs_read_only_with_its_reports_folder_shm_and_a_real_pid_1(engine, plans, tmp_path):
+    run(engine, plans[:1], tmp_path)
+    [spec] = engine.ran
+    assert [(m.target, m.read_only) for m in spec.mounts] == [("/opt/torchdev-smoke", True), (REPORTS_MOUNT, False)]
+    assert spec.shm_size == "1g" and spec.init and spec.gpus == 0
+    assert (tmp_path / "reports" / "cu118.json").is_file()
