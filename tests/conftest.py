@@ -76,8 +76,9 @@ def tracked_tags(docker_client):
 
 
 @pytest.fixture()
-def containers(docker_client):
-    """Run commands in throw-away containers; each run has a timeout and every container is removed."""
+def containers(docker_client, tracked_tags):
+    """Run commands in throw-away containers; each run has a timeout and every container is removed. Set up after
+    tracked_tags, so torn down before it: a container still holding a test image would keep its names."""
     from tests.helpers.tracked_container import TrackedContainers
 
     tracked = TrackedContainers(docker_client)

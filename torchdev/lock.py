@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -276,13 +276,19 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool) -> in
 
 def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool) -> str:
     """Why the variant's lock cannot build it ('' when it can, or when there is no lock: such builds resolve at
-    build time). The comparison `lock --check` makes, done before a build instead of failing deep inside pip.
+    build time). The comparison `lock --check` makes, but for the name, done before a build instead of failing
+    deep inside pip.
     A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
     overwrites it, it gives the overlay a lock of its own."""
     path = lock_file(variant)
     if not path.is_file():
         return ""
-    changes = drift(expected=lock_spec(matrix=matrix, variant=variant), text=path.read_text())
+    text = path.read_text()
+    found = parse_header(text.partition("\n")[0])
+    expected = lock_spec(matrix=matrix, variant=variant)
+    # The variant's name only labels a lock (`lock --check` still reports it): another variant with the same Python,
+    # platform, torch and indexes installs the very same files from it.
+    changes = drift(expected=replace(expected, variant=found.variant) if found else expected, text=text)
     if not changes:
         return ""
     cause = f"the lock {_shown(path)} does not fit variant '{variant.name}' ({'; '.join(changes)})"

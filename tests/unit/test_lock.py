@@ -194,6 +194,8 @@ def test_a_lock_that_fits_or_no_lock_at_all_lets_the_build_go(tmp_path):
     variant, path = lock_for(tmp_path)
     matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
     assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
+    renamed = replace(variant, name="cu117-copy")
+    assert unfit_lock(matrix=matrix, variant=renamed, overlay_owns_lock=False) == "", "the same files fit a copy"
     path.unlink()
     assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
 
