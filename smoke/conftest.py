@@ -107,15 +107,26 @@ def cuda_devices(gpus_requested):
 
 
 @pytest.fixture(scope="session")
+def listed_gpus():
+    """What `nvidia-smi -L` lists now, as a callable: the driver's view, beside torch's."""
+    return nvidia_smi_gpus
+
+
+@pytest.fixture(scope="session")
 def gpu_diagnostic():
     """The diagnostic as a callable, so checks only pay for it (and CUDA init) when they fail."""
     return describe_gpu_setup
 
 
 def describe_gpu_setup():
-    """Everything that decides GPU visibility in a container, on one line, to tell which link broke."""
+    """Everything that decides GPU visibility in a container, on one line, to tell which link broke; first the
+    mismatch itself when the driver lists GPUs that torch cannot see."""
     import torch
-    facts = [
+    listed = len(nvidia_smi_gpus())
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mismatch = ([f"nvidia-smi lists {listed} GPU(s) but torch sees {visible}: the driver's libcuda or the "
+                 "/dev/nvidia* device nodes did not reach the container"] if listed > visible else [])
+    facts = [*mismatch,
         f"NVIDIA_VISIBLE_DEVICES={os.environ.get('NVIDIA_VISIBLE_DEVICES', '<unset>')}",
         f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}",
         "device nodes: " + (" ".join(sorted(glob.glob("/dev/nvidia*"))) or "no /dev/nvidia* present"),
@@ -137,6 +148,17 @@ def nvidia_smi_report():
         return "nvidia-smi -L did not answer within 30 s"
     output = (result.stdout + result.stderr).strip().replace("\n", " | ")
     return f"nvidia-smi -L exit {result.returncode}: {output or '<no output>'}"
+
+
+def nvidia_smi_gpus():
+    """The whole GPUs `nvidia-smi -L` lists (MIG instances, indented below them, not counted); [] without it."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return []
+    return [line for line in result.stdout.splitlines() if line.startswith("GPU ")] if result.returncode == 0 else []
 
 
 def cuda_init_error():

@@ -151,10 +151,17 @@ def main():
     if args.backend == "nccl":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
+    # torch 2.0.1 applies init_process_group's timeout to NCCL only with async error handling on; torchrun sets it,
+    # a plain process does not, and without it a wedged NCCL rank waits forever.
+    os.environ.setdefault("NCCL_ASYNC_ERROR_HANDLING", "1")
+    os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
     heartbeat.beat("init_process_group")
     dist.init_process_group(args.backend, init_method="env://", rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=args.timeout))
     result = {"rank": rank, "world_size": world_size, "backend": args.backend}
+    # NCCL sets up its communicator at the first collective, not in init_process_group: a hang there reads as this.
+    heartbeat.beat(f"{args.backend} init (first collective)")
+    dist.barrier()
     heartbeat.beat("all_reduce")
     result["all_reduce"] = all_reduce_contributions(rank, device)
     heartbeat.beat("broadcast")

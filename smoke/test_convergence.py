@@ -5,6 +5,7 @@ Every run seeds its data and its weights, so a result here is a property of the 
 import contextlib
 import os
 import shutil
+import subprocess
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,8 @@ def compiler_missing_reason(device):
     """Why torch.compile cannot build kernels for `device` here, or None when it can.
 
     Inductor compiles CPU kernels with a C++ compiler ($CXX or g++); Triton builds its CUDA
-    launcher, a Python extension, with a C compiler ($CC, gcc or clang) and Python.h. Images
-    usually ship none of these.
+    launcher, a Python extension, with a C compiler ($CC, gcc or clang) and Python.h, and links it
+    with the driver's libcuda.so. Runtime images usually ship none of these.
     """
     if device.type == "cpu":
         found = os.environ.get("CXX") or shutil.which("g++")
@@ -173,7 +174,22 @@ def compiler_missing_reason(device):
         return "no C compiler ($CC, gcc or clang) for Triton's CUDA kernels"
     if not Path(sysconfig.get_paths()["include"], "Python.h").is_file():
         return "no Python.h (Python development headers) for Triton's CUDA kernel launcher"
+    if not libcuda_for_linking():
+        return ("no libcuda.so for Triton to link its launcher against: the NVIDIA toolkit injects only "
+                "libcuda.so.1 (a devel image, or a libcuda.so link to it, provides one)")
     return None
+
+
+def libcuda_for_linking():
+    """The unversioned libcuda.so Triton links with `-lcuda`, where `ldconfig -p` or TRITON_LIBCUDA_PATH find one."""
+    extra = os.environ.get("TRITON_LIBCUDA_PATH")
+    if extra and Path(extra, "libcuda.so").exists():
+        return True
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.split()[0] == "libcuda.so" for line in listing.splitlines() if line.strip())
 
 
 @pytest.fixture(scope="session")
