@@ -63,7 +63,7 @@ def up(c, variant="cpu", overlay=None):
 
 
 @task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every built variant",
-            "gpus": "auto (GPUs when the engine has the NVIDIA runtime), all, none, or a count",
+            "gpus": "auto (every GPU the engine offers, to CUDA variants only), all, none, or a count",
             "build": "build a missing image first", "overlay": OVERLAY_HELP,
             "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)"})
 def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, reports=None):

@@ -17,6 +17,7 @@ from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
+from torchdev.gpus import check_option, find_access, memlock_limit, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
@@ -145,9 +146,10 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
+    check_option(gpus, chosen)
+    memlock = memlock_limit(dict(os.environ))
     plans = plans_for(matrix, chosen)
     engine = Engine.connect()
-    request = smoke.parse_gpus(gpus, engine_has_gpus=engine.has_gpu_runtime())
     reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
     not_built: dict[str, str] = {}
     missing = [plan for plan in plans if engine.image_id(plan.primary_reference) is None]
@@ -155,9 +157,14 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
         check_locks(data, matrix, [plan.variant for plan in missing])
         not_built = {r.variant: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
                      if r.status is not builds.BuildStatus.BUILT}
-    runs = smoke.run_all(engine, plans, gpus=request, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
-                         stop_at_missing=not (every or build_missing), not_built=not_built)
+    cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
+    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpus == "auto" else None)
+    requests = {plan.variant.name: request_for(plan.variant, gpus, access) for plan in plans}
+    runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
+                         stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock)
     print("\n" + smoke.summary_table(runs) + f"\n\nreports: {reports_dir}")
+    for note in smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access):
+        print(f"note: {note}")
     problems = smoke.failures(runs)
     for line in problems:
         print(f"torchdev: failed: {line}", file=sys.stderr)

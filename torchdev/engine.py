@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 import docker
+import yaml
 from docker.auth import split_repo_name
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
@@ -106,14 +107,23 @@ class Limit:
 
 
 @dataclass(frozen=True)
+class GpuDevices:
+    """GPUs for a container: `count` through the NVIDIA driver (what `--gpus` asks; -1 all), or CDI device names
+    (`nvidia.com/gpu=all`), which the engine resolves from its CDI specs."""
+
+    count: int = 0
+    cdi: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
-    """One container to run to completion. `gpus`: 0 none, -1 all, N that many."""
+    """One container to run to completion."""
 
     image: str
     command: tuple[str, ...]
     mounts: tuple[Mount, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
-    gpus: int = 0
+    gpus: GpuDevices = GpuDevices()
     limits: tuple[Limit, ...] = ()
     shm_size: str | None = None
     init: bool = False
@@ -195,11 +205,22 @@ class Engine:
     def version(self) -> dict:
         return self._client.version()
 
-    def has_gpu_runtime(self) -> bool:
-        """Whether the engine can give containers GPUs (NVIDIA runtime registered, or CDI devices)."""
-        info = self.info()
-        return "nvidia" in (info.get("Runtimes") or {}) or any("nvidia.com/gpu" in str(device)
-                                                               for device in info.get("DiscoveredDevices") or [])
+    def cdi_spec_devices(self, kind: str) -> tuple[str, ...]:
+        """Devices of `kind` in the CDI specs of the engine's spec folders (`kind=name`), read from this host:
+        Engine 26 resolves CDI devices without listing them. Empty for a remote engine or without CDI."""
+        host = self._client.api.base_url
+        if not host.startswith(("http+docker://localhost", "http+docker://localunixsocket")):
+            return ()
+        found = []
+        for folder in self.info().get("CDISpecDirs") or []:
+            for spec_file in sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.json")):
+                try:
+                    spec = yaml.safe_load(spec_file.read_text())
+                except (OSError, yaml.YAMLError):
+                    continue
+                if isinstance(spec, dict) and spec.get("kind") == kind:
+                    found += [f"{kind}={device.get('name')}" for device in spec.get("devices") or []]
+        return tuple(found)
 
     # Images.
 
@@ -334,11 +355,17 @@ def _create_options(spec: ContainerSpec) -> dict:
         "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
         "environment": dict(spec.environment), "init": spec.init,
         "ulimits": [Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard) for limit in spec.limits],
-        "device_requests": [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus else [],
+        "device_requests": _device_requests(spec.gpus),
     }
     optional = {"shm_size": spec.shm_size, "user": spec.user,
                 "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None}
     return {**options, **{key: value for key, value in optional.items() if value is not None}}
+
+
+def _device_requests(gpus: GpuDevices) -> list[DeviceRequest]:
+    if gpus.cdi:
+        return [DeviceRequest(driver="cdi", device_ids=list(gpus.cdi))]
+    return [DeviceRequest(count=gpus.count, capabilities=[["gpu"]])] if gpus.count else []
 
 
 def _run_created(container, *, timeout: float, echo: TextIO | None) -> RunResult:

@@ -3,7 +3,8 @@
 The suite lives in smoke/ and is never baked into an image: the same files judge every variant, and a
 fix to a check needs no rebuild. Expectations (versions, CUDA, cuDNN, Python) come from images.yaml.
 A variant whose container cannot start, or outlives its deadline, is that variant's row of the table;
-the other variants still run.
+the other variants still run. Each variant gets the GPUs its own request says (torchdev.gpus): a CPU variant
+none under --gpus auto.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
-from torchdev.errors import TorchdevError, UsageError
+from torchdev.errors import TorchdevError
+from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.matrix import Variant
 from torchdev.plan import BuildPlan
 from torchdev.table import render_table
@@ -27,21 +29,6 @@ CHECKS = ("environment", "gpu", "convergence", "ddp", "shm")
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
-TOOLKIT_FIX = ("GPUs were requested but this Docker engine has no NVIDIA runtime or CDI GPU devices: install the "
-               "NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure --runtime=docker` and restart "
-               "Docker; `docker info | grep -i runtimes` should list nvidia (or run with --gpus none)")
-
-
-@dataclass(frozen=True)
-class GpuRequest:
-    """What the user asked for: no GPU, every GPU, or a count."""
-
-    count: int  # 0: none, -1: all
-
-    @property
-    def suite_option(self) -> str:
-        return "all" if self.count < 0 else str(self.count)
-
 
 class SuiteStatus(enum.Enum):
     RAN = "ran"
@@ -61,19 +48,6 @@ class SuiteRun:
     detail: str = ""
 
 
-def parse_gpus(value: str, *, engine_has_gpus: bool) -> GpuRequest:
-    """--gpus auto|all|none|N; 'auto' takes every GPU when the engine can give them, else none."""
-    if value == "auto":
-        return GpuRequest(-1 if engine_has_gpus else 0)
-    if value in ("none", "0"):
-        return GpuRequest(0)
-    if value != "all" and not value.isdigit():
-        raise UsageError(f"--gpus must be auto, all, none or a count, not '{value}'")
-    if not engine_has_gpus:
-        raise TorchdevError(TOOLKIT_FIX)
-    return GpuRequest(-1 if value == "all" else int(value))
-
-
 def suite_arguments(variant: Variant, *, gpus: GpuRequest, reports: str) -> list[str]:
     """The pytest command line that hands the variant's declared contents to the suite."""
     expectations = {"torch": variant.torch, "torchvision": variant.torchvision, "torchaudio": variant.torchaudio,
@@ -88,24 +62,25 @@ def suite_arguments(variant: Variant, *, gpus: GpuRequest, reports: str) -> list
     return command
 
 
-def container_limits(gpus: GpuRequest) -> tuple[Limit, ...]:
-    """A 64 MiB stack, and unlimited locked memory only with GPUs: pinned memory matters to CUDA and NCCL,
-    and raising the limit fails on engines that may not (rootless Docker, some sandboxes)."""
+def container_limits(gpus: GpuRequest, *, memlock: int = -1) -> tuple[Limit, ...]:
+    """A 64 MiB stack, and locked memory (`memlock` bytes, -1 unlimited) only with GPUs: pinned memory matters to
+    CUDA and NCCL, and raising the limit fails on engines that may not (rootless Docker, some sandboxes)."""
     stack = Limit("stack", 64 << 20, 64 << 20)
-    return (stack, Limit("memlock", -1, -1)) if gpus.count else (stack,)
+    return (stack, Limit("memlock", memlock, memlock)) if gpus.count else (stack,)
 
 
-def suite_container(*, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, scratch: Path) -> ContainerSpec:
+def suite_container(*, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, scratch: Path,
+                    memlock: int = -1) -> ContainerSpec:
     """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, 1 GiB of /dev/shm for DataLoader
     workers and NCCL, and a real PID 1 that reaps the DDP ranks."""
     mounts = (Mount(str(suite_dir), SUITE_MOUNT), Mount(str(scratch), REPORTS_MOUNT, read_only=False))
     return ContainerSpec(image, tuple(suite_arguments(variant, gpus=gpus, reports=REPORTS_MOUNT)), mounts=mounts,
-                         environment={"PYTHONDONTWRITEBYTECODE": "1"}, gpus=gpus.count,
-                         limits=container_limits(gpus), shm_size="1g", init=True)
+                         environment={"PYTHONDONTWRITEBYTECODE": "1", **gpus.environment()}, gpus=gpus.devices(),
+                         limits=container_limits(gpus, memlock=memlock), shm_size="1g", init=True)
 
 
 def run_suite(engine: Engine, *, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
-              timeout: float = SUITE_TIMEOUT, out: TextIO = sys.stdout) -> SuiteRun:
+              timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout) -> SuiteRun:
     """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
 
     The container writes into a scratch folder it may write to; the files are then copied into reports_dir
@@ -113,10 +88,11 @@ def run_suite(engine: Engine, *, image: str, variant: Variant, gpus: GpuRequest,
     """
     with tempfile.TemporaryDirectory(prefix="torchdev-smoke-") as scratch:
         os.chmod(scratch, 0o1777)
-        spec = suite_container(image=image, variant=variant, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch))
+        spec = suite_container(image=image, variant=variant, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch),
+                               memlock=memlock)
         result = engine.run(spec, timeout=timeout, echo=out)
         if result.status is RunStatus.START_FAILED:
-            return SuiteRun(variant.name, SuiteStatus.START_FAILED, detail=result.output.strip().splitlines()[0])
+            return SuiteRun(variant.name, SuiteStatus.START_FAILED, detail=start_failure(result.output))
         if result.status is RunStatus.TIMED_OUT:
             return SuiteRun(variant.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
                                                                         "killed (see the output above)")
@@ -142,8 +118,9 @@ def missing_image(reference: str, *, variant: str) -> str:
     return f"image {reference} is not built: run `./dev build --variant {variant}` (or pass --build to `./dev smoke`)"
 
 
-def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
-            stop_at_missing: bool, not_built: dict[str, str], out: TextIO = sys.stdout) -> list[SuiteRun]:
+def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
+            reports_dir: Path, stop_at_missing: bool, not_built: dict[str, str], memlock: int = -1,
+            out: TextIO = sys.stdout) -> list[SuiteRun]:
     """The suite in each plan's image, one after another. A missing image is that variant's row (`not_built`
     says why when a build was tried and failed), or, with stop_at_missing, an error naming the build command."""
     runs = []
@@ -155,9 +132,11 @@ def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: GpuRequest, suite_d
                 raise TorchdevError(reason)
             runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
             continue
-        print(f"==> smoke {name} in {reference} (gpus: {gpus.suite_option})", file=out, flush=True)
-        runs.append(run_suite(engine, image=reference, variant=plan.variant, gpus=gpus, suite_dir=suite_dir,
-                              reports_dir=reports_dir, out=out))
+        request = gpus[name]
+        print(f"==> smoke {name} in {reference} (gpus: {request.suite_option}"
+              f"{f' via {request.route.value}' if request.count else ''})", file=out, flush=True)
+        runs.append(run_suite(engine, image=reference, variant=plan.variant, gpus=request, suite_dir=suite_dir,
+                              reports_dir=reports_dir, memlock=memlock, out=out))
     return runs
 
 
@@ -185,6 +164,16 @@ def summary_table(runs: list[SuiteRun]) -> str:
         else:
             rows.append((run.variant, run.status.value, *(["-"] * (len(CHECKS) - 1))))
     return render_table(["variant", *CHECKS], rows)
+
+
+def untested_gpus(runs: list[SuiteRun], *, plans: list[BuildPlan], gpus: dict[str, GpuRequest],
+                  access: GpuAccess) -> list[str]:
+    """A note per CUDA variant that --gpus auto ran without GPUs: skipped GPU checks must not read as a pass."""
+    cuda = {plan.variant.name for plan in plans if plan.variant.cuda}
+    return [f"{run.variant}: no GPU was tested: --gpus auto found {access.evidence}; give containers GPUs "
+            "(docs/troubleshooting.md), or pass --gpus all to let the engine answer"
+            for run in runs if run.status is SuiteStatus.RAN and run.variant in cuda
+            and gpus[run.variant].chosen_by_auto and gpus[run.variant].count == 0]
 
 
 def failures(runs: list[SuiteRun]) -> list[str]:

@@ -29,6 +29,8 @@ class FakeEngine:
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
         self.compose_calls: list[tuple[str, ...]] = []
+        self.spec_devices: tuple[str, ...] = ()
+        """CDI devices in the spec folders (the real engine reads them from this host)."""
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -54,8 +56,8 @@ class FakeEngine:
     def version(self) -> dict:
         return {"Version": "26.1.5-fake", "ApiVersion": "1.45"}
 
-    def has_gpu_runtime(self) -> bool:
-        return "nvidia" in self._info.get("Runtimes", {})
+    def cdi_spec_devices(self, kind: str) -> tuple[str, ...]:
+        return tuple(device for device in self.spec_devices if device.startswith(f"{kind}="))
 
     def image(self, reference: str) -> ImageInfo | None:
         image_id = self.names.get(reference) or (reference if reference in self.labels else None)

@@ -1,33 +1,15 @@
-"""The host side of `invoke smoke`: GPU requests, the suite's command line and the summary table."""
-import pytest
+"""The host side of `invoke smoke`: the suite's command line, container limits and the summary table."""
 
 from tests.helpers.variants import make_variant
-from torchdev.errors import TorchdevError, UsageError
-from torchdev.smoke import SuiteRun, SuiteStatus, failures, parse_gpus, suite_arguments, summary_table
+from torchdev.gpus import GpuRequest, Route
+from torchdev.smoke import SuiteRun, SuiteStatus, container_limits, failures, suite_arguments, summary_table
 
 CU118 = make_variant("cu118")
 CPU = make_variant("cpu", cuda=None)
 
 
-@pytest.mark.parametrize("value, has_gpus, count", [
-    ("auto", True, -1), ("auto", False, 0), ("none", True, 0), ("0", False, 0), ("all", True, -1), ("2", True, 2)])
-def test_gpu_requests(value, has_gpus, count):
-    assert parse_gpus(value, engine_has_gpus=has_gpus).count == count
-
-
-@pytest.mark.parametrize("value", ["all", "1"])
-def test_asking_for_gpus_without_the_nvidia_runtime_names_the_toolkit(value):
-    with pytest.raises(TorchdevError, match="NVIDIA Container Toolkit.*nvidia-ctk runtime configure"):
-        parse_gpus(value, engine_has_gpus=False)
-
-
-def test_a_malformed_gpu_request_is_a_usage_error():
-    with pytest.raises(UsageError, match="--gpus must be auto, all, none or a count, not 'two'"):
-        parse_gpus("two", engine_has_gpus=True)
-
-
 def test_the_suite_receives_the_variants_declared_contents():
-    command = suite_arguments(CU118, gpus=parse_gpus("2", engine_has_gpus=True), reports="/reports")
+    command = suite_arguments(CU118, gpus=GpuRequest(2, Route.DRIVER), reports="/reports")
     pairs = dict(zip(command, command[1:]))
     assert pairs["--expect-cuda"] == "11.8" and pairs["--expect-cudnn-major"] == "8"
     assert pairs["--expect-python"] == "3.10" and pairs["--gpus"] == "2"
@@ -35,7 +17,7 @@ def test_the_suite_receives_the_variants_declared_contents():
 
 
 def test_a_cpu_variant_expects_no_cuda_and_no_cudnn():
-    command = suite_arguments(CPU, gpus=parse_gpus("none", engine_has_gpus=False), reports="/r")
+    command = suite_arguments(CPU, gpus=GpuRequest(0), reports="/r")
     assert command[command.index("--expect-cuda") + 1] == "none"
     assert "--expect-cudnn-major" not in command
 
@@ -57,8 +39,8 @@ def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
                               "cu118: not built: image torchdev:cu118 is not built"]
 
 
-def test_locked_memory_is_unlimited_only_when_gpus_are_given():
-    from torchdev.smoke import container_limits
-
-    assert [u.name for u in container_limits(parse_gpus("none", engine_has_gpus=False))] == ["stack"]
-    assert [u.name for u in container_limits(parse_gpus("all", engine_has_gpus=True))] == ["stack", "memlock"]
+def test_locked_memory_is_raised_only_when_gpus_are_given_and_as_far_as_asked():
+    assert [u.name for u in container_limits(GpuRequest(0))] == ["stack"]
+    stack, memlock = container_limits(GpuRequest(-1, Route.DRIVER))
+    assert (memlock.name, memlock.soft, memlock.hard) == ("memlock", -1, -1)
+    assert container_limits(GpuRequest(1, Route.CDI), memlock=8388608)[1].hard == 8388608

@@ -9,7 +9,8 @@ from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.engine import RunResult, RunStatus
 from torchdev.errors import TorchdevError
-from torchdev.smoke import REPORTS_MOUNT, GpuRequest, SuiteStatus, failures, run_all, summary_table
+from torchdev.gpus import GpuAccess, GpuRequest, Route
+from torchdev.smoke import REPORTS_MOUNT, SuiteStatus, failures, run_all, summary_table, untested_gpus
 
 START_ERROR = ("failed to create task for container: failed to create shim task: OCI runtime create failed: "
                "runc create failed: unable to start container process: error during container init: error running "
@@ -41,8 +42,9 @@ def plans(engine):
     return plans
 
 
-def run(engine, plans, tmp_path, **options):
-    return run_all(engine, plans, gpus=GpuRequest(0), suite_dir=tmp_path / "suite", reports_dir=tmp_path / "reports",
+def run(engine, plans, tmp_path, gpus=None, **options):
+    gpus = gpus or {plan.variant.name: GpuRequest(0) for plan in plans}
+    return run_all(engine, plans, gpus=gpus, suite_dir=tmp_path / "suite", reports_dir=tmp_path / "reports",
                    **{"stop_at_missing": False, "not_built": {}, **options})
 
 
@@ -50,7 +52,8 @@ def test_a_container_that_cannot_start_is_its_variants_row_and_the_others_still_
     engine.runs[plans[0].primary_reference] = RunResult(RunStatus.START_FAILED, None, START_ERROR)
     runs = run(engine, plans, tmp_path)
     assert [(r.variant, r.status) for r in runs] == [("cu118", SuiteStatus.START_FAILED), ("cpu", SuiteStatus.RAN)]
-    assert runs[0].detail and "\n" not in runs[0].detail
+    assert runs[0].detail.startswith("the host's NVIDIA driver is too old for this image (the NVIDIA toolkit "
+                                     "refused: unsatisfied condition: cuda>=11.8): upgrade the driver")
     table = summary_table(runs).splitlines()
     assert table[2].split()[:4] == ["cu118", "could", "not", "start"] and table[3].startswith("cpu  ")
     assert failures(runs)[0].startswith("cu118: could not start: ")
@@ -84,5 +87,27 @@ def test_the_suite_runs_read_only_with_its_reports_folder_shm_and_a_real_pid_1(e
     run(engine, plans[:1], tmp_path)
     [spec] = engine.ran
     assert [(m.target, m.read_only) for m in spec.mounts] == [("/opt/torchdev-smoke", True), (REPORTS_MOUNT, False)]
-    assert spec.shm_size == "1g" and spec.init and spec.gpus == 0
+    assert spec.shm_size == "1g" and spec.init and spec.gpus.count == 0 and not spec.gpus.cdi
+    assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert [limit.name for limit in spec.limits] == ["stack"]
     assert (tmp_path / "reports" / "cu118.json").is_file()
+
+
+def test_each_variant_gets_its_own_gpus_and_locked_memory_only_with_them(engine, plans, tmp_path):
+    gpus = {"cu118": GpuRequest(-1, Route.CDI, chosen_by_auto=True), "cpu": GpuRequest(0, chosen_by_auto=True)}
+    run(engine, plans, tmp_path, gpus=gpus, memlock=8388608)
+    cu118, cpu = engine.ran
+    assert cu118.gpus.cdi == ("nvidia.com/gpu=all",) and "NVIDIA_VISIBLE_DEVICES" not in cu118.environment
+    assert ("memlock", 8388608) in [(limit.name, limit.hard) for limit in cu118.limits]
+    assert cpu.gpus.count == 0 and not cpu.gpus.cdi and "--gpus" in cpu.command
+    assert cpu.command[cpu.command.index("--gpus") + 1] == "0"
+
+
+def test_a_cuda_variant_that_auto_ran_without_gpus_is_said_in_words(engine, plans, tmp_path):
+    gpus = {"cu118": GpuRequest(0, chosen_by_auto=True), "cpu": GpuRequest(0, chosen_by_auto=True)}
+    runs = run(engine, plans, tmp_path, gpus=gpus)
+    access = GpuAccess(Route.NONE, "no nvidia runtime, hook or CDI GPU devices in the engine")
+    [note] = untested_gpus(runs, plans=plans, gpus=gpus, access=access)
+    assert note.startswith("cu118: no GPU was tested: --gpus auto found no nvidia runtime, hook or CDI GPU devices")
+    assert untested_gpus(runs, plans=plans, gpus={**gpus, "cu118": GpuRequest(0)}, access=access) == [], \
+        "--gpus none asked for no GPUs: nothing to say"

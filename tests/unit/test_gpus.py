@@ -1,0 +1,133 @@
+"""How containers get GPUs: detection from every shape `docker info` takes, per-variant requests, and the
+NVIDIA toolkit's refusals turned into a cause and a fix."""
+import pytest
+
+from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.variants import make_variant
+from torchdev.engine import GpuDevices, RunResult, RunStatus
+from torchdev.errors import UsageError
+from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, memlock_limit, request_for,
+                           start_failure)
+
+RUNC = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
+NO_DRIVER = ('Error response from daemon: could not select device driver "" with capabilities: [[gpu]]')
+HOOK_FAILED = ("failed to create task for container: failed to create shim task: OCI runtime create failed: runc "
+               "create failed: unable to start container process: error during container init: error running hook "
+               "#0: error running hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
+               "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=11.8, please update your driver "
+               "to a newer version, or use an earlier cuda container: unknown")
+CU118, CPU = make_variant("cu118"), make_variant("cpu", cuda=None)
+
+
+@pytest.mark.parametrize("info, spec_devices, probe, route, evidence", [
+    ({"Runtimes": {"nvidia": {"path": "nvidia-container-runtime"}, "runc": {}}}, (), None, Route.DRIVER,
+     "the nvidia runtime is registered"),
+    ({**RUNC, "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}, {"Source": "cdi", "ID": "nvidia.com/gpu=1"},
+                                    {"Source": "cdi", "ID": "vendor.example/fpga=0"}]}, (), None, Route.CDI,
+     "CDI devices nvidia.com/gpu=0, nvidia.com/gpu=1"),
+    ({**RUNC, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, ("nvidia.com/gpu=0", "nvidia.com/gpu=all"), None,
+     Route.CDI, "CDI devices nvidia.com/gpu=0, nvidia.com/gpu=all"),
+    (RUNC, (), RunResult(RunStatus.EXITED, 0, ""), Route.DRIVER, "a container started with --gpus all"),
+    ({**RUNC, "OperatingSystem": "Docker Desktop"}, (), RunResult(RunStatus.EXITED, 0, ""), Route.DRIVER,
+     "(Docker Desktop)"),
+    ({**RUNC, "OperatingSystem": "Docker Desktop"}, (), RunResult(RunStatus.START_FAILED, None, NO_DRIVER),
+     Route.NONE, "no nvidia runtime, hook or CDI GPU devices in the engine (Docker Desktop)"),
+    (RUNC, (), RunResult(RunStatus.START_FAILED, None, NO_DRIVER), Route.NONE, "no nvidia runtime, hook or CDI"),
+    (RUNC, (), None, Route.NONE, "and no image to try --gpus with"),
+], ids=["runtime entry", "CDI listed", "CDI specs", "hook only", "Desktop", "Desktop without GPUs", "none",
+        "nothing to probe with"])
+def test_every_shape_of_docker_info_gives_the_route_and_says_why(info, spec_devices, probe, route, evidence):
+    access = detect(info, spec_devices=spec_devices, probe=probe)
+    assert access.route is route and evidence in access.evidence and access.problem == ""
+
+
+def test_cdi_specs_count_only_where_the_engine_reads_them():
+    assert detect(RUNC, spec_devices=("nvidia.com/gpu=all",)).route is Route.NONE, "CDI is off in this engine"
+
+
+def test_a_hook_whose_container_fails_is_a_route_with_its_problem_not_no_gpus():
+    access = detect(RUNC, probe=RunResult(RunStatus.START_FAILED, None, HOOK_FAILED))
+    assert access.route is Route.DRIVER and "unsatisfied condition: cuda>=11.8" in access.problem
+
+
+def test_the_probe_runs_only_when_docker_info_leaves_the_question_open():
+    engine = FakeEngine(info={"Runtimes": {"nvidia": {}}})
+    find_access(engine, probe_image="torchdev:cu118")
+    assert engine.ran == []
+    engine = FakeEngine(info=RUNC)
+    assert find_access(engine, probe_image="torchdev:cu118").route is Route.DRIVER
+    [probe] = engine.ran
+    assert probe.gpus == GpuDevices(count=-1) and probe.command == ("true",)
+
+
+DRIVER = GpuAccess(Route.DRIVER, "the nvidia runtime is registered")
+CDI = GpuAccess(Route.CDI, "CDI devices", ("nvidia.com/gpu=0", "nvidia.com/gpu=1"))
+NONE = GpuAccess(Route.NONE, "no nvidia runtime")
+
+
+def test_auto_gives_a_cpu_variant_no_gpus_and_a_cuda_variant_every_gpu_the_engine_offers():
+    assert request_for(CPU, "auto", DRIVER).count == 0
+    assert request_for(CU118, "auto", DRIVER).devices() == GpuDevices(count=-1)
+    assert request_for(CU118, "auto", CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=all",))
+    untested = request_for(CU118, "auto", NONE)
+    assert untested.count == 0 and untested.chosen_by_auto
+
+
+def test_an_explicit_request_goes_to_the_engine_even_when_detection_found_nothing():
+    assert request_for(CU118, "all", NONE).devices() == GpuDevices(count=-1)
+    assert request_for(CU118, "2", DRIVER).devices() == GpuDevices(count=2)
+    assert request_for(CU118, "1", CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=0",))
+    assert request_for(CU118, "2", GpuAccess(Route.CDI, "specs", ())).devices() == \
+        GpuDevices(cdi=("nvidia.com/gpu=0", "nvidia.com/gpu=1"))
+
+
+def test_no_gpus_means_void_so_a_default_nvidia_runtime_adds_none_either():
+    none = request_for(CU118, "0", DRIVER)
+    assert none.devices() == GpuDevices() and none.environment() == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert request_for(CU118, "all", DRIVER).environment() == {}
+
+
+@pytest.mark.parametrize("value", ["all", "2"])
+def test_asking_gpus_for_a_cpu_variant_by_name_or_count_is_a_usage_error_naming_it(value):
+    with pytest.raises(UsageError, match=rf"--gpus {value} asks GPUs for cpu, which has no CUDA: use --gpus auto"):
+        check_option(value, [CU118, CPU])
+    check_option("auto", [CU118, CPU]), check_option("none", [CPU]), check_option(value, [CU118])
+
+
+def test_a_malformed_gpu_request_is_a_usage_error():
+    with pytest.raises(UsageError, match="--gpus must be auto, all, none or a count, not 'two'"):
+        check_option("two", [CU118])
+
+
+@pytest.mark.parametrize("output, cause, fix", [
+    (HOOK_FAILED, "the host's NVIDIA driver is too old for this image (the NVIDIA toolkit refused: unsatisfied "
+                  "condition: cuda>=11.8)", "upgrade the driver (`./dev doctor` names the minimum per variant)"),
+    (NO_DRIVER, "the engine cannot give containers GPUs", "nvidia-ctk runtime configure"),
+    ("... stderr: nvidia-container-cli: device error: 3: unknown device: unknown", "GPU 3 does not exist on this host",
+     "as many GPUs as `nvidia-smi -L` lists"),
+    ("could not select device driver \"cdi\" ...: unresolvable CDI devices nvidia.com/gpu=2", 
+     "the engine has no CDI device nvidia.com/gpu=2", "nvidia-ctk cdi generate"),
+    ("... error setting rlimit type 8: operation not permitted: unknown", "may not raise the locked-memory limit",
+     "TORCHDEV_MEMLOCK=8388608"),
+    ("... nvidia-container-cli: initialization error: load library failed: libnvidia-ml.so.1: cannot open shared "
+     "object file", "found no working driver on the host (load library failed)", "check `nvidia-smi` on the host"),
+])
+def test_the_toolkits_refusals_become_a_cause_and_a_fix_in_one_line(output, cause, fix):
+    line = start_failure(output)
+    assert cause in line and fix in line and "\n" not in line
+
+
+def test_an_unknown_refusal_keeps_the_engines_last_line():
+    assert start_failure("first\nexec: \"nope\": executable file not found in $PATH: unknown") == \
+        "exec: \"nope\": executable file not found in $PATH"
+
+
+@pytest.mark.parametrize("environ, limit", [({}, -1), ({"TORCHDEV_MEMLOCK": "8388608"}, 8388608),
+                                            ({"TORCHDEV_MEMLOCK": "-1"}, -1)])
+def test_the_memlock_setting_is_bytes_or_unlimited(environ, limit):
+    assert memlock_limit(environ) == limit
+
+
+def test_a_malformed_memlock_setting_names_the_fix():
+    with pytest.raises(UsageError, match="TORCHDEV_MEMLOCK=8M is not a number of bytes or -1"):
+        memlock_limit({"TORCHDEV_MEMLOCK": "8M"})
