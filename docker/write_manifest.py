@@ -23,6 +23,16 @@ def python_packages() -> list[dict]:
     return sorted(packages, key=lambda package: package["name"].lower())
 
 
+def torch_cuda_architectures() -> list[str]:
+    """The GPU architectures torch's kernels were built for (sm_86, compute_86, ...), asked without a GPU
+    (torch.cuda.get_arch_list() says [] when none is visible): `./dev doctor` compares them with the host's GPUs."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    return torch._C._cuda_getArchFlags().split() if torch.version.cuda else []
+
+
 def debian_packages() -> list[dict]:
     output = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"],
                             capture_output=True, text=True, check=True).stdout
@@ -47,6 +57,7 @@ def main() -> int:
         "lock_sha256": args.lock_sha256 or None,
         "apt_snapshot": dict(word.split("=", 1) for word in args.apt_snapshot.split()) or None,
         "python": {"version": "%d.%d.%d" % sys.version_info[:3], "packages": python_packages()},
+        "torch_cuda_architectures": torch_cuda_architectures(),
         "debian_packages": debian_packages(),
     }
     json.dump(manifest, sys.stdout, indent=1, sort_keys=True)

@@ -5,6 +5,7 @@ report "skip", and the others still say what they can. Warnings do not fail the 
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -13,10 +14,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineUnreachable,
-                             Limit, RunResult, RunStatus, probe)
+from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineError,
+                             EngineUnreachable, Limit, RunResult, RunStatus, probe)
+from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
+from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
+from torchdev.project import MANIFEST_IN_IMAGE, plans_for
 from torchdev.table import human_size, render_table
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -37,8 +41,7 @@ PERMISSION_FIX = ("add yourself to the docker group (`sudo usermod -aG docker $U
                   "or use rootless Docker")
 COMPOSE_FIX = ("install Compose v2: docker-compose-plugin from Docker's repository, docker-compose on Debian 13, "
                "docker-compose-v2 on Ubuntu, or Docker Desktop (the Python docker-compose 1.x is not enough)")
-TOOLKIT_FIX = ("for GPU variants install the NVIDIA Container Toolkit, run `sudo nvidia-ctk runtime configure "
-               "--runtime=docker` and `sudo systemctl restart docker`")
+TOOLKIT_FIX = f"for GPU variants {GPU_TOOLKIT_FIX}"
 WSL_GPU_FIX = ("in WSL 2 the GPU comes from the NVIDIA driver for Windows: install no NVIDIA driver inside WSL "
                "(or use Docker Desktop's WSL 2 backend)")
 DESKTOP_GPU_FIX = ("Docker Desktop gives GPUs only on Windows (WSL 2 backend, NVIDIA driver for Windows, none "
@@ -108,36 +111,51 @@ def compose_check(answer: CommandResult | None) -> CheckResult:
     return result
 
 
-def gpu_runtime_check(has_runtime: bool | None, *, desktop: bool, wsl: bool) -> CheckResult:
-    """Whether containers can get GPUs; None when the engine did not answer. Absent is a warning: CPU variants
-    work without it. The fix depends on where the engine runs: Docker Desktop, an engine inside WSL, or Linux."""
-    if has_runtime is None:
+def gpu_runtime_check(access: GpuAccess | None, *, desktop: bool, wsl: bool) -> CheckResult:
+    """How containers get GPUs; None when the engine did not answer. None at all is a warning: CPU variants work
+    without it. The fix depends on where the engine runs: Docker Desktop, an engine inside WSL, or Linux."""
+    if access is None:
         return CheckResult("gpu runtime", SKIP, "needs the engine")
-    if has_runtime:
-        return CheckResult("gpu runtime", OK, "the engine has the nvidia runtime or CDI GPU devices")
-    fix = DESKTOP_GPU_FIX if desktop else f"{TOOLKIT_FIX}; {WSL_GPU_FIX}" if wsl else TOOLKIT_FIX
-    return CheckResult("gpu runtime", WARN, "no nvidia runtime or CDI GPU devices in the engine: CPU variants only",
-                       fix)
+    if access.route is Route.NONE:
+        fix = DESKTOP_GPU_FIX if desktop else f"{TOOLKIT_FIX}; {WSL_GPU_FIX}" if wsl else TOOLKIT_FIX
+        return CheckResult("gpu runtime", WARN, f"{access.evidence}: CPU variants only", fix)
+    if access.problem:
+        return CheckResult("gpu runtime", WARN, f"{access.evidence}, but a GPU container did not start",
+                           access.problem)
+    return CheckResult("gpu runtime", OK, f"GPUs by {access.route.value}: {access.evidence}")
 
 
-def gpus_check(answer: CommandResult | None) -> tuple[CheckResult, str | None]:
-    """The host's GPUs from `nvidia-smi --query-gpu=name,driver_version --format=csv,noheader`, and the
-    driver version (None when there is no working driver)."""
+@dataclass(frozen=True)
+class HostGpu:
+    """One GPU as nvidia-smi lists it; `capability` ("9.0") is empty from drivers that do not report it."""
+
+    name: str
+    driver: str
+    capability: str = ""
+
+
+def parse_gpus(output: str) -> list[HostGpu]:
+    """`nvidia-smi --query-gpu=name,driver_version[,compute_cap] --format=csv,noheader` rows."""
+    return [HostGpu(*(field.strip() for field in line.split(","))) for line in output.splitlines() if "," in line]
+
+
+def gpus_check(answer: CommandResult | None) -> tuple[CheckResult, list[HostGpu]]:
+    """The host's GPUs from nvidia-smi; none when there is no working driver."""
     if answer is None:
-        return CheckResult("gpus", SKIP, "no nvidia-smi: no NVIDIA driver on this host"), None
+        return CheckResult("gpus", SKIP, "no nvidia-smi: no NVIDIA driver on this host"), []
     if answer.status != 0:
-        return CheckResult("gpus", FAIL, (answer.output.splitlines() or ["nvidia-smi failed"])[0], DRIVER_FIX), None
-    rows = [line.rsplit(",", 1) for line in answer.output.splitlines() if "," in line]
-    if not rows:
-        return CheckResult("gpus", WARN, "nvidia-smi lists no GPUs", DRIVER_FIX), None
-    names = Counter(name.strip() for name, _ in rows)
-    driver = rows[0][1].strip()
+        return CheckResult("gpus", FAIL, (answer.output.splitlines() or ["nvidia-smi failed"])[0], DRIVER_FIX), []
+    gpus = parse_gpus(answer.output)
+    if not gpus:
+        return CheckResult("gpus", WARN, "nvidia-smi lists no GPUs", DRIVER_FIX), []
+    names = Counter(gpu.name for gpu in gpus)
     listed = ", ".join(f"{count} x {name}" for name, count in names.items())
-    return CheckResult("gpus", OK, f"{listed}, driver {driver}"), driver
+    return CheckResult("gpus", OK, f"{listed}, driver {gpus[0].driver}"), gpus
 
 
-def driver_check(*, variant: Variant, driver: str | None) -> CheckResult:
-    """Whether the host's driver runs the variant's CUDA; a CUDA without a known minimum is a warning."""
+def driver_check(*, variant: Variant, driver: str | None, constraint: str = "") -> CheckResult:
+    """Whether the host's driver runs the variant's CUDA. Below the plain minimum, the image's NVIDIA_REQUIRE_CUDA
+    (`constraint`, when built) may still accept the driver's branch on some GPUs: a warning, not a failure."""
     name = f"driver for {variant.name}"
     if driver is None:
         return CheckResult(name, SKIP, f"CUDA {variant.cuda}: no NVIDIA driver")
@@ -152,8 +170,39 @@ def driver_check(*, variant: Variant, driver: str | None) -> CheckResult:
         return CheckResult(name, WARN, f"{detail} (not a version)", "check the driver with `nvidia-smi`")
     if enough:
         return CheckResult(name, OK, detail)
-    return CheckResult(name, FAIL, detail, f"upgrade the NVIDIA driver to >= {minimum}; until then containers stop "
-                                           f"with `unsatisfied condition: cuda>={variant.cuda}`")
+    upgrade = f"upgrade the NVIDIA driver to >= {minimum}"
+    exception = branch_exception(constraint, driver)
+    if exception:
+        return CheckResult(name, WARN, f"{detail}; the image accepts this driver branch on some GPUs ({exception})",
+                           f"that holds for the named GPU brands with CUDA forward compatibility (the cuda-compat "
+                           f"package, datacenter GPUs); elsewhere {upgrade}")
+    return CheckResult(name, FAIL, detail, f"{upgrade}; until then containers stop with "
+                                           f"`unsatisfied condition: cuda>={variant.cuda}`")
+
+
+def kernels_check(*, variant: Variant, gpus: list[HostGpu], architectures: list[str] | None,
+                  runs_elsewhere: list[str]) -> CheckResult:
+    """Whether torch in the variant's image has kernels for each GPU's architecture (`architectures` from the image's
+    manifest; None when not built); `runs_elsewhere`: the variants whose torch does, for the fix."""
+    name = f"kernels for {variant.name}"
+    with_capability = [gpu for gpu in gpus if gpu.capability]
+    if not with_capability:
+        return CheckResult(name, SKIP, "no GPU that reports its compute capability")
+    if architectures is None:
+        return CheckResult(name, SKIP, f"not built yet: `./dev build --variant {variant.name}`, then compare")
+    verdicts = {gpu.capability: kernel_support(gpu.capability, architectures) for gpu in with_capability}
+    built_for = f"torch in {variant.name} has {' '.join(architectures)}"
+    missing = sorted(cap for cap, support in verdicts.items() if support is KernelSupport.NONE)
+    instead = (f"use {', '.join(runs_elsewhere)}" if runs_elsewhere else
+               "use a variant built for a newer CUDA (cu118 has sm_90 for Hopper)")
+    if missing:
+        return CheckResult(name, FAIL, f"GPUs of compute capability {', '.join(missing)}: {built_for}, none runs "
+                                       "there", instead)
+    jit = sorted(cap for cap, support in verdicts.items() if support is KernelSupport.PTX)
+    if jit:
+        return CheckResult(name, WARN, f"GPUs of compute capability {', '.join(jit)} run only PTX compiled at first "
+                                       f"use ({built_for}): slow start, some kernels missing", instead)
+    return CheckResult(name, OK, f"compute capability {', '.join(sorted(verdicts))}: {built_for}")
 
 
 def memlock_check(result: RunResult | None, *, rootless: bool) -> CheckResult:
@@ -210,21 +259,54 @@ def run_doctor(*, matrix: Matrix) -> int:
 def diagnose(matrix: Matrix) -> list[CheckResult]:
     engine, info, engine_result = _connect()
     try:
-        gpus, driver = gpus_check(_nvidia_smi())
+        gpus_result, gpus = gpus_check(_nvidia_smi())
+        images = _torchdev_images(engine)
+        access = find_access(engine, probe_image=images[0] if images else None) if engine else None
         return [engine_result,
                 plugin_check("buildx", probe(["docker", "buildx", "version"]), fix=BUILDX_FIX),
                 compose_check(probe(["docker", "compose", "version"])),
-                gpu_runtime_check(None if engine is None else engine.has_gpu_runtime(),
-                                  desktop=info.get("OperatingSystem") == "Docker Desktop",
+                gpu_runtime_check(access, desktop=info.get("OperatingSystem") == "Docker Desktop",
                                   wsl="microsoft" in platform.release().lower()),
-                gpus,
-                *(driver_check(variant=v, driver=driver) for v in matrix.variants if v.cuda),
+                gpus_result,
+                *_variant_checks(engine, matrix, gpus),
                 shm_check(_shm_size()),
-                _memlock(engine, info),
+                _memlock(engine, info, images),
                 _disk(info.get("DockerRootDir"))]
     finally:
         if engine is not None:
             engine.close()
+
+
+def _torchdev_images(engine: Engine | None) -> list[str]:
+    """A name of each torchdev image the engine holds, for trying containers with."""
+    return [image.tags[0] for image in engine.images(label=f"{LABEL_PREFIX}.variant") if image.tags] if engine else []
+
+
+def _variant_checks(engine: Engine | None, matrix: Matrix, gpus: list[HostGpu]) -> list[CheckResult]:
+    """Per CUDA variant: the driver against the image's own constraint, and torch's kernels against the GPUs,
+    both read from the built image (its environment and manifest) when there is one."""
+    built = {}
+    for plan in plans_for(matrix, [v for v in matrix.variants if v.cuda]):
+        image = engine.image(plan.primary_reference) if engine else None
+        built[plan.variant.name] = (image, _architectures(engine, plan.primary_reference) if image and gpus else None)
+    fits = [name for name, (_, arches) in built.items() if arches and all(
+        kernel_support(gpu.capability, arches) is KernelSupport.NATIVE for gpu in gpus if gpu.capability)]
+    checks = []
+    for variant in (v for v in matrix.variants if v.cuda):
+        image, architectures = built[variant.name]
+        checks.append(driver_check(variant=variant, driver=gpus[0].driver if gpus else None,
+                                   constraint=image.env.get("NVIDIA_REQUIRE_CUDA", "") if image else ""))
+        checks.append(kernels_check(variant=variant, gpus=gpus, architectures=architectures,
+                                    runs_elsewhere=[name for name in fits if name != variant.name]))
+    return checks
+
+
+def _architectures(engine: Engine, reference: str) -> list[str] | None:
+    """torch's CUDA architectures as the image's manifest records them (None for images built before it did)."""
+    try:
+        return json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE)).get("torch_cuda_architectures")
+    except (EngineError, ValueError):
+        return None
 
 
 def _connect() -> tuple[Engine | None, dict, CheckResult]:
@@ -238,23 +320,28 @@ def _connect() -> tuple[Engine | None, dict, CheckResult]:
         return None, {}, engine_unreachable(error.cause, host=host)
 
 
-def _memlock(engine: Engine | None, info: dict) -> CheckResult:
+def _memlock(engine: Engine | None, info: dict, images: list[str]) -> CheckResult:
     """Start one container of a torchdev image with unlimited locked memory, as the CUDA dev containers do."""
     if engine is None:
         return CheckResult("memlock", SKIP, "needs the engine")
-    images = [image for image in engine.images(label=f"{LABEL_PREFIX}.variant") if image.tags]
     rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
     if not images:
         return memlock_check(None, rootless=rootless)
-    spec = ContainerSpec(images[0].tags[0], ("true",), limits=(Limit("memlock", -1, -1),), entrypoint=())
+    spec = ContainerSpec(images[0], ("true",), limits=(Limit("memlock", -1, -1),), entrypoint=())
     return memlock_check(engine.run(spec, timeout=PROBE_TIMEOUT), rootless=rootless)
 
 
 def _nvidia_smi() -> CommandResult | None:
-    """WSL puts nvidia-smi (from the Windows driver) in /usr/lib/wsl/lib, often off PATH."""
+    """WSL puts nvidia-smi (from the Windows driver) in /usr/lib/wsl/lib, often off PATH. Drivers before 510 know
+    no compute_cap field: they are asked again without it."""
     program = shutil.which("nvidia-smi") or (WSL_NVIDIA_SMI if os.access(WSL_NVIDIA_SMI, os.X_OK) else None)
-    return probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                  timeout=PROBE_TIMEOUT) if program else None
+    if program is None:
+        return None
+    answer = probe([program, "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+                   timeout=PROBE_TIMEOUT)
+    if answer and answer.status != 0 and "compute_cap" in answer.output:
+        answer = probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"], timeout=PROBE_TIMEOUT)
+    return answer
 
 
 def _shm_size() -> int | None:

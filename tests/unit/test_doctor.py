@@ -2,9 +2,11 @@
 import pytest
 
 from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult,
-                             compose_check, disk_check, driver_check, engine_unreachable, exit_status,
-                             gpu_runtime_check, gpus_check, plugin_check, report, shm_check, version_tuple)
+                             HostGpu, compose_check, disk_check, driver_check, engine_unreachable, exit_status,
+                             gpu_runtime_check, gpus_check, kernels_check, plugin_check, report, shm_check,
+                             version_tuple)
 from torchdev.engine import CommandResult
+from torchdev.gpus import GpuAccess, Route
 from tests.helpers.variants import make_variant
 
 GiB = 1 << 30
@@ -43,15 +45,47 @@ def test_an_unknown_cuda_is_a_warning_and_no_driver_is_a_skip():
     assert driver_check(variant=cuda_variant("11.8"), driver=None).status == SKIP
 
 
-def test_nvidia_smi_answers_become_gpus_and_the_driver():
-    two = CommandResult(0, "NVIDIA H200, 550.54.15\nNVIDIA H200, 550.54.15\nNVIDIA GeForce RTX 3090, 550.54.15\n")
-    result, driver = gpus_check(two)
-    assert (result.status, driver) == (OK, "550.54.15")
+def test_nvidia_smi_answers_become_gpus_with_driver_and_compute_capability():
+    three = CommandResult(0, "NVIDIA H200, 550.54.15, 9.0\nNVIDIA H200, 550.54.15, 9.0\n"
+                             "NVIDIA GeForce RTX 3090, 550.54.15, 8.6\n")
+    result, gpus = gpus_check(three)
+    assert result.status == OK and [(g.driver, g.capability) for g in gpus] == [("550.54.15", "9.0")] * 2 + [
+        ("550.54.15", "8.6")]
     assert result.detail == "2 x NVIDIA H200, 1 x NVIDIA GeForce RTX 3090, driver 550.54.15"
-    assert gpus_check(None) == (CheckResult("gpus", SKIP, "no nvidia-smi: no NVIDIA driver on this host"), None)
-    broken, none = gpus_check(CommandResult(9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
-                                       "driver. Make sure that the latest NVIDIA driver is installed and running."))
-    assert broken.status == FAIL and none is None and "reboot" in broken.fix
+    old_driver = gpus_check(CommandResult(0, "Tesla T4, 470.199.02\n"))[1]
+    assert old_driver == [HostGpu("Tesla T4", "470.199.02", "")], "drivers before 510 report no compute_cap"
+    assert gpus_check(None) == (CheckResult("gpus", SKIP, "no nvidia-smi: no NVIDIA driver on this host"), [])
+    broken, none = gpus_check(CommandResult(9, "NVIDIA-SMI has failed because it couldn't communicate with the "
+                                               "NVIDIA driver. Make sure that the latest NVIDIA driver is installed."))
+    assert broken.status == FAIL and none == [] and "reboot" in broken.fix
+
+
+CU118_REQUIRE = ("cuda>=11.8 brand=tesla,driver>=450,driver<451 brand=tesla,driver>=470,driver<471 "
+                 "brand=unknown,driver>=470,driver<471 brand=nvidia,driver>=470,driver<471")
+
+
+def test_a_driver_branch_the_image_exempts_is_a_warning_not_a_failure():
+    """nvidia/cuda:11.8 images accept 470.x drivers on datacenter GPUs (forward compatibility)."""
+    exempt = driver_check(variant=cuda_variant("11.8"), driver="470.199.02", constraint=CU118_REQUIRE)
+    assert exempt.status == WARN and "brand=tesla,driver>=470,driver<471" in exempt.detail
+    assert "cuda-compat" in exempt.fix and "upgrade the NVIDIA driver to >= 520.61.05" in exempt.fix
+    assert driver_check(variant=cuda_variant("11.8"), driver="515.65.01", constraint=CU118_REQUIRE).status == FAIL
+    assert driver_check(variant=cuda_variant("11.8"), driver="470.199.02", constraint="cuda>=11.8").status == FAIL
+
+
+def test_kernels_for_each_gpu_are_compared_with_the_architectures_torch_was_built_for():
+    cu117 = ["sm_37", "sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86"]
+    h200 = [HostGpu("NVIDIA H200", "550.54.15", "9.0")]
+    hopper = kernels_check(variant=cuda_variant("11.7"), gpus=h200, architectures=cu117, runs_elsewhere=["cu118"])
+    assert hopper.status == FAIL and "compute capability 9.0" in hopper.detail and hopper.fix == "use cu118"
+    ptx = kernels_check(variant=cuda_variant("11.7"), gpus=h200, architectures=cu117 + ["compute_86"],
+                        runs_elsewhere=[])
+    assert ptx.status == WARN and "PTX" in ptx.detail and "sm_90" in ptx.fix
+    ampere = kernels_check(variant=cuda_variant("11.7"), gpus=[HostGpu("A10", "550.54.15", "8.6")],
+                           architectures=cu117, runs_elsewhere=[])
+    assert ampere.status == OK
+    assert kernels_check(variant=cuda_variant("11.7"), gpus=h200, architectures=None, runs_elsewhere=[]).status == SKIP
+    assert kernels_check(variant=cuda_variant("11.7"), gpus=[], architectures=cu117, runs_elsewhere=[]).status == SKIP
 
 
 @pytest.mark.parametrize("size, status", [(64 * MiB, WARN), (GiB - 1, WARN), (GiB, OK), (24 * GiB, OK)])
@@ -71,12 +105,18 @@ def test_disk_under_20_gib_is_a_warning(free, status):
 
 
 def test_no_gpu_runtime_is_a_warning_whose_fix_fits_the_engine():
-    assert gpu_runtime_check(True, desktop=False, wsl=False).status == OK
+    found = gpu_runtime_check(GpuAccess(Route.CDI, "CDI devices nvidia.com/gpu=0"), desktop=False, wsl=False)
+    assert (found.status, found.detail) == (OK, "GPUs by CDI: CDI devices nvidia.com/gpu=0")
     assert gpu_runtime_check(None, desktop=False, wsl=False).status == SKIP
-    linux = gpu_runtime_check(False, desktop=False, wsl=False)
+    none = GpuAccess(Route.NONE, "no nvidia runtime, hook or CDI GPU devices in the engine")
+    linux = gpu_runtime_check(none, desktop=False, wsl=False)
     assert linux.status == WARN and linux.fix == TOOLKIT_FIX and "nvidia-ctk runtime configure" in linux.fix
-    assert gpu_runtime_check(False, desktop=False, wsl=True).fix == f"{TOOLKIT_FIX}; {WSL_GPU_FIX}"
-    assert gpu_runtime_check(False, desktop=True, wsl=True).fix == DESKTOP_GPU_FIX
+    assert linux.detail == "no nvidia runtime, hook or CDI GPU devices in the engine: CPU variants only"
+    assert gpu_runtime_check(none, desktop=False, wsl=True).fix == f"{TOOLKIT_FIX}; {WSL_GPU_FIX}"
+    assert gpu_runtime_check(none, desktop=True, wsl=True).fix == DESKTOP_GPU_FIX
+    broken = gpu_runtime_check(GpuAccess(Route.DRIVER, "a container started", problem="no driver: fix it"),
+                               desktop=False, wsl=False)
+    assert broken.status == WARN and broken.fix == "no driver: fix it"
 
 
 def test_the_engine_failure_names_the_cause_from_the_sdk_message():
@@ -107,3 +147,15 @@ def test_the_report_has_one_line_per_check_with_fixes_only_where_something_is_wr
     assert lines[4].endswith("64.00 MiB; fix: enlarge it")
     assert exit_status(results) == 0, "warnings and skips do not fail the doctor"
     assert exit_status(results + [CheckResult("engine", FAIL, "no Docker engine answers", "start it")]) == 1
+
+
+def test_memlock_is_found_by_trying_and_a_refusal_names_the_setting():
+    from torchdev.doctor import memlock_check
+    from torchdev.engine import RunResult, RunStatus
+
+    assert memlock_check(RunResult(RunStatus.EXITED, 0, ""), rootless=False).status == OK
+    refused = memlock_check(RunResult(RunStatus.START_FAILED, None, "failed to create task for container: ... error "
+                                      "setting rlimit type 8: operation not permitted: unknown"), rootless=True)
+    assert refused.status == WARN and refused.detail.startswith("rootless Docker cannot lift the locked-memory limit")
+    assert "TORCHDEV_MEMLOCK=8388608" in refused.fix
+    assert memlock_check(None, rootless=False).status == SKIP

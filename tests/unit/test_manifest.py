@@ -45,3 +45,5 @@ def test_the_whole_manifest_is_stable_json_naming_base_and_lock():
     assert manifest["apt_snapshot"] == {"debian": "http://s.example/debian/20261101T000000Z",
                                         "ubuntu": "http://s.example/u/20261101T000000Z"}
     assert manifest["python"]["version"] == "%d.%d.%d" % sys.version_info[:3]
+    if importlib.util.find_spec("torch") is None:
+        assert manifest["torch_cuda_architectures"] == [], "no torch here: no architectures (an image lists them)"
