@@ -56,6 +56,7 @@ def test_the_default_user_is_not_root_and_owns_the_workspace(docker_client, cont
 def test_cuda_variants_declare_what_the_nvidia_runtime_needs(docker_client, built_image):
     env = dict(item.split("=", 1) for item in docker_client.images.get(built_image.image_id).attrs["Config"]["Env"])
     assert (env["NVIDIA_VISIBLE_DEVICES"], env["NVIDIA_DRIVER_CAPABILITIES"]) == ("all", "compute,utility")
+    assert env["NVIDIA_REQUIRE_CUDA"] == "cuda>=11.7", "a base without the variable gets the variant's CUDA"
     assert env["PATH"].startswith("/opt/venv/bin:")
 
 
@@ -169,6 +170,9 @@ def test_the_image_carries_its_manifest_and_a_copy_lands_beside_the_build_logs(c
     manifest = json.loads(finished.output)
     packages = {p["name"]: p["version"] for p in manifest["python"]["packages"]}
     assert packages["torch"] == "2.0.1" and packages["numpy"] == "1.26.4"
+    assert manifest["torch_cuda_architectures"][-2:] == ["sm_80", "sm_86"], "read from torch without a GPU"
+    assert manifest["declared"] == {"variant": TEST_VARIANT, "torch": "2.0.1", "torchvision": "0.15.2",
+                                    "torchaudio": "2.0.2", "cuda": "11.7", "cudnn-major": "8", "python": "3.11"}
     assert manifest["base"]["image"] == "torchdev-base:bookworm"
     assert any(p["name"] == "python3" for p in manifest["debian_packages"])
     saved = Path(__file__).resolve().parents[2] / "reports" / "build" / f"{TEST_VARIANT}.manifest.json"
