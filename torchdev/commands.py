@@ -45,7 +45,8 @@ def show_matrix(*, overlay: str | None) -> int:
     plans = plans_for(matrix, list(matrix.variants))
     rows = [(v.name, v.base, v.python, f"{v.torch}/{v.torchvision}/{v.torchaudio}", v.cuda or "-",
              v.cudnn or "-", v.index, v.lock_path if lock_file(v).is_file() else "none", v.apt_snapshot or "live",
-             ", ".join(str(ImageRef.parse(r).tag) for r in plan.references)) for v, plan in zip(matrix.variants, plans)]
+             ", ".join(str(ImageRef.parse(reference).tag) for reference in plan.references))
+            for v, plan in zip(matrix.variants, plans)]
     print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
                         "apt snapshot", "tags"], rows))
     print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")

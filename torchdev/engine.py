@@ -259,7 +259,7 @@ class Engine:
         build whose image was already tagged (a full cache hit) leaves beside the real tags."""
         try:
             self._client.api.remove_image(f"moby-dangling@{image_id}", noprune=True)
-        except (ImageNotFound, APIError):
+        except APIError:
             pass  # the classic store, or tagging already dropped it
 
     def remove_image(self, reference: str) -> None:

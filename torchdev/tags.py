@@ -32,7 +32,8 @@ def placeholder_values(*, variant: Variant, stamp: BuildStamp) -> dict[str, str]
 
 
 def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
-    """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118, 2.0.1-cu118-py3.10-20260101-abc1234-9f3e0c1a.
+    """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118 and the immutable
+    2.0.1-cu118-py3.10-20260101-abc1234-9f3e0c1a.
 
     Duplicates (two templates rendering alike) are dropped, keeping the first, so tagging stays idempotent.
     """

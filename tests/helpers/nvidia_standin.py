@@ -25,8 +25,8 @@ from tests.helpers.cli import ROOT, unavailable
 SOURCE = ROOT / "tests" / "nvidia_standin"
 PIDFILE = Path("/run/torchdev-dockerd.pid")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
-GPUS = [{"name": "NVIDIA Stand-in H200", "uuid": f"GPU-5ta9d1n0-0000-4000-8000-00000000000{index}", "compute_cap": "9.0"}
-        for index in range(2)]
+GPUS = [{"name": "NVIDIA Stand-in H200", "uuid": f"GPU-5ta9d1n0-0000-4000-8000-00000000000{index}",
+         "compute_cap": "9.0"} for index in range(2)]
 DRIVER = {"version": "550.54.15", "cuda": "12.4", "brand": "nvidia", "arch": "9.0"}
 
 

@@ -22,7 +22,8 @@ CU118, CPU = make_variant("cu118"), make_variant("cpu", cuda=None)
 @pytest.mark.parametrize("info, spec_devices, probe, route, evidence", [
     ({"Runtimes": {"nvidia": {"path": "nvidia-container-runtime"}, "runc": {}}}, (), None, Route.DRIVER,
      "the nvidia runtime is registered"),
-    ({**RUNC, "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"}, {"Source": "cdi", "ID": "nvidia.com/gpu=1"},
+    ({**RUNC, "DiscoveredDevices": [{"Source": "cdi", "ID": "nvidia.com/gpu=0"},
+                                    {"Source": "cdi", "ID": "nvidia.com/gpu=1"},
                                     {"Source": "cdi", "ID": "vendor.example/fpga=0"}]}, (), None, Route.CDI,
      "CDI devices nvidia.com/gpu=0, nvidia.com/gpu=1"),
     ({**RUNC, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, ("nvidia.com/gpu=0", "nvidia.com/gpu=all"), None,
