@@ -77,7 +77,7 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What torchdev reads of an image: its ID, names, labels and sizes."""
+    """What torchdev reads of an image: its ID, names, labels, size, creation time and environment."""
 
     id: str
     tags: tuple[str, ...]
@@ -85,7 +85,6 @@ class ImageInfo:
     size: int
     created: str
     env: dict[str, str] = field(default_factory=dict)
-    user: str = ""
 
 
 @dataclass(frozen=True)
@@ -346,8 +345,7 @@ def _image_info(image) -> ImageInfo:
     config = image.attrs.get("Config") or {}
     env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
     return ImageInfo(id=image.id, tags=tuple(image.tags), labels=dict(image.labels or {}),
-                     size=image.attrs.get("Size") or 0, created=(image.attrs.get("Created") or "")[:19], env=env,
-                     user=config.get("User") or "")
+                     size=image.attrs.get("Size") or 0, created=(image.attrs.get("Created") or "")[:19], env=env)
 
 
 def _create_options(spec: ContainerSpec) -> dict:

@@ -30,6 +30,7 @@ SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
 
+
 class SuiteStatus(enum.Enum):
     RAN = "ran"
     NOT_BUILT = "not built"

@@ -106,7 +106,7 @@ def test_a_malformed_gpu_request_is_a_usage_error():
     (NO_DRIVER, "the engine cannot give containers GPUs", "nvidia-ctk runtime configure"),
     ("... stderr: nvidia-container-cli: device error: 3: unknown device: unknown", "GPU 3 does not exist on this host",
      "as many GPUs as `nvidia-smi -L` lists"),
-    ("could not select device driver \"cdi\" ...: unresolvable CDI devices nvidia.com/gpu=2", 
+    ("could not select device driver \"cdi\" ...: unresolvable CDI devices nvidia.com/gpu=2",
      "the engine has no CDI device nvidia.com/gpu=2", "nvidia-ctk cdi generate"),
     ("... error setting rlimit type 8: operation not permitted: unknown", "may not raise the locked-memory limit",
      "TORCHDEV_MEMLOCK=8388608"),
