@@ -17,7 +17,8 @@ from pathlib import Path
 from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineError,
                              EngineUnreachable, Limit, RunResult, RunStatus, probe)
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
-from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support
+from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
+                           version_tuple)
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
 from torchdev.project import MANIFEST_IN_IMAGE, plans_for
@@ -66,11 +67,6 @@ class CheckResult:
     status: str
     detail: str
     fix: str = ""
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """'515.43.04' -> (515, 43, 4): compare driver versions by number, never as text ('96.43' < '515.43')."""
-    return tuple(int(part) for part in version.strip().split("."))
 
 
 def engine_unreachable(message: str, *, host: str) -> CheckResult:

@@ -204,14 +204,14 @@ class Engine:
     def version(self) -> dict:
         return self._client.version()
 
-    def cdi_spec_devices(self, kind: str) -> tuple[str, ...]:
-        """Devices of `kind` in the CDI specs of the engine's spec folders (`kind=name`), read from this host:
-        Engine 26 resolves CDI devices without listing them. Empty for a remote engine or without CDI."""
+    def cdi_spec_devices(self, kind: str, *, folders: list[str]) -> tuple[str, ...]:
+        """Devices of `kind` (`kind=name`) in the CDI specs of `folders` (info's CDISpecDirs), read from this host:
+        Engine 26 resolves CDI devices without listing them. Empty for a remote engine."""
         host = self._client.api.base_url
         if not host.startswith(("http+docker://localhost", "http+docker://localunixsocket")):
             return ()
         found = []
-        for folder in self.info().get("CDISpecDirs") or []:
+        for folder in folders:
             for spec_file in sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.json")):
                 try:
                     spec = yaml.safe_load(spec_file.read_text())

@@ -75,7 +75,7 @@ def detect(info: dict, *, spec_devices: tuple[str, ...] = (), probe: RunResult |
 def find_access(engine: Engine, *, probe_image: str | None) -> GpuAccess:
     """Ask the engine, and when its answers leave it open, start `probe_image` with --gpus all (`true`, at once)."""
     info = engine.info()
-    spec_devices = engine.cdi_spec_devices(CDI_KIND)
+    spec_devices = engine.cdi_spec_devices(CDI_KIND, folders=info.get("CDISpecDirs") or [])
     probe = None
     if probe_image and needs_probe(info, spec_devices=spec_devices):
         probe = engine.run(ContainerSpec(probe_image, ("true",), gpus=GpuDevices(count=-1), entrypoint=()),
@@ -208,11 +208,16 @@ def kernel_support(capability: str, architectures: list[str]) -> KernelSupport:
     return support
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """'515.43.04' -> (515, 43, 4): compare driver versions by number, never as text ('96.43' < '515.43')."""
+    return tuple(int(part) for part in version.strip().split("."))
+
+
 def _driver_condition_holds(condition: str, driver: str) -> bool:
     found = re.fullmatch(r"driver(>=|<=|>|<|=)([\d.]+)", condition)
     if found is None:
         return True  # brand=, arch=: the host's brand is not known here, so it may hold
-    have, want = (tuple(int(part) for part in text.split(".")) for text in (driver, found.group(2)))
+    have, want = version_tuple(driver), version_tuple(found.group(2))
     return {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want, "=": have == want}[
         found.group(1)]
 

@@ -56,8 +56,8 @@ class FakeEngine:
     def version(self) -> dict:
         return {"Version": "26.1.5-fake", "ApiVersion": "1.45"}
 
-    def cdi_spec_devices(self, kind: str) -> tuple[str, ...]:
-        return tuple(device for device in self.spec_devices if device.startswith(f"{kind}="))
+    def cdi_spec_devices(self, kind: str, *, folders: list[str]) -> tuple[str, ...]:
+        return tuple(device for device in self.spec_devices if device.startswith(f"{kind}=")) if folders else ()
 
     def image(self, reference: str) -> ImageInfo | None:
         image_id = self.names.get(reference) or (reference if reference in self.labels else None)
