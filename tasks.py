@@ -15,14 +15,18 @@ def matrix(c, overlay=None):
     commands.exit_on_error(lambda: commands.show_matrix(overlay=overlay))
 
 
-@task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant",
-            "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
+FLAVOUR_HELP = ("flavour(s), e.g. devel or runtime,devel (default: runtime with --variant, every flavour with "
+               "--all)")
+
+
+@task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant in every flavour",
+            "flavour": FLAVOUR_HELP, "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
             "no_cache": "rebuild every layer (downloads stay cached)",
             "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH"})
-def build(c, variant=None, all_=False, dry_run=False, overlay=None, no_cache=False, reproducible=False):
+def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False):
     """Build images with BuildKit; tags move only after a build fully succeeds."""
     commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
-                                                  no_cache=no_cache, reproducible=reproducible))
+                                                  no_cache=no_cache, reproducible=reproducible, flavour=flavour))
 
 
 @task(help={"variant": "variant(s) to lock, e.g. cu118 or cpu,cu118", "all_": "every variant",
@@ -38,10 +42,11 @@ def verify_repro(c, variant, overlay=None):
     commands.exit_on_error(lambda: commands.verify_repro(variant=variant, overlay=overlay))
 
 
-@task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image"})
-def images(c, overlay=None, manifest=None):
-    """List built torchdev images: variant, tags, size, created, digest (or one image's manifest)."""
-    commands.exit_on_error(lambda: commands.list_images(overlay=overlay, manifest=manifest))
+@task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image",
+            "flavour": "with --manifest: the flavour's image (default runtime)"})
+def images(c, overlay=None, manifest=None, flavour=None):
+    """List built torchdev images: variant, flavour, tags, on-disk and download sizes, created, digest."""
+    commands.exit_on_error(lambda: commands.list_images(overlay=overlay, manifest=manifest, flavour=flavour))
 
 
 @task(help={"name": "image name for the local Debian base"})
@@ -62,14 +67,15 @@ def up(c, variant="cpu", overlay=None):
     commands.exit_on_error(lambda: commands.up(variant=variant, overlay=overlay))
 
 
-@task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every built variant",
+@task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every variant in every flavour",
+            "flavour": FLAVOUR_HELP,
             "gpus": "auto (every GPU the engine offers, to CUDA variants only), all, none, or a count",
             "build": "build a missing image first", "overlay": OVERLAY_HELP,
             "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)"})
-def smoke(c, variant=None, all_=False, gpus="auto", build=False, overlay=None, reports=None):
+def smoke(c, variant=None, all_=False, flavour=None, gpus="auto", build=False, overlay=None, reports=None):
     """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
     commands.exit_on_error(lambda: commands.run_smoke(variant=variant, every=all_, gpus=gpus, build_missing=build,
-                                                      overlay=overlay, reports=reports))
+                                                      overlay=overlay, reports=reports, flavour=flavour))
 
 
 @task(help={"overlay": OVERLAY_HELP})

@@ -40,9 +40,22 @@ def debian_packages() -> list[dict]:
     return [{"name": name, "version": version, "architecture": arch} for name, version, arch in sorted(rows)]
 
 
+def updated(path: str, declared: dict) -> dict:
+    """A stage built on another (devel on runtime) keeps its manifest, with the new declarations and what is
+    installed now; a declaration given empty is dropped."""
+    with open(path) as file:
+        manifest = json.load(file)
+    merged = {**manifest["declared"], **declared}
+    manifest["declared"] = {name: value for name, value in merged.items() if value}
+    manifest["python"]["packages"] = python_packages()
+    manifest["debian_packages"] = debian_packages()
+    return manifest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--base", required=True)
+    parser.add_argument("--update", metavar="MANIFEST", help="print MANIFEST with --declared and the packages updated")
+    parser.add_argument("--base", default="")
     parser.add_argument("--base-digest", default="")
     parser.add_argument("--lock-sha256", default="")
     parser.add_argument("--apt-snapshot", default="", help="APT_SNAPSHOT's archive=URL words; empty: live archives")
@@ -51,6 +64,12 @@ def main() -> int:
                              "the image without --expect-NAME options checks against these; empty values are left out")
     args = parser.parse_args()
     declared = dict(item.split("=", 1) for item in args.declared)
+    if args.update:
+        json.dump(updated(args.update, declared), sys.stdout, indent=1, sort_keys=True)
+        print()
+        return 0
+    if not args.base:
+        parser.error("--base is required (unless --update)")
     manifest = {
         "declared": {name: value for name, value in declared.items() if value},
         "base": {"image": args.base, "digest": args.base_digest or None},

@@ -18,7 +18,8 @@ import pytest
 # even when the caller forgot PYTHONDONTWRITEBYTECODE=1.
 sys.dont_write_bytecode = True
 
-EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python")
+EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python", "flavour", "require-cuda",
+                "cuda-toolchain")
 DDP_TIMEOUT_DEFAULT_S = 120.0
 IMAGE_MANIFEST = Path("/usr/share/torchdev/manifest.json")
 REASON_MAX_CHARS = 1500
@@ -72,6 +73,12 @@ def expected(request):
             pytest.skip(f"no expectation given (--expect-{name}) and no torchdev manifest declaring it")
         return value
     return lookup
+
+
+@pytest.fixture
+def flavour(request):
+    """The image's flavour (runtime, devel): --expect-flavour, else its manifest; None outside torchdev images."""
+    return request.config.getoption("expect_flavour") or declared_by_image().get("flavour")
 
 
 @pytest.fixture(scope="session")

@@ -205,8 +205,9 @@ def compile_cache(tmp_path_factory):
 
 @pytest.mark.usefixtures("compile_cache")
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
-def test_torch_compile_matches_eager(device_type, request):
-    """A compiled MLP gives the eager output, where this interpreter and a compiler allow torch.compile."""
+def test_torch_compile_matches_eager(device_type, request, flavour):
+    """A compiled MLP gives the eager output, where this interpreter and a compiler allow torch.compile: the devel
+    flavour must have the compiler (a missing one fails there); the runtime flavour has none and says so."""
     device = torch.device("cpu") if device_type == "cpu" else request.getfixturevalue("cuda_devices")[0]
     torch.manual_seed(0)
     model = make_classifier().to(device).eval()
@@ -215,8 +216,10 @@ def test_torch_compile_matches_eager(device_type, request):
     except RuntimeError as error:  # raised up front where dynamo does not support this Python
         pytest.skip(f"torch.compile is not supported here: {error}")
     reason = compiler_missing_reason(device)
+    if reason and flavour == "devel" and device.type == "cpu":
+        pytest.fail(f"the {flavour} flavour must compile torch.compile's kernels, but: {reason}")
     if reason:
-        pytest.skip(reason)
+        pytest.skip(f"{reason} (torch.compile needs the devel flavour)" if flavour == "runtime" else reason)
     inputs = torch.randn(64, 2, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.no_grad():
         torch.testing.assert_close(compiled(inputs), model(inputs), rtol=1e-4, atol=1e-5)

@@ -64,6 +64,23 @@ def built_image(docker_client, test_overlay) -> BuiltImage:
     assert tracked.remove_all() == []
 
 
+@pytest.fixture(scope="session")
+def built_devel_image(docker_client, test_overlay, built_image) -> BuiltImage:
+    """The test variant's devel flavour, built once per session after the runtime one (whose layers it reuses)."""
+    from tests.helpers.tags import TrackedTags
+    from torchdev.matrix import load_matrix
+    from torchdev.project import plans_for
+
+    matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
+    tracked = TrackedTags(docker_client)
+    tracked.repository(TEST_REPOSITORY)
+    result = run_cli("build", "--variant", TEST_VARIANT, "--flavour", "devel", "--overlay", str(test_overlay))
+    assert result.returncode == 0, f"the devel image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    references = plans_for(matrix, [matrix.variant(TEST_VARIANT)], [matrix.flavour("devel")])[0].references
+    yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
+    assert tracked.remove_all() == []
+
+
 @pytest.fixture()
 def tracked_tags(docker_client):
     """Register the repositories and references a test makes; they are removed when it ends, and must be."""

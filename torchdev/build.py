@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from torchdev.engine import Engine, EngineError
+from torchdev.engine import Engine, EngineError, ImageSizes
 from torchdev.errors import TorchdevError
 from torchdev.plan import BuildPlan
-from torchdev.table import human_size, render_table
+from torchdev.table import SIZE_HEADERS, render_table, size_cells
 
 
 class BuildStatus(enum.Enum):
@@ -31,14 +31,14 @@ class BuildStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class BuildResult:
-    """The outcome of one variant's build, one row of the summary table."""
+    """The outcome of one image's build (cu118, cu118-devel), one row of the summary table."""
 
-    variant: str
+    image: str
     status: BuildStatus
     seconds: float
     references: tuple[str, ...] = ()
     image_id: str = ""
-    size: int | None = None
+    sizes: ImageSizes | None = None
     cause: str = ""
     log: Path | None = None
 
@@ -152,10 +152,10 @@ def run_build(engine: Engine, plan: BuildPlan, *, log_dir: Path, no_cache: bool 
     loaded into the engine; when the variant records an expected digest, any other result fails untagged.
     """
     started = time.monotonic()
-    log_path = log_dir / f"{plan.variant.name}.log"
+    log_path = log_dir / f"{plan.name}.log"
 
     def failed(cause: str, image_id: str = "") -> BuildResult:
-        return BuildResult(plan.variant.name, BuildStatus.FAILED, time.monotonic() - started, image_id=image_id,
+        return BuildResult(plan.name, BuildStatus.FAILED, time.monotonic() - started, image_id=image_id,
                            cause=cause, log=log_path)
 
     try:
@@ -176,10 +176,10 @@ def run_build(engine: Engine, plan: BuildPlan, *, log_dir: Path, no_cache: bool 
         apply_tags(engine, image_id=image_id, references=plan.references)
         engine.forget_build_name(image_id)  # only now: an image loses its last name with it
     except KeyboardInterrupt:
-        return BuildResult(plan.variant.name, BuildStatus.INTERRUPTED, time.monotonic() - started,
+        return BuildResult(plan.name, BuildStatus.INTERRUPTED, time.monotonic() - started,
                            cause="interrupted: the previous tags are unchanged", log=log_path)
-    return BuildResult(plan.variant.name, BuildStatus.BUILT, time.monotonic() - started, plan.references, image_id,
-                       engine.image(image_id).size, log=log_path)
+    return BuildResult(plan.name, BuildStatus.BUILT, time.monotonic() - started, plan.references, image_id,
+                       engine.image_sizes(image_id), log=log_path)
 
 
 def _remove_if_untagged(engine: Engine, image_id: str) -> None:
@@ -193,7 +193,7 @@ def build_all(engine: Engine, plans: list[BuildPlan], *, log_dir: Path, no_cache
     """Build the plans one after another: a failure does not stop the others, an interrupt stops them all."""
     results: list[BuildResult] = []
     for number, plan in enumerate(plans, start=1):
-        print(f"==> [{number}/{len(plans)}] building {plan.variant.name} as {plan.primary_reference}", file=out,
+        print(f"==> [{number}/{len(plans)}] building {plan.name} as {plan.primary_reference}", file=out,
               flush=True)
         results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, reproducible=reproducible,
                                  out=out))
@@ -210,8 +210,8 @@ def exit_status(results: list[BuildResult]) -> int:
 
 
 def summary_table(results: list[BuildResult]) -> str:
-    """One row per variant: how it went, how long it took, what it produced or why it failed."""
-    rows = [(r.variant, r.status.value, f"{r.seconds:.0f} s", human_size(r.size),
+    """One row per image: how it went, how long it took, its sizes, what it produced or why it failed."""
+    rows = [(r.image, r.status.value, f"{r.seconds:.0f} s", *size_cells(r.sizes),
              r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
             for r in results]
-    return render_table(["variant", "status", "time", "size", "primary tag", "image / cause"], rows)
+    return render_table(["image", "status", "time", *SIZE_HEADERS, "primary tag", "image id / cause"], rows)

@@ -22,7 +22,7 @@ from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
 from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file, plans_for,
-                              select_variants)
+                              select_flavours, select_variants)
 from torchdev.repro import describe_differences
 from torchdev.table import render_table
 from torchdev.yamlsource import SourcedDict
@@ -42,20 +42,30 @@ def exit_on_error(action: Callable[[], int]) -> None:
 
 def show_matrix(*, overlay: str | None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    plans = plans_for(matrix, list(matrix.variants))
-    rows = [(v.name, v.base, v.python, f"{v.torch}/{v.torchvision}/{v.torchaudio}", v.cuda or "-",
-             v.cudnn or "-", v.index, v.lock_path if lock_file(v).is_file() else "none", v.apt_snapshot or "live",
-             ", ".join(str(ImageRef.parse(reference).tag) for reference in plan.references))
-            for v, plan in zip(matrix.variants, plans)]
-    print(render_table(["variant", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
-                        "apt snapshot", "tags"], rows))
+    plans = plans_for(matrix, list(matrix.variants), list(matrix.flavours))
+    rows = [(p.variant.name, p.flavour.name, p.build_args["BASE_IMAGE"], p.variant.python,
+             f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}", p.variant.cuda or "-",
+             p.variant.cudnn or "-", p.variant.index, p.variant.lock_path if lock_file(p.variant).is_file() else "none",
+             p.variant.apt_snapshot or "live", toolchain(p),
+             ", ".join(str(ImageRef.parse(reference).tag) for reference in p.references)) for p in plans]
+    print(render_table(["variant", "flavour", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
+                        "apt snapshot", "toolchain", "tags"], rows))
     print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
     return 0
 
 
-def save_manifest(engine: Engine, *, image_id: str, variant: str) -> Path:
+def toolchain(plan: BuildPlan) -> str:
+    """What a flavour adds, in a few words: its packages, and nvcc's CUDA release for a CUDA variant."""
+    if plan.flavour.is_runtime:
+        return "-"
+    args = plan.build_args
+    nvcc = f"nvcc {args['CUDA_RELEASE']}" if args["CUDA_RELEASE"] else ("no nvcc" if plan.variant.cuda else "")
+    return ", ".join(filter(None, [*plan.flavour.apt_packages, *plan.flavour.pip_packages, nvcc]))
+
+
+def save_manifest(engine: Engine, *, image_id: str, image: str) -> Path:
     """Copy the image's own manifest next to the build logs, where tools on the host can read it."""
-    path = REPORTS_DIR / "build" / f"{variant}.manifest.json"
+    path = REPORTS_DIR / "build" / f"{image}.manifest.json"
     write_atomically(path, engine.output(image_id, "cat", MANIFEST_IN_IMAGE))
     return path
 
@@ -79,11 +89,11 @@ def build_and_report(engine: Engine, plans: list[BuildPlan], *, no_cache: bool =
                                reproducible=reproducible)
     for result in results:
         if result.status is builds.BuildStatus.BUILT:
-            save_manifest(engine, image_id=result.image_id, variant=result.variant)
+            save_manifest(engine, image_id=result.image_id, image=result.image)
     print("\n" + builds.summary_table(results))
     for result in results:
         if result.status is builds.BuildStatus.FAILED:
-            print(f"torchdev: {result.variant} failed: {result.cause} (full log: {result.log})", file=sys.stderr)
+            print(f"torchdev: {result.image} failed: {result.cause} (full log: {result.log})", file=sys.stderr)
     return results
 
 
@@ -94,11 +104,11 @@ def _load(overlay: str | None) -> tuple[SourcedDict, Matrix]:
 
 
 def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False,
-          reproducible: bool = False) -> int:
-    """Build the selected variants one after another; a failure does not stop the others."""
+          reproducible: bool = False, flavour: str | None = None) -> int:
+    """Build the selected variants in the selected flavours one after another; a failure does not stop the others."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    plans = plans_for(matrix, chosen)
+    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every))
     if dry_run:
         print("\n\n".join(describe_plan(plan) for plan in plans))
         return 0
@@ -116,11 +126,12 @@ def doctor(*, overlay: str | None) -> int:
     return run_doctor(matrix=load_matrix(MATRIX_FILE, overlay=overlay))
 
 
-def list_images(*, overlay: str | None, manifest: str | None = None) -> int:
+def list_images(*, overlay: str | None, manifest: str | None = None, flavour: str | None = None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     engine = Engine.connect()
     if manifest:
-        return show_manifest(engine, plan=plans_for(matrix, [matrix.variant(manifest)])[0])
+        flavours = select_flavours(matrix, flavour=flavour, every=False)
+        return show_manifest(engine, plan=plans_for(matrix, [matrix.variant(manifest)], flavours[:1])[0])
     found = built_images(engine, repository=matrix.image.repository)
     if not found:
         print(f"no {matrix.image.repository} images yet: run `./dev build --variant NAME`")
@@ -133,7 +144,7 @@ def show_manifest(engine: Engine, *, plan: BuildPlan) -> int:
     """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
     reference = plan.primary_reference
     if engine.image_id(reference) is None:
-        raise TorchdevError(smoke.missing_image(reference, variant=plan.variant.name))
+        raise TorchdevError(smoke.missing_image(plan))
     content = json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE))
     print(f"{reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
           f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages")
@@ -143,24 +154,24 @@ def show_manifest(engine: Engine, *, plan: BuildPlan) -> int:
 
 
 def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: bool, overlay: str | None,
-              reports: str | None = None) -> int:
+              reports: str | None = None, flavour: str | None = None) -> int:
     """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     check_option(gpus, chosen)
     memlock = memlock_limit(dict(os.environ))
-    plans = plans_for(matrix, chosen)
+    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every))
     engine = Engine.connect()
     reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
     not_built: dict[str, str] = {}
     missing = [plan for plan in plans if engine.image_id(plan.primary_reference) is None]
     if build_missing and missing:
         check_locks(data, matrix, [plan.variant for plan in missing])
-        not_built = {r.variant: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
+        not_built = {r.image: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
                      if r.status is not builds.BuildStatus.BUILT}
     cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
     access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpus == "auto" else None)
-    requests = {plan.variant.name: request_for(plan.variant, gpus, access) for plan in plans}
+    requests = {plan.name: request_for(plan.variant, gpus, access) for plan in plans}
     runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
                          stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock)
     print("\n" + smoke.summary_table(runs) + f"\n\nreports: {reports_dir}")

@@ -88,6 +88,16 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class ImageSizes:
+    """An image's size two ways, because one number misleads: what its files take on disk, unpacked, and what a pull
+    downloads, its compressed layers as the engine keeps them (zstd for torchdev's builds). None: the store cannot
+    say (the classic store keeps no compressed layers; a registry reports them after a push)."""
+
+    on_disk: int | None
+    download: int | None
+
+
+@dataclass(frozen=True)
 class Mount:
     """A host folder bound into a container."""
 
@@ -233,6 +243,22 @@ class Engine:
     def image_id(self, reference: str) -> str | None:
         found = self.image(reference)
         return found.id if found else None
+
+    def image_sizes(self, reference: str) -> ImageSizes:
+        """On the containerd image store (Engine 26, API 1.45, measured) an image's inspect Size is its compressed
+        content, and its listing Size that plus its unpacked snapshots: `docker image ls` shows the sum, 7.1 GB for a
+        5.06 GB image. The classic store's Size is the unpacked layers alone."""
+        image = self._client.images.get(reference)
+        content = image.attrs.get("Size") or 0
+        if not self._containerd_store():
+            return ImageSizes(on_disk=content, download=None)
+        listed = [entry for entry in self._client.api.images() if entry["Id"] == image.id]
+        total = listed[0].get("Size", 0) if listed else 0
+        return ImageSizes(on_disk=total - content if total > content else None, download=content)
+
+    def _containerd_store(self) -> bool:
+        status = dict(pair for pair in self.info().get("DriverStatus") or [] if len(pair) == 2)
+        return status.get("driver-type") == "io.containerd.snapshotter.v1"
 
     def images(self, *, label: str) -> list[ImageInfo]:
         """Every image carrying `label` (any value)."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchdev.engine import Engine, ImageRef
+from torchdev.engine import Engine, ImageRef, ImageSizes
 from torchdev.plan import LABEL_PREFIX
-from torchdev.table import human_size, render_table
+from torchdev.table import SIZE_HEADERS, render_table, size_cells
 
 
 @dataclass(frozen=True)
@@ -13,8 +13,9 @@ class BuiltImage:
     """One torchdev image in the engine."""
 
     variant: str
+    flavour: str
     tags: tuple[str, ...]
-    size: int
+    sizes: ImageSizes
     created: str
     image_id: str
     labels: dict[str, str]
@@ -26,11 +27,14 @@ def built_images(engine: Engine, *, repository: str) -> list[BuiltImage]:
     for image in engine.images(label=f"{LABEL_PREFIX}.variant"):
         tags = tuple(sorted(ref.tag for ref in map(ImageRef.parse, image.tags) if ref.repository == repository))
         if tags:
-            found.append(BuiltImage(variant=image.labels[f"{LABEL_PREFIX}.variant"], tags=tags, size=image.size,
-                                    created=image.created, image_id=image.id, labels=image.labels))
-    return sorted(found, key=lambda built: (built.variant, built.created))
+            found.append(BuiltImage(variant=image.labels[f"{LABEL_PREFIX}.variant"],
+                                    flavour=image.labels.get(f"{LABEL_PREFIX}.flavour", "runtime"), tags=tags,
+                                    sizes=engine.image_sizes(image.id), created=image.created, image_id=image.id,
+                                    labels=image.labels))
+    return sorted(found, key=lambda built: (built.variant, built.flavour != "runtime", built.created))
 
 
 def images_table(images: list[BuiltImage]) -> str:
-    rows = [(i.variant, ", ".join(i.tags), human_size(i.size), i.created, i.image_id[:19]) for i in images]
-    return render_table(["variant", "tags", "size", "created", "digest"], rows)
+    rows = [(i.variant, i.flavour, ", ".join(i.tags), *size_cells(i.sizes), i.created, i.image_id[:19])
+            for i in images]
+    return render_table(["variant", "flavour", "tags", *SIZE_HEADERS, "created", "digest"], rows)

@@ -33,6 +33,12 @@ VARIANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 APT_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 APT_ARCHIVE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 APT_SNAPSHOT_URL_RE = re.compile(r"^https?://[^\s#&\\]+$")
+FLAVOUR_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
+DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+PINNED_REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
+CUDA_COMPONENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+RUNTIME = "runtime"
+"""The default flavour, built from the variant's base: its tags carry no suffix; every other flavour builds on it."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +81,55 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Flavour:
+    """What is built on top of each variant's runtime image: `runtime` adds nothing; `devel` a toolchain."""
+
+    name: str
+    apt_packages: tuple[str, ...] = ()
+    pip_packages: tuple[str, ...] = ()
+    cuda_toolchain: str = ""
+    """The folder of NVIDIA's redistributable archives nvcc and the CUDA headers come from; "" means none."""
+    cuda_components: tuple[str, ...] = ()
+    bases: tuple[tuple[str, str], ...] = ()
+    """(variant, base) where this flavour is built on another base than the variant's."""
+
+    @property
+    def is_runtime(self) -> bool:
+        return self.name == RUNTIME
+
+    def base_for(self, variant: Variant) -> str:
+        return dict(self.bases).get(variant.name, variant.base)
+
+
+@dataclass(frozen=True)
+class CudaRelease:
+    """One CUDA version a variant may declare: the toolkit release devel's nvcc comes from, and the driver
+    constraint (NVIDIA_REQUIRE_CUDA) that the matching nvidia/cuda image carries; a version without an entry
+    gets the bare cuda>=X.Y."""
+
+    version: str
+    release: str
+    nvidia_require_cuda: str
+
+
+@dataclass(frozen=True)
 class Matrix:
     """The validated matrix and the files it was read from."""
 
     image: ImageSettings
     variants: tuple[Variant, ...]
     sources: tuple[Path, ...]
+    flavours: tuple[Flavour, ...] = (Flavour(RUNTIME),)
+    cuda_releases: tuple[CudaRelease, ...] = ()
+
+    def flavour(self, name: str) -> Flavour:
+        for flavour in self.flavours:
+            if flavour.name == name:
+                return flavour
+        raise UsageError(f"unknown flavour '{name}': the matrix declares {', '.join(f.name for f in self.flavours)}")
+
+    def cuda_release(self, version: str | None) -> CudaRelease | None:
+        return next((release for release in self.cuda_releases if release.version == version), None)
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -287,10 +336,121 @@ def _check_companions(variant: Variant, fields: SourcedDict, problems: _Problems
             problems.add(fields, key, f"{got} is not built for torch {variant.torch}; use {want}", context=context)
 
 
+def _read_cuda_releases(data: SourcedDict, problems: _Problems) -> tuple[CudaRelease, ...]:
+    table = data.get("cuda_releases")
+    if table is None:
+        return ()
+    if not isinstance(table, SourcedDict):
+        problems.add(data, "cuda_releases", f"expected a mapping of CUDA version: release, got {_type_name(table)}")
+        return ()
+    releases = []
+    for version, fields in table.items():
+        context = f"cuda_releases: '{version}': "
+        if not re.match(r"^\d+\.\d+$", str(version)):
+            problems.add(table, version, 'is not a CUDA version like "11.8" (write it quoted)',
+                         context="cuda_releases: ")
+            continue
+        if not isinstance(fields, SourcedDict):
+            problems.add(table, version, f"expected a mapping, got {_type_name(fields)}", context="cuda_releases: ")
+            continue
+        _check_keys(fields, required={"release", "nvidia_require_cuda"}, optional=set(), problems=problems,
+                    context=context)
+        release = _string(fields, "release", problems, context=context,
+                          pattern=re.compile(rf"^{re.escape(str(version))}\.\d+$"),
+                          hint=f"a release of CUDA {version} (e.g. {version}.0)") if "release" in fields else ""
+        require = _string(fields, "nvidia_require_cuda", problems, context=context,
+                          pattern=re.compile(rf"^cuda>={re.escape(str(version))}( |$)"),
+                          hint=f"a constraint that starts with cuda>={version}, as nvidia/cuda images carry it"
+                          ) if "nvidia_require_cuda" in fields else ""
+        releases.append(CudaRelease(str(version), release, require))
+    return tuple(releases)
+
+
+def _read_flavours(data: SourcedDict, variant_names: set[str], problems: _Problems) -> tuple[Flavour, ...]:
+    table = data.get("flavours")
+    if table is None:
+        return (Flavour(RUNTIME),)
+    if not isinstance(table, SourcedDict) or RUNTIME not in table:
+        problems.add(data, "flavours", f"expected a mapping of flavours that includes '{RUNTIME}' (the default)")
+        return (Flavour(RUNTIME),)
+    flavours = [_read_flavour(str(name), fields, table, variant_names, problems) for name, fields in table.items()]
+    runtime = [flavour for flavour in flavours if flavour.is_runtime]
+    return tuple(runtime + [flavour for flavour in flavours if not flavour.is_runtime])
+
+
+def _read_flavour(name: str, fields: Any, table: SourcedDict, variant_names: set[str],
+                  problems: _Problems) -> Flavour:
+    context = f"flavour '{name}': "
+    if not FLAVOUR_NAME_RE.match(name):
+        problems.add(table, name, "flavour names are lowercase letters and digits (they end tags: cu118-devel)",
+                     context=context)
+    if fields is None:
+        fields = SourcedDict({}, where=table.origin(name))
+    if not isinstance(fields, SourcedDict):
+        problems.add(table, name, f"expected a mapping, got {_type_name(fields)}", context=context)
+        return Flavour(name)
+    toolchain_keys = {"apt_packages", "pip_packages", "cuda_toolchain", "cuda_components"}
+    _check_keys(fields, required=set(), optional={"bases"} | (set() if name == RUNTIME else toolchain_keys),
+                problems=problems, context=context)
+    lists = {key: _string_list(fields, key, problems, context=context, check=check) if key in fields else ()
+             for key, check in (("apt_packages", _debian_package_problem), ("pip_packages", _pinned_problem),
+                                ("cuda_components", _component_problem))}
+    toolchain = "" if fields.get("cuda_toolchain") is None else _string(
+        fields, "cuda_toolchain", problems, context=context, pattern=re.compile(r"^(https?|file)://\S+$"),
+        hint="the URL of NVIDIA's redist folder (https://developer.download.nvidia.com/compute/cuda/redist), or null")
+    if toolchain and "cuda_nvcc" not in lists["cuda_components"]:
+        problems.add(fields, "cuda_toolchain", "needs cuda_components that include cuda_nvcc", context=context)
+    return Flavour(name, lists["apt_packages"], lists["pip_packages"], toolchain, lists["cuda_components"],
+                   _flavour_bases(fields, variant_names, problems, context))
+
+
+def _flavour_bases(fields: SourcedDict, variant_names: set[str], problems: _Problems,
+                   context: str) -> tuple[tuple[str, str], ...]:
+    bases = fields.get("bases")
+    if bases is None:
+        return ()
+    if not isinstance(bases, SourcedDict):
+        problems.add(fields, "bases", f"expected a mapping of variant: base image, got {_type_name(bases)}",
+                     context=context)
+        return ()
+    for variant in bases:
+        if variant not in variant_names:
+            problems.add(bases, variant, f"is not a variant (known: {', '.join(sorted(variant_names))})",
+                         context=context + "bases: ")
+        _string(bases, variant, problems, context=context + "bases: ", pattern=IMAGE_REF_RE,
+                hint="a valid image reference (name[:tag][@sha256:digest])")
+    return tuple((str(variant), base) for variant, base in bases.items() if isinstance(base, str))
+
+
+def _debian_package_problem(name: str) -> str:
+    return "" if DEBIAN_PACKAGE_RE.match(name) else "is not a Debian package name"
+
+
+def _pinned_problem(requirement: str) -> str:
+    return "" if PINNED_REQUIREMENT_RE.match(requirement) else "is not pinned as name==version"
+
+
+def _component_problem(name: str) -> str:
+    return "" if CUDA_COMPONENT_RE.match(name) else "is not a component of NVIDIA's redist (e.g. cuda_nvcc)"
+
+
+def _check_cuda_releases(data: SourcedDict, variants: list[Variant], releases: tuple[CudaRelease, ...],
+                         flavours: tuple[Flavour, ...], problems: _Problems) -> None:
+    """A flavour with a CUDA toolchain needs each CUDA variant's release to know which nvcc to fetch."""
+    known = {release.version for release in releases}
+    needing = [flavour.name for flavour in flavours if flavour.cuda_toolchain]
+    for variant in variants:
+        if needing and variant.cuda and variant.cuda not in known:
+            problems.add(data["variants"][variant.name], "cuda",
+                         f"CUDA {variant.cuda} has no entry in cuda_releases, which flavour '{needing[0]}' needs for "
+                         "its nvcc: add the release and its NVIDIA_REQUIRE_CUDA", context=f"variant '{variant.name}': ")
+
+
 def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
     """Validate merged YAML data into a Matrix, or raise one ConfigError listing every problem."""
     problems = _Problems()
-    _check_keys(data, required={"image", "variants"}, optional={"pip_index", "packages", "apt_snapshot_urls"},
+    _check_keys(data, required={"image", "variants"},
+                optional={"pip_index", "packages", "apt_snapshot_urls", "flavours", "cuda_releases"},
                 problems=problems)
     image = _read_image_settings(data, problems)
     raw_variants = data.get("variants")
@@ -303,8 +463,11 @@ def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
             if variant is not None:
                 variants.append(variant)
     _check_snapshot_archives(data, image, variants, problems)
+    releases = _read_cuda_releases(data, problems)
+    flavours = _read_flavours(data, {variant.name for variant in variants}, problems)
+    _check_cuda_releases(data, variants, releases, flavours, problems)
     problems.raise_if_any()
-    return Matrix(image=image, variants=tuple(variants), sources=sources)
+    return Matrix(image=image, variants=tuple(variants), sources=sources, flavours=flavours, cuda_releases=releases)
 
 
 def overlay_path(*, matrix_path: Path, explicit: str | None) -> Path | None:

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from torchdev.errors import ConfigError
-from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
-from torchdev.tags import BuildStamp, image_tags, immutable_tags
+from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
+from torchdev.tags import BuildStamp, flavour_suffix, image_tags, immutable_tags
 
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Host variables that point at a CA bundle; the first one set is passed to the build as a secret."""
@@ -66,9 +66,10 @@ class Secret:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """Everything needed to build and tag one variant."""
+    """Everything needed to build and tag one variant in one flavour."""
 
     variant: Variant
+    flavour: Flavour
     references: tuple[str, ...]
     immutable_references: tuple[str, ...]
     build_args: dict[str, str]
@@ -82,6 +83,16 @@ class BuildPlan:
     def primary_reference(self) -> str:
         return self.references[0]
 
+    @property
+    def name(self) -> str:
+        """The image's name in tables, logs and reports: the variant, plus the flavour unless it is runtime."""
+        return self.variant.name + flavour_suffix(self.flavour)
+
+    @property
+    def target(self) -> str:
+        """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
+        return RUNTIME if self.flavour.is_runtime else "devel"
+
     def buildx_command(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
                        oci_archive: Path | None = None) -> list[str]:
         """The `docker buildx build` command line; tags are applied afterwards, only on success.
@@ -91,7 +102,7 @@ class BuildPlan:
         """
         output = OCI_OUTPUT.format(dest=oci_archive) if oci_archive else ENGINE_OUTPUT
         command = ["docker", "buildx", "build", f"--output={output}", "--provenance=false", "--progress=plain",
-                   "--file", str(self.dockerfile), "--metadata-file", str(metadata_file),
+                   "--file", str(self.dockerfile), "--target", self.target, "--metadata-file", str(metadata_file),
                    "--build-context", f"lock={lock_context}"]
         if no_cache:
             command.append("--no-cache")  # layers only: the pip and apt download caches stay
@@ -127,11 +138,13 @@ def apt_snapshot_sources(*, matrix: Matrix, variant: Variant) -> str:
 
 
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock: LockInput | None,
-               uid: int, gid: int) -> dict[str, str]:
+               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME)) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
+    base = flavour.base_for(variant)
+    release = matrix.cuda_release(variant.cuda)
     return {
-        "BASE_IMAGE": variant.base,
-        "BASE_DIGEST": variant.base.partition("@")[2],
+        "BASE_IMAGE": base,
+        "BASE_DIGEST": base.partition("@")[2],
         "APT_SNAPSHOT": apt_snapshot_sources(matrix=matrix, variant=variant),
         "PYTHON_VERSION": variant.python,
         "TORCH_VERSION": variant.torch,
@@ -143,23 +156,47 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "LOCK_SHA256": lock.sha256 if lock else "",
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
+        "REQUIRE_CUDA": required_cuda(variant, release),
         "VARIANT": variant.name,
         "USER_UID": str(uid),
         "USER_GID": str(gid),
         "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
+        **({} if flavour.is_runtime else toolchain_args(flavour, variant, release)),
     }
 
 
-def image_labels(*, variant: Variant, provenance: Provenance) -> dict[str, str]:
+def required_cuda(variant: Variant, release: CudaRelease | None) -> str:
+    """NVIDIA_REQUIRE_CUDA: the matching nvidia/cuda image's constraint (cuda_releases), else the bare version."""
+    if not variant.cuda:
+        return ""
+    return release.nvidia_require_cuda if release else f"cuda>={variant.cuda}"
+
+
+def toolchain_args(flavour: Flavour, variant: Variant, release: CudaRelease | None) -> dict[str, str]:
+    """The devel stage's args: the flavour's packages and, for a CUDA variant, where its nvcc comes from."""
+    cuda = bool(flavour.cuda_toolchain and release)
+    return {
+        "FLAVOUR": flavour.name,
+        "TOOLCHAIN_APT": " ".join(flavour.apt_packages),
+        "TOOLCHAIN_PIP": " ".join(flavour.pip_packages),
+        "CUDA_TOOLCHAIN_URL": flavour.cuda_toolchain if cuda else "",
+        "CUDA_RELEASE": release.release if cuda and release else "",
+        "CUDA_COMPONENTS": " ".join(flavour.cuda_components) if cuda else "",
+        "CUDA_HOME": f"/usr/local/cuda-{variant.cuda}" if cuda else "",
+    }
+
+
+def image_labels(*, variant: Variant, provenance: Provenance, flavour: Flavour = Flavour(RUNTIME)) -> dict[str, str]:
     """OCI labels plus torchdev's own, which `invoke images` and `invoke smoke` read back (the version label, the
     primary tag, is added once the tags are known)."""
     return {
-        "org.opencontainers.image.title": f"torchdev {variant.name}",
+        "org.opencontainers.image.title": f"torchdev {variant.name}{flavour_suffix(flavour)}",
         "org.opencontainers.image.revision": provenance.revision,
         "org.opencontainers.image.created": provenance.created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.source": provenance.source,
-        "org.opencontainers.image.base.name": variant.base,
+        "org.opencontainers.image.base.name": flavour.base_for(variant),
         f"{LABEL_PREFIX}.variant": variant.name,
+        f"{LABEL_PREFIX}.flavour": flavour.name,
         f"{LABEL_PREFIX}.torch": variant.torch,
         f"{LABEL_PREFIX}.torchvision": variant.torchvision,
         f"{LABEL_PREFIX}.torchaudio": variant.torchaudio,
@@ -180,16 +217,18 @@ def inputs_digest(*, args: dict[str, str], labels: dict[str, str], context_diges
 
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
               lock: LockInput | None = None, environ: dict[str, str] | None = None, uid: int = 1000,
-              gid: int = 1000, context_digest: str = "") -> BuildPlan:
-    """Assemble the plan for one variant; reads no files and runs nothing (`context_digest` is the hash of the
-    build context's files, read at the edge)."""
-    args = build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid)
-    labels = image_labels(variant=variant, provenance=provenance)
+              gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME)) -> BuildPlan:
+    """Assemble the plan for one variant in one flavour; reads no files and runs nothing (`context_digest` is the
+    hash of the build context's files, read at the edge)."""
+    args = build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid,
+                      flavour=flavour)
+    labels = image_labels(variant=variant, provenance=provenance, flavour=flavour)
     stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
-    tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp)
-    immutable = immutable_tags(settings=matrix.image, variant=variant, stamp=stamp)
+    tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp, flavour=flavour)
+    immutable = immutable_tags(settings=matrix.image, variant=variant, stamp=stamp, flavour=flavour)
     return BuildPlan(
         variant=variant,
+        flavour=flavour,
         references=tuple(f"{matrix.image.repository}:{tag}" for tag in tags),
         immutable_references=tuple(f"{matrix.image.repository}:{tag}" for tag in immutable),
         build_args=args,
@@ -203,7 +242,7 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
 
 def describe_plan(plan: BuildPlan) -> str:
     """Human-readable plan for --dry-run: what would be built, tagged and which secrets are used."""
-    lines = [f"variant {plan.variant.name}: build plan (nothing is built in a dry run)", "  tags:"]
+    lines = [f"{plan.name}: build plan, stage {plan.target} (nothing is built in a dry run)", "  tags:"]
     lines += [f"    {reference}" + (" (immutable)" if reference in plan.immutable_references else "")
               for reference in plan.references]
     lines.append("  build args:")

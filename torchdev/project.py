@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torchdev.errors import UsageError
 from torchdev.gitinfo import read_provenance
-from torchdev.matrix import Matrix, Variant
+from torchdev.matrix import Flavour, Matrix, Variant
 from torchdev.plan import BuildPlan, LockInput, make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,13 @@ def select_variants(matrix: Matrix, *, variant: str | None, every: bool) -> list
     return [matrix.variant(name.strip()) for name in variant.split(",")]
 
 
+def select_flavours(matrix: Matrix, *, flavour: str | None, every: bool) -> list[Flavour]:
+    """--flavour NAME (several with commas); without it --all means every flavour, --variant the runtime one."""
+    if flavour:
+        return [matrix.flavour(name.strip()) for name in flavour.split(",")]
+    return list(matrix.flavours) if every else [matrix.flavours[0]]
+
+
 def lock_file(variant: Variant) -> Path:
     """Where the variant's lock lives: its `lock:` path (or locks/<name>.txt), relative to images.yaml."""
     return MATRIX_FILE.parent / variant.lock_path
@@ -50,9 +57,11 @@ def context_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def plans_for(matrix: Matrix, variants: list[Variant]) -> list[BuildPlan]:
-    """The build plan of each variant: tags, build args and labels, from this checkout as it is now."""
+def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None) -> list[BuildPlan]:
+    """The build plan of each variant in each flavour (runtime only unless told), from this checkout as it is now.
+    A variant's flavours follow each other, runtime first, so the others find its layers in the build cache."""
     provenance = read_provenance(ROOT, inputs=BUILD_INPUTS)
     context = context_digest(DOCKER_DIR)
+    chosen = sorted(flavours or matrix.flavours[:1], key=lambda flavour: not flavour.is_runtime)
     return [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR, lock=lock_input(v),
-                      context_digest=context) for v in variants]
+                      context_digest=context, flavour=flavour) for v in variants for flavour in chosen]

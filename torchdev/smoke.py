@@ -2,8 +2,8 @@
 
 The suite lives in smoke/ and is never baked into an image: the same files judge every variant, and a
 fix to a check needs no rebuild. Expectations (versions, CUDA, cuDNN, Python) come from images.yaml.
-A variant whose container cannot start, or outlives its deadline, is that variant's row of the table;
-the other variants still run. Each variant gets the GPUs its own request says (torchdev.gpus): a CPU variant
+An image whose container cannot start, or outlives its deadline, is that image's row of the table;
+the others still run. Each variant gets the GPUs its own request says (torchdev.gpus): a CPU variant
 none under --gpus auto.
 """
 from __future__ import annotations
@@ -21,11 +21,10 @@ from typing import TextIO
 from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
-from torchdev.matrix import Variant
 from torchdev.plan import BuildPlan
 from torchdev.table import render_table
 
-CHECKS = ("environment", "gpu", "convergence", "ddp", "shm")
+CHECKS = ("environment", "flavour", "gpu", "convergence", "ddp", "shm")
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
@@ -41,22 +40,25 @@ class SuiteStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class SuiteRun:
-    """One variant's smoke run: the suite's checks when it ran, else why it did not (`detail`)."""
+    """One image's smoke run (cu118, cu118-devel): the suite's checks when it ran, else why it did not (`detail`)."""
 
-    variant: str
+    image: str
     status: SuiteStatus
     checks: tuple[dict, ...] = ()
     detail: str = ""
 
 
-def suite_arguments(variant: Variant, *, gpus: GpuRequest, reports: str) -> list[str]:
-    """The pytest command line that hands the variant's declared contents to the suite."""
+def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str) -> list[str]:
+    """The pytest command line that hands the image's declared contents to the suite."""
+    variant, args = plan.variant, plan.build_args
     expectations = {"torch": variant.torch, "torchvision": variant.torchvision, "torchaudio": variant.torchaudio,
-                    "cuda": variant.cuda or "none", "python": variant.python}
+                    "cuda": variant.cuda or "none", "python": variant.python, "flavour": plan.flavour.name,
+                    "require-cuda": args["REQUIRE_CUDA"] or "none",
+                    "cuda-toolchain": args.get("CUDA_RELEASE") or "none"}
     if variant.cudnn is not None:
         expectations["cudnn-major"] = str(variant.cudnn)
-    command = ["python", "-m", "pytest", SUITE_MOUNT, "-p", "no:cacheprovider", "-rfE", "--variant", variant.name,
-               f"--junitxml={reports}/{variant.name}.xml", f"--summary-json={reports}/{variant.name}.json",
+    command = ["python", "-m", "pytest", SUITE_MOUNT, "-p", "no:cacheprovider", "-rfE", "--variant", plan.name,
+               f"--junitxml={reports}/{plan.name}.xml", f"--summary-json={reports}/{plan.name}.json",
                "--gpus", gpus.suite_option]
     for name, value in expectations.items():
         command += [f"--expect-{name}", value]
@@ -70,17 +72,18 @@ def container_limits(gpus: GpuRequest, *, memlock: int = -1) -> tuple[Limit, ...
     return (stack, Limit("memlock", memlock, memlock)) if gpus.count else (stack,)
 
 
-def suite_container(*, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, scratch: Path,
+def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scratch: Path,
                     memlock: int = -1) -> ContainerSpec:
     """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, 1 GiB of /dev/shm for DataLoader
     workers and NCCL, and a real PID 1 that reaps the DDP ranks."""
     mounts = (Mount(str(suite_dir), SUITE_MOUNT), Mount(str(scratch), REPORTS_MOUNT, read_only=False))
-    return ContainerSpec(image, tuple(suite_arguments(variant, gpus=gpus, reports=REPORTS_MOUNT)), mounts=mounts,
+    return ContainerSpec(plan.primary_reference, tuple(suite_arguments(plan, gpus=gpus, reports=REPORTS_MOUNT)),
+                         mounts=mounts,
                          environment={"PYTHONDONTWRITEBYTECODE": "1", **gpus.environment()}, gpus=gpus.devices(),
                          limits=container_limits(gpus, memlock=memlock), shm_size="1g", init=True)
 
 
-def run_suite(engine: Engine, *, image: str, variant: Variant, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
+def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
               timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout) -> SuiteRun:
     """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
 
@@ -89,46 +92,47 @@ def run_suite(engine: Engine, *, image: str, variant: Variant, gpus: GpuRequest,
     """
     with tempfile.TemporaryDirectory(prefix="torchdev-smoke-") as scratch:
         os.chmod(scratch, 0o1777)
-        spec = suite_container(image=image, variant=variant, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch),
-                               memlock=memlock)
+        spec = suite_container(plan=plan, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch), memlock=memlock)
         result = engine.run(spec, timeout=timeout, echo=out)
         if result.status is RunStatus.START_FAILED:
-            return SuiteRun(variant.name, SuiteStatus.START_FAILED, detail=start_failure(result.output))
+            return SuiteRun(plan.name, SuiteStatus.START_FAILED, detail=start_failure(result.output))
         if result.status is RunStatus.TIMED_OUT:
-            return SuiteRun(variant.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
-                                                                        "killed (see the output above)")
-        summary = _collect_reports(Path(scratch), reports_dir, variant=variant.name)
+            return SuiteRun(plan.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
+                                                                     "killed (see the output above)")
+        summary = _collect_reports(Path(scratch), reports_dir, image=plan.name)
     if summary is None:
-        return SuiteRun(variant.name, SuiteStatus.NO_SUMMARY,
+        return SuiteRun(plan.name, SuiteStatus.NO_SUMMARY,
                         detail=f"the suite exited {result.exit_code} without a summary (did pytest start? see the "
                                "output above)")
-    return SuiteRun(variant.name, SuiteStatus.RAN, tuple(summary["checks"]))
+    return SuiteRun(plan.name, SuiteStatus.RAN, tuple(summary["checks"]))
 
 
-def _collect_reports(scratch: Path, reports_dir: Path, *, variant: str) -> dict | None:
+def _collect_reports(scratch: Path, reports_dir: Path, *, image: str) -> dict | None:
     reports_dir.mkdir(parents=True, exist_ok=True)
-    for name in (f"{variant}.xml", f"{variant}.json"):
+    for name in (f"{image}.xml", f"{image}.json"):
         if (scratch / name).is_file():
             shutil.copyfile(scratch / name, reports_dir / name)
-    if not (scratch / f"{variant}.json").is_file():
+    if not (scratch / f"{image}.json").is_file():
         return None
-    return json.loads((reports_dir / f"{variant}.json").read_text())
+    return json.loads((reports_dir / f"{image}.json").read_text())
 
 
-def missing_image(reference: str, *, variant: str) -> str:
-    return f"image {reference} is not built: run `./dev build --variant {variant}` (or pass --build to `./dev smoke`)"
+def missing_image(plan: BuildPlan) -> str:
+    flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
+    return (f"image {plan.primary_reference} is not built: run `./dev build --variant {plan.variant.name}{flavour}` "
+            "(or pass --build to `./dev smoke`)")
 
 
 def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
             reports_dir: Path, stop_at_missing: bool, not_built: dict[str, str], memlock: int = -1,
             out: TextIO = sys.stdout) -> list[SuiteRun]:
-    """The suite in each plan's image, one after another. A missing image is that variant's row (`not_built`
+    """The suite in each plan's image, one after another. A missing image is that image's row (`not_built`
     says why when a build was tried and failed), or, with stop_at_missing, an error naming the build command."""
     runs = []
     for plan in plans:
-        name, reference = plan.variant.name, plan.primary_reference
+        name, reference = plan.name, plan.primary_reference
         if engine.image_id(reference) is None:
-            reason = not_built.get(name) or missing_image(reference, variant=name)
+            reason = not_built.get(name) or missing_image(plan)
             if stop_at_missing:
                 raise TorchdevError(reason)
             runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
@@ -136,8 +140,8 @@ def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuReques
         request = gpus[name]
         print(f"==> smoke {name} in {reference} (gpus: {request.suite_option}"
               f"{f' via {request.route.value}' if request.count else ''})", file=out, flush=True)
-        runs.append(run_suite(engine, image=reference, variant=plan.variant, gpus=request, suite_dir=suite_dir,
-                              reports_dir=reports_dir, memlock=memlock, out=out))
+        runs.append(run_suite(engine, plan=plan, gpus=request, suite_dir=suite_dir, reports_dir=reports_dir,
+                              memlock=memlock, out=out))
     return runs
 
 
@@ -157,24 +161,24 @@ def check_cell(checks: tuple[dict, ...], check: str) -> str:
 
 
 def summary_table(runs: list[SuiteRun]) -> str:
-    """Variant x check; a variant that did not run says why in its first cell."""
+    """Image x check; an image that did not run says why in its first cell."""
     rows = []
     for run in runs:
         if run.status is SuiteStatus.RAN:
-            rows.append((run.variant, *(check_cell(run.checks, check) for check in CHECKS)))
+            rows.append((run.image, *(check_cell(run.checks, check) for check in CHECKS)))
         else:
-            rows.append((run.variant, run.status.value, *(["-"] * (len(CHECKS) - 1))))
-    return render_table(["variant", *CHECKS], rows)
+            rows.append((run.image, run.status.value, *(["-"] * (len(CHECKS) - 1))))
+    return render_table(["image", *CHECKS], rows)
 
 
 def untested_gpus(runs: list[SuiteRun], *, plans: list[BuildPlan], gpus: dict[str, GpuRequest],
                   access: GpuAccess) -> list[str]:
     """A note per CUDA variant that --gpus auto ran without GPUs: skipped GPU checks must not read as a pass."""
-    cuda = {plan.variant.name for plan in plans if plan.variant.cuda}
-    return [f"{run.variant}: no GPU was tested: --gpus auto found {access.evidence}; give containers GPUs "
+    cuda = {plan.name for plan in plans if plan.variant.cuda}
+    return [f"{run.image}: no GPU was tested: --gpus auto found {access.evidence}; give containers GPUs "
             "(docs/troubleshooting.md), or pass --gpus all to let the engine answer"
-            for run in runs if run.status is SuiteStatus.RAN and run.variant in cuda
-            and gpus[run.variant].chosen_by_auto and gpus[run.variant].count == 0]
+            for run in runs if run.status is SuiteStatus.RAN and run.image in cuda
+            and gpus[run.image].chosen_by_auto and gpus[run.image].count == 0]
 
 
 def failures(runs: list[SuiteRun]) -> list[str]:
@@ -182,8 +186,8 @@ def failures(runs: list[SuiteRun]) -> list[str]:
     lines = []
     for run in runs:
         if run.status is not SuiteStatus.RAN:
-            lines.append(f"{run.variant}: {run.status.value}: {run.detail}")
+            lines.append(f"{run.image}: {run.status.value}: {run.detail}")
             continue
-        lines += [f"{run.variant}: {c['nodeid']}: {c['reason'].splitlines()[0] if c['reason'] else 'failed'}"
+        lines += [f"{run.image}: {c['nodeid']}: {c['reason'].splitlines()[0] if c['reason'] else 'failed'}"
                   for c in run.checks if c["outcome"] == "failed"]
     return lines

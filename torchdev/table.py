@@ -1,7 +1,13 @@
 """Plain-text tables for summaries (matrix, build results, images): aligned columns, no dependencies."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from torchdev.engine import ImageSizes
+
+SIZE_HEADERS = ("on disk (unpacked)", "download (compressed)")
+"""The two sizes of an image, labelled alike wherever torchdev prints them (README: Sizes)."""
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -27,3 +33,10 @@ def human_size(size_bytes: int | None) -> str:
         if size < 1024 or unit == "GiB":
             return f"{size:.2f} {unit}"
     return ""
+
+
+def size_cells(sizes: ImageSizes | None) -> tuple[str, str]:
+    """The SIZE_HEADERS cells of one image; '-' where the engine cannot say."""
+    if sizes is None:
+        return ("-", "-")
+    return (human_size(sizes.on_disk), human_size(sizes.download))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from torchdev.matrix import ImageSettings, Variant
+from torchdev.matrix import Flavour, ImageSettings, Variant
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,26 @@ def placeholder_values(*, variant: Variant, stamp: BuildStamp) -> dict[str, str]
     }
 
 
-def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
+def flavour_suffix(flavour: Flavour) -> str:
+    """The runtime flavour is what a bare tag names; every other flavour's tags say which it is: cu118-devel."""
+    return "" if flavour.is_runtime else f"-{flavour.name}"
+
+
+def image_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp,
+               flavour: Flavour = Flavour("runtime")) -> tuple[str, ...]:
     """Tags for one variant's image, e.g. 2.0.1-cu118-py3.10, 2.0-cu118, cu118 and the immutable
-    2.0.1-cu118-py3.10-20260101-abc1234-9f3e0c1a.
+    2.0.1-cu118-py3.10-20260101-abc1234-9f3e0c1a (devel: the same, each ending in -devel).
 
     Duplicates (two templates rendering alike) are dropped, keeping the first, so tagging stays idempotent.
     """
     values = placeholder_values(variant=variant, stamp=stamp)
-    rendered = (template.format(**values) for template in settings.tag_templates)
+    rendered = (template.format(**values) + flavour_suffix(flavour) for template in settings.tag_templates)
     return tuple(dict.fromkeys(rendered))
 
 
-def immutable_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp) -> tuple[str, ...]:
+def immutable_tags(*, settings: ImageSettings, variant: Variant, stamp: BuildStamp,
+                   flavour: Flavour = Flavour("runtime")) -> tuple[str, ...]:
     """The tags that name one content for good: those whose template has {inputs}. torchdev never moves them."""
     values = placeholder_values(variant=variant, stamp=stamp)
-    return tuple(dict.fromkeys(t.format(**values) for t in settings.tag_templates if "{inputs}" in t))
+    return tuple(dict.fromkeys(t.format(**values) + flavour_suffix(flavour)
+                               for t in settings.tag_templates if "{inputs}" in t))

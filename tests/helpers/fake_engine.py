@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from torchdev.engine import ContainerSpec, EngineError, ImageInfo, RunResult, RunStatus
+from torchdev.engine import ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
 
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
 
@@ -69,6 +69,9 @@ class FakeEngine:
     def image_id(self, reference: str) -> str | None:
         found = self.image(reference)
         return found.id if found else None
+
+    def image_sizes(self, reference: str) -> ImageSizes:
+        return ImageSizes(on_disk=3 << 30, download=1 << 30)
 
     def images(self, *, label: str) -> list[ImageInfo]:
         return [self.image(image_id) for image_id, labels in self.labels.items() if label in labels]

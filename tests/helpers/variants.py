@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from tests.helpers.cli import ROOT
-from torchdev.matrix import ImageSettings, Matrix, Variant
+from torchdev.matrix import CudaRelease, Flavour, ImageSettings, Matrix, Variant
 from torchdev.plan import BuildPlan, Provenance, make_plan
 from torchdev.tags import BuildStamp
 
@@ -43,8 +43,10 @@ TEST_PROVENANCE = Provenance(stamp=BuildStamp(day=date(2026, 11, 29), git_sha="a
                              created=datetime(2026, 11, 28, tzinfo=timezone.utc), source="local")
 
 
-def make_plans(*variants: Variant, settings: ImageSettings = TEST_SETTINGS) -> list[BuildPlan]:
-    """The build plans of these variants in a matrix of their own, as of one fixed commit and day."""
-    matrix = Matrix(image=settings, variants=variants, sources=())
-    return [make_plan(matrix=matrix, variant=v, provenance=TEST_PROVENANCE, docker_dir=ROOT / "docker", environ={})
-            for v in variants]
+def make_plans(*variants: Variant, settings: ImageSettings = TEST_SETTINGS,
+               flavours: tuple[Flavour, ...] = (Flavour("runtime"),),
+               releases: tuple[CudaRelease, ...] = ()) -> list[BuildPlan]:
+    """The build plans of these variants in each flavour, in a matrix of their own, as of one fixed commit and day."""
+    matrix = Matrix(image=settings, variants=variants, sources=(), flavours=flavours, cuda_releases=releases)
+    return [make_plan(matrix=matrix, variant=v, provenance=TEST_PROVENANCE, docker_dir=ROOT / "docker", environ={},
+                      flavour=flavour) for v in variants for flavour in flavours]

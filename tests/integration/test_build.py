@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
+from torchdev.matrix import load_matrix
 from torchdev.plan import ENGINE_OUTPUT
 
 PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.+?)\s+-----END CERTIFICATE-----", re.S)
@@ -53,10 +54,12 @@ def test_the_default_user_is_not_root_and_owns_the_workspace(docker_client, cont
     assert finished.output.split() == ["1000", "torchdev", "/workspace"]
 
 
-def test_cuda_variants_declare_what_the_nvidia_runtime_needs(docker_client, built_image):
+def test_cuda_variants_declare_what_the_nvidia_runtime_needs(docker_client, built_image, test_overlay):
     env = dict(item.split("=", 1) for item in docker_client.images.get(built_image.image_id).attrs["Config"]["Env"])
     assert (env["NVIDIA_VISIBLE_DEVICES"], env["NVIDIA_DRIVER_CAPABILITIES"]) == ("all", "compute,utility")
-    assert env["NVIDIA_REQUIRE_CUDA"] == "cuda>=11.7", "a base without the variable gets the variant's CUDA"
+    release = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay)).cuda_release("11.7")
+    assert env["NVIDIA_REQUIRE_CUDA"] == release.nvidia_require_cuda, "the nvidia/cuda image's, brand clauses too"
+    assert env["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=11.7 brand=tesla,driver>=450,driver<451 ")
     assert env["PATH"].startswith("/opt/venv/bin:")
 
 

@@ -1,5 +1,6 @@
 """What a failed build reports, and the summary table."""
 from torchdev.build import BuildResult, BuildStatus, failure_cause, summary_table
+from torchdev.engine import ImageSizes
 from torchdev.table import human_size
 
 
@@ -14,13 +15,14 @@ def test_otherwise_the_last_buildkit_error_is_the_cause():
     assert failure_cause(lines) == "ERROR: failed to solve: ubuntu:22.04: failed to resolve source metadata"
 
 
-def test_the_summary_has_one_row_per_variant_with_status_and_cause():
+def test_the_summary_has_one_row_per_image_with_status_both_sizes_and_cause():
     table = summary_table([BuildResult("cpu", BuildStatus.BUILT, 61.2, ("torchdev:2.0.1-cpu-py3.10",),
-                                       "sha256:" + "a" * 64, 2 * 1024 ** 3),
+                                       "sha256:" + "a" * 64, ImageSizes(on_disk=5 * 1024 ** 3, download=2 * 1024 ** 3)),
                            BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve")])
     header, rule, cpu, cu118 = table.splitlines()
-    assert header.split()[:3] == ["variant", "status", "time"]
-    assert cpu.split()[:5] == ["cpu", "built", "61", "s", "2.00"]
+    assert header.split()[:3] == ["image", "status", "time"]
+    assert "on disk (unpacked)" in header and "download (compressed)" in header
+    assert cpu.split()[:7] == ["cpu", "built", "61", "s", "5.00", "GiB", "2.00"]
     assert "torchdev:2.0.1-cpu-py3.10" in cpu
     assert cu118.split()[:2] == ["cu118", "failed"] and cu118.endswith("ERROR: failed to solve")
 

@@ -28,7 +28,7 @@ def test_an_interrupted_build_moves_no_tag_stops_the_others_and_exits_130(engine
     old = engine.add_image(*plans[0].references)
     engine.builds = [KeyboardInterrupt()]
     results = build_all(engine, plans, log_dir=tmp_path)
-    assert [(r.variant, r.status) for r in results] == [("cu118", BuildStatus.INTERRUPTED)], "cpu must not start"
+    assert [(r.image, r.status) for r in results] == [("cu118", BuildStatus.INTERRUPTED)], "cpu must not start"
     assert exit_status(results) == 130
     assert {name: image for name, image in engine.names.items()} == {ref: old for ref in plans[0].references}
 

@@ -1,15 +1,26 @@
 """The host side of `invoke smoke`: the suite's command line, container limits and the summary table."""
 
-from tests.helpers.variants import make_variant
+from tests.helpers.variants import make_plans, make_variant
 from torchdev.gpus import GpuRequest, Route
+from torchdev.matrix import CudaRelease, Flavour
 from torchdev.smoke import SuiteRun, SuiteStatus, container_limits, failures, suite_arguments, summary_table
 
 CU118 = make_variant("cu118")
 CPU = make_variant("cpu", cuda=None)
+DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
+                cuda_components=("cuda_nvcc",))
+RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
+
+
+def expectations(plan):
+    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
+    return {option[len("--expect-"):]: value for option, value in zip(command, command[1:])
+            if option.startswith("--expect-")}
 
 
 def test_the_suite_receives_the_variants_declared_contents():
-    command = suite_arguments(CU118, gpus=GpuRequest(2, Route.DRIVER), reports="/reports")
+    plan, = make_plans(CU118)
+    command = suite_arguments(plan, gpus=GpuRequest(2, Route.DRIVER), reports="/reports")
     pairs = dict(zip(command, command[1:]))
     assert pairs["--expect-cuda"] == "11.8" and pairs["--expect-cudnn-major"] == "8"
     assert pairs["--expect-python"] == "3.10" and pairs["--gpus"] == "2"
@@ -17,9 +28,22 @@ def test_the_suite_receives_the_variants_declared_contents():
 
 
 def test_a_cpu_variant_expects_no_cuda_and_no_cudnn():
-    command = suite_arguments(CPU, gpus=GpuRequest(0), reports="/r")
+    command = suite_arguments(make_plans(CPU)[0], gpus=GpuRequest(0), reports="/r")
     assert command[command.index("--expect-cuda") + 1] == "none"
     assert "--expect-cudnn-major" not in command
+
+
+def test_a_devel_image_expects_its_flavour_its_nvcc_and_the_driver_constraint_of_its_cuda():
+    runtime, devel = make_plans(CU118, flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
+    assert (expectations(runtime)["flavour"], expectations(runtime)["cuda-toolchain"]) == ("runtime", "none")
+    assert expectations(runtime)["require-cuda"] == RELEASE.nvidia_require_cuda
+    assert expectations(devel)["flavour"] == "devel" and expectations(devel)["cuda-toolchain"] == "11.8.0"
+    assert "--junitxml=/r/cu118-devel.xml" in suite_arguments(devel, gpus=GpuRequest(0), reports="/r")
+
+
+def test_a_cuda_version_without_a_release_entry_requires_the_bare_version_and_cpu_nothing():
+    assert expectations(make_plans(CU118)[0])["require-cuda"] == "cuda>=11.8"
+    assert expectations(make_plans(CPU)[0])["require-cuda"] == "none"
 
 
 def ran(variant, *checks):
@@ -32,7 +56,7 @@ def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
                 ("gpu", "skipped", "no GPUs requested"), ("ddp", "passed", ""), ("ddp", "skipped", "x")),
             SuiteRun("cu118", SuiteStatus.NOT_BUILT, detail="image torchdev:cu118 is not built")]
     header, _, cu117, cu118 = summary_table(runs).splitlines()
-    assert header.split() == ["variant", "environment", "gpu", "convergence", "ddp", "shm"]
+    assert header.split() == ["image", "environment", "flavour", "gpu", "convergence", "ddp", "shm"]
     assert "FAILED 1/2" in cu117 and "skipped: no GPUs requested" in cu117 and "passed 1 (+1 skipped)" in cu117
     assert cu118.split()[:3] == ["cu118", "not", "built"]
     assert failures(runs) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7",

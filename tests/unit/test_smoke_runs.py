@@ -51,7 +51,7 @@ def run(engine, plans, tmp_path, gpus=None, **options):
 def test_a_container_that_cannot_start_is_its_variants_row_and_the_others_still_run(engine, plans, tmp_path):
     engine.runs[plans[0].primary_reference] = RunResult(RunStatus.START_FAILED, None, START_ERROR)
     runs = run(engine, plans, tmp_path)
-    assert [(r.variant, r.status) for r in runs] == [("cu118", SuiteStatus.START_FAILED), ("cpu", SuiteStatus.RAN)]
+    assert [(r.image, r.status) for r in runs] == [("cu118", SuiteStatus.START_FAILED), ("cpu", SuiteStatus.RAN)]
     assert runs[0].detail.startswith("the host's NVIDIA driver is too old for this image (the NVIDIA toolkit "
                                      "refused: unsatisfied condition: cuda>=11.8): upgrade the driver")
     table = summary_table(runs).splitlines()
