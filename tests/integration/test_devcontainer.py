@@ -40,7 +40,7 @@ def test_each_config_reads_with_its_default_image_and_can_be_retargeted(variant,
         return json.loads(result.stdout.strip().splitlines()[-1])["configuration"]
 
     default = read()
-    assert default["image"] == f"torchdev:{variant}"
+    assert default["image"] == f"torchdev:{variant}-devel", "dev containers use the devel flavour"
     assert default["remoteUser"] == "torchdev" and default["updateRemoteUserUID"] is True
     assert default["workspaceFolder"] == "/workspace"
     assert default["workspaceMount"] == f"source={ROOT},target=/workspace,type=bind"
@@ -58,25 +58,26 @@ def test_each_config_reads_with_its_default_image_and_can_be_retargeted(variant,
 
 
 @pytest.fixture()
-def devcontainer(request, docker_client, built_image):
+def devcontainer(request, docker_client, built_devel_image):
     """A workspace copy (.devcontainer/ and smoke/) whose config is retargeted at the test image; everything the CLI
     made for it is removed afterwards, and the teardown fails if anything is left."""
     cli = devcontainer_cli()
     base = Path(tempfile.mkdtemp(prefix="torchdev-devcontainer-"))
     workspace = base / "workspace"
     try:
-        yield make_devcontainer(cli, request.param, base, docker_client, built_image.references[0])
+        yield make_devcontainer(cli, request.param, base, docker_client, built_devel_image.references[0])
     finally:
         leftovers = remove_everything(docker_client, workspace)
         shutil.rmtree(base)
     assert not leftovers, f"left behind: {leftovers}"
 
 
-# The cpu config retargeted at the (cu117) test image shows retargeting; the cu117 config shows "gpu": "optional"
-# on an engine without GPUs. Both then run the smoke suite.
+# The cpu config retargeted at the (cu117) test image's devel flavour shows retargeting; the cu117 config shows
+# "gpu": "optional" on an engine without GPUs. Both then run the smoke suite, whose flavour checks build a C++
+# extension there (the devel flavour's promise) from what the image's manifest declares.
 @pytest.mark.parametrize("devcontainer", ["cpu", "cu117"], indirect=True)
 def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passes(devcontainer, docker_client,
-                                                                                   built_image):
+                                                                                   built_devel_image):
     outcome, log = devcontainer.up()
     assert outcome["remoteUser"] == "torchdev" and outcome["remoteWorkspaceFolder"] == "/workspace"
 
@@ -96,7 +97,8 @@ def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passe
     assert len(printed) == 1, log[-4000:]
     summary = printed[0]
     assert summary.startswith(SUMMARY.format(uid=devcontainer.uid)), summary
-    cuda = docker_client.images.get(built_image.references[0]).labels.get("io.torchdev.cuda") or "none (CPU build)"
+    labels = docker_client.images.get(built_devel_image.references[0]).labels
+    cuda = labels.get("io.torchdev.cuda") or "none (CPU build)"
     assert "| torch 2.0.1" in summary and f"| CUDA build {cuda} | CUDA available False | GPUs 0" in summary, summary
 
     identity = devcontainer.exec("sh", "-c", 'id -un; id -u; stat -c %u /workspace; touch /workspace/made-inside; '
