@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,12 @@ def test_components_without_nvcc_and_an_unreachable_server_each_fail_in_one_line
     assert unreachable.returncode == 1 and len(unreachable.stderr.strip().splitlines()) == 1
     assert "cannot download http://127.0.0.1:9/redistrib_11.8.0.json" in unreachable.stderr
     assert "cuda_toolchain at a mirror, or set it to null" in unreachable.stderr
+
+
+def test_every_stage_that_installs_debian_packages_sees_the_apt_snapshot():
+    """Build args do not cross stages: a stage without its own `ARG APT_SNAPSHOT` would install from live archives."""
+    stages = re.split(r"^FROM ", (ROOT / "docker" / "Dockerfile").read_text(), flags=re.M)[1:]
+    installing = [stage for stage in stages if "bash /tmp/torchdev/apt-install.sh" in stage]
+    assert len(installing) == 2, "runtime and devel both install Debian packages"
+    for stage in installing:
+        assert stage.index("ARG APT_SNAPSHOT") < stage.index("bash /tmp/torchdev/apt-install.sh"), stage[:40]
