@@ -146,7 +146,7 @@ def test_the_ca_bundle_never_lands_in_a_layer_or_the_history(docker_client, buil
 def test_a_second_build_with_nothing_changed_is_a_full_cache_hit(built_image, test_overlay):
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay))
     assert result.returncode == 0, result.stderr
-    steps = re.findall(r"^#(\d+) \[stage-0 \d+/\d+\] (RUN|WORKDIR|USER)", result.stdout, re.M)
+    steps = re.findall(r"^#(\d+) \[runtime \d+/\d+\] (RUN|WORKDIR|USER)", result.stdout, re.M)
     assert steps, result.stdout
     for number, _ in steps:
         assert re.search(rf"^#{number} CACHED$", result.stdout, re.M), f"step #{number} ran again:\n{result.stdout}"
@@ -174,8 +174,10 @@ def test_the_image_carries_its_manifest_and_a_copy_lands_beside_the_build_logs(c
     packages = {p["name"]: p["version"] for p in manifest["python"]["packages"]}
     assert packages["torch"] == "2.0.1" and packages["numpy"] == "1.26.4"
     assert manifest["torch_cuda_architectures"][-2:] == ["sm_80", "sm_86"], "read from torch without a GPU"
+    require = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay)).cuda_release("11.7").nvidia_require_cuda
     assert manifest["declared"] == {"variant": TEST_VARIANT, "torch": "2.0.1", "torchvision": "0.15.2",
-                                    "torchaudio": "2.0.2", "cuda": "11.7", "cudnn-major": "8", "python": "3.11"}
+                                    "torchaudio": "2.0.2", "cuda": "11.7", "cudnn-major": "8", "python": "3.11",
+                                    "flavour": "runtime", "require-cuda": require}
     assert manifest["base"]["image"] == "torchdev-base:bookworm"
     assert any(p["name"] == "python3" for p in manifest["debian_packages"])
     saved = Path(__file__).resolve().parents[2] / "reports" / "build" / f"{TEST_VARIANT}.manifest.json"

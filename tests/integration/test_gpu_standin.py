@@ -99,8 +99,9 @@ def test_smoke_auto_gives_gpus_to_the_cuda_variant_only_and_fails_on_what_torch_
     assert {c["reason"] for name, c in cpu.items()
             if c["check"] == "gpu" and name != "test_a_run_that_asked_for_no_gpu_sees_none"} == {"no GPUs requested"}
     assert cpu["test_a_run_that_asked_for_no_gpu_sees_none"]["outcome"] == "passed"
-    assert [name for name, c in cpu.items() if c["outcome"] == "failed"] == ["test_cuda_build_matches_expectation"], \
-        "the cpu alias is the CUDA test image: its CUDA build check alone must fail"
+    assert sorted(name for name, c in cpu.items() if c["outcome"] == "failed") == [
+        "test_cuda_build_matches_expectation", "test_the_driver_constraint_is_the_one_declared_for_this_cuda"], \
+        "the cpu alias is the CUDA test image: its CUDA build and its driver constraint alone must fail"
     assert cuda["test_nvidia_smi_lists_requested_gpus"]["outcome"] == "passed", "the fake GPUs reached the container"
     unavailable = cuda["test_cuda_is_available"]
     assert unavailable["outcome"] == "failed" and MISMATCH in unavailable["reason"], unavailable
@@ -111,7 +112,8 @@ def test_a_driver_too_old_for_the_image_is_its_row_with_the_fix_and_leaves_no_co
         standin, test_overlay, docker_client, tmp_path, memlock):
     standin.switch(HOOK_ONLY)
     before = containers_now(docker_client)
-    standin.configure(driver={**DRIVER, "version": "510.47.03", "cuda": "11.6"})
+    # 465 is in none of the image's clauses; 510 would start: nvidia/cuda 11.7's brand clauses admit the 510 branch
+    standin.configure(driver={**DRIVER, "version": "465.19.01", "cuda": "11.3"})
     try:
         result = smoke(test_overlay, tmp_path, "--variant", TEST_VARIANT, "--gpus", "all", memlock=memlock)
     finally:

@@ -29,7 +29,7 @@ def test_the_suite_passes_in_the_test_image_and_reports_per_check(built_image, t
     assert ElementTree.parse(reports / f"{TEST_VARIANT}.xml").getroot().iter("testcase")
     for report in reports.iterdir():
         assert report.stat().st_uid == os.getuid(), f"{report} is not owned by the host user"
-    table = result.stdout[result.stdout.rindex("variant  environment"):]
+    table = result.stdout[result.stdout.rindex("image  environment"):]
     assert table.splitlines()[2].startswith(TEST_VARIANT)
 
 
