@@ -97,3 +97,15 @@ def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_a
     """Copy pinned bases to a registry or archives you control, before upstream deletes them."""
     commands.exit_on_error(lambda: commands.save_bases(variant=variant, every=all_, overlay=overlay,
                                                        to_registry=to_registry, to_archive=to_archive))
+
+
+@task(help={"variant": "variant(s) to push, e.g. cu118 or cpu,cu118", "all_": "every variant",
+            "flavour": "flavour(s) to push (default: every flavour)", "overlay": OVERLAY_HELP,
+            "to": "registry repository, e.g. registry.corp:5000/ml/torchdev (default: images.yaml's repository)",
+            "compression": "layer compression: gzip (default; every engine pulls it) or zstd (Docker 23+, "
+                           "containerd 1.5+)",
+            "force": "push even when the image's last smoke run did not pass on it"})
+def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compression="gzip", force=False):
+    """Push built images with every tag; print and record (reports/push/) the digest each tag names."""
+    commands.exit_on_error(lambda: commands.push(variant=variant, every=all_, flavour=flavour, overlay=overlay, to=to,
+                                                 compression=compression, force=force))

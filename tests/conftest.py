@@ -81,6 +81,15 @@ def built_devel_image(docker_client, test_overlay, built_image) -> BuiltImage:
     assert tracked.remove_all() == []
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A throw-away registry (Debian's docker-registry) on a free loopback port, stopped with the module."""
+    from tests.helpers.registry import serve_registry
+
+    with serve_registry(tmp_path_factory.mktemp("registry")) as address:
+        yield address
+
+
 @pytest.fixture()
 def tracked_tags(docker_client):
     """Register the repositories and references a test makes; they are removed when it ends, and must be."""

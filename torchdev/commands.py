@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, lock as locks, smoke
+from torchdev import bases, build as builds, lock as locks, push as pushes, smoke
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
@@ -259,3 +259,31 @@ def save_bases(*, variant: str | None, every: bool, overlay: str | None, to_regi
     rows = [(v.name, v.base, bases.push_base(engine, base=v.base, registry=to_registry)) for v in chosen]
     print(render_table(["variant", "base", "copy (use as `base:` in an overlay)"], rows))
     return 0
+
+
+def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str | None, to: str | None = None,
+         compression: str = "gzip", force: bool = False) -> int:
+    """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
+    digest, and reports/push/<image>.json once all its tags are in the registry."""
+    if compression not in pushes.COMPRESSIONS:
+        raise UsageError(f"--compression {compression}: use one of {', '.join(pushes.COMPRESSIONS)}")
+    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    repository = pushes.destination(to or matrix.image.repository)
+    plans = plans_for(matrix, select_variants(matrix, variant=variant, every=every),
+                      select_flavours(matrix, flavour=flavour, every=True))
+    engine = Engine.connect()
+    reports_dir = REPORTS_DIR / "push"
+    results = []
+    for plan in plans:
+        pushes.report_path(reports_dir, plan.name).unlink(missing_ok=True)  # a stale entry never reads as this push
+        print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
+        results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
+                                         smoke_dir=REPORTS_DIR / "smoke", force=force))
+        if results[-1].status in (pushes.PushStatus.PUSHED, pushes.PushStatus.UNCHANGED):
+            pushes.write_report(reports_dir, results[-1])
+            print("\n".join(results[-1].pinned()), flush=True)
+    print("\n" + pushes.summary_table(results))
+    failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]
+    for result in failed:
+        print(f"torchdev: {result.image}: {result.status.value}: {result.detail}", file=sys.stderr)
+    return 1 if failed else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from docker.utils import parse_repository_tag
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
 from torchdev.errors import TorchdevError
+from torchdev.oci import Recompressed, gzip_layers
 
 ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`; macOS/Windows: start Docker Desktop) or point "
               "DOCKER_HOST at a running engine; no engine installed: docs.docker.com/engine/install")
@@ -272,10 +274,11 @@ class Engine:
         except APIError as error:
             raise EngineError(_explanation(error)) from None
 
-    def untag(self, reference: str) -> None:
-        """Remove one name; the image stays while other names or containers use it."""
+    def untag(self, reference: str, *, force: bool = False) -> None:
+        """Remove one name; the image stays while other names or containers use it. `force`: also when a container
+        runs the image (the containerd store refuses to drop even one of several names then)."""
         try:
-            self._client.api.remove_image(reference, noprune=True)
+            self._client.api.remove_image(reference, force=force, noprune=True)
         except APIError as error:
             raise EngineError(_explanation(error)) from None
 
@@ -309,6 +312,29 @@ class Engine:
             return self._client.images.get_registry_data(reference).id
         except APIError as error:
             raise EngineError(_explanation(error).split(": ")[-1]) from None
+
+    def remote_digest(self, reference: str) -> str | None:
+        """The registry's manifest digest for `reference`, None when the registry has no such tag (or repository);
+        EngineError when it cannot be asked (unreachable, login needed, TLS)."""
+        try:
+            return self._client.images.get_registry_data(reference).id
+        except NotFound:
+            return None
+        except APIError as error:
+            raise EngineError(_explanation(error)) from None
+
+    def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
+        """Load a copy of the image named `name` whose layers are gzip (see torchdev.oci): same config, same
+        files; its manifest digest is the image's ID on the containerd store, and what a push of it publishes."""
+        with tempfile.TemporaryDirectory(prefix="torchdev-gzip-") as scratch:
+            saved, converted = Path(scratch) / "saved.tar", Path(scratch) / "gzip.tar"
+            with saved.open("wb") as out:
+                for chunk in self._client.images.get(reference).save(named=False):
+                    out.write(chunk)
+            result = gzip_layers(saved, converted, name=name, scratch=Path(scratch))
+            saved.unlink()
+            self.load(converted)
+        return result
 
     def pull(self, reference: str) -> ImageInfo:
         try:

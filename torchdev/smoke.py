@@ -20,6 +20,7 @@ from typing import TextIO
 
 from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError
+from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
 from torchdev.table import render_table
@@ -99,7 +100,8 @@ def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: P
         if result.status is RunStatus.TIMED_OUT:
             return SuiteRun(plan.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
                                                                      "killed (see the output above)")
-        summary = _collect_reports(Path(scratch), reports_dir, image=plan.name)
+        summary = _collect_reports(Path(scratch), reports_dir, image=plan.name,
+                                   image_id=engine.image_id(plan.primary_reference) or "")
     if summary is None:
         return SuiteRun(plan.name, SuiteStatus.NO_SUMMARY,
                         detail=f"the suite exited {result.exit_code} without a summary (did pytest start? see the "
@@ -107,14 +109,17 @@ def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: P
     return SuiteRun(plan.name, SuiteStatus.RAN, tuple(summary["checks"]))
 
 
-def _collect_reports(scratch: Path, reports_dir: Path, *, image: str) -> dict | None:
+def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: str) -> dict | None:
+    """Copy the suite's reports out; the JSON summary gains the ID of the image it judged (`invoke push` pushes only
+    an image whose last run passed, and must know it was this one)."""
     reports_dir.mkdir(parents=True, exist_ok=True)
-    for name in (f"{image}.xml", f"{image}.json"):
-        if (scratch / name).is_file():
-            shutil.copyfile(scratch / name, reports_dir / name)
+    if (scratch / f"{image}.xml").is_file():
+        shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
     if not (scratch / f"{image}.json").is_file():
         return None
-    return json.loads((reports_dir / f"{image}.json").read_text())
+    summary = {**json.loads((scratch / f"{image}.json").read_text()), "image_id": image_id}
+    write_atomically(reports_dir / f"{image}.json", json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 def missing_image(plan: BuildPlan) -> str:

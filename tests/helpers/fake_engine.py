@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from torchdev.engine import ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
+from torchdev.oci import Recompressed
 
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
 
@@ -31,6 +32,12 @@ class FakeEngine:
         self.compose_calls: list[tuple[str, ...]] = []
         self.spec_devices: tuple[str, ...] = ()
         """CDI devices in the spec folders (the real engine reads them from this host)."""
+        self.registry: dict[str, str] = {}
+        """What the registry holds: reference -> manifest digest (pushes add to it)."""
+        self.registry_refusal = ""
+        """When set, every registry call fails with this message (as the engine words it)."""
+        self.pushes_before_interrupt: int | None = None
+        """After this many pushes, the next raises KeyboardInterrupt (Ctrl-C half-way)."""
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -83,7 +90,7 @@ class FakeEngine:
             raise EngineError(f"No such image: {image_id}")
         self.names[reference] = image_id
 
-    def untag(self, reference: str) -> None:
+    def untag(self, reference: str, *, force: bool = False) -> None:
         image_id = self.names.pop(reference, None)
         if image_id is None:
             raise EngineError(f"No such image: {reference}")
@@ -116,7 +123,26 @@ class FakeEngine:
         raise EngineError("no registry in the fake engine")
 
     def push(self, reference: str) -> None:
-        raise EngineError("no registry in the fake engine")
+        if self.registry_refusal:
+            raise EngineError(self.registry_refusal)
+        if self.pushes_before_interrupt is not None:
+            if self.pushes_before_interrupt == 0:
+                raise KeyboardInterrupt
+            self.pushes_before_interrupt -= 1
+        self.registry[reference] = self.names[reference]
+
+    def remote_digest(self, reference: str) -> str | None:
+        if self.registry_refusal:
+            raise EngineError(self.registry_refusal)
+        return self.registry.get(reference)
+
+    def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
+        """A new image (its ID stands for the gzip manifest's digest), the same for the same source every time."""
+        source = self.image_id(reference)
+        copy = "sha256:" + "9" * 8 + source[-56:]
+        self.labels[copy] = dict(self.labels[source])
+        self.names[name] = copy
+        return Recompressed(copy, 2 << 30)
 
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:
         self.ran.append(spec)

@@ -1,53 +1,15 @@
 """Pinning bases by digest and saving copies, against a real registry (Debian's docker-registry) on loopback."""
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.helpers.cli import run_cli, unavailable
+from tests.helpers.cli import run_cli
 from tests.helpers.variants import TEST_VARIANT
 
 LOCAL_BASE = "torchdev-base:bookworm"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A throw-away registry on a free loopback port, stopped with the module."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        unavailable("docker-registry is not installed (apt-get install docker-registry)")
-    folder = tmp_path_factory.mktemp("registry")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = folder / "config.yml"
-    config.write_text(yaml.safe_dump({"version": 0.1, "storage": {"filesystem": {"rootdirectory": str(folder / "data")},
-                                                                   "delete": {"enabled": True}},
-                                      "http": {"addr": f"127.0.0.1:{port}"}}))
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_until_up(f"http://127.0.0.1:{port}/v2/")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def _wait_until_up(url: str) -> None:
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"the registry at {url} did not answer")
 
 
 @pytest.fixture()

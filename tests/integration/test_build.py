@@ -61,6 +61,7 @@ def test_cuda_variants_declare_what_the_nvidia_runtime_needs(docker_client, buil
     assert env["NVIDIA_REQUIRE_CUDA"] == release.nvidia_require_cuda, "the nvidia/cuda image's, brand clauses too"
     assert env["NVIDIA_REQUIRE_CUDA"].startswith("cuda>=11.7 brand=tesla,driver>=450,driver<451 ")
     assert env["PATH"].startswith("/opt/venv/bin:")
+    assert env["PYTORCH_VERSION"] == "2.0.1", "enroot's pytorch hook sets MASTER_ADDR and RANK only when it is set"
 
 
 def locally_added_certificates(host_bundle: bytes) -> set[bytes]:

@@ -1,0 +1,105 @@
+"""`./dev push` against a real registry (Debian's docker-registry on loopback): every tag by one digest, gzip layers
+of the very image the smoke suite passed (same diff_ids), pulled back by digest and tested again; an identical
+re-push is a no-op; an immutable tag is never overwritten; a login, an unreachable registry: one line, no report."""
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.registry import free_port, serve_registry
+from tests.helpers.variants import TEST_VARIANT
+
+REPORTS = ROOT / "reports" / "push"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest.fixture(scope="module")
+def smoked(built_image, test_overlay):
+    """A passing smoke run of the test image, recorded where `push` looks (reports/smoke) with the image's ID."""
+    result = run_cli("smoke", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return built_image
+
+
+def push(test_overlay, to: str, *extra: str):
+    return run_cli("push", "--variant", TEST_VARIANT, "--flavour", "runtime", "--overlay", str(test_overlay),
+                   "--to", to, *extra, timeout=1200)
+
+
+def remote_manifest(registry: str, path: str, reference: str) -> dict:
+    request = urllib.request.Request(f"http://{registry}/v2/{path}/manifests/{reference}",
+                                     headers={"Accept": OCI_MANIFEST})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_smoke_suite(
+        registry, smoked, test_overlay, docker_client, tracked_tags, containers):
+    repository = tracked_tags.repository(f"{registry}/ml/torchdev")
+    result = push(test_overlay, repository)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    printed = re.findall(rf"^{re.escape(repository)}:(\S+)@(sha256:[0-9a-f]{{64}})$", result.stdout, re.M)
+    digests = {digest for _, digest in printed}
+    assert len(printed) == len(smoked.references) and len(digests) == 1, result.stdout
+    digest = digests.pop()
+    assert docker_client.images.get_registry_data(f"{repository}:{printed[0][0]}").id == digest
+    report = json.loads((REPORTS / f"{TEST_VARIANT}.json").read_text())
+    assert (report["digest"], report["compression"]) == (digest, "gzip") and report["size"] > 1 << 30
+    assert report["references"] == [f"{repository}:{tag}@{digest}" for tag, _ in printed]
+
+    manifest = remote_manifest(registry, "ml/torchdev", digest)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    pulled = docker_client.images.pull(f"{repository}@{digest}")
+    assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"]["Layers"], \
+        "the same files as the tested image"
+    suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke", "-p", "no:cacheprovider",
+                                       "-q", "--gpus", "0"], timeout=600, shm_size="1g",
+                           environment={"PYTHONDONTWRITEBYTECODE": "1"},
+                           volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
+    assert suite.exit_code == 0, suite.output[-3000:]
+
+    again = push(test_overlay, repository)
+    assert again.returncode == 0, again.stderr
+    assert "already there" in again.stdout and digest in again.stdout
+
+
+def test_an_immutable_tag_the_registry_has_for_other_content_is_refused_naming_both(
+        registry, smoked, test_overlay, docker_client, tracked_tags):
+    repository = tracked_tags.repository(f"{registry}/ml/conflict")
+    immutable = re.search(r":(\S+-[0-9a-f]{8})$", smoked.references[-1]).group(1)
+    other = f"{repository}:{immutable}"
+    docker_client.images.get("torchdev-base:bookworm").tag(other)
+    for event in docker_client.images.push(other, stream=True, decode=True):
+        assert "error" not in event, event
+    other_digest = docker_client.images.get_registry_data(other).id
+    result = push(test_overlay, repository, "--compression", "zstd")
+    assert result.returncode == 1
+    assert f"the immutable tag {other} already names {other_digest}" in result.stderr
+    assert smoked.image_id in result.stderr, "zstd pushes the image as stored: its ID is the digest"
+    assert docker_client.images.get_registry_data(other).id == other_digest, "never overwritten"
+    assert not (REPORTS / f"{TEST_VARIANT}.json").exists()
+
+
+def test_zstd_pushes_the_layers_as_the_engine_stores_them(registry, smoked, test_overlay, tracked_tags):
+    repository = tracked_tags.repository(f"{registry}/ml/zstd")
+    result = push(test_overlay, repository, "--compression", "zstd")
+    assert result.returncode == 0, result.stderr
+    manifest = remote_manifest(registry, "ml/zstd", smoked.image_id)
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+
+def test_a_registry_that_wants_a_login_and_one_that_is_down_each_fail_in_one_line(smoked, test_overlay,
+                                                                                  tmp_path, tracked_tags):
+    with serve_registry(tmp_path, login=("alice", "secret")) as locked:
+        result = push(test_overlay, tracked_tags.repository(f"{locked}/ml/torchdev"))
+    assert result.returncode == 1
+    assert f"{locked} wants a login: run `docker login {locked}`" in result.stderr
+    down = f"127.0.0.1:{free_port()}"
+    result = push(test_overlay, tracked_tags.repository(f"{down}/ml/torchdev"))
+    assert result.returncode == 1
+    assert f"cannot reach the registry {down}: is it running" in result.stderr
+    assert "Traceback" not in result.stderr and not (REPORTS / f"{TEST_VARIANT}.json").exists()

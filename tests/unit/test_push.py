@@ -1,0 +1,151 @@
+"""`invoke push` against the fake engine's in-memory registry: every tag, one digest, the immutable tag never
+overwritten, an identical re-push a no-op, only smoke-tested images, one line per refusal, and no report for a
+push that did not finish. tests/integration/test_push.py does the same against a real registry."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
+from torchdev import commands
+from torchdev.errors import UsageError
+from torchdev.project import plans_for
+from torchdev.push import PushStatus, destination, push_failure, push_image
+
+REPOSITORY = "registry.test:5000/ml/torchdev"
+
+
+@pytest.fixture()
+def plan():
+    return make_plans(make_variant("cu118"), settings=replace(TEST_SETTINGS, repository="torchdev"))[0]
+
+
+def built(engine: FakeEngine, plan, smoke_dir, *, failed: int = 0, tested: str | None = None) -> str:
+    image_id = engine.add_image(*plan.references, labels={"io.torchdev.variant": plan.variant.name})
+    smoke_dir.mkdir(parents=True, exist_ok=True)
+    (smoke_dir / f"{plan.name}.json").write_text(json.dumps({"passed": 30, "failed": failed,
+                                                              "image_id": tested or image_id}))
+    return image_id
+
+
+def push(engine, plan, smoke_dir, **options):
+    return push_image(engine, plan, repository=REPOSITORY, compression=options.pop("compression", "gzip"),
+                      smoke_dir=smoke_dir, force=options.pop("force", False))
+
+
+@pytest.mark.parametrize("repository", ["torchdev", "ml/torchdev", "registry.test:5000/ml/torchdev:tag"])
+def test_a_repository_without_a_registry_is_a_usage_error_naming_to(repository):
+    with pytest.raises(UsageError, match="names no registry: push with --to REGISTRY"):
+        destination(repository)
+
+
+def test_registries_with_a_host_are_destinations():
+    assert destination("localhost:5000/ml/torchdev") == "localhost:5000/ml/torchdev"
+    assert destination("localhost/torchdev") == "localhost/torchdev"
+    assert destination(REPOSITORY) == REPOSITORY
+
+
+@pytest.mark.parametrize("said, fix", [
+    ("authorization failed: no basic auth credentials", "run `docker login registry.test:5000`"),
+    ('failed to do request: Head "https://registry.test:5000/v2/ml/torchdev/blobs/sha256:55": dial tcp '
+     "127.0.0.1:5000: connect: connection refused", "cannot reach the registry registry.test:5000"),
+    ('Get "https://registry.test:5000/v2/": http: server gave HTTP response to HTTPS client',
+     '"insecure-registries" in /etc/docker/daemon.json'),
+    ("name unknown: repository name not known to registry", "create it there first"),
+])
+def test_each_registry_refusal_is_one_line_with_its_fix(said, fix):
+    line = push_failure(said, "registry.test:5000")
+    assert fix in line and "\n" not in line
+
+
+def test_every_tag_goes_out_gzip_under_one_digest_and_no_registry_name_stays(plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, plan, tmp_path)
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.PUSHED and result.compression == "gzip"
+    assert set(engine.registry) == {f"{REPOSITORY}:{r.split(':', 1)[1]}" for r in plan.references}
+    assert set(engine.registry.values()) == {result.digest} and result.digest != image_id, "the gzip copy's digest"
+    assert result.pinned()[0] == f"{REPOSITORY}:2.0.1-cu118-py3.10@{result.digest}"
+    assert not [name for name in engine.names if name.startswith("registry.test")], "registry names are kept local"
+    assert engine.image_id(plan.primary_reference) == image_id
+
+
+def test_zstd_pushes_the_image_as_stored(plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, plan, tmp_path)
+    assert push(engine, plan, tmp_path, compression="zstd").digest == image_id
+
+
+def test_the_same_image_again_is_a_no_op_that_says_so(plan, tmp_path):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    first = push(engine, plan, tmp_path)
+    again = push(engine, plan, tmp_path)
+    assert again.status is PushStatus.UNCHANGED and again.digest == first.digest
+    assert "nothing was pushed" in again.detail
+
+
+def test_an_immutable_tag_naming_other_content_is_never_overwritten(plan, tmp_path):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    immutable = f"{REPOSITORY}:{plan.immutable_references[0].split(':', 1)[1]}"
+    engine.registry[immutable] = "sha256:" + "e" * 64
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.REFUSED
+    assert f"already names sha256:{'e' * 64}" in result.detail and result.digest in result.detail
+    assert list(engine.registry) == [immutable], "nothing else was pushed"
+
+
+@pytest.mark.parametrize("failed, tested, says", [
+    (0, "sha256:" + "0" * 64, "was on sha256:000000000000, not on this build"),
+    (2, None, "failed 2 check(s)"),
+])
+def test_only_an_image_whose_last_smoke_run_passed_on_it_goes_unless_forced(plan, tmp_path, failed, tested, says):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path, failed=failed, tested=tested)
+    refused = push(engine, plan, tmp_path)
+    assert refused.status is PushStatus.REFUSED and says in refused.detail and "--force" in refused.detail
+    assert engine.registry == {}
+    assert push(engine, plan, tmp_path, force=True).status is PushStatus.PUSHED
+
+
+def test_no_smoke_result_names_the_smoke_command(plan, tmp_path):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    (tmp_path / f"{plan.name}.json").unlink()
+    result = push(engine, plan, tmp_path)
+    assert "has no smoke result" in result.detail and "./dev smoke --variant cu118 --flavour runtime" in result.detail
+
+
+def test_a_registry_that_wants_a_login_fails_with_the_login_line(plan, tmp_path):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    engine.registry_refusal = "authorization failed: no basic auth credentials"
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.FAILED and "docker login registry.test:5000" in result.detail
+    assert not [name for name in engine.names if name.startswith("registry.test")]
+
+
+def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_path, monkeypatch):
+    engine = FakeEngine()
+    monkeypatch.setattr(commands, "REPORTS_DIR", tmp_path)
+    monkeypatch.setattr(commands.Engine, "connect", lambda: engine)
+    matrix = commands.load_matrix(commands.MATRIX_FILE)
+    cpu = plans_for(matrix, [matrix.variant("cpu")])[0]
+    built(engine, cpu, tmp_path / "smoke")
+    stale = tmp_path / "push" / f"{cpu.name}.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")
+    engine.pushes_before_interrupt = 1
+    with pytest.raises(KeyboardInterrupt):
+        commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY)
+    assert not stale.exists(), "a report may only say what was pushed"
+    assert not [name for name in engine.names if name.startswith("registry.test")]
+    engine.pushes_before_interrupt = None
+    assert commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY) == 0
+    report = json.loads(stale.read_text())
+    assert report["digest"] in report["references"][0] and report["compression"] == "gzip"
+    assert report["tags"][0] == cpu.primary_reference.split(":", 1)[1]

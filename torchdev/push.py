@@ -1,0 +1,197 @@
+"""`invoke push`: publish built images to a registry by digest, the way their tags promise.
+
+Every tag of the image is pushed and the registry's digest printed and recorded (reports/push/<image>.json), so
+deployment files can name exactly what was tested. An immutable tag (one with {inputs}) that the registry already
+has for other content is never overwritten; the same content pushed again is a no-op that says so. Only an image
+whose last smoke run passed, on this very image, is pushed (unless --force). Layers go out gzip by default (Docker
+before 23.0 and containerd before 1.5 cannot pull zstd); credentials stay in Docker's own store (`docker login`).
+"""
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchdev.engine import Engine, EngineError, ImageRef
+from torchdev.errors import UsageError
+from torchdev.files import write_atomically
+from torchdev.plan import BuildPlan
+from torchdev.table import human_size, render_table
+
+COMPRESSIONS = ("gzip", "zstd")
+
+
+class PushStatus(enum.Enum):
+    PUSHED = "pushed"
+    UNCHANGED = "already there"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """One image's push: its tags in the registry, the digest they name, and why not when it did not happen."""
+
+    image: str
+    status: PushStatus
+    references: tuple[str, ...] = ()
+    digest: str = ""
+    size: int = 0
+    compression: str = ""
+    detail: str = ""
+
+    def pinned(self) -> list[str]:
+        return [f"{reference}@{self.digest}" for reference in self.references]
+
+
+def destination(repository: str) -> str:
+    """The registry repository to push to; one without a registry host would go to Docker Hub's library/."""
+    ref, host = ImageRef.parse(repository), repository.split("/")[0]
+    if ref.tag or ref.digest or "/" not in repository or not (re.search(r"[.:]", host) or host == "localhost"):
+        raise UsageError(f"'{repository}' names no registry: push with --to REGISTRY[:PORT]/NAMESPACE/NAME "
+                         "(e.g. registry.corp:5000/ml/torchdev), or set image.repository in images.yaml")
+    return repository
+
+
+def registry_of(repository: str) -> str:
+    return repository.split("/")[0]
+
+
+def pushed_references(plan: BuildPlan, repository: str) -> tuple[str, ...]:
+    """The plan's tags under the registry repository."""
+    return tuple(f"{repository}:{ImageRef.parse(reference).tag}" for reference in plan.references)
+
+
+def smoke_report(reports_dir: Path, plan: BuildPlan) -> Path:
+    return reports_dir / f"{plan.name}.json"
+
+
+def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan) -> str:
+    """Why the image may not be pushed without --force ('' when its last smoke run passed on this very image)."""
+    again = f"run `./dev smoke --variant {plan.variant.name} --flavour {plan.flavour.name}`, or push with --force"
+    if not summary_path.is_file():
+        return f"{plan.name} has no smoke result ({summary_path}): {again}"
+    summary = json.loads(summary_path.read_text())
+    if summary.get("image_id") != image_id:
+        return f"the last smoke run of {plan.name} was on {str(summary.get('image_id'))[:19]}, not on this build " \
+               f"{image_id[:19]}: {again}"
+    if summary.get("failed", 1) or not summary.get("passed"):
+        return f"the last smoke run of {plan.name} failed {summary.get('failed')} check(s): fix them and {again}"
+    return ""
+
+
+def push_failure(message: str, registry: str) -> str:
+    """One line for what the engine said, with the fix: the usual refusals of a push or a registry query."""
+    lowered = message.lower()
+    if "no basic auth credentials" in lowered or "unauthorized" in lowered or "authentication required" in lowered:
+        return f"{registry} wants a login: run `docker login {registry}` (torchdev uses Docker's credentials store)"
+    if "server gave http response to https client" in lowered:
+        return (f"{registry} speaks plain HTTP and Docker expects HTTPS: add \"{registry}\" to \"insecure-registries\" "
+                "in /etc/docker/daemon.json and restart dockerd, or serve the registry over TLS")
+    if "x509" in lowered or "certificate" in lowered or "tls" in lowered:
+        return (f"{registry}'s TLS certificate is not trusted ({message.strip()[-120:]}): put its CA in "
+                f"/etc/docker/certs.d/{registry}/ca.crt")
+    if "connection refused" in lowered or "no such host" in lowered or "i/o timeout" in lowered \
+            or "dial tcp" in lowered:
+        return f"cannot reach the registry {registry}: is it running, and is the address right?"
+    if "name unknown" in lowered or "repository name not known" in lowered or "not found" in lowered:
+        return f"{registry} has no such repository and does not create it on push: create it there first"
+    if "denied" in lowered:
+        return f"{registry} denies this push: check that your login may write there (`docker login {registry}`)"
+    return f"the push to {registry} failed: {message.strip()}"
+
+
+def conflict(remote: dict[str, str | None], *, immutable: tuple[str, ...], digest: str) -> str:
+    """Why the push must not happen ('' when it may): an immutable tag the registry has for other content."""
+    for reference, current in remote.items():
+        if reference.rsplit(":", 1)[1] in immutable and current and current != digest:
+            return (f"the immutable tag {reference} already names {current} in the registry, and this image is "
+                    f"{digest}: an immutable tag is never overwritten; rebuild from a new commit (a new tag)")
+    return ""
+
+
+def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression: str, smoke_dir: Path,
+               force: bool) -> PushResult:
+    """Push every tag of one image; PushResult says what the registry now holds, or why nothing was pushed."""
+    image_id = engine.image_id(plan.primary_reference)
+    if image_id is None:
+        flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
+        return PushResult(plan.name, PushStatus.REFUSED, detail=f"{plan.primary_reference} is not built: run "
+                          f"`./dev build --variant {plan.variant.name}{flavour}`")
+    problem = "" if force else smoke_problem(smoke_report(smoke_dir, plan), image_id=image_id, plan=plan)
+    if problem:
+        return PushResult(plan.name, PushStatus.REFUSED, detail=problem)
+    references = pushed_references(plan, repository)
+    immutable = tuple(ImageRef.parse(reference).tag for reference in plan.immutable_references)
+    registry = registry_of(repository)
+    try:
+        return _push_checked(engine, plan, references, immutable, image_id, compression)
+    except EngineError as error:
+        return PushResult(plan.name, PushStatus.FAILED, references, detail=push_failure(str(error), registry))
+    finally:
+        if compression == "gzip" and engine.image_id(references[0]):
+            engine.untag(references[0], force=True)  # the gzip copy goes with its last name
+
+
+def _push_checked(engine: Engine, plan: BuildPlan, references: tuple[str, ...], immutable: tuple[str, ...],
+                  image_id: str, compression: str) -> PushResult:
+    """The push itself, once the image may go: the registry is asked first (a login or an unreachable registry fails
+    before minutes of recompression), refused on a conflict, a no-op when the registry has it all."""
+    remote = {reference: engine.remote_digest(reference) for reference in references}
+    source, digest, size = _pushable(engine, image_id, references[0], compression)
+    refusal = conflict(remote, immutable=immutable, digest=digest)
+    if refusal:
+        return PushResult(plan.name, PushStatus.REFUSED, references, digest, detail=refusal)
+    if all(current == digest for current in remote.values()):
+        return PushResult(plan.name, PushStatus.UNCHANGED, references, digest, size, compression,
+                          detail="every tag already names this digest: nothing was pushed")
+    _push_all(engine, source, references)
+    published = engine.remote_digest(references[0])
+    if published != digest:
+        return PushResult(plan.name, PushStatus.FAILED, references, detail=f"the registry answers {published} for "
+                          f"{references[0]}, not the pushed {digest}: another push raced this one")
+    return PushResult(plan.name, PushStatus.PUSHED, references, digest, size, compression)
+
+
+def _pushable(engine: Engine, image_id: str, name: str, compression: str) -> tuple[str, str, int]:
+    """(local image to push, the manifest digest the registry will hold, bytes a pull downloads)."""
+    if compression == "zstd":
+        return image_id, image_id, engine.image_sizes(image_id).download or 0
+    copy = engine.gzip_copy(image_id, name=name)
+    return copy.digest, copy.digest, copy.size
+
+
+def _push_all(engine: Engine, source: str, references: tuple[str, ...]) -> None:
+    """Tag every reference, push each; the registry names stay local only while pushing (all of them, so a gzip copy
+    keeps a name until the last push is done)."""
+    try:
+        for reference in references:
+            engine.tag(source, reference)
+        for reference in references:
+            engine.push(reference)
+    finally:
+        for reference in references:
+            if engine.image_id(reference):
+                engine.untag(reference, force=True)
+
+
+def report_path(reports_dir: Path, image: str) -> Path:
+    return reports_dir / f"{image}.json"
+
+
+def write_report(reports_dir: Path, result: PushResult) -> Path:
+    """reports/push/<image>.json: what deployment files and CI read. Written only once every tag is pushed."""
+    path = report_path(reports_dir, result.image)
+    document = {"image": result.image, "tags": [r.rsplit(":", 1)[1] for r in result.references],
+                "repository": result.references[0].rsplit(":", 1)[0], "digest": result.digest,
+                "references": result.pinned(), "size": result.size, "compression": result.compression}
+    write_atomically(path, json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def summary_table(results: list[PushResult]) -> str:
+    rows = [(r.image, r.status.value, r.compression or "-", human_size(r.size) if r.size else "-",
+             r.digest or "-", r.detail) for r in results]
+    return render_table(["image", "status", "layers", "download", "digest", "detail"], rows)
