@@ -4,7 +4,6 @@ Docker treats 127.0.0.0/8 as an insecure registry, so plain HTTP works there wit
 from __future__ import annotations
 
 import contextlib
-import crypt
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_registry(folder: Path, *, login: tuple[str, str] | None = None) -> Iterator[str]:
-    """Run a registry storing into `folder`; yields its host:port, stops it afterwards."""
+    """Run a registry storing into `folder`; yields its host:port, stops it and deletes what it stored afterwards."""
     binary = shutil.which("docker-registry")
     if binary is None:
         unavailable("docker-registry is not installed (apt-get install docker-registry)")
@@ -36,7 +35,7 @@ def serve_registry(folder: Path, *, login: tuple[str, str] | None = None) -> Ite
                                           "delete": {"enabled": True}},
               "http": {"addr": f"127.0.0.1:{port}"}}
     if login:
-        (folder / "htpasswd").write_text(f"{login[0]}:{crypt.crypt(login[1], crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+        (folder / "htpasswd").write_text(f"{login[0]}:{bcrypt_hash(login[1])}\n")
         config["auth"] = {"htpasswd": {"realm": "torchdev-test", "path": str(folder / "htpasswd")}}
     (folder / "config.yml").write_text(yaml.safe_dump(config))
     process = subprocess.Popen([binary, "serve", str(folder / "config.yml")], stdout=subprocess.DEVNULL,
@@ -47,6 +46,23 @@ def serve_registry(folder: Path, *, login: tuple[str, str] | None = None) -> Ite
     finally:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(folder / "data", ignore_errors=True)  # pushed images: gigabytes that pytest would keep
+
+
+def bcrypt_hash(password: str) -> str:
+    """The only hash docker-registry's htpasswd accepts: from Python's crypt (gone in 3.13), else `htpasswd -B`."""
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    except ImportError:
+        if not shutil.which("htpasswd"):
+            unavailable("no bcrypt for the registry's login: Python's crypt is gone and htpasswd (apache2-utils) "
+                        "is not installed")
+        return subprocess.run(["htpasswd", "-nbB", "u", password], capture_output=True, text=True,
+                              check=True).stdout.strip().split(":", 1)[1]
 
 
 def wait_until_up(url: str) -> None:
