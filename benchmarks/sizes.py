@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/sizes.py --variant cu117 --overlay overlays/local-debian.yaml [--no-gzip]
 
 Per image: on-disk size (unpacked, the engine's) and the files `du` counts in it, the download size as the engine
-stores it (zstd) and re-compressed with gzip (what a registry serves after `docker push` with default settings),
+stores it (zstd) and re-compressed with gzip level 6 (Go's default, which `docker push` of uncompressed layers
+uses; `./dev push` sends level 1, faster for a few percent more: benchmarks/push.py measures those bytes),
 the payload (base + site-packages + what the flavour adds), bytes held twice by shared libraries
 (docker/shared_libs.py), and the wall time of `docker run --rm IMAGE python -c "import torch"` (median of 3).
 Targets (issue 11): a runtime GPU image at most 5.0 GB on disk, no duplicate libraries in runtime, devel at most
@@ -61,7 +62,7 @@ class ByteCounter(io.RawIOBase):
 
 
 def gzip_size(image: str) -> int:
-    """The image's layers re-compressed with gzip (level 6, as docker push does), summed: `docker save` gives an
+    """The image's layers re-compressed with gzip (level 6, Go's default), summed: `docker save` gives an
     OCI layout whose blobs are the stored (zstd) layers, each decompressed and re-compressed here, streamed."""
     import zstandard
 
@@ -122,7 +123,7 @@ def main() -> int:
                      f"{human_size(base)} + {human_size(site)}" + (f" + {human_size(added)}" if added else ""),
                      human_size(duplicates), f"{import_seconds(reference):.1f} s", target))
     print(render_table(["image", "on disk (unpacked)", "files (du)", "download (zstd, as stored)",
-                        "download (gzip)", "payload: base + site-packages + toolchain", "held twice",
+                        "download (gzip -6)", "payload: base + site-packages + toolchain", "held twice",
                         "docker run import torch", "target"], rows))
     for note in notes:
         print(f"note: {note}")
