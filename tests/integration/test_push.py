@@ -57,7 +57,7 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_smoke_
     assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"]["Layers"], \
         "the same files as the tested image"
     suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke", "-p", "no:cacheprovider",
-                                       "-q", "--gpus", "0"], timeout=600, shm_size="1g",
+                                       "-q", "--gpus", "0"], timeout=600, shm_size="1g", init=True,
                            environment={"PYTHONDONTWRITEBYTECODE": "1"},
                            volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
     assert suite.exit_code == 0, suite.output[-3000:]
