@@ -17,23 +17,31 @@ def matrix(c, overlay=None):
 
 FLAVOUR_HELP = ("flavour(s), e.g. devel or runtime,devel (default: runtime with --variant, every flavour with "
                "--all)")
+PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or all (every one the variant declares); "
+                 "default: this host's own when the variant has it, else the variant's first")
 
 
 @task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant in every flavour",
             "flavour": FLAVOUR_HELP, "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
             "no_cache": "rebuild every layer (downloads stay cached)",
-            "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH"})
-def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False):
-    """Build images with BuildKit; tags move only after a build fully succeeds."""
+            "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH",
+            "platform": PLATFORM_HELP})
+def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False,
+          platform=None):
+    """Build images with BuildKit; tags move only after a build fully succeeds (one multi-platform image per tag)."""
     commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
-                                                  no_cache=no_cache, reproducible=reproducible, flavour=flavour))
+                                                  no_cache=no_cache, reproducible=reproducible, flavour=flavour,
+                                                  platform=platform))
 
 
 @task(help={"variant": "variant(s) to lock, e.g. cu118 or cpu,cu118", "all_": "every variant",
-            "check": "compare each lock with the matrix, write nothing; exit 1 on drift", "overlay": OVERLAY_HELP})
-def lock(c, variant=None, all_=False, check=False, overlay=None):
-    """Resolve each variant's full Python closure into a hash-pinned lock (locks/<variant>.txt, or its `lock:`)."""
-    commands.exit_on_error(lambda: commands.lock(variant=variant, every=all_, check=check, overlay=overlay))
+            "check": "compare each lock with the matrix, write nothing; exit 1 on drift", "overlay": OVERLAY_HELP,
+            "platform": "platform(s) to lock, e.g. linux/arm64 (default: every platform the variant declares)"})
+def lock(c, variant=None, all_=False, check=False, overlay=None, platform=None):
+    """Resolve each variant's full Python closure into a hash-pinned lock per platform (locks/<variant>.txt for
+    linux/amd64, locks/<variant>.linux-arm64.txt, or next to its `lock:`)."""
+    commands.exit_on_error(lambda: commands.lock(variant=variant, every=all_, check=check, overlay=overlay,
+                                                 platform=platform))
 
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
@@ -49,10 +57,12 @@ def images(c, overlay=None, manifest=None, flavour=None):
     commands.exit_on_error(lambda: commands.list_images(overlay=overlay, manifest=manifest, flavour=flavour))
 
 
-@task(help={"name": "image name for the local Debian base"})
-def base(c, name="torchdev-base:bookworm"):
+@task(help={"name": "image name for the local Debian base",
+            "platform": "platform(s), e.g. linux/amd64,linux/arm64 (default: this host's); one multi-platform image"})
+def base(c, name="torchdev-base:bookworm", platform=None):
     """Make a local Debian base image from Debian packages (for hosts without a registry)."""
-    c.run(f"bash scripts/make-base.sh {name}", pty=False)
+    platforms = f" --platform {shlex.quote(platform)}" if platform else ""
+    c.run(f"bash scripts/make-base.sh {shlex.quote(name)}{platforms}", pty=False)
 
 
 @task(help={"unit": "only the fast unit tests (no Docker)"})
@@ -71,11 +81,15 @@ def up(c, variant="cpu", overlay=None):
             "flavour": FLAVOUR_HELP,
             "gpus": "auto (every GPU the engine offers, to CUDA variants only), all, none, or a count",
             "build": "build a missing image first", "overlay": OVERLAY_HELP,
-            "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)"})
-def smoke(c, variant=None, all_=False, flavour=None, gpus="auto", build=False, overlay=None, reports=None):
+            "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)",
+            "platform": PLATFORM_HELP + "; each is run, emulated where not native",
+            "checks": "only these checks, e.g. environment,convergence (default: all)"})
+def smoke(c, variant=None, all_=False, flavour=None, gpus="auto", build=False, overlay=None, reports=None,
+          platform=None, checks=None):
     """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
     commands.exit_on_error(lambda: commands.run_smoke(variant=variant, every=all_, gpus=gpus, build_missing=build,
-                                                      overlay=overlay, reports=reports, flavour=flavour))
+                                                      overlay=overlay, reports=reports, flavour=flavour,
+                                                      platform=platform, checks=checks))
 
 
 @task(help={"overlay": OVERLAY_HELP})

@@ -19,7 +19,7 @@ import pytest
 sys.dont_write_bytecode = True
 
 EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python", "flavour", "require-cuda",
-                "cuda-toolchain")
+                "cuda-toolchain", "platform")
 DDP_TIMEOUT_DEFAULT_S = 120.0
 IMAGE_MANIFEST = Path("/usr/share/torchdev/manifest.json")
 REASON_MAX_CHARS = 1500

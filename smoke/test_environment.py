@@ -48,6 +48,13 @@ def test_python_version_matches_expectation(expected):
     assert version_matches(actual, want), f"python {actual} does not match expected {want}"
 
 
+def test_machine_matches_platform(expected):
+    """The container runs the declared platform's binaries (aarch64 in a linux/arm64 image, emulated or not): a
+    Mac that silently ran the amd64 image under emulation would pass every other check, ten times slower."""
+    want = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}[expected("platform")]
+    assert platform.machine() == want, f"uname -m is {platform.machine()}, the image declares {expected('platform')}"
+
+
 def test_cuda_build_matches_expectation(expected):
     """torch was built for the expected CUDA ('none' means a CPU build, torch.version.cuda None)."""
     want = expected("cuda")
@@ -140,10 +147,16 @@ def test_conv2d_matches_hand_computed_result(dtype):
 
 
 def test_conv2d_under_cpu_bfloat16_autocast():
-    """CPU autocast runs conv2d in bfloat16 (8 significant bits), so compare with a tolerance."""
+    """CPU autocast runs conv2d in bfloat16 (8 significant bits), so compare with a tolerance. On aarch64, torch
+    2.0.1's oneDNN has no bfloat16 convolution for every CPU (none under qemu, measured): that skips, saying so."""
     image, kernel, bias, expected = conv2d_case(torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        output = F.conv2d(image, kernel, bias)
+        try:
+            output = F.conv2d(image, kernel, bias)
+        except RuntimeError as error:
+            if platform.machine() != "aarch64" or "could not create a primitive descriptor" not in str(error):
+                raise
+            pytest.skip(f"torch {torch.__version__}'s oneDNN has no bfloat16 conv2d on this aarch64 CPU ({error})")
     assert output.dtype == torch.bfloat16
     torch.testing.assert_close(output.float(), expected, rtol=1e-2, atol=0.5)
 

@@ -132,11 +132,12 @@ def built_image_id(engine: Engine, metadata_file: Path) -> str:
 
 def run_buildx(engine: Engine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
                oci_archive: Path | None = None, out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
-    """Stage the variant's lock as the build's `lock` context and run buildx: (status, log lines, metadata file)."""
+    """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
+    its TARGETPLATFORM's), and run buildx: (status, log lines, metadata file)."""
     lock_context = scratch / "lock"
     lock_context.mkdir()
-    if plan.lock:
-        shutil.copyfile(plan.lock.path, lock_context / "requirements.txt")
+    for lock in plan.locks:
+        shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
     command = plan.buildx_command(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
                                   oci_archive=oci_archive)
@@ -193,8 +194,8 @@ def build_all(engine: Engine, plans: list[BuildPlan], *, log_dir: Path, no_cache
     """Build the plans one after another: a failure does not stop the others, an interrupt stops them all."""
     results: list[BuildResult] = []
     for number, plan in enumerate(plans, start=1):
-        print(f"==> [{number}/{len(plans)}] building {plan.name} as {plan.primary_reference}", file=out,
-              flush=True)
+        print(f"==> [{number}/{len(plans)}] building {plan.name} for {', '.join(map(str, plan.platforms))} as "
+              f"{plan.primary_reference}", file=out, flush=True)
         results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, reproducible=reproducible,
                                  out=out))
         if results[-1].status is BuildStatus.INTERRUPTED:

@@ -21,8 +21,8 @@ from torchdev.gpus import check_option, find_access, memlock_limit, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
-from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file, plans_for,
-                              select_flavours, select_variants)
+from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file,
+                              native_platform, plans_for, select_flavours, select_platforms, select_variants)
 from torchdev.repro import describe_differences
 from torchdev.table import render_table
 from torchdev.yamlsource import SourcedDict
@@ -43,15 +43,22 @@ def exit_on_error(action: Callable[[], int]) -> None:
 def show_matrix(*, overlay: str | None) -> int:
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     plans = plans_for(matrix, list(matrix.variants), list(matrix.flavours))
-    rows = [(p.variant.name, p.flavour.name, p.build_args["BASE_IMAGE"], p.variant.python,
-             f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}", p.variant.cuda or "-",
-             p.variant.cudnn or "-", p.variant.index, p.variant.lock_path if lock_file(p.variant).is_file() else "none",
+    rows = [(p.variant.name, p.flavour.name, ", ".join(map(str, p.variant.platforms)), p.build_args["BASE_IMAGE"],
+             p.variant.python, f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}",
+             p.variant.cuda or "-", p.variant.cudnn or "-", p.variant.index, locks_cell(p.variant),
              p.variant.apt_snapshot or "live", toolchain(p),
              ", ".join(str(ImageRef.parse(reference).tag) for reference in p.references)) for p in plans]
-    print(render_table(["variant", "flavour", "base", "python", "torch/vision/audio", "cuda", "cudnn", "index", "lock",
-                        "apt snapshot", "toolchain", "tags"], rows))
+    print(render_table(["variant", "flavour", "platforms", "base", "python", "torch/vision/audio", "cuda", "cudnn",
+                        "index", "locks", "apt snapshot", "toolchain", "tags"], rows))
     print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
     return 0
+
+
+def locks_cell(variant: Variant) -> str:
+    """The variant's lock per platform, or none (such builds resolve at build time)."""
+    paths = [variant.lock_path_for(platform) if lock_file(variant, platform).is_file() else "none"
+             for platform in variant.platforms]
+    return ", ".join(paths)
 
 
 def toolchain(plan: BuildPlan) -> str:
@@ -70,15 +77,24 @@ def save_manifest(engine: Engine, *, image_id: str, image: str) -> Path:
     return path
 
 
-def check_locks(data: SourcedDict, matrix: Matrix, variants: list[Variant]) -> None:
-    """Stop before any build when a variant's lock does not fit it, with the one line `lock --check` would give."""
+def check_locks(data: SourcedDict, matrix: Matrix, plans: list[BuildPlan]) -> None:
+    """Stop before any build when a variant's lock for a platform it is built for does not fit, with the one line
+    `lock --check` would give."""
     problems = []
-    for variant in variants:
-        declared = data["variants"][variant.name]
+    for plan in plans:
+        declared = data["variants"][plan.variant.name]
         overlay_owns_lock = "lock" in declared and declared.origin("lock").file != str(MATRIX_FILE)
-        problems.append(locks.unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=overlay_owns_lock))
+        problems += [locks.unfit_lock(matrix=matrix, variant=plan.variant, platform=platform,
+                                      overlay_owns_lock=overlay_owns_lock) for platform in plan.platforms]
     if any(problems):
-        raise TorchdevError("\n".join(problem for problem in problems if problem))
+        raise TorchdevError("\n".join(dict.fromkeys(problem for problem in problems if problem)))
+
+
+def emulation_notes(plans: list[BuildPlan]) -> list[str]:
+    """A line per image built for a platform this host does not run natively: qemu makes it several times slower."""
+    native = native_platform()
+    return [f"{plan.name}: {platform} is not this host's platform ({native}): it builds and runs under emulation "
+            "(qemu), several times slower" for plan in plans for platform in plan.platforms if platform != native]
 
 
 def build_and_report(engine: Engine, plans: list[BuildPlan], *, no_cache: bool = False,
@@ -104,22 +120,28 @@ def _load(overlay: str | None) -> tuple[SourcedDict, Matrix]:
 
 
 def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False,
-          reproducible: bool = False, flavour: str | None = None) -> int:
+          reproducible: bool = False, flavour: str | None = None, platform: str | None = None) -> int:
     """Build the selected variants in the selected flavours one after another; a failure does not stop the others."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every))
+    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
     if dry_run:
         print("\n\n".join(describe_plan(plan) for plan in plans))
         return 0
-    check_locks(data, matrix, chosen)
+    check_locks(data, matrix, plans)
+    for note in emulation_notes(plans):
+        print(f"note: {note}")
     engine = Engine.connect()
     return builds.exit_status(build_and_report(engine, plans, no_cache=no_cache, reproducible=reproducible))
 
 
-def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None) -> int:
+def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None, platform: str | None = None) -> int:
+    """Every platform of each variant unless --platform names some (a lock is per platform: the wheels differ)."""
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    return locks.lock_variants(matrix, select_variants(matrix, variant=variant, every=every), check=check)
+    chosen = select_variants(matrix, variant=variant, every=every)
+    native = native_platform()
+    return locks.lock_variants(matrix, chosen, check=check, platforms=lambda v: select_platforms(
+        v, platform=platform or "all", native=native))
 
 
 def doctor(*, overlay: str | None) -> int:
@@ -154,26 +176,29 @@ def show_manifest(engine: Engine, *, plan: BuildPlan) -> int:
 
 
 def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: bool, overlay: str | None,
-              reports: str | None = None, flavour: str | None = None) -> int:
+              reports: str | None = None, flavour: str | None = None, platform: str | None = None,
+              checks: str | None = None) -> int:
     """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     check_option(gpus, chosen)
+    selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(dict(os.environ))
-    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every))
+    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
     engine = Engine.connect()
     reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
     not_built: dict[str, str] = {}
     missing = [plan for plan in plans if engine.image_id(plan.primary_reference) is None]
     if build_missing and missing:
-        check_locks(data, matrix, [plan.variant for plan in missing])
+        check_locks(data, matrix, missing)
         not_built = {r.image: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
                      if r.status is not builds.BuildStatus.BUILT}
     cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
     access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpus == "auto" else None)
     requests = {plan.name: request_for(plan.variant, gpus, access) for plan in plans}
     runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
-                         stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock)
+                         stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock,
+                         checks=selected_checks)
     print("\n" + smoke.summary_table(runs) + f"\n\nreports: {reports_dir}")
     for note in smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access):
         print(f"note: {note}")
@@ -187,9 +212,10 @@ def up(*, variant: str, overlay: str | None) -> int:
     """The main job: build one image (a no-op when it is current), then train in it through compose."""
     data, matrix = _load(overlay)
     chosen = matrix.variant(variant)
-    check_locks(data, matrix, [chosen])
+    plans = plans_for(matrix, [chosen])
+    check_locks(data, matrix, plans)
     engine = Engine.connect()
-    status = builds.exit_status(build_and_report(engine, plans_for(matrix, [chosen])))
+    status = builds.exit_status(build_and_report(engine, plans))
     if status:
         return status
     env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}

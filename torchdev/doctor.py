@@ -16,12 +16,14 @@ from pathlib import Path
 
 from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineError,
                              EngineUnreachable, Limit, RunResult, RunStatus, probe)
+from torchdev.errors import UsageError
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
 from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
                            version_tuple)
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
-from torchdev.project import MANIFEST_IN_IMAGE, plans_for
+from torchdev.platforms import Platform
+from torchdev.project import MANIFEST_IN_IMAGE, native_platform, plans_for
 from torchdev.table import human_size, render_table
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -105,6 +107,29 @@ def compose_check(answer: CommandResult | None) -> CheckResult:
     if result.status == OK and major and int(major.group(1)) < 2:
         return CheckResult("compose", FAIL, result.detail, COMPOSE_FIX)
     return result
+
+
+def platform_check(*, engine_platform: str, host: Platform, variants: tuple[Variant, ...]) -> CheckResult:
+    """The engine's own platform and the variants that run natively on it: on an Apple Silicon Mac the CUDA variants
+    would run emulated (slowly, without GPUs), and builds pick the host's platform, so a remote engine of another
+    architecture needs --platform."""
+    try:
+        native = Platform.parse(engine_platform)
+    except UsageError:
+        return CheckResult("platform", WARN, f"the engine runs {engine_platform}, which torch 2.0 has no wheels for",
+                           "use an engine on linux/amd64 or linux/arm64")
+    runs = [variant.name for variant in variants if native in variant.platforms]
+    others = [f"{variant.name} ({', '.join(map(str, variant.platforms))} only)" for variant in variants
+              if native not in variant.platforms]
+    detail = f"the engine runs {native}: natively {', '.join(runs) or 'no variant'}"
+    if native != host:
+        return CheckResult("platform", WARN, f"{detail}; but this host is {host}, which builds default to",
+                           f"pass --platform {native} to build and smoke for the engine's own platform")
+    if others:
+        where = "build and run the others on a host of their platform (the CUDA ones: linux/amd64 with GPUs)"
+        return CheckResult("platform", WARN, f"{detail}; emulated only: {', '.join(others)}",
+                           f"use {', '.join(runs)} here; {where}" if runs else where)
+    return CheckResult("platform", OK, detail)
 
 
 def gpu_runtime_check(access: GpuAccess | None, *, desktop: bool, wsl: bool) -> CheckResult:
@@ -261,6 +286,8 @@ def diagnose(matrix: Matrix) -> list[CheckResult]:
         return [engine_result,
                 plugin_check("buildx", probe(["docker", "buildx", "version"]), fix=BUILDX_FIX),
                 compose_check(probe(["docker", "compose", "version"])),
+                *([platform_check(engine_platform=f"{info.get('OSType', 'linux')}/{info.get('Architecture', '?')}",
+                                  host=native_platform(), variants=matrix.variants)] if engine else []),
                 gpu_runtime_check(access, desktop=info.get("OperatingSystem") == "Docker Desktop",
                                   wsl="microsoft" in platform.release().lower()),
                 gpus_result,

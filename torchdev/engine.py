@@ -140,6 +140,8 @@ class ContainerSpec:
     init: bool = False
     user: str | None = None
     entrypoint: tuple[str, ...] | None = None
+    platform: str | None = None
+    """Which platform of a multi-platform image to run (linux/arm64 runs emulated on an amd64 engine)."""
 
 
 class RunStatus(enum.Enum):
@@ -323,6 +325,19 @@ class Engine:
         except APIError as error:
             raise EngineError(_explanation(error)) from None
 
+    def image_platforms(self, reference: str, candidates: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of `candidates` (linux/arm64, ...) the local image holds. Engine 26 lists one platform per image, so
+        each is tried by creating, never starting, a container of it: a missing platform is "no such image"."""
+        held = []
+        for platform in candidates:
+            try:
+                container = self._client.containers.create(reference, ["true"], platform=platform)
+            except (ImageNotFound, APIError):
+                continue
+            container.remove(force=True)
+            held.append(platform)
+        return tuple(held)
+
     def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
         """Load a copy of the image named `name` whose layers are gzip (see torchdev.oci): same config, same
         files; its manifest digest is the image's ID on the containerd store, and what a push of it publishes."""
@@ -407,7 +422,7 @@ def _create_options(spec: ContainerSpec) -> dict:
         "ulimits": [Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard) for limit in spec.limits],
         "device_requests": _device_requests(spec.gpus),
     }
-    optional = {"shm_size": spec.shm_size, "user": spec.user,
+    optional = {"shm_size": spec.shm_size, "user": spec.user, "platform": spec.platform,
                 "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None}
     return {**options, **{key: value for key, value in optional.items() if value is not None}}
 

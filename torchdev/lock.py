@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Callable
 from urllib.parse import unquote
 
 try:
@@ -25,13 +26,8 @@ except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs to
 from torchdev.errors import TorchdevError
 from torchdev.files import write_atomically
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
+from torchdev.platforms import AMD64, Platform
 from torchdev.project import ROOT, lock_file
-
-PLATFORM = "x86_64-manylinux_2_28"
-"""The platform locks are resolved for: Linux x86_64 with glibc 2.28 or newer (Ubuntu 22.04 has 2.35, Debian 12
-2.36). pip in the image may see newer wheels too, but --require-hashes keeps it to the ones locked here."""
-
-"""What an index of "default" means: pip's own default index."""
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 HEADER = "# torchdev lock: "
@@ -53,8 +49,11 @@ class LockSpec:
     packages: tuple[str, ...]
 
 
-def lock_spec(*, matrix: Matrix, variant: Variant) -> LockSpec:
-    return LockSpec(variant=variant.name, python=variant.python, platform=PLATFORM, torch=variant.torch,
+def lock_spec(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> LockSpec:
+    """What the variant's lock for `platform` must be resolved from. The header's platform is the wheel platform
+    (aarch64-manylinux_2_28: glibc 2.28 or newer; Ubuntu 22.04 has 2.35, Debian 12 2.36): pip in the image may see
+    newer wheels too, but --require-hashes keeps it to the ones locked."""
+    return LockSpec(variant=variant.name, python=variant.python, platform=platform.wheel_platform, torch=variant.torch,
                     torchvision=variant.torchvision, torchaudio=variant.torchaudio, index=variant.index,
                     pip_index=matrix.image.pip_index, packages=matrix.image.packages)
 
@@ -237,26 +236,29 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def regenerate_command(*, matrix: Matrix, variant: Variant) -> str:
+def regenerate_command(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
     overlay = [f"--overlay {shlex.quote(_shown(source))}" for source in matrix.sources[1:]]
-    return " ".join(["./dev lock --variant", variant.name, *overlay])
+    only = [f"--platform {platform}"] if len(variant.platforms) > 1 else []
+    return " ".join(["./dev lock --variant", variant.name, *only, *overlay])
 
 
-def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool) -> int:
-    """Write each variant's lock, or with check=True compare it with the matrix and write nothing.
-    One variant's failure does not stop the others; any failure or drift makes the exit status 1."""
+def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
+                  platforms: Callable[[Variant], tuple[Platform, ...]] = lambda variant: variant.platforms) -> int:
+    """Write each variant's lock for each of its platforms (`platforms` chooses), or with check=True compare them with
+    the matrix and write nothing. One lock's failure does not stop the others; any failure or drift makes the exit
+    status 1."""
     problems = []
-    for chosen in variants:
-        spec = lock_spec(matrix=matrix, variant=chosen)
-        path = lock_file(chosen)
-        command = regenerate_command(matrix=matrix, variant=chosen)
+    for chosen, platform in ((variant, platform) for variant in variants for platform in platforms(variant)):
+        spec = lock_spec(matrix=matrix, variant=chosen, platform=platform)
+        path = lock_file(chosen, platform)
+        command = regenerate_command(matrix=matrix, variant=chosen, platform=platform)
         if check:
             changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
             if changes:
-                problems.append(f"lock drift: variant '{chosen.name}' ({_shown(path)}): {'; '.join(changes)}: "
-                                f"run `{command}`")
+                problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({_shown(path)}): "
+                                f"{'; '.join(changes)}: run `{command}`")
             else:
-                print(f"{chosen.name}: {_shown(path)} matches the matrix")
+                print(f"{chosen.name} on {platform}: {_shown(path)} matches the matrix")
             continue
         print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {_shown(path)}", flush=True)
         started = time.monotonic()
@@ -267,35 +269,35 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool) -> in
             problems.append(f"{error} ({_shown(path)} is left as it was)")
             continue
         write_atomically(path, text)
-        print(f"{chosen.name}: {len(pylock['packages'])} packages locked with their hashes "
+        print(f"{chosen.name} on {platform}: {len(pylock['packages'])} packages locked with their hashes "
               f"in {time.monotonic() - started:.1f} s")
     for line in problems:
         print(f"torchdev: {line}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool) -> str:
+def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool, platform: Platform = AMD64) -> str:
     """Why the variant's lock cannot build it ('' when it can, or when there is no lock: such builds resolve at
     build time). The comparison `lock --check` makes, but for the name, done before a build instead of failing
     deep inside pip.
     A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
     overwrites it, it gives the overlay a lock of its own."""
-    path = lock_file(variant)
+    path = lock_file(variant, platform)
     if not path.is_file():
         return ""
     text = path.read_text()
     found = parse_header(text.partition("\n")[0])
-    expected = lock_spec(matrix=matrix, variant=variant)
+    expected = lock_spec(matrix=matrix, variant=variant, platform=platform)
     # The variant's name only labels a lock (`lock --check` still reports it): another variant with the same Python,
     # platform, torch and indexes installs the very same files from it.
     changes = drift(expected=replace(expected, variant=found.variant) if found else expected, text=text)
     if not changes:
         return ""
-    cause = f"the lock {_shown(path)} does not fit variant '{variant.name}' ({'; '.join(changes)})"
+    cause = f"the lock {_shown(path)} does not fit variant '{variant.name}' on {platform} ({'; '.join(changes)})"
+    command = regenerate_command(matrix=matrix, variant=variant, platform=platform)
     if len(matrix.sources) > 1 and not overlay_owns_lock:
         overlay = matrix.sources[1]
         own = overlay.parent / overlay.stem / f"{variant.name}.lock.txt"
         return (f"{cause}: the overlay {_shown(overlay)} changes the variant but shares images.yaml's lock; give "
-                f"the overlay its own `lock: {_shown(own)}` under variants.{variant.name}, then run "
-                f"`{regenerate_command(matrix=matrix, variant=variant)}`")
-    return f"{cause}: run `{regenerate_command(matrix=matrix, variant=variant)}`"
+                f"the overlay its own `lock: {_shown(own)}` under variants.{variant.name}, then run `{command}`")
+    return f"{cause}: run `{command}`"

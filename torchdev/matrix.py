@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from torchdev.errors import ConfigError, UsageError
+from torchdev.platforms import AMD64, Platform
 from torchdev.yamlsource import SourcedDict, deep_merge, load_yaml
 
 DEFAULT_INDEX = "default"
@@ -70,6 +71,8 @@ class Variant:
     lock: str = ""  # the variant's lock file, relative to images.yaml; "" means locks/<name>.txt
     digest: str = ""  # the image digest a reproducible build must give; "" when none is recorded
     apt_snapshot: str = ""  # apt sees its archives as they were at this UTC time (YYYYMMDDTHHMMSSZ); "" means live
+    platforms: tuple[Platform, ...] = (AMD64,)
+    """What the variant can be built for; a build makes the engine's own one of them unless told otherwise."""
 
     @property
     def torch_minor(self) -> str:
@@ -78,6 +81,13 @@ class Variant:
     @property
     def lock_path(self) -> str:
         return self.lock or f"locks/{self.name}.txt"
+
+    def lock_path_for(self, platform: Platform) -> str:
+        """linux/amd64's lock keeps the plain name (locks/cpu.txt); another platform's adds it: cpu.linux-arm64.txt."""
+        if platform == AMD64:
+            return self.lock_path
+        stem, dot, suffix = self.lock_path.rpartition(".")
+        return f"{stem}.{platform.slug}.{suffix}" if dot and "/" not in suffix else f"{self.lock_path}.{platform.slug}"
 
 
 @dataclass(frozen=True)
@@ -259,8 +269,8 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
     if not isinstance(fields, SourcedDict):
         problems.add(parent, name, f"expected a mapping of fields, got {_type_name(fields)}", context=context)
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot"}, problems=problems,
-                context=context)
+    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot", "platforms"},
+                problems=problems, context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
     text = {key: _string(fields, key, problems, context=context) for key in ("torchvision", "torchaudio")}
@@ -279,6 +289,7 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
         digest=_string(fields, "digest", problems, context=context, pattern=re.compile(r"^sha256:[0-9a-f]{64}$"),
                        hint="an image digest (sha256:<64 hex digits>)") if "digest" in fields else "",
         apt_snapshot=_apt_snapshot(fields, problems, context),
+        platforms=_platforms(fields, problems, context),
         **text,
     )
     _check_companions(variant, fields, problems, context)
@@ -300,6 +311,24 @@ def _cudnn(fields: SourcedDict, problems: _Problems, context: str) -> int | None
         problems.add(fields, "cudnn", f"expected the cuDNN major version as an integer, got {_type_name(value)}",
                      context=context)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _platforms(fields: SourcedDict, problems: _Problems, context: str) -> tuple[Platform, ...]:
+    """linux/amd64 unless the variant lists others; torch 2.0's aarch64 wheels are CPU builds, so CUDA is amd64 only."""
+    if "platforms" not in fields:
+        return (AMD64,)
+    names = _string_list(fields, "platforms", problems, context=context)
+    platforms = []
+    for name in names:
+        try:
+            platforms.append(Platform.parse(name))
+        except UsageError as error:
+            problems.add(fields, "platforms", str(error), context=context)
+    foreign = [str(platform) for platform in platforms if platform != AMD64]
+    if foreign and fields.get("cuda") is not None:
+        problems.add(fields, "platforms", f"{foreign[0]} cannot have CUDA: torch 2.0 publishes CUDA wheels for "
+                     f"{AMD64} only; keep CUDA variants on {AMD64} and build cpu for {foreign[0]}", context=context)
+    return tuple(dict.fromkeys(platforms)) or (AMD64,)
 
 
 def _apt_snapshot(fields: SourcedDict, problems: _Problems, context: str) -> str:

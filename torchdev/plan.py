@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torchdev.errors import ConfigError
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
+from torchdev.platforms import AMD64, Platform
 from torchdev.tags import BuildStamp, flavour_suffix, image_tags, immutable_tags
 
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -49,10 +50,11 @@ class Provenance:
 
 @dataclass(frozen=True)
 class LockInput:
-    """The variant's lock file as the build sees it (read at the edge, so plans stay pure)."""
+    """One platform's lock file of the variant as the build sees it (read at the edge, so plans stay pure)."""
 
     path: Path
     sha256: str
+    platform: Platform = AMD64
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ class BuildPlan:
     secrets: tuple[Secret, ...]
     dockerfile: Path
     context: Path
-    lock: LockInput | None
+    locks: tuple[LockInput, ...] = ()
+    platforms: tuple[Platform, ...] = (AMD64,)
 
     @property
     def primary_reference(self) -> str:
@@ -97,12 +100,13 @@ class BuildPlan:
                        oci_archive: Path | None = None) -> list[str]:
         """The `docker buildx build` command line; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's lock as requirements.txt (or nothing); with
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); with
         `oci_archive` the image goes to that file reproducibly instead of into the engine.
         """
         output = OCI_OUTPUT.format(dest=oci_archive) if oci_archive else ENGINE_OUTPUT
         command = ["docker", "buildx", "build", f"--output={output}", "--provenance=false", "--progress=plain",
-                   "--file", str(self.dockerfile), "--target", self.target, "--metadata-file", str(metadata_file),
+                   "--platform", ",".join(map(str, self.platforms)), "--file", str(self.dockerfile),
+                   "--target", self.target, "--metadata-file", str(metadata_file),
                    "--build-context", f"lock={lock_context}"]
         if no_cache:
             command.append("--no-cache")  # layers only: the pip and apt download caches stay
@@ -137,7 +141,33 @@ def apt_snapshot_sources(*, matrix: Matrix, variant: Variant) -> str:
                     for archive, url in matrix.image.apt_snapshot_urls)
 
 
-def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock: LockInput | None,
+def base_archives(base: str, platform: Platform) -> tuple[str, ...]:
+    """The apt archives (the last part of a source URI) an official Ubuntu or Debian base reads on `platform`; ()
+    for other bases, which docker/apt-snapshot.sh checks once the build sees their sources. Ubuntu serves amd64 from
+    archive.ubuntu.com/ubuntu and every other architecture from ports.ubuntu.com/ubuntu-ports."""
+    name = base.partition("@")[0]
+    name = name.rpartition(":")[0] if ":" in name.rpartition("/")[2] else name
+    name = name.removeprefix("docker.io/").removeprefix("library/")
+    if name == "ubuntu":
+        return ("ubuntu",) if platform == AMD64 else ("ubuntu-ports",)
+    return ("debian", "debian-security") if name == "debian" else ()
+
+
+def uncovered_archives(*, matrix: Matrix, variant: Variant, platform: Platform, base: str) -> str:
+    """Why the variant's apt snapshot cannot cover its base on `platform` ('' when it can, or when unknown): said
+    before a build, not 40 seconds into one."""
+    if not variant.apt_snapshot:
+        return ""
+    known = {archive for archive, _ in matrix.image.apt_snapshot_urls}
+    missing = [archive for archive in base_archives(base, platform) if archive not in known]
+    if not missing:
+        return ""
+    return (f"variant '{variant.name}' on {platform}: its base {base} reads the apt archive '{missing[0]}', which "
+            f"apt_snapshot_urls does not cover: add `{missing[0]}: <snapshot URL with {{timestamp}}>` to "
+            "apt_snapshot_urls in images.yaml, or set the variant's apt_snapshot: null")
+
+
+def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, locks: tuple[LockInput, ...],
                uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME)) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
     base = flavour.base_for(variant)
@@ -153,7 +183,7 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "TORCH_INDEX_URL": "" if variant.index == DEFAULT_INDEX else variant.index,
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
-        "LOCK_SHA256": lock.sha256 if lock else "",
+        "LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in locks),
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
         "REQUIRE_CUDA": required_cuda(variant, release),
@@ -216,11 +246,18 @@ def inputs_digest(*, args: dict[str, str], labels: dict[str, str], context_diges
 
 
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
-              lock: LockInput | None = None, environ: dict[str, str] | None = None, uid: int = 1000,
-              gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME)) -> BuildPlan:
-    """Assemble the plan for one variant in one flavour; reads no files and runs nothing (`context_digest` is the
-    hash of the build context's files, read at the edge)."""
-    args = build_args(matrix=matrix, variant=variant, provenance=provenance, lock=lock, uid=uid, gid=gid,
+              locks: tuple[LockInput, ...] = (), environ: dict[str, str] | None = None, uid: int = 1000,
+              gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME),
+              platforms: tuple[Platform, ...] = (AMD64,)) -> BuildPlan:
+    """Assemble the plan for one variant in one flavour for its platforms; reads no files and runs nothing
+    (`context_digest` is the hash of the build context's files, read at the edge)."""
+    for platform in platforms:
+        uncovered = uncovered_archives(matrix=matrix, variant=variant, platform=platform,
+                                       base=flavour.base_for(variant))
+        if uncovered:
+            raise ConfigError(uncovered)
+    locks = tuple(lock for lock in locks if lock.platform in platforms)
+    args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
                       flavour=flavour)
     labels = image_labels(variant=variant, provenance=provenance, flavour=flavour)
     stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
@@ -236,13 +273,15 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         secrets=ca_bundle_secret(dict(os.environ) if environ is None else environ),
         dockerfile=docker_dir / "Dockerfile",
         context=docker_dir,
-        lock=lock,
+        locks=locks,
+        platforms=platforms,
     )
 
 
 def describe_plan(plan: BuildPlan) -> str:
     """Human-readable plan for --dry-run: what would be built, tagged and which secrets are used."""
-    lines = [f"{plan.name}: build plan, stage {plan.target} (nothing is built in a dry run)", "  tags:"]
+    lines = [f"{plan.name}: build plan, stage {plan.target}, for {', '.join(map(str, plan.platforms))} "
+             "(nothing is built in a dry run)", "  tags:"]
     lines += [f"    {reference}" + (" (immutable)" if reference in plan.immutable_references else "")
               for reference in plan.references]
     lines.append("  build args:")
@@ -250,8 +289,10 @@ def describe_plan(plan: BuildPlan) -> str:
     lines.append("  secrets:")
     lines += [f"    {s.id} <- {s.source} (from ${s.variable}; mounted during RUN only, never stored)"
               for s in plan.secrets] or ["    none (no PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE set)"]
-    lines.append(f"  lock: {plan.lock.path} (sha256 {plan.lock.sha256[:12]}), installed with --require-hashes"
-                 if plan.lock else "  lock: none (./dev lock writes one): pip resolves at build time")
+    lines += [f"  lock for {lock.platform}: {lock.path} (sha256 {lock.sha256[:12]}), installed with --require-hashes"
+              for lock in plan.locks]
+    lines += [f"  lock for {platform}: none (./dev lock writes one): pip resolves at build time"
+              for platform in plan.platforms if platform not in {lock.platform for lock in plan.locks}]
     lines.append("  command:")
     command = plan.buildx_command(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
     lines.append("    " + shlex.join(command))

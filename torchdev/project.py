@@ -3,12 +3,14 @@ names, their locks, and their build plans (with every input file read once, here
 from __future__ import annotations
 
 import hashlib
+import platform as host
 from pathlib import Path
 
 from torchdev.errors import UsageError
 from torchdev.gitinfo import read_provenance
 from torchdev.matrix import Flavour, Matrix, Variant
 from torchdev.plan import BuildPlan, LockInput, make_plan
+from torchdev.platforms import ALIASES, AMD64, Platform, parse_list
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FILE = ROOT / "images.yaml"
@@ -37,15 +39,39 @@ def select_flavours(matrix: Matrix, *, flavour: str | None, every: bool) -> list
     return list(matrix.flavours) if every else [matrix.flavours[0]]
 
 
-def lock_file(variant: Variant) -> Path:
-    """Where the variant's lock lives: its `lock:` path (or locks/<name>.txt), relative to images.yaml."""
-    return MATRIX_FILE.parent / variant.lock_path
+def native_platform() -> Platform:
+    """The platform this host runs without emulation (Docker Desktop's VM shares the Mac's architecture); `./dev
+    doctor` says so when the engine's differs (a remote DOCKER_HOST)."""
+    machine = host.machine().lower()
+    return Platform("linux", ALIASES.get(machine, machine))
 
 
-def lock_input(variant: Variant) -> LockInput | None:
-    """The variant's lock file with its hash, when it has one."""
-    path = lock_file(variant)
-    return LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest()) if path.is_file() else None
+def select_platforms(variant: Variant, *, platform: str | None, native: Platform) -> tuple[Platform, ...]:
+    """--platform LIST (each one the variant declares), `all` (every declared one), or by default the native one
+    when the variant has it, else its first (emulated)."""
+    if platform is None:
+        return (native,) if native in variant.platforms else variant.platforms[:1]
+    if platform == "all":
+        return variant.platforms
+    chosen = parse_list(platform)
+    for wanted in chosen:
+        if wanted not in variant.platforms:
+            why = " (torch 2.0 has CUDA wheels for linux/amd64 only)" if variant.cuda else ""
+            raise UsageError(f"variant '{variant.name}' is built for {', '.join(map(str, variant.platforms))} only"
+                             f"{why}, not {wanted}: drop --platform {wanted}, or add it to the variant's platforms")
+    return chosen
+
+
+def lock_file(variant: Variant, platform: Platform = AMD64) -> Path:
+    """Where the variant's lock for `platform` lives (Variant.lock_path_for), relative to images.yaml."""
+    return MATRIX_FILE.parent / variant.lock_path_for(platform)
+
+
+def lock_inputs(variant: Variant) -> tuple[LockInput, ...]:
+    """The variant's lock files with their hashes, one per platform that has one."""
+    paths = [(platform, lock_file(variant, platform)) for platform in variant.platforms]
+    return tuple(LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), platform=platform)
+                 for platform, path in paths if path.is_file())
 
 
 def context_digest(folder: Path) -> str:
@@ -57,11 +83,16 @@ def context_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None) -> list[BuildPlan]:
-    """The build plan of each variant in each flavour (runtime only unless told), from this checkout as it is now.
-    A variant's flavours follow each other, runtime first, so the others find its layers in the build cache."""
+def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
+              platform: str | None = None) -> list[BuildPlan]:
+    """The build plan of each variant in each flavour (runtime only unless told) for the platforms --platform
+    selects, from this checkout as it is now. A variant's flavours follow each other, runtime first, so the others
+    find its layers in the build cache."""
     provenance = read_provenance(ROOT, inputs=BUILD_INPUTS)
     context = context_digest(DOCKER_DIR)
     chosen = sorted(flavours or matrix.flavours[:1], key=lambda flavour: not flavour.is_runtime)
-    return [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR, lock=lock_input(v),
-                      context_digest=context, flavour=flavour) for v in variants for flavour in chosen]
+    native = native_platform()
+    return [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR, locks=lock_inputs(v),
+                      context_digest=context, flavour=flavour,
+                      platforms=select_platforms(v, platform=platform, native=native))
+            for v in variants for flavour in chosen]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torchdev.engine import Engine, EngineError, ImageRef
 from torchdev.errors import UsageError
 from torchdev.files import write_atomically
 from torchdev.plan import BuildPlan
+from torchdev.platforms import Platform
+from torchdev.smoke import run_name
 from torchdev.table import human_size, render_table
 
 COMPRESSIONS = ("gzip", "zstd")
@@ -41,6 +43,8 @@ class PushResult:
     size: int = 0
     compression: str = ""
     detail: str = ""
+    platforms: tuple[Platform, ...] = ()
+    """What one pull by these tags serves: each engine pulls its own platform."""
 
     def pinned(self) -> list[str]:
         return [f"{reference}@{self.digest}" for reference in self.references]
@@ -64,21 +68,24 @@ def pushed_references(plan: BuildPlan, repository: str) -> tuple[str, ...]:
     return tuple(f"{repository}:{ImageRef.parse(reference).tag}" for reference in plan.references)
 
 
-def smoke_report(reports_dir: Path, plan: BuildPlan) -> Path:
-    return reports_dir / f"{plan.name}.json"
+def smoke_report(reports_dir: Path, plan: BuildPlan, platform: Platform) -> Path:
+    return reports_dir / f"{run_name(plan, platform)}.json"
 
 
-def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan) -> str:
-    """Why the image may not be pushed without --force ('' when its last smoke run passed on this very image)."""
-    again = f"run `./dev smoke --variant {plan.variant.name} --flavour {plan.flavour.name}`, or push with --force"
+def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platform: Platform) -> str:
+    """Why the image may not be pushed without --force ('' when its last smoke run on `platform` passed on this very
+    image): a multi-platform image goes out only when each of its platforms passed."""
+    name = run_name(plan, platform)
+    again = (f"run `./dev smoke --variant {plan.variant.name} --flavour {plan.flavour.name} --platform {platform}`, "
+             "or push with --force")
     if not summary_path.is_file():
-        return f"{plan.name} has no smoke result ({summary_path}): {again}"
+        return f"{name} has no smoke result ({summary_path}): {again}"
     summary = json.loads(summary_path.read_text())
     if summary.get("image_id") != image_id:
-        return f"the last smoke run of {plan.name} was on {str(summary.get('image_id'))[:19]}, not on this build " \
+        return f"the last smoke run of {name} was on {str(summary.get('image_id'))[:19]}, not on this build " \
                f"{image_id[:19]}: {again}"
     if summary.get("failed", 1) or not summary.get("passed"):
-        return f"the last smoke run of {plan.name} failed {summary.get('failed')} check(s): fix them and {again}"
+        return f"the last smoke run of {name} failed {summary.get('failed')} check(s): fix them and {again}"
     return ""
 
 
@@ -120,14 +127,21 @@ def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression:
         flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
         return PushResult(plan.name, PushStatus.REFUSED, detail=f"{plan.primary_reference} is not built: run "
                           f"`./dev build --variant {plan.variant.name}{flavour}`")
-    problem = "" if force else smoke_problem(smoke_report(smoke_dir, plan), image_id=image_id, plan=plan)
+    held = tuple(Platform.parse(name) for name in engine.image_platforms(image_id, tuple(map(str,
+                                                                                            plan.variant.platforms))))
+    problems = [smoke_problem(smoke_report(smoke_dir, plan, platform), image_id=image_id, plan=plan, platform=platform)
+                for platform in held] or [f"{plan.primary_reference} holds none of the variant's platforms "
+                                          f"({', '.join(map(str, plan.variant.platforms))}), so no smoke result can "
+                                          f"vouch for it: rebuild it with `./dev build --variant {plan.variant.name}`"
+                                          ", or push with --force"]
+    problem = "" if force else next(filter(None, problems), "")
     if problem:
         return PushResult(plan.name, PushStatus.REFUSED, detail=problem)
     references = pushed_references(plan, repository)
     immutable = tuple(ImageRef.parse(reference).tag for reference in plan.immutable_references)
     registry = registry_of(repository)
     try:
-        return _push_checked(engine, plan, references, immutable, image_id, compression)
+        return replace(_push_checked(engine, plan, references, immutable, image_id, compression), platforms=held)
     except EngineError as error:
         return PushResult(plan.name, PushStatus.FAILED, references, detail=push_failure(str(error), registry))
     finally:
@@ -186,12 +200,13 @@ def write_report(reports_dir: Path, result: PushResult) -> Path:
     path = report_path(reports_dir, result.image)
     document = {"image": result.image, "tags": [r.rsplit(":", 1)[1] for r in result.references],
                 "repository": result.references[0].rsplit(":", 1)[0], "digest": result.digest,
-                "references": result.pinned(), "size": result.size, "compression": result.compression}
+                "references": result.pinned(), "size": result.size, "compression": result.compression,
+                "platforms": [str(platform) for platform in result.platforms]}
     write_atomically(path, json.dumps(document, indent=1) + "\n")
     return path
 
 
 def summary_table(results: list[PushResult]) -> str:
-    rows = [(r.image, r.status.value, r.compression or "-", human_size(r.size) if r.size else "-",
-             r.digest or "-", r.detail) for r in results]
-    return render_table(["image", "status", "layers", "download", "digest", "detail"], rows)
+    rows = [(r.image, r.status.value, ", ".join(map(str, r.platforms)) or "-", r.compression or "-",
+             human_size(r.size) if r.size else "-", r.digest or "-", r.detail) for r in results]
+    return render_table(["image", "status", "platforms", "layers", "download", "digest", "detail"], rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
-from torchdev.errors import TorchdevError
+from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
+from torchdev.platforms import AMD64, Platform
 from torchdev.table import render_table
 
 CHECKS = ("environment", "flavour", "gpu", "convergence", "ddp", "shm")
@@ -49,17 +51,36 @@ class SuiteRun:
     detail: str = ""
 
 
-def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str) -> list[str]:
-    """The pytest command line that hands the image's declared contents to the suite."""
+def select_checks(text: str | None) -> tuple[str, ...]:
+    """--checks environment,convergence: only those modules of the suite (every one when not given)."""
+    chosen = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    unknown = [name for name in chosen if name not in CHECKS]
+    if unknown:
+        raise UsageError(f"unknown check '{unknown[0]}': the suite's checks are {', '.join(CHECKS)}")
+    return chosen
+
+
+def run_name(plan: BuildPlan, platform: Platform) -> str:
+    """One smoke run's name in tables and report files: the image's, plus the platform unless it is linux/amd64
+    (cpu.linux-arm64): the platforms of one multi-platform image are judged, and reported, one by one."""
+    return plan.name if platform == AMD64 else f"{plan.name}.{platform.slug}"
+
+
+def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform: Platform = AMD64,
+                    checks: tuple[str, ...] = ()) -> list[str]:
+    """The pytest command line that hands the image's declared contents to the suite (only `checks`' modules when
+    given: under emulation the DDP and GPU checks cost minutes and prove nothing about the platform)."""
     variant, args = plan.variant, plan.build_args
     expectations = {"torch": variant.torch, "torchvision": variant.torchvision, "torchaudio": variant.torchaudio,
                     "cuda": variant.cuda or "none", "python": variant.python, "flavour": plan.flavour.name,
                     "require-cuda": args["REQUIRE_CUDA"] or "none",
-                    "cuda-toolchain": args.get("CUDA_RELEASE") or "none"}
+                    "cuda-toolchain": args.get("CUDA_RELEASE") or "none", "platform": str(platform)}
     if variant.cudnn is not None:
         expectations["cudnn-major"] = str(variant.cudnn)
-    command = ["python", "-m", "pytest", SUITE_MOUNT, "-p", "no:cacheprovider", "-rfE", "--variant", plan.name,
-               f"--junitxml={reports}/{plan.name}.xml", f"--summary-json={reports}/{plan.name}.json",
+    name = run_name(plan, platform)
+    modules = [f"{SUITE_MOUNT}/test_{check}.py" for check in checks] or [SUITE_MOUNT]
+    command = ["python", "-m", "pytest", *modules, "-p", "no:cacheprovider", "-rfE", "--variant", name,
+               f"--junitxml={reports}/{name}.xml", f"--summary-json={reports}/{name}.json",
                "--gpus", gpus.suite_option]
     for name, value in expectations.items():
         command += [f"--expect-{name}", value]
@@ -73,19 +94,21 @@ def container_limits(gpus: GpuRequest, *, memlock: int = -1) -> tuple[Limit, ...
     return (stack, Limit("memlock", memlock, memlock)) if gpus.count else (stack,)
 
 
-def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scratch: Path,
-                    memlock: int = -1) -> ContainerSpec:
+def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scratch: Path, memlock: int = -1,
+                    platform: Platform = AMD64, checks: tuple[str, ...] = ()) -> ContainerSpec:
     """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, 1 GiB of /dev/shm for DataLoader
     workers and NCCL, and a real PID 1 that reaps the DDP ranks."""
     mounts = (Mount(str(suite_dir), SUITE_MOUNT), Mount(str(scratch), REPORTS_MOUNT, read_only=False))
-    return ContainerSpec(plan.primary_reference, tuple(suite_arguments(plan, gpus=gpus, reports=REPORTS_MOUNT)),
-                         mounts=mounts,
+    command = suite_arguments(plan, gpus=gpus, reports=REPORTS_MOUNT, platform=platform, checks=checks)
+    return ContainerSpec(plan.primary_reference, tuple(command), mounts=mounts,
                          environment={"PYTHONDONTWRITEBYTECODE": "1", **gpus.environment()}, gpus=gpus.devices(),
-                         limits=container_limits(gpus, memlock=memlock), shm_size="1g", init=True)
+                         limits=container_limits(gpus, memlock=memlock), shm_size="1g", init=True,
+                         platform=str(platform))
 
 
 def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
-              timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout) -> SuiteRun:
+              timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout,
+              platform: Platform = AMD64, checks: tuple[str, ...] = ()) -> SuiteRun:
     """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
 
     The container writes into a scratch folder it may write to; the files are then copied into reports_dir
@@ -93,20 +116,23 @@ def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: P
     """
     with tempfile.TemporaryDirectory(prefix="torchdev-smoke-") as scratch:
         os.chmod(scratch, 0o1777)
-        spec = suite_container(plan=plan, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch), memlock=memlock)
+        spec = suite_container(plan=plan, gpus=gpus, suite_dir=suite_dir, scratch=Path(scratch), memlock=memlock,
+                               platform=platform, checks=checks)
+        name = run_name(plan, platform)
         result = engine.run(spec, timeout=timeout, echo=out)
         if result.status is RunStatus.START_FAILED:
-            return SuiteRun(plan.name, SuiteStatus.START_FAILED, detail=start_failure(result.output))
+            detail = platform_failure(plan, platform, result.output) or start_failure(result.output)
+            return SuiteRun(name, SuiteStatus.START_FAILED, detail=detail)
         if result.status is RunStatus.TIMED_OUT:
-            return SuiteRun(plan.name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
-                                                                     "killed (see the output above)")
-        summary = _collect_reports(Path(scratch), reports_dir, image=plan.name,
+            return SuiteRun(name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
+                                                                "killed (see the output above)")
+        summary = _collect_reports(Path(scratch), reports_dir, image=name,
                                    image_id=engine.image_id(plan.primary_reference) or "")
     if summary is None:
-        return SuiteRun(plan.name, SuiteStatus.NO_SUMMARY,
+        return SuiteRun(name, SuiteStatus.NO_SUMMARY,
                         detail=f"the suite exited {result.exit_code} without a summary (did pytest start? see the "
                                "output above)")
-    return SuiteRun(plan.name, SuiteStatus.RAN, tuple(summary["checks"]))
+    return SuiteRun(name, SuiteStatus.RAN, tuple(summary["checks"]))
 
 
 def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: str) -> dict | None:
@@ -122,6 +148,18 @@ def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: 
     return summary
 
 
+def platform_failure(plan: BuildPlan, platform: Platform, output: str) -> str:
+    """Why a container of `platform` could not start, when the platform is the reason ('' otherwise): the image
+    holds no such platform, or this host cannot run its binaries."""
+    if re.search(r"exec format error", output, re.I):
+        return (f"{platform} binaries do not run on this host: scripts/emulation.sh enable (qemu via binfmt_misc; "
+                "Docker Desktop has it built in)")
+    if re.search(r"no such image|does not match the specified platform|no match for platform", output, re.I):
+        return (f"{plan.primary_reference} holds no {platform} image: run `./dev build --variant {plan.variant.name} "
+                f"--platform {platform}`")
+    return ""
+
+
 def missing_image(plan: BuildPlan) -> str:
     flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
     return (f"image {plan.primary_reference} is not built: run `./dev build --variant {plan.variant.name}{flavour}` "
@@ -130,9 +168,10 @@ def missing_image(plan: BuildPlan) -> str:
 
 def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
             reports_dir: Path, stop_at_missing: bool, not_built: dict[str, str], memlock: int = -1,
-            out: TextIO = sys.stdout) -> list[SuiteRun]:
-    """The suite in each plan's image, one after another. A missing image is that image's row (`not_built`
-    says why when a build was tried and failed), or, with stop_at_missing, an error naming the build command."""
+            checks: tuple[str, ...] = (), out: TextIO = sys.stdout) -> list[SuiteRun]:
+    """The suite in each plan's image, on each of its platforms, one after another. A missing image is that image's
+    row (`not_built` says why when a build was tried and failed), or, with stop_at_missing, an error naming the
+    build command."""
     runs = []
     for plan in plans:
         name, reference = plan.name, plan.primary_reference
@@ -143,10 +182,11 @@ def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuReques
             runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
             continue
         request = gpus[name]
-        print(f"==> smoke {name} in {reference} (gpus: {request.suite_option}"
-              f"{f' via {request.route.value}' if request.count else ''})", file=out, flush=True)
-        runs.append(run_suite(engine, plan=plan, gpus=request, suite_dir=suite_dir, reports_dir=reports_dir,
-                              memlock=memlock, out=out))
+        for platform in plan.platforms:
+            print(f"==> smoke {run_name(plan, platform)} in {reference} on {platform} (gpus: {request.suite_option}"
+                  f"{f' via {request.route.value}' if request.count else ''})", file=out, flush=True)
+            runs.append(run_suite(engine, plan=plan, gpus=request, suite_dir=suite_dir, reports_dir=reports_dir,
+                                  memlock=memlock, out=out, platform=platform, checks=checks))
     return runs
 
 

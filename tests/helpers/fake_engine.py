@@ -38,6 +38,8 @@ class FakeEngine:
         """When set, every registry call fails with this message (as the engine words it)."""
         self.pushes_before_interrupt: int | None = None
         """After this many pushes, the next raises KeyboardInterrupt (Ctrl-C half-way)."""
+        self.platforms: dict[str, tuple[str, ...]] = {}
+        """image ID -> the platforms it holds (a build records its --platform); linux/amd64 when not set."""
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -136,11 +138,16 @@ class FakeEngine:
             raise EngineError(self.registry_refusal)
         return self.registry.get(reference)
 
+    def image_platforms(self, reference: str, candidates: tuple[str, ...]) -> tuple[str, ...]:
+        held = self.platforms.get(self.image_id(reference) or "", ("linux/amd64",))
+        return tuple(platform for platform in candidates if platform in held)
+
     def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
         """A new image (its ID stands for the gzip manifest's digest), the same for the same source every time."""
         source = self.image_id(reference)
         copy = "sha256:" + "9" * 8 + source[-56:]
         self.labels[copy] = dict(self.labels[source])
+        self.platforms[copy] = self.platforms.get(source, ("linux/amd64",))
         self.names[name] = copy
         return Recompressed(copy, 2 << 30)
 
@@ -163,6 +170,7 @@ class FakeEngine:
         if outcome == 0:
             labels = dict(command[i + 1].split("=", 1) for i, word in enumerate(command) if word == "--label")
             image_id = self.add_image(labels=labels)
+            self.platforms[image_id] = tuple(command[command.index("--platform") + 1].split(","))
             self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
             metadata = Path(command[command.index("--metadata-file") + 1])
             metadata.write_text(json.dumps({"containerimage.digest": image_id}))

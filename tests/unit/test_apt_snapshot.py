@@ -122,3 +122,41 @@ def test_a_snapshot_that_covers_no_source_fails_with_the_fix(tmp_path):
 def test_the_original_sources_are_left_untouched(tmp_path):
     run_script(tmp_path, sources=UBUNTU_WITH_CUDA, snapshot=SNAPSHOT)
     assert (tmp_path / "etc" / "sources.list").read_text() == UBUNTU_WITH_CUDA["sources.list"]
+
+
+UBUNTU_PORTS = {
+    "sources.list": "deb http://ports.ubuntu.com/ubuntu-ports/ jammy main restricted\n"
+                    "deb http://ports.ubuntu.com/ubuntu-ports jammy-security main\n",
+    "sources.list.d/ubuntu.sources": "Types: deb\nURIs: http://ports.ubuntu.com/ubuntu-ports/\n"
+                                     "Suites: noble noble-updates\n",
+}
+PORTS_URL = "http://snapshot.example/ubuntu-ports/20261101T000000Z"
+
+
+def test_arm64_ubuntu_sources_read_the_ubuntu_ports_snapshot_not_the_ubuntu_one(tmp_path):
+    result, out = run_script(tmp_path, sources=UBUNTU_PORTS, snapshot=f"{SNAPSHOT} ubuntu-ports={PORTS_URL}")
+    assert result.returncode == 0, result.stderr
+    assert (out / "sources.list").read_text() == (f"deb {PORTS_URL}/ jammy main restricted\n"
+                                                  f"deb {PORTS_URL}/ jammy-security main\n")
+    assert (out / "sources.list.d" / "ubuntu.sources").read_text() == (
+        f"Types: deb\nURIs: {PORTS_URL}/\nSuites: noble noble-updates\n")
+    assert "3 apt source(s) read from snapshots" in result.stderr and "stays live" not in result.stderr
+
+
+def test_ubuntu_ports_without_its_own_entry_stays_live_and_says_so(tmp_path):
+    result, out = run_script(tmp_path, sources=UBUNTU_PORTS, snapshot=SNAPSHOT)
+    assert (out / "sources.list").read_text() == UBUNTU_PORTS["sources.list"], "an ubuntu entry is not ubuntu-ports'"
+    assert ("apt-snapshot: http://ports.ubuntu.com/ubuntu-ports/ stays live: apt_snapshot_urls has no entry for its "
+            "archive 'ubuntu-ports'") in result.stderr
+    assert result.returncode == 1 and "covers none of the base's apt sources" in result.stderr
+
+
+def test_the_committed_matrix_sends_an_arm64_cpu_build_to_ubuntus_ports_snapshot(tmp_path):
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    matrix = load_matrix(ROOT / "images.yaml")
+    snapshot = apt_snapshot_sources(matrix=matrix, variant=matrix.variant("cpu"))
+    result, out = run_script(tmp_path, sources={"sources.list": UBUNTU_PORTS["sources.list"]}, snapshot=snapshot)
+    assert result.returncode == 0, result.stderr
+    assert (out / "sources.list").read_text().splitlines()[0] == (
+        f"deb http://snapshot.ubuntu.com/ubuntu-ports/{matrix.variant('cpu').apt_snapshot}/ jammy main restricted")

@@ -7,11 +7,12 @@ import pytest
 from torchdev.errors import TorchdevError
 from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.variants import make_variant
-from torchdev.lock import (PLATFORM, LockSpec, drift, format_header, lock_spec, parse_header, pin_problems,
+from torchdev.platforms import AMD64
+from torchdev.lock import (LockSpec, drift, format_header, lock_spec, parse_header, pin_problems,
                            project_text, render_lock, resolution_error, tomllib, unfit_lock, uv_command)
 from torchdev.matrix import ImageSettings, Matrix
 
-SPEC = LockSpec(variant="cu118", python="3.10", platform=PLATFORM, torch="2.0.1", torchvision="0.15.2",
+SPEC = LockSpec(variant="cu118", python="3.10", platform=AMD64.wheel_platform, torch="2.0.1", torchvision="0.15.2",
                 torchaudio="2.0.2", index="https://download.pytorch.org/whl/cu118", pip_index="default",
                 packages=("numpy==1.26.4", "pytest==7.4.4"))
 
@@ -204,8 +205,8 @@ def test_a_lock_that_does_not_fit_names_the_field_and_the_lock_command(tmp_path)
     variant, path = lock_for(tmp_path, python="3.11")
     matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
     problem = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False)
-    assert problem == (f"the lock {path} does not fit variant 'cu117' (python 3.10 in the lock, 3.11 in the matrix): "
-                       "run `./dev lock --variant cu117`")
+    assert problem == (f"the lock {path} does not fit variant 'cu117' on linux/amd64 (python 3.10 in the lock, 3.11 "
+                       "in the matrix): run `./dev lock --variant cu117`")
 
 
 def test_an_overlay_sharing_images_yamls_lock_is_told_to_get_its_own_not_to_overwrite_it(tmp_path):
@@ -228,6 +229,6 @@ def test_build_refuses_an_unfit_lock_before_it_asks_the_engine_anything(tmp_path
                      env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", "TORCHDEV_OVERLAY": ""})
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' "
+    assert result.stderr.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' on linux/amd64 "
                                     "(python 3.10 in the lock, 3.11 in the matrix): the overlay")
     assert "give the overlay its own `lock:" in result.stderr and "no Docker engine" not in result.stderr

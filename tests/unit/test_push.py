@@ -13,7 +13,8 @@ from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
 from torchdev import commands
 from torchdev.errors import UsageError
 from torchdev.project import plans_for
-from torchdev.push import PushStatus, destination, push_failure, push_image
+from torchdev.platforms import AMD64, ARM64
+from torchdev.push import PushStatus, destination, push_failure, push_image, summary_table, write_report
 
 REPOSITORY = "registry.test:5000/ml/torchdev"
 
@@ -149,3 +150,72 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     report = json.loads(stale.read_text())
     assert report["digest"] in report["references"][0] and report["compression"] == "gzip"
     assert report["tags"][0] == cpu.primary_reference.split(":", 1)[1]
+
+
+@pytest.fixture()
+def cpu_plan():
+    return make_plans(make_variant("cpu", cuda=None, platforms=(AMD64, ARM64)))[0]
+
+
+def smoke_passed(smoke_dir, name: str, image_id: str, *, failed: int = 0) -> None:
+    (smoke_dir / f"{name}.json").write_text(json.dumps({"passed": 12, "failed": failed, "image_id": image_id}))
+
+
+def test_a_multi_platform_image_whose_arm64_half_was_not_smoke_tested_is_refused_naming_that_run(cpu_plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, cpu_plan, tmp_path)
+    engine.platforms[image_id] = ("linux/amd64", "linux/arm64")
+    refused = push(engine, cpu_plan, tmp_path)
+    assert refused.status is PushStatus.REFUSED and engine.registry == {}
+    assert refused.detail.startswith(f"cpu.linux-arm64 has no smoke result ({tmp_path / 'cpu.linux-arm64.json'})")
+    assert "`./dev smoke --variant cpu --flavour runtime --platform linux/arm64`, or push with --force" in \
+        refused.detail
+    smoke_passed(tmp_path, "cpu.linux-arm64", image_id, failed=1)
+    failed = push(engine, cpu_plan, tmp_path)
+    assert failed.status is PushStatus.REFUSED and "the last smoke run of cpu.linux-arm64 failed 1 check(s)" in \
+        failed.detail
+
+
+def test_a_multi_platform_image_goes_out_once_each_platform_passed_and_the_report_names_them(cpu_plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, cpu_plan, tmp_path)
+    engine.platforms[image_id] = ("linux/amd64", "linux/arm64")
+    smoke_passed(tmp_path, "cpu.linux-arm64", image_id)
+    result = push(engine, cpu_plan, tmp_path)
+    assert result.status is PushStatus.PUSHED and result.platforms == (AMD64, ARM64)
+    report = json.loads(write_report(tmp_path / "push", result).read_text())
+    assert report["platforms"] == ["linux/amd64", "linux/arm64"]
+    header, _, row = summary_table([result]).splitlines()[:3]
+    assert "platforms" in header and "linux/amd64, linux/arm64" in row
+
+
+def test_the_amd64_half_must_pass_too(cpu_plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, cpu_plan, tmp_path, tested="sha256:" + "0" * 64)
+    engine.platforms[image_id] = ("linux/amd64", "linux/arm64")
+    smoke_passed(tmp_path, "cpu.linux-arm64", image_id)
+    refused = push(engine, cpu_plan, tmp_path)
+    assert refused.status is PushStatus.REFUSED
+    assert refused.detail.startswith("the last smoke run of cpu was on sha256:000000000000, not on this build")
+    assert "--platform linux/amd64" in refused.detail
+
+
+def test_an_arm64_only_image_needs_only_its_arm64_smoke_run(cpu_plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, cpu_plan, tmp_path)
+    (tmp_path / "cpu.json").unlink()
+    engine.platforms[image_id] = ("linux/arm64",)
+    smoke_passed(tmp_path, "cpu.linux-arm64", image_id)
+    result = push(engine, cpu_plan, tmp_path)
+    assert result.status is PushStatus.PUSHED and result.platforms == (ARM64,)
+
+
+def test_an_image_holding_none_of_the_variants_platforms_is_not_pushed_without_a_smoke_run(tmp_path):
+    plan = make_plans(make_variant("cpu", cuda=None, platforms=(ARM64,)))[0]
+    engine = FakeEngine()
+    image_id = built(engine, plan, tmp_path)
+    (tmp_path / "cpu.json").unlink()
+    engine.platforms[image_id] = ("linux/amd64",)
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.REFUSED, f"pushed with no smoke run at all: platforms {result.platforms}"
+    assert "holds none of the variant's platforms (linux/arm64)" in result.detail and "--force" in result.detail

@@ -50,7 +50,7 @@ def test_references_carry_the_repository_including_a_registry_port():
 def plan_for(variant, environ=None, lock=None, matrix_image=SETTINGS, context_digest=""):
     matrix = Matrix(image=matrix_image, variants=(variant,), sources=())
     return make_plan(matrix=matrix, variant=variant, provenance=PROVENANCE, docker_dir=Path("/repo/docker"),
-                     environ=environ or {}, lock=lock, context_digest=context_digest)
+                     environ=environ or {}, locks=(lock,) if lock else (), context_digest=context_digest)
 
 
 def test_the_immutable_tag_names_the_inputs_so_two_overlays_never_share_it():
@@ -137,9 +137,10 @@ def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
     pinned = replace(CU118, base="nvidia/cuda:11.8.0@sha256:" + "b" * 64)
     plan = plan_for(pinned, lock=LockInput(path=Path("/repo/locks/cu118.txt"), sha256="c" * 64))
     assert plan.build_args["BASE_DIGEST"] == "sha256:" + "b" * 64
-    assert plan.build_args["LOCK_SHA256"] == "c" * 64
-    assert "lock: /repo/locks/cu118.txt (sha256 cccccccccccc), installed with --require-hashes" in describe_plan(plan)
-    assert "lock: none" in describe_plan(plan_for(CU118))
+    assert plan.build_args["LOCK_SHA256"] == "linux-amd64=" + "c" * 64
+    assert ("lock for linux/amd64: /repo/locks/cu118.txt (sha256 cccccccccccc), installed with --require-hashes"
+            in describe_plan(plan))
+    assert "lock for linux/amd64: none" in describe_plan(plan_for(CU118))
 
 
 def test_an_apt_snapshot_reaches_the_build_and_the_labels():

@@ -1,0 +1,409 @@
+"""linux/arm64 beside linux/amd64: the Platform value, the matrix's platforms, per-platform locks, plans, builds,
+smoke runs and the doctor's platform check; then the committed images.yaml and CI overlay as they declare them."""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.variants import TEST_PROVENANCE, TEST_SETTINGS, make_plans, make_variant
+from tests.unit.test_matrix import VALID, error_for, write
+from torchdev import commands
+from torchdev.build import run_buildx
+from torchdev.doctor import OK, WARN, platform_check
+from torchdev.errors import ConfigError, TorchdevError, UsageError
+from torchdev.gpus import GpuRequest
+from torchdev.lock import drift, format_header, lock_spec, lock_variants, regenerate_command, unfit_lock
+from torchdev.matrix import Flavour, Matrix, load_matrix, load_sources, parse_matrix
+from torchdev.platforms import AMD64, ARM64, Platform, parse_list
+from torchdev.plan import LockInput, base_archives, make_plan
+from torchdev.project import lock_file, plans_for, select_platforms
+from torchdev.smoke import CHECKS, SUITE_MOUNT, run_all, run_name, select_checks, suite_arguments
+
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAY = ROOT / "overlays" / "local-debian.yaml"
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+CU118 = make_variant("cu118")
+CPU_YAML = """\
+  cpu:
+    base: ubuntu:22.04
+    python: "3.10"
+    torch: 2.0.1
+    torchvision: 0.15.2
+    torchaudio: 2.0.2
+    index: https://download.pytorch.org/whl/cpu
+    cuda: null
+    cudnn: null
+    platforms: [linux/amd64, linux/arm64]
+"""
+SNAPSHOT = "20261101T000000Z"
+
+
+def committed_matrix(overlay: Path | None = None):
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    return load_matrix(ROOT / "images.yaml", overlay=str(overlay) if overlay else None)
+
+
+# The Platform value
+
+
+@pytest.mark.parametrize("text, expected", [("linux/arm64", ARM64), ("linux/amd64", AMD64),
+                                            ("linux/aarch64", ARM64), (" linux/x86_64 ", AMD64)])
+def test_docker_names_and_the_engines_uname_names_parse_to_the_same_platform(text, expected):
+    assert Platform.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["linux/s390x", "arm64", "windows/amd64", "linux/arm64/v8", ""])
+def test_anything_else_is_a_usage_error_listing_the_platforms_torch_has_wheels_for(text):
+    with pytest.raises(UsageError) as caught:
+        Platform.parse(text)
+    assert str(caught.value) == (f"unknown platform '{text}': torch 2.0 has wheels for linux/amd64, linux/arm64")
+
+
+def test_each_platform_names_itself_for_uname_wheels_and_file_names():
+    assert (str(ARM64), ARM64.machine, ARM64.wheel_platform, ARM64.slug) == (
+        "linux/arm64", "aarch64", "aarch64-manylinux_2_28", "linux-arm64")
+    assert (str(AMD64), AMD64.machine, AMD64.wheel_platform, AMD64.slug) == (
+        "linux/amd64", "x86_64", "x86_64-manylinux_2_28", "linux-amd64")
+
+
+def test_a_list_keeps_its_order_and_names_each_platform_once():
+    assert parse_list("linux/arm64, linux/amd64,linux/aarch64,") == (ARM64, AMD64)
+    with pytest.raises(UsageError, match="unknown platform 'linux/riscv64'"):
+        parse_list("linux/amd64,linux/riscv64")
+
+
+# The matrix
+
+
+def test_a_variant_without_platforms_is_amd64_and_a_cpu_variant_may_list_both(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + CPU_YAML))
+    assert matrix.variant("cu118").platforms == (AMD64,)
+    assert matrix.variant("cpu").platforms == (AMD64, ARM64)
+    arm_only = load_matrix(write(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", "[linux/aarch64]")))
+    assert arm_only.variant("cpu").platforms == (ARM64,)
+
+
+def test_an_unknown_platform_is_named_with_its_file_line_variant_and_key(tmp_path):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("linux/arm64]", "linux/s390x]"))
+    assert message == (f"{tmp_path / 'images.yaml'}:23: variant 'cpu': key 'platforms': unknown platform "
+                       "'linux/s390x': torch 2.0 has wheels for linux/amd64, linux/arm64")
+
+
+@pytest.mark.parametrize("value, expected", [("[]", "expected a non-empty list of strings, got list"),
+                                             ("linux/arm64", "expected a non-empty list of strings, got string")])
+def test_platforms_must_be_a_non_empty_list(tmp_path, value, expected):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", value))
+    assert f"variant 'cpu': key 'platforms': {expected}" in message
+
+
+def test_a_cuda_variant_for_arm64_is_refused_in_one_line_with_the_reason(tmp_path):
+    message = error_for(tmp_path, VALID + "    platforms: [linux/amd64, linux/arm64]\n")
+    assert message == (f"{tmp_path / 'images.yaml'}:14: variant 'cu118': key 'platforms': linux/arm64 cannot "
+                       "have CUDA: torch 2.0 publishes CUDA wheels for linux/amd64 only; keep CUDA variants on "
+                       "linux/amd64 and build cpu for linux/arm64")
+
+
+@pytest.mark.parametrize("lock, expected", [
+    ("", "locks/cpu.linux-arm64.txt"),
+    ("overlays/local-debian/cpu.lock.txt", "overlays/local-debian/cpu.lock.linux-arm64.txt"),
+    ("my.locks/cpu", "my.locks/cpu.linux-arm64"),
+    ("locks/cpu", "locks/cpu.linux-arm64"),
+])
+def test_another_platforms_lock_adds_the_platform_before_the_suffix_and_amd64_keeps_the_plain_name(lock, expected):
+    variant = replace(CPU, lock=lock)
+    assert variant.lock_path_for(ARM64) == expected
+    assert variant.lock_path_for(AMD64) == (lock or "locks/cpu.txt")
+
+
+# Which platforms a command builds
+
+
+def test_by_default_the_native_platform_when_the_variant_has_it_else_its_first():
+    assert select_platforms(CPU, platform=None, native=ARM64) == (ARM64,)
+    assert select_platforms(CPU, platform=None, native=AMD64) == (AMD64,)
+    assert select_platforms(CU118, platform=None, native=ARM64) == (AMD64,), "emulated: the only one it has"
+    arm_only = replace(CPU, platforms=(ARM64,))
+    assert select_platforms(arm_only, platform=None, native=AMD64) == (ARM64,)
+
+
+def test_all_gives_every_declared_platform_and_a_list_the_ones_named_in_order():
+    assert select_platforms(CPU, platform="all", native=AMD64) == (AMD64, ARM64)
+    assert select_platforms(CU118, platform="all", native=ARM64) == (AMD64,)
+    assert select_platforms(CPU, platform="linux/arm64,linux/amd64", native=AMD64) == (ARM64, AMD64)
+    assert select_platforms(CPU, platform="linux/aarch64", native=AMD64) == (ARM64,)
+
+
+def test_a_platform_the_variant_lacks_is_one_line_naming_both_fixes_and_for_cuda_the_reason():
+    with pytest.raises(UsageError) as caught:
+        select_platforms(CU118, platform="linux/arm64", native=AMD64)
+    assert str(caught.value) == ("variant 'cu118' is built for linux/amd64 only (torch 2.0 has CUDA wheels for "
+                                 "linux/amd64 only), not linux/arm64: drop --platform linux/arm64, or add it to the "
+                                 "variant's platforms")
+    with pytest.raises(UsageError) as caught:
+        select_platforms(replace(CPU, platforms=(ARM64,)), platform="linux/amd64,linux/arm64", native=ARM64)
+    assert str(caught.value) == ("variant 'cpu' is built for linux/arm64 only, not linux/amd64: drop --platform "
+                                 "linux/amd64, or add it to the variant's platforms")
+
+
+# Plans: apt archives, buildx's --platform, the lock hashes
+
+
+@pytest.mark.parametrize("base, platform, expected", [
+    ("ubuntu:22.04", AMD64, ("ubuntu",)),
+    ("ubuntu:22.04", ARM64, ("ubuntu-ports",)),
+    ("docker.io/library/ubuntu:22.04@sha256:" + "a" * 64, ARM64, ("ubuntu-ports",)),
+    ("debian:bookworm", AMD64, ("debian", "debian-security")),
+    ("debian:bookworm", ARM64, ("debian", "debian-security")),
+    ("nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", AMD64, ()),
+    ("localhost:5000/ubuntu", ARM64, ()),
+    ("torchdev-base:bookworm", ARM64, ()),
+])
+def test_the_apt_archives_an_official_base_reads_depend_on_its_platform(base, platform, expected):
+    assert base_archives(base, platform) == expected
+
+
+def snapshot_matrix(variant, *archives: str) -> Matrix:
+    settings = replace(TEST_SETTINGS, apt_snapshot_urls=tuple(
+        (archive, f"http://snapshot.example/{archive}/{{timestamp}}") for archive in archives))
+    return Matrix(image=settings, variants=(variant,), sources=())
+
+
+def plan_of(variant, *, matrix: Matrix | None = None, platforms=(AMD64,), locks=()):
+    return make_plan(matrix=matrix or Matrix(image=TEST_SETTINGS, variants=(variant,), sources=()), variant=variant,
+                     provenance=TEST_PROVENANCE, docker_dir=Path("/repo/docker"), environ={}, locks=locks,
+                     platforms=platforms)
+
+
+def test_an_apt_snapshot_without_ubuntu_ports_stops_an_arm64_plan_and_leaves_amd64_alone():
+    variant = replace(CPU, apt_snapshot=SNAPSHOT)
+    matrix = snapshot_matrix(variant, "ubuntu")
+    assert plan_of(variant, matrix=matrix).platforms == (AMD64,)
+    with pytest.raises(ConfigError) as caught:
+        plan_of(variant, matrix=matrix, platforms=(AMD64, ARM64))
+    assert str(caught.value) == (
+        "variant 'cpu' on linux/arm64: its base ubuntu:22.04 reads the apt archive 'ubuntu-ports', which "
+        "apt_snapshot_urls does not cover: add `ubuntu-ports: <snapshot URL with {timestamp}>` to apt_snapshot_urls "
+        "in images.yaml, or set the variant's apt_snapshot: null")
+    assert plan_of(variant, matrix=snapshot_matrix(variant, "ubuntu", "ubuntu-ports"), platforms=(ARM64,))
+    assert plan_of(replace(CPU, apt_snapshot=""), matrix=matrix, platforms=(ARM64,)), "no snapshot: live archives"
+
+
+def test_buildx_builds_every_chosen_platform_and_lock_sha256_names_each_platforms_lock():
+    locks = (LockInput(Path("/repo/locks/cpu.txt"), "a" * 64, AMD64),
+             LockInput(Path("/repo/locks/cpu.linux-arm64.txt"), "b" * 64, ARM64))
+    both = plan_of(CPU, platforms=(AMD64, ARM64), locks=locks)
+    command = both.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"))
+    assert command[command.index("--platform") + 1] == "linux/amd64,linux/arm64"
+    assert both.build_args["LOCK_SHA256"] == f"linux-amd64={'a' * 64} linux-arm64={'b' * 64}"
+    arm = plan_of(CPU, platforms=(ARM64,), locks=locks)
+    assert arm.locks == locks[1:] and arm.build_args["LOCK_SHA256"] == f"linux-arm64={'b' * 64}"
+    command = arm.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"))
+    assert command[command.index("--platform") + 1] == "linux/arm64"
+    assert arm.references != both.references, "another set of platforms is another image: another inputs digest"
+
+
+def test_run_buildx_stages_each_platforms_lock_under_its_os_arch_name(tmp_path):
+    amd, arm = tmp_path / "cpu.txt", tmp_path / "cpu.linux-arm64.txt"
+    amd.write_text("amd64 lock\n")
+    arm.write_text("arm64 lock\n")
+    plan = plan_of(CPU, platforms=(AMD64, ARM64), locks=(LockInput(amd, "a" * 64, AMD64),
+                                                         LockInput(arm, "b" * 64, ARM64)))
+    engine, scratch = FakeEngine(), tmp_path / "scratch"
+    scratch.mkdir()
+    status, _, metadata = run_buildx(engine, plan, scratch=scratch, log_path=tmp_path / "log")
+    assert status == 0 and metadata.is_file()
+    staged = scratch / "lock"
+    assert sorted(path.name for path in staged.iterdir()) == ["linux-amd64.txt", "linux-arm64.txt"]
+    assert (staged / "linux-arm64.txt").read_text() == "arm64 lock\n"
+    assert (staged / "linux-amd64.txt").read_text() == "amd64 lock\n"
+    assert list(engine.platforms.values()) == [("linux/amd64", "linux/arm64")]
+
+
+# Locks per platform
+
+
+def test_an_arm64_lock_is_resolved_for_aarch64_and_an_amd64_lock_there_drifts_naming_the_platform():
+    matrix = Matrix(image=TEST_SETTINGS, variants=(CPU,), sources=())
+    assert lock_spec(matrix=matrix, variant=CPU, platform=ARM64).platform == "aarch64-manylinux_2_28"
+    amd64_header = format_header(lock_spec(matrix=matrix, variant=CPU, platform=AMD64))
+    changes = drift(expected=lock_spec(matrix=matrix, variant=CPU, platform=ARM64), text=amd64_header + "\n")
+    assert changes[0] == "platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix"
+
+
+def locked(path: Path, matrix: Matrix, variant, platform) -> None:
+    path.write_text(format_header(lock_spec(matrix=matrix, variant=variant, platform=platform)) + "\n" + "".join(
+        f"{name}=={version} --hash=sha256:{'a' * 64}\n" for name, version in
+        (("torch", "2.0.1"), ("torchvision", "0.15.2"), ("torchaudio", "2.0.2"))))
+
+
+def test_an_amd64_lock_copied_to_the_arm64_name_does_not_fit_and_the_fix_names_the_platform(tmp_path):
+    variant = replace(CPU, lock=str(tmp_path / "cpu.txt"))
+    matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
+    locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
+    locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, AMD64)
+    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False, platform=AMD64) == ""
+    problem = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False, platform=ARM64)
+    assert problem == (f"the lock {tmp_path / 'cpu.linux-arm64.txt'} does not fit variant 'cpu' on linux/arm64 "
+                       "(platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix): run "
+                       "`./dev lock --variant cpu --platform linux/arm64`")
+
+
+def test_lock_check_judges_each_platform_of_each_variant(tmp_path, capsys):
+    variant = replace(CPU, lock=str(tmp_path / "cpu.txt"))
+    matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
+    locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
+    assert lock_variants(matrix, [variant], check=True) == 1
+    out, err = capsys.readouterr()
+    assert f"cpu on linux/amd64: {tmp_path / 'cpu.txt'} matches the matrix" in out
+    assert err == (f"torchdev: lock drift: variant 'cpu' on linux/arm64 ({tmp_path / 'cpu.linux-arm64.txt'}): no lock "
+                   "file: run `./dev lock --variant cpu --platform linux/arm64`\n")
+    assert lock_variants(matrix, [variant], check=True, platforms=lambda v: (AMD64,)) == 0
+    locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, ARM64)
+    assert lock_variants(matrix, [variant], check=True) == 0
+
+
+def test_a_variant_with_one_platform_regenerates_without_platform():
+    matrix = Matrix(image=TEST_SETTINGS, variants=(CU118,), sources=())
+    assert regenerate_command(matrix=matrix, variant=CU118) == "./dev lock --variant cu118"
+    arm = replace(CPU, platforms=(ARM64,))
+    assert regenerate_command(matrix=matrix, variant=arm, platform=ARM64) == "./dev lock --variant cpu"
+
+
+# Smoke runs per platform
+
+
+def test_a_smoke_run_is_named_after_the_image_plus_any_platform_but_amd64():
+    runtime, devel = make_plans(CPU, flavours=(Flavour("runtime"), Flavour("devel")))
+    assert run_name(runtime, AMD64) == "cpu" and run_name(runtime, ARM64) == "cpu.linux-arm64"
+    assert run_name(devel, ARM64) == "cpu-devel.linux-arm64"
+
+
+def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
+    assert select_checks(None) == () and select_checks("") == ()
+    assert select_checks(" environment,convergence ,") == ("environment", "convergence")
+    with pytest.raises(UsageError) as caught:
+        select_checks("environment,gpus")
+    assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "
+                                 "convergence, ddp, shm")
+
+
+def test_each_check_is_a_module_of_the_suite():
+    assert sorted(f"test_{check}.py" for check in CHECKS) == sorted(p.name for p in (ROOT / "smoke").glob("test_*.py"))
+
+
+def test_the_suite_expects_the_platform_writes_its_own_reports_and_runs_only_the_chosen_modules():
+    plan, = make_plans(CPU)
+    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r", platform=ARM64,
+                              checks=("environment", "convergence"))
+    assert command[3:5] == [f"{SUITE_MOUNT}/test_environment.py", f"{SUITE_MOUNT}/test_convergence.py"]
+    assert SUITE_MOUNT not in command
+    pairs = dict(zip(command, command[1:]))
+    assert pairs["--expect-platform"] == "linux/arm64" and pairs["--variant"] == "cpu.linux-arm64"
+    assert "--junitxml=/r/cpu.linux-arm64.xml" in command and "--summary-json=/r/cpu.linux-arm64.json" in command
+    default = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
+    assert default[3] == SUITE_MOUNT and dict(zip(default, default[1:]))["--expect-platform"] == "linux/amd64"
+
+
+def test_run_all_runs_the_suite_once_per_platform_of_the_plan_in_a_container_of_that_platform(tmp_path):
+    plan = plan_of(CPU, platforms=(AMD64, ARM64))
+    engine = FakeEngine()
+    engine.add_image(*plan.references)
+    runs = run_all(engine, [plan], gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path, reports_dir=tmp_path / "r",
+                   stop_at_missing=False, not_built={}, checks=("environment",), out=io.StringIO())
+    assert [run.image for run in runs] == ["cpu", "cpu.linux-arm64"]
+    assert [spec.platform for spec in engine.ran] == ["linux/amd64", "linux/arm64"]
+    assert all(spec.command[3] == f"{SUITE_MOUNT}/test_environment.py" for spec in engine.ran)
+
+
+# The doctor
+
+
+def test_an_engine_of_the_hosts_platform_where_every_variant_is_native_is_ok():
+    result = platform_check(engine_platform="linux/x86_64", host=AMD64, variants=(CPU, CU118))
+    assert (result.status, result.detail) == (OK, "the engine runs linux/amd64: natively cpu, cu118")
+
+
+def test_an_arm64_engine_warns_that_the_cuda_variants_are_amd64_only():
+    result = platform_check(engine_platform="linux/aarch64", host=ARM64,
+                            variants=(CPU, CU118, make_variant("cu117", cuda="11.7")))
+    assert result.status == WARN
+    assert result.detail == ("the engine runs linux/arm64: natively cpu; emulated only: cu118 (linux/amd64 only), "
+                             "cu117 (linux/amd64 only)")
+    assert result.fix.startswith("use cpu here; build and run the others on a host of their platform")
+
+
+def test_an_engine_of_another_platform_than_the_host_is_told_to_pass_platform():
+    result = platform_check(engine_platform="linux/arm64", host=AMD64, variants=(CPU, CU118))
+    assert result.status == WARN and "but this host is linux/amd64, which builds default to" in result.detail
+    assert result.fix == "pass --platform linux/arm64 to build and smoke for the engine's own platform"
+
+
+def test_an_engine_torch_has_no_wheels_for_is_a_warning():
+    result = platform_check(engine_platform="linux/s390x", host=AMD64, variants=(CPU,))
+    assert result.status == WARN and "which torch 2.0 has no wheels for" in result.detail
+
+
+def test_building_another_platform_than_the_hosts_says_it_is_emulated(monkeypatch):
+    monkeypatch.setattr(commands, "native_platform", lambda: AMD64)
+    plan = plan_of(CPU, platforms=(AMD64, ARM64))
+    assert commands.emulation_notes([plan]) == [
+        "cpu: linux/arm64 is not this host's platform (linux/amd64): it builds and runs under emulation (qemu), "
+        "several times slower"]
+
+
+# The committed matrix and the CI overlay
+
+
+def test_the_committed_cpu_variant_is_built_for_both_platforms_and_the_cuda_ones_for_amd64_only():
+    matrix = committed_matrix()
+    assert {v.name: v.platforms for v in matrix.variants} == {"cpu": (AMD64, ARM64), "cu117": (AMD64,),
+                                                              "cu118": (AMD64,)}
+    assert "ubuntu-ports" in dict(matrix.image.apt_snapshot_urls)
+    plan, = plans_for(matrix, [matrix.variant("cpu")], platform="all")
+    assert plan.platforms == (AMD64, ARM64)
+    assert "ubuntu-ports=http://snapshot.ubuntu.com/ubuntu-ports/" in plan.build_args["APT_SNAPSHOT"]
+
+
+def test_the_ci_overlays_cpu_is_arm64_only_with_an_arm64_lock_that_fits():
+    matrix = committed_matrix(OVERLAY)
+    cpu = matrix.variant("cpu")
+    assert cpu.platforms == (ARM64,) and matrix.variant("cu117").platforms == (AMD64,)
+    path = lock_file(cpu, ARM64)
+    assert path == ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt" and path.is_file()
+    text = path.read_text()
+    assert drift(expected=lock_spec(matrix=matrix, variant=cpu, platform=ARM64), text=text) == []
+    assert unfit_lock(matrix=matrix, variant=cpu, overlay_owns_lock=True, platform=ARM64) == ""
+    assert text.splitlines()[1] == f"# Regenerate: {regenerate_command(matrix=matrix, variant=cpu, platform=ARM64)}"
+    assert select_platforms(cpu, platform=None, native=AMD64) == (ARM64,), "an amd64 host builds it emulated"
+
+
+def test_the_ci_overlays_cpu_plan_carries_the_arm64_locks_hash():
+    matrix = committed_matrix(OVERLAY)
+    plan, = plans_for(matrix, [matrix.variant("cpu")])
+    digest = hashlib.sha256((ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt").read_bytes())
+    assert plan.platforms == (ARM64,)
+    assert plan.build_args["LOCK_SHA256"] == f"linux-arm64={digest.hexdigest()}"
+
+
+def test_a_build_refuses_an_arm64_lock_that_does_not_fit_naming_the_platform(tmp_path):
+    """An overlay that takes the CI overlay's arm64 lock for images.yaml's cpu (Python 3.10, the CPU index)."""
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    overlay = write(tmp_path, "variants:\n  cpu:\n    lock: overlays/local-debian/cpu.lock.txt\n"
+                              "    platforms: [linux/arm64]\n", name="arm.yaml")
+    data, sources = load_sources(commands.MATRIX_FILE, overlay=str(overlay))
+    matrix = parse_matrix(data, sources=sources)
+    plans = plans_for(matrix, [matrix.variant("cpu")])
+    with pytest.raises(TorchdevError) as caught:
+        commands.check_locks(data, matrix, plans)
+    message = str(caught.value)
+    assert message.startswith("the lock overlays/local-debian/cpu.lock.linux-arm64.txt does not fit variant 'cpu' "
+                              "on linux/arm64 (")
+    assert "python 3.11 in the lock, 3.10 in the matrix" in message and "\n" not in message
+    assert message.endswith(f": run `./dev lock --variant cpu --overlay {overlay}`")
