@@ -78,4 +78,4 @@ def test_gpus_for_a_cpu_variant_are_a_usage_error_naming_it(test_overlay):
 def test_a_missing_image_names_the_build_command(docker_client, test_overlay):
     result = run_cli("smoke", "--variant", "cpu", "--overlay", str(test_overlay), "--gpus", "none")
     assert result.returncode == 1
-    assert f"image {TEST_REPOSITORY}:2.0.1-cpu-py3.10 is not built: run `./dev build --variant cpu`" in result.stderr
+    assert f"image {TEST_REPOSITORY}:2.0.1-cpu-py3.11 is not built: run `./dev build --variant cpu`" in result.stderr
