@@ -67,8 +67,10 @@ def base(c, name="torchdev-base:bookworm", platform=None):
 
 @task(help={"unit": "only the fast unit tests (no Docker)"})
 def test(c, unit=False):
-    """Run the host-side tests: unit tests, then integration tests on the real engine."""
-    c.run(f"{shlex.quote(sys.executable)} -m pytest tests/unit" + ("" if unit else " tests/integration"), pty=False)
+    """Run the host-side tests: unit tests, then integration tests on the real engine (the 25 slowest listed: CI's
+    time is a budget)."""
+    c.run(f"{shlex.quote(sys.executable)} -m pytest tests/unit" + ("" if unit else " tests/integration --durations=25"),
+          pty=False)
 
 
 @task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})

@@ -167,10 +167,14 @@ def main():
     heartbeat.beat("broadcast")
     result["broadcast"] = broadcast_from_last_rank(rank, world_size, device)
     result.update(train_ddp(rank, world_size, device, heartbeat))
-    heartbeat.beat("destroy_process_group")
-    dist.destroy_process_group()
+    heartbeat.beat("final barrier")
+    dist.barrier()  # no rank leaves while another still talks to it
     write_json_atomically(args.out / f"rank{rank}.json", result)
     heartbeat.beat("done")
+    # torch 2.0.1's gloo teardown (destroy_process_group, or the same destructor at interpreter exit) sometimes never
+    # returns once the peers have left: rank 0 hung there in two of four CI runs (pytorch/pytorch#75097). Every
+    # result is written and every rank is past the barrier, so the process leaves without it.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -286,8 +286,9 @@ def diagnose(matrix: Matrix) -> list[CheckResult]:
         return [engine_result,
                 plugin_check("buildx", probe(["docker", "buildx", "version"]), fix=BUILDX_FIX),
                 compose_check(probe(["docker", "compose", "version"])),
-                *([platform_check(engine_platform=f"{info.get('OSType', 'linux')}/{info.get('Architecture', '?')}",
-                                  host=native_platform(), variants=matrix.variants)] if engine else []),
+                platform_check(engine_platform=f"{info.get('OSType', 'linux')}/{info.get('Architecture', '?')}",
+                               host=native_platform(), variants=matrix.variants) if engine
+                else CheckResult("platform", SKIP, "needs the engine"),
                 gpu_runtime_check(access, desktop=info.get("OperatingSystem") == "Docker Desktop",
                                   wsl="microsoft" in platform.release().lower()),
                 gpus_result,

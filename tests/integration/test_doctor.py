@@ -8,7 +8,7 @@ from torchdev.project import MATRIX_FILE
 from tests.helpers.cli import run_cli
 
 CUDA_VARIANTS = [v.name for v in load_matrix(MATRIX_FILE, overlay=None).variants if v.cuda]
-CHECKS = ["engine", "buildx", "compose", "gpu runtime", "gpus",
+CHECKS = ["engine", "buildx", "compose", "platform", "gpu runtime", "gpus",
           *(f"{check} for {name}" for name in CUDA_VARIANTS for check in ("driver", "kernels")), "/dev/shm", "memlock",
           "disk"]
 
@@ -28,6 +28,8 @@ def test_the_doctor_passes_here_and_says_what_gpus_would_need(docker_client):
     status, detail = checks["engine"]
     assert status == "ok" and docker_client.version()["Version"] in detail
     assert checks["buildx"][0] == "ok" and checks["compose"][0] == "ok"
+    status, detail = checks["platform"]
+    assert (status, detail.strip()) == ("ok", "the engine runs linux/amd64: natively cpu, cu117, cu118")
     status, detail = checks["gpu runtime"]
     if status == "ok":  # an engine with GPUs: the route and how it was found
         assert detail.startswith(("GPUs by --gpus: ", "GPUs by CDI: ")), detail
@@ -45,7 +47,7 @@ def test_an_engine_that_is_not_there_fails_the_doctor_and_the_other_checks_still
     status, detail = checks["engine"]
     assert status == "fail" and "no socket at unix:///nonexistent" in detail
     assert "fix: start Docker" in detail and "DOCKER_HOST" in detail
-    assert checks["gpu runtime"] == ("skip", "needs the engine") == checks["memlock"]
+    assert checks["gpu runtime"] == ("skip", "needs the engine") == checks["memlock"] == checks["platform"]
     assert checks["disk"][1].split(";")[0].endswith("free under /"), "no engine: free space is measured under /"
 
 

@@ -17,7 +17,7 @@ VARIANT = "cu117"
 def test_the_committed_lock_matches_the_ci_overlay():
     result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(OVERLAY.relative_to(ROOT)))
     assert result.returncode == 0, result.stderr
-    assert f"{VARIANT}: overlays/local-debian/cu117.lock.txt matches the matrix" in result.stdout
+    assert f"{VARIANT} on linux/amd64: overlays/local-debian/cu117.lock.txt matches the matrix" in result.stdout
 
 
 def test_a_changed_python_is_drift_naming_the_variant_the_field_and_the_fix(tmp_path):
@@ -25,7 +25,8 @@ def test_a_changed_python_is_drift_naming_the_variant_the_field_and_the_fix(tmp_
     result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"torchdev: lock drift: variant '{VARIANT}' (overlays/local-debian/cu117.lock.txt)")
+    assert result.stderr.startswith(f"torchdev: lock drift: variant '{VARIANT}' on linux/amd64 "
+                                    "(overlays/local-debian/cu117.lock.txt)")
     assert "python 3.11 in the lock, 3.10 in the matrix" in result.stderr
     assert f"run `./dev lock --variant {VARIANT} --overlay {tmp_path / 'overlay.yaml'}`" in result.stderr
 
@@ -43,7 +44,7 @@ def test_a_missing_lock_is_drift(tmp_path):
     overlay = overlay_changing(tmp_path, OVERLAY, lock=str(tmp_path / "none.txt"))
     result = run_cli("lock", "--check", "--variant", VARIANT, "--overlay", str(overlay))
     assert result.returncode == 1
-    assert f"variant '{VARIANT}' ({tmp_path / 'none.txt'}): no lock file" in result.stderr
+    assert f"variant '{VARIANT}' on linux/amd64 ({tmp_path / 'none.txt'}): no lock file" in result.stderr
 
 
 def test_lock_writes_the_full_hash_pinned_closure_that_check_then_accepts(tmp_path):
@@ -82,4 +83,22 @@ def test_the_committed_matrix_cu117_lock_matches_images_yaml():
         pytest.skip("images.local.yaml is present and would be merged in")
     result = run_cli("lock", "--check", "--variant", VARIANT, env={"TORCHDEV_OVERLAY": ""})
     assert result.returncode == 0, result.stderr
-    assert f"{VARIANT}: locks/cu117.txt matches the matrix" in result.stdout
+    assert f"{VARIANT} on linux/amd64: locks/cu117.txt matches the matrix" in result.stdout
+
+
+def test_the_ci_overlays_arm64_lock_matches_and_a_lock_for_another_platform_is_refused_before_the_build(tmp_path):
+    check = run_cli("lock", "--check", "--variant", "cpu", "--overlay", str(OVERLAY.relative_to(ROOT)))
+    assert check.returncode == 0, check.stderr
+    assert "cpu on linux/arm64: overlays/local-debian/cpu.lock.linux-arm64.txt matches the matrix" in check.stdout
+    wrong = tmp_path / "cpu.linux-arm64.txt"  # what the arm64 build reads, holding an amd64 (x86_64) lock
+    wrong.write_text(COMMITTED_LOCK.read_text().replace("variant=cu117", "variant=cpu", 1))
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(OVERLAY.read_text().replace("lock: overlays/local-debian/cpu.lock.txt",
+                                                   f"lock: {tmp_path}/cpu.txt"))
+    result = run_cli("build", "--variant", "cpu", "--overlay", str(overlay),
+                     env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", "TORCHDEV_OVERLAY": ""})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"the lock {wrong} does not fit variant 'cpu' on linux/arm64" in result.stderr
+    assert "platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix" in result.stderr
+    assert "no Docker engine" not in result.stderr

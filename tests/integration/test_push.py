@@ -37,7 +37,7 @@ def remote_manifest(registry: str, path: str, reference: str) -> dict:
         return json.load(response)
 
 
-def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_smoke_suite(
+def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_environment_checks(
         registry, smoked, test_overlay, docker_client, tracked_tags, containers):
     repository = tracked_tags.repository(f"{registry}/ml/torchdev")
     result = push(test_overlay, repository)
@@ -56,7 +56,9 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_smoke_
     pulled = docker_client.images.pull(f"{repository}@{digest}")
     assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"]["Layers"], \
         "the same files as the tested image"
-    suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke", "-p", "no:cacheprovider",
+    # The environment checks suffice: the identical diff_ids above already say these are the tested files.
+    suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke/test_environment.py",
+                                       "-p", "no:cacheprovider",
                                        "-q", "--gpus", "0"], timeout=600, shm_size="1g", init=True,
                            environment={"PYTHONDONTWRITEBYTECODE": "1"},
                            volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
