@@ -304,9 +304,12 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
         pushes.report_path(reports_dir, plan.name).unlink(missing_ok=True)  # a stale entry never reads as this push
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
         results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
-                                         smoke_dir=REPORTS_DIR / "smoke", force=force))
+                                         smoke_dir=REPORTS_DIR / "smoke", force=force,
+                                         gzipped=pushes.read_gzip_digests(reports_dir)))
         if results[-1].status in (pushes.PushStatus.PUSHED, pushes.PushStatus.UNCHANGED):
             pushes.write_report(reports_dir, results[-1])
+            if compression == "gzip":
+                pushes.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference), results[-1])
             print("\n".join(results[-1].pinned()), flush=True)
     print("\n" + pushes.summary_table(results))
     failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]

@@ -120,8 +120,10 @@ def conflict(remote: dict[str, str | None], *, immutable: tuple[str, ...], diges
 
 
 def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression: str, smoke_dir: Path,
-               force: bool) -> PushResult:
-    """Push every tag of one image; PushResult says what the registry now holds, or why nothing was pushed."""
+               force: bool, gzipped: dict[str, tuple[str, int]] | None = None) -> PushResult:
+    """Push every tag of one image; PushResult says what the registry now holds, or why nothing was pushed.
+    `gzipped` (image ID -> gzip manifest digest and size, from earlier pushes) lets a push that would change nothing
+    say so without recompressing the image first."""
     image_id = engine.image_id(plan.primary_reference)
     if image_id is None:
         flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
@@ -141,7 +143,8 @@ def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression:
     immutable = tuple(ImageRef.parse(reference).tag for reference in plan.immutable_references)
     registry = registry_of(repository)
     try:
-        return replace(_push_checked(engine, plan, references, immutable, image_id, compression), platforms=held)
+        return replace(_push_checked(engine, plan, references, immutable, image_id, compression, gzipped or {}),
+                       platforms=held)
     except EngineError as error:
         return PushResult(plan.name, PushStatus.FAILED, references, detail=push_failure(str(error), registry))
     finally:
@@ -150,10 +153,15 @@ def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression:
 
 
 def _push_checked(engine: Engine, plan: BuildPlan, references: tuple[str, ...], immutable: tuple[str, ...],
-                  image_id: str, compression: str) -> PushResult:
+                  image_id: str, compression: str, gzipped: dict[str, tuple[str, int]]) -> PushResult:
     """The push itself, once the image may go: the registry is asked first (a login or an unreachable registry fails
-    before minutes of recompression), refused on a conflict, a no-op when the registry has it all."""
+    before minutes of recompression), refused on a conflict, a no-op when the registry has it all (for gzip, known
+    without recompressing when an earlier push recorded this image's gzip digest)."""
     remote = {reference: engine.remote_digest(reference) for reference in references}
+    known = gzipped.get(image_id) if compression == "gzip" else None
+    if known and all(current == known[0] for current in remote.values()):
+        return PushResult(plan.name, PushStatus.UNCHANGED, references, known[0], known[1], compression,
+                          detail="every tag already names this image's gzip digest: nothing was recompressed or pushed")
     source, digest, size = _pushable(engine, image_id, references[0], compression)
     refusal = conflict(remote, immutable=immutable, digest=digest)
     if refusal:
@@ -189,6 +197,22 @@ def _push_all(engine: Engine, source: str, references: tuple[str, ...]) -> None:
         for reference in references:
             if engine.image_id(reference):
                 engine.untag(reference, force=True)
+
+
+GZIP_DIGESTS = "gzip-digests.json"
+"""In reports/push/: image ID -> [gzip manifest digest, size] of every image pushed gzipped (the same image always
+gives the same gzip bytes, see torchdev.oci)."""
+
+
+def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
+    path = reports_dir / GZIP_DIGESTS
+    return {key: tuple(value) for key, value in json.loads(path.read_text()).items()} if path.is_file() else {}
+
+
+def record_gzip_digest(reports_dir: Path, image_id: str, result: PushResult) -> None:
+    """Remember what the image became gzipped, once the registry holds it."""
+    known = {**read_gzip_digests(reports_dir), image_id: (result.digest, result.size)}
+    write_atomically(reports_dir / GZIP_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
 
 
 def report_path(reports_dir: Path, image: str) -> Path:

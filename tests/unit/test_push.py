@@ -219,3 +219,28 @@ def test_an_image_holding_none_of_the_variants_platforms_is_not_pushed_without_a
     result = push(engine, plan, tmp_path)
     assert result.status is PushStatus.REFUSED, f"pushed with no smoke run at all: platforms {result.platforms}"
     assert "holds none of the variant's platforms (linux/arm64)" in result.detail and "--force" in result.detail
+
+
+def test_a_re_push_that_an_earlier_push_recorded_is_known_unchanged_without_recompressing(plan, tmp_path):
+    from torchdev.push import read_gzip_digests, record_gzip_digest
+
+    engine = FakeEngine()
+    image_id = built(engine, plan, tmp_path / "smoke")
+    first = push(engine, plan, tmp_path / "smoke")
+    assert first.status is PushStatus.PUSHED
+    record_gzip_digest(tmp_path / "push", image_id, first)
+    known = read_gzip_digests(tmp_path / "push")
+    assert known == {image_id: (first.digest, first.size)}
+    engine.gzip_copy = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
+    again = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
+                       force=False, gzipped=known)
+    assert (again.status, again.digest, again.size) == (PushStatus.UNCHANGED, first.digest, first.size)
+    assert "nothing was recompressed or pushed" in again.detail
+
+
+def test_a_recorded_gzip_digest_the_registry_does_not_hold_is_pushed_as_usual(plan, tmp_path):
+    engine = FakeEngine()
+    image_id = built(engine, plan, tmp_path / "smoke")
+    result = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
+                        force=False, gzipped={image_id: ("sha256:" + "e" * 64, 1)})
+    assert result.status is PushStatus.PUSHED and result.digest != "sha256:" + "e" * 64
