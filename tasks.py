@@ -125,3 +125,19 @@ def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compr
     """Push built images with every tag; print and record (reports/push/) the digest each tag names."""
     commands.exit_on_error(lambda: commands.push(variant=variant, every=all_, flavour=flavour, overlay=overlay, to=to,
                                                  compression=compression, force=force))
+
+
+@task(help={"variant": "variant whose pushed image the job builds on, e.g. cu118",
+            "image": "the job image by digest (NAME@sha256:...); without it, write its Dockerfile instead",
+            "nodes": "pods, one per node (default 2)",
+            "gpus": "GPUs per node, one process each (default 1 for a CUDA variant, 0 for cpu)",
+            "nproc": "processes per node without GPUs (default 1)",
+            "name": "job name (default torchdev-VARIANT)", "shm_size": "/dev/shm per pod (default 2Gi)",
+            "train_args": "train/train.py's flags (default '--task mlp')",
+            "out": "folder to write into (default reports/k8s/NAME)", "overlay": OVERLAY_HELP})
+def k8s(c, variant, image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
+        out=None, overlay=None):
+    """Kubernetes manifests for train/train.py: a Kubeflow PyTorchJob and an Indexed Job, the image by digest."""
+    commands.exit_on_error(lambda: commands.k8s(variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc,
+                                                name=name, shm_size=shm_size, train_args=train_args, out=out,
+                                                overlay=overlay))

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, lock as locks, push as pushes, smoke
+from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, smoke
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
@@ -316,3 +316,39 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
     for result in failed:
         print(f"torchdev: {result.image}: {result.status.value}: {result.detail}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, nproc: str | int | None,
+        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None) -> int:
+    """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest, and what to run next.
+    With --image: the PyTorchJob and the Indexed Job for that image."""
+    gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
+    chosen = load_matrix(MATRIX_FILE, overlay=overlay).variant(variant)
+    name = name or f"torchdev-{chosen.name}"
+    folder = Path(out) if out else REPORTS_DIR / "k8s" / name
+    if not image:
+        base = kube.pushed_reference(REPORTS_DIR / "push", chosen.name)
+        dockerfile = folder / "Dockerfile"
+        write_atomically(dockerfile, kube.job_dockerfile(base))
+        print(f"wrote {dockerfile}: FROM {base}, plus train/\n"
+              f"next: docker build -f {dockerfile} -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
+              f"then: ./dev k8s --variant {chosen.name} --image REGISTRY/NAME@sha256:<the digest docker push printed>")
+        return 0
+    if gpus and not chosen.cuda:
+        raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
+                         "processes")
+    job = kube.train_job(name=name, image=image, nodes=nodes, gpus_per_node=1 if gpus is None and chosen.cuda
+                         else gpus or 0, nproc_per_node=nproc, shm_size=shm_size, train_args=train_args)
+    for file_name, text in kube.manifests(job, variant=chosen.name).items():
+        write_atomically(folder / file_name, text)
+        print(f"wrote {folder / file_name}")
+    print(f"apply one: kubectl apply -f {folder / 'pytorchjob.yaml'}   (Kubeflow training operator)\n"
+          f"       or: kubectl apply -f {folder / 'indexed-job.yaml'}   (plain Kubernetes)")
+    return 0
+
+
+def _count(flag: str, value: str | int | None) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value}: a whole number") from None

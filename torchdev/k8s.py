@@ -1,0 +1,237 @@
+"""`./dev k8s`: manifests that run train/train.py under torchrun on Kubernetes, one pod per node.
+
+One job in two forms. A Kubeflow PyTorchJob: the training operator creates the Master and Worker pods and a
+Service for each, and gives every pod its PET_* environment (node count, node rank, master address and port, and
+processes per node from `nprocPerNode`). An Indexed Job with a headless Service, for clusters without the
+operator: the completion index is the node rank and pod <job>-0, reached as <job>-0.<service>, is the master.
+
+Both use torchrun's static rendezvous: the world size is fixed and node rank 0, the Master or pod 0, hosts the
+store, so global rank 0 (the one that logs and writes runs/) is always in that pod; c10d would hand ranks out in
+arrival order. The images hold no training code, so the pods run a job image built FROM the pushed torchdev image
+with train/ added (`job_dockerfile`); the manifests name it by digest.
+
+Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as YAML.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from torchdev.errors import TorchdevError, UsageError
+from torchdev.push import report_path
+
+PYTORCHJOB_PORT = 23456
+"""The training operator's default `pytorchjob-port`: its MASTER_PORT and PET_MASTER_PORT name this port."""
+RENDEZVOUS_PORT = 29500
+"""torchrun's default --master-port, for the Indexed Job."""
+DNS_WAIT_S = 300
+"""How long the Indexed Job's pods wait for <job>-0.<service> to resolve (the operator's own init container waits
+for the Master's name the same way)."""
+NAME_MAX = 40
+"""Pod, Service and hostname names add up to '-worker-NN' to the job's name and must stay within 63 characters."""
+SHM_MOUNT = "/dev/shm"
+WORKDIR = "/workspace"
+DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What every pod of the job runs: the image (by digest), how many nodes, processes and GPUs per node."""
+
+    name: str
+    image: str
+    nodes: int
+    nproc_per_node: int
+    gpus_per_node: int
+    shm_size: str = "2Gi"
+    train_args: tuple[str, ...] = ("--task", "mlp")
+
+    @property
+    def device(self) -> str:
+        """cuda when the pod gets GPUs, so a pod scheduled without one fails at once instead of training on CPU."""
+        return "cuda" if self.gpus_per_node else "cpu"
+
+    @property
+    def service(self) -> str:
+        """The Indexed Job's headless Service; its pods are <name>-<index>.<service>."""
+        return self.name
+
+    @property
+    def master_host(self) -> str:
+        return f"{self.name}-0.{self.service}"
+
+
+def train_job(*, name: str, image: str, nodes: int, gpus_per_node: int, nproc_per_node: int | None = None,
+              shm_size: str = "2Gi", train_args: str = "--task mlp") -> TrainJob:
+    """A TrainJob from command-line values, or a UsageError naming the value to change."""
+    if not DNS_1035.match(name) or len(name) > NAME_MAX:
+        raise UsageError(f"--name {name}: use lower-case letters, digits and '-', starting with a letter, at most "
+                         f"{NAME_MAX} characters (it names pods, Services and hostnames)")
+    if not DIGEST.match(image):
+        raise UsageError(f"--image {image}: name the job image by digest, NAME@sha256:<64 hex> (`docker push` "
+                         "prints it), so every node runs the same bytes")
+    if nodes < 1:
+        raise UsageError(f"--nodes {nodes}: at least 1")
+    if gpus_per_node < 0:
+        raise UsageError(f"--gpus {gpus_per_node}: 0 or more")
+    if gpus_per_node and nproc_per_node not in (None, gpus_per_node):
+        raise UsageError(f"--nproc {nproc_per_node} with --gpus {gpus_per_node}: each process trains on its own "
+                         "GPU (cuda:LOCAL_RANK), so leave --nproc out")
+    nproc = gpus_per_node or nproc_per_node or 1
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc}: at least 1")
+    if not QUANTITY.match(shm_size):
+        raise UsageError(f"--shm-size {shm_size}: a Kubernetes quantity such as 2Gi or 512Mi")
+    return TrainJob(name=name, image=image, nodes=nodes, nproc_per_node=nproc, gpus_per_node=gpus_per_node,
+                    shm_size=shm_size, train_args=tuple(shlex.split(train_args)))
+
+
+def torchrun_args(*, nnodes: str, node_rank: str, nproc_per_node: str, master_addr: str, master_port: str,
+                  job: TrainJob) -> list[str]:
+    """torchrun's flags, then the trainer and its flags. The static backend is named, not left to the default, so
+    a PET_RDZV_BACKEND the operator sets (for an elasticPolicy) cannot switch it to c10d behind the flags' back."""
+    return [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--nproc-per-node={nproc_per_node}",
+            "--rdzv-backend=static", f"--master-addr={master_addr}", f"--master-port={master_port}",
+            "train/train.py", "--device", job.device, *job.train_args]
+
+
+def _container(job: TrainJob, *, name: str, args: list[str], port: dict) -> dict:
+    container = {"name": name, "image": job.image, "workingDir": WORKDIR, "command": ["torchrun"], "args": args,
+                 "ports": [port], "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT}]}
+    if job.gpus_per_node:
+        container["resources"] = {"limits": {"nvidia.com/gpu": job.gpus_per_node}}
+    return container
+
+
+def _pod_spec(job: TrainJob, container: dict, **extra) -> dict:
+    """shareProcessNamespace gives the pod a real PID 1 (the pause process) that reaps orphans, as compose's
+    `init: true` does; /dev/shm is a memory emptyDir, since the runtime's default is 64 MB."""
+    return {**extra, "shareProcessNamespace": True, "containers": [container],
+            "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}}]}
+
+
+def labels(job: TrainJob) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "torchdev-train", "app.kubernetes.io/instance": job.name}
+
+
+def pytorchjob(job: TrainJob) -> dict:
+    """The Kubeflow PyTorchJob (kubeflow.org/v1): one Master (node rank 0) and nodes-1 Workers. The container must
+    be named `pytorch` and its port `pytorchjob-port`: the operator reads both to set MASTER_PORT. torchrun's flags
+    read the operator's PET_* variables through Kubernetes' $(VAR) expansion: a variable that is missing stays
+    literal and torchrun refuses it, where leaving the flags to torchrun's own PET_* defaults would quietly start
+    every pod as a one-node job."""
+    args = torchrun_args(nnodes="$(PET_NNODES)", node_rank="$(PET_NODE_RANK)",
+                         nproc_per_node="$(PET_NPROC_PER_NODE)", master_addr="$(PET_MASTER_ADDR)",
+                         master_port="$(PET_MASTER_PORT)", job=job)
+
+    def replica(count: int) -> dict:
+        port = {"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT}
+        return {"replicas": count, "restartPolicy": "Never",
+                "template": {"metadata": {"labels": labels(job)},
+                             "spec": _pod_spec(job, _container(job, name="pytorch", args=list(args), port=port))}}
+
+    replicas = {"Master": replica(1), **({"Worker": replica(job.nodes - 1)} if job.nodes > 1 else {})}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "metadata": {"name": job.name, "labels": labels(job)},
+            "spec": {"nprocPerNode": str(job.nproc_per_node), "runPolicy": {"cleanPodPolicy": "Running"},
+                     "pytorchReplicaSpecs": replicas}}
+
+
+def wait_for_master(job: TrainJob) -> dict:
+    """An init container that waits until <job>-0.<service> resolves: the name exists in DNS only once pod 0 has an
+    address (publishNotReadyAddresses spares it the wait for readiness), and a store client that cannot resolve its
+    master may give up before then; the operator puts the same wait in front of a PyTorchJob's Workers. No `$` in
+    the script: Kubernetes would read `$(...)` in a command as a variable reference."""
+    script = f"until getent hosts {job.master_host}; do echo waiting for {job.master_host}; sleep 2; done"
+    return {"name": "wait-for-master", "image": job.image,
+            "command": ["timeout", str(DNS_WAIT_S), "sh", "-c", script]}
+
+
+def indexed_job(job: TrainJob) -> list[dict]:
+    """The headless Service and the Indexed Job, without the operator: `completions` pods run at once, pod i gets
+    hostname <job>-i and JOB_COMPLETION_INDEX=i (the node rank), and pod 0 is the master. A failed pod fails the
+    job (backoffLimit 0): the static rendezvous cannot take a replacement node into a running group."""
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": job.service, "labels": labels(job)},
+               "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": labels(job),
+                        "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}]}}
+    args = torchrun_args(nnodes=str(job.nodes), node_rank="$(JOB_COMPLETION_INDEX)",
+                         nproc_per_node=str(job.nproc_per_node), master_addr=job.master_host,
+                         master_port=str(RENDEZVOUS_PORT), job=job)
+    port = {"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}
+    pod = _pod_spec(job, _container(job, name="train", args=args, port=port), subdomain=job.service,
+                    restartPolicy="Never", initContainers=[wait_for_master(job)])
+    batch = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job.name, "labels": labels(job)},
+             "spec": {"completionMode": "Indexed", "completions": job.nodes, "parallelism": job.nodes,
+                      "backoffLimit": 0, "template": {"metadata": {"labels": labels(job)}, "spec": pod}}}
+    return [service, batch]
+
+
+def pushed_reference(reports_dir: Path, image: str) -> str:
+    """The pushed image's first tag, pinned by digest (reports/push/<image>.json, written by `./dev push`)."""
+    path = report_path(reports_dir, image)
+    if not path.is_file():
+        raise TorchdevError(f"no pushed {image} image recorded ({path}): run `./dev push --variant {image}` first; "
+                            "the job image is built FROM it")
+    references = json.loads(path.read_text()).get("references") or []
+    if not references or not DIGEST.match(references[0]):
+        raise TorchdevError(f"{path} names no image by digest: run `./dev push --variant {image}` again")
+    return references[0]
+
+
+def job_dockerfile(base: str) -> str:
+    """The job image: the pushed torchdev image, by digest, with this checkout's train/ (build from the repository
+    root). The image's user and working directory stay torchdev and /workspace."""
+    return (f"# The job image: the pushed torchdev image plus train/. Build it from the repository root:\n"
+            f"#   docker build -f <this file> -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
+            f"FROM {base}\n"
+            f"COPY --chown=torchdev:torchdev train/ {WORKDIR}/train/\n")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a value used twice in full both times: no &anchors and *aliases for a reader to resolve."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def render_command(job: TrainJob, *, variant: str) -> str:
+    """The `./dev k8s` line that renders these manifests again (every value spelled out, --out left to the user)."""
+    nproc = "" if job.gpus_per_node else f" --nproc {job.nproc_per_node}"
+    train_args = shlex.quote(shlex.join(job.train_args))
+    return (f"./dev k8s --variant {variant} --image {job.image} --nodes {job.nodes} --gpus {job.gpus_per_node}"
+            f"{nproc} --name {job.name} --shm-size {job.shm_size} --train-args {train_args}")
+
+
+def manifests(job: TrainJob, *, variant: str) -> dict[str, str]:
+    """File name -> YAML: the PyTorchJob and the Indexed Job, each saying how it was made and how to apply it."""
+    made = f"Rendered by torchdev (deploy/k8s/README.md) with:\n  {render_command(job, variant=variant)}"
+    world = (f"{job.nodes} {_plural(job.nodes, 'node')} x {job.nproc_per_node} {_plural(job.nproc_per_node, 'process')}"
+             + (f" on {job.gpus_per_node} {_plural(job.gpus_per_node, 'GPU')} each" if job.gpus_per_node
+                else ", CPU only"))
+    return {
+        "pytorchjob.yaml": to_yaml([pytorchjob(job)], header=(
+            f"Kubeflow PyTorchJob (kubeflow.org/v1, training operator v1.7 or later): {world}.\n{made}\n"
+            f"Apply: kubectl apply -f pytorchjob.yaml; logs: kubectl logs -f {job.name}-master-0")),
+        "indexed-job.yaml": to_yaml(indexed_job(job), header=(
+            f"Indexed Job + headless Service, no operator needed (Kubernetes 1.24+): {world}.\n{made}\n"
+            f"Apply: kubectl apply -f indexed-job.yaml; logs: kubectl logs -f -l job-name={job.name} --prefix")),
+    }
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + ("es" if word.endswith("s") else "s")
+
+
+def to_yaml(documents: list[dict], *, header: str) -> str:
+    """YAML documents in the order given, keys as written, under a comment header."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    body = "---\n".join(yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=120)
+                         for document in documents)
+    return comment + body
