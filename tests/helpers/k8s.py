@@ -1,0 +1,268 @@
+"""Offline stand-ins for everything between `kubectl apply` and torchrun's argument parser, each a model of named
+source, so tests can follow a rendered manifest to the torchrun command line each pod ends up running:
+
+- the PyTorchJob CRD's schema (vendored, deploy/k8s/schemas/) and the training operator's admission webhook,
+- the operator's environment for each pod (training-operator v1.9.0, pkg/controller.v1/pytorch/envvar.go and
+  master.go, the path without an elasticPolicy),
+- the Job controller's JOB_COMPLETION_INDEX for an Indexed Job's pod,
+- the kubelet's $(VAR) expansion of a container's command and args
+  (kubernetes third_party/forked/golang/expansion/expand.go),
+- torchrun's argument parser: torch's own (torch.distributed.run.get_args_parser) when torch is importable, else
+  TORCHRUN_MODEL, a model of torch 2.0.1's parser (the images' torch) written from its source.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import jsonschema
+import yaml
+
+from tests.helpers.cli import ROOT
+
+CRD_FILE = ROOT / "deploy" / "k8s" / "schemas" / "kubeflow.org_pytorchjobs.yaml"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# --- the PyTorchJob CRD and the operator's webhook ---------------------------------------------------------------
+
+def vendored_crd() -> tuple[str, str, dict]:
+    """(sha256 the header records, sha256 of the lines after the header, the CRD)."""
+    lines = CRD_FILE.read_text().splitlines(keepends=True)
+    count = next(number for number, line in enumerate(lines) if not line.startswith("#"))
+    recorded = re.search(r"sha256 ([0-9a-f]{64})", "".join(lines[:count])).group(1)
+    body = "".join(lines[count:])
+    return recorded, hashlib.sha256(body.encode()).hexdigest(), yaml.load(body, Loader=_Loader)
+
+
+def strict(schema: dict) -> dict:
+    """The schema with unknown fields refused, as the API server's strict field validation (kubectl's default
+    since 1.25) refuses them: every object schema that lists properties and neither allows nor preserves
+    others gets additionalProperties: false."""
+    if isinstance(schema, dict):
+        schema = {key: strict(value) for key, value in schema.items()}
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def crd_validator(crd: dict) -> jsonschema.Draft4Validator:
+    """The served version's openAPIV3Schema (OpenAPI 3.0's dialect is JSON Schema draft 4's), made strict."""
+    version = next(v for v in crd["spec"]["versions"] if v["served"] and v["storage"])
+    return jsonschema.Draft4Validator(strict(version["schema"]["openAPIV3Schema"]))
+
+
+def webhook_errors(job: dict) -> list[str]:
+    """What the operator's admission webhook refuses (v1.9.0 pkg/webhooks/pytorch/pytorchjob_webhook.go): a name
+    that is no DNS-1035 label, a replica type other than Master or Worker, a replica without a container named
+    `pytorch` or with an image missing, a Master with replicas other than 1, a Worker with fewer than 1."""
+    errors = []
+    name = job["metadata"]["name"]
+    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
+        errors.append(f"metadata.name {name!r} is no DNS-1035 label")
+    for kind, replica in job["spec"]["pytorchReplicaSpecs"].items():
+        containers = replica["template"]["spec"].get("containers", [])
+        if kind not in ("Master", "Worker"):
+            errors.append(f"{kind}: not a replica type")
+        if not any(container["name"] == "pytorch" for container in containers):
+            errors.append(f"{kind}: no container named pytorch")
+        errors += [f"{kind}: {c['name']} has no image" for c in containers if not c.get("image")]
+        if kind == "Master" and replica.get("replicas") != 1:
+            errors.append("Master: replicas must be 1")
+        if kind == "Worker" and replica.get("replicas", 1) < 1:
+            errors.append("Worker: replicas must be at least 1")
+    return errors
+
+
+# --- what the operator, the Job controller and the kubelet do to a container -------------------------------------
+
+def operator_env(job: dict, replica: str, index: int) -> dict[str, str]:
+    """The variables training-operator v1.9.0 appends to every container of pod <job>-<replica>-<index>, for a job
+    with a Master and no elasticPolicy (setPodEnv; MasterEnvVarGenerator). Defaults as the operator applies them:
+    1 replica, port 23456, nprocPerNode "auto"."""
+    spec = job["spec"]
+    assert "elasticPolicy" not in spec, "the elastic path is not modelled"
+    replicas = spec["pytorchReplicaSpecs"]
+    total = sum(r.get("replicas", 1) for r in replicas.values())
+    nproc = spec.get("nprocPerNode", "auto")
+    env = {"PYTHONUNBUFFERED": "1"}
+    if "Master" in replicas:
+        port = next((p["containerPort"] for c in replicas["Master"]["template"]["spec"]["containers"]
+                     if c["name"] == "pytorch" for p in c.get("ports", []) if p.get("name") == "pytorchjob-port"),
+                    23456)
+        master = f"{job['metadata']['name']}-master-0"
+        env.update(MASTER_PORT=str(port), PET_MASTER_PORT=str(port), MASTER_ADDR=master, PET_MASTER_ADDR=master)
+        rank = index + 1 if replica == "Worker" else index
+        world = total * (int(nproc) if nproc.isdigit() else 1)
+        env.update(WORLD_SIZE=str(world), RANK=str(rank), PET_NODE_RANK=str(rank))
+    env["PET_NPROC_PER_NODE"] = nproc
+    env["PET_NNODES"] = str(total)
+    return env
+
+
+def indexed_job_env(index: int) -> dict[str, str]:
+    """The Job controller gives each container of an Indexed Job's pod its index (from the pod's
+    batch.kubernetes.io/job-completion-index annotation) as JOB_COMPLETION_INDEX."""
+    return {"JOB_COMPLETION_INDEX": str(index)}
+
+
+def container_env(container: dict, added: Mapping[str, str]) -> dict[str, str]:
+    """The container's own `env` values, then what controllers appended; a later entry wins, as in the kubelet."""
+    own = {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+    return {**own, **added}
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """The kubelet's expansion of command and args: $(NAME) becomes the variable's value, or stays as written when
+    the container has no such variable; $$ is a literal $; any other $ is left alone."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            following = text[i + 1]
+            if following == "$":
+                out.append("$")
+                i += 2
+                continue
+            if following == "(":
+                close = text.find(")", i + 2)
+                if close != -1:
+                    name = text[i + 2:close]
+                    out.append(env.get(name, f"$({name})"))
+                    i = close + 1
+                    continue
+            out.append("$" + following)
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def argv(container: dict, env: Mapping[str, str]) -> list[str]:
+    """The command line the container's process gets: command then args, each expanded."""
+    return [expand(item, env) for item in container.get("command", []) + container.get("args", [])]
+
+
+# --- torchrun ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Launch:
+    """What torchrun launches with (torch.distributed.run.config_from_args): node range, processes per node, the
+    rendezvous, and for the static backend this node's rank; then the script and its arguments."""
+
+    min_nodes: int
+    max_nodes: int
+    nproc_per_node: int
+    rdzv_backend: str
+    rdzv_endpoint: str
+    node_rank: int | None
+    script: str
+    script_args: tuple[str, ...]
+
+
+def model_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """TORCHRUN_MODEL: torch 2.0.1's torchrun flags, types and defaults. Like torch's `env` action, a flag left out
+    takes PET_<DEST> from the environment when the parser is built; --standalone, -m, --no-python and --run-path
+    are switches that PET_<DEST>=1 turns on. An unknown flag is an error, as in torch."""
+
+    class FromEnv(argparse.Action):
+        def __init__(self, dest, default=None, required=False, **kwargs):
+            default = env.get(f"PET_{dest.upper()}", default)
+            super().__init__(dest=dest, default=default, required=required and not default, **kwargs)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, values)
+
+    class SwitchFromEnv(argparse.Action):
+        def __init__(self, dest, default=False, **kwargs):
+            default = bool(int(env.get(f"PET_{dest.upper()}", "1" if default else "0")))
+            super().__init__(dest=dest, const=True, default=default, nargs=0, **kwargs)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, self.const)
+
+    parser = argparse.ArgumentParser(prog="torchrun")
+    for names, kind, default in [
+        (["--nnodes"], str, "1:1"), (["--nproc-per-node", "--nproc_per_node"], str, "1"),
+        (["--rdzv-backend", "--rdzv_backend"], str, "static"), (["--rdzv-endpoint", "--rdzv_endpoint"], str, ""),
+        (["--rdzv-id", "--rdzv_id"], str, "none"), (["--rdzv-conf", "--rdzv_conf"], str, ""),
+        (["--max-restarts", "--max_restarts"], int, 0), (["--monitor-interval", "--monitor_interval"], float, 5),
+        (["--role"], str, "default"), (["--log-dir", "--log_dir"], str, None), (["-r", "--redirects"], str, "0"),
+        (["-t", "--tee"], str, "0"), (["--node-rank", "--node_rank"], int, 0),
+        (["--master-addr", "--master_addr"], str, "127.0.0.1"), (["--master-port", "--master_port"], int, 29500),
+        (["--local-addr", "--local_addr"], str, None)]:
+        parser.add_argument(*names, action=FromEnv, type=kind, default=default)
+    parser.add_argument("--start-method", "--start_method", action=FromEnv, type=str, default="spawn",
+                        choices=["spawn", "fork", "forkserver"])
+    for names in (["--standalone"], ["-m", "--module"], ["--no-python", "--no_python"], ["--run-path", "--run_path"]):
+        parser.add_argument(*names, action=SwitchFromEnv)
+    parser.add_argument("training_script", type=str)
+    parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+@contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def torch_parser(env: Mapping[str, str]) -> argparse.ArgumentParser | None:
+    """torch's own torchrun parser, built under `env` (its defaults read the environment then), or None."""
+    try:
+        from torch.distributed.run import get_args_parser
+    except ImportError:
+        return None
+    with _environment(env):
+        return get_args_parser()
+
+
+def launch(args: argparse.Namespace) -> Launch:
+    """config_from_args' reading of the parsed flags (torch 2.0.1 torch/distributed/run.py): nnodes as N or
+    MIN:MAX, an integer nproc, the static backend's endpoint from --master-addr/--master-port unless
+    --rdzv-endpoint is given, and --node-rank as the static rendezvous' rank."""
+    parts = args.nnodes.split(":")
+    if len(parts) not in (1, 2):
+        raise RuntimeError(f'nnodes={args.nnodes} is not in "MIN:MAX" format')
+    low, high = int(parts[0]), int(parts[-1])
+    assert 0 < low <= high
+    static = args.rdzv_backend == "static"
+    endpoint = f"{args.master_addr}:{args.master_port}" if static and not args.rdzv_endpoint else args.rdzv_endpoint
+    return Launch(low, high, int(args.nproc_per_node), args.rdzv_backend, endpoint,
+                  args.node_rank if static else None, args.training_script, tuple(args.training_script_args))
+
+
+def parse_torchrun(command: list[str], env: Mapping[str, str], *, parser: str = "best") -> Launch:
+    """torchrun's reading of `command` (torchrun and its arguments) in `env`: with torch's parser ("torch"), the
+    model ("model"), or torch's when importable ("best"). A command line torchrun refuses raises SystemExit (the
+    parser) or ValueError (an integer that is not one)."""
+    assert command[0] == "torchrun", command
+    chosen = None if parser == "model" else torch_parser(env)
+    if chosen is None and parser == "torch":
+        raise LookupError("torch is not importable here")
+    return launch((chosen or model_parser(env)).parse_args(command[1:]))
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def example_dir(name: str) -> Path:
+    return ROOT / "deploy" / "k8s" / "examples" / name
