@@ -6,9 +6,9 @@ processes per node from `nprocPerNode`). An Indexed Job with a headless Service,
 operator: the completion index is the node rank and pod <job>-0, reached as <job>-0.<service>, is the master.
 
 Both use torchrun's static rendezvous: the world size is fixed and node rank 0, the Master or pod 0, hosts the
-store, so global rank 0 (the one that logs and writes runs/) is always in that pod; c10d would hand ranks out in
-arrival order. The images hold no training code, so the pods run a job image built FROM the pushed torchdev image
-with train/ added (`job_dockerfile`); the manifests name it by digest.
+store, so global rank 0 (the one that logs and writes runs/) is always in that pod; c10d assigns node ranks
+itself and ignores --node-rank. The images hold no training code, so the pods run a job image built FROM the
+pushed torchdev image with train/ added (`job_dockerfile`); the manifests name it by digest.
 
 Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as YAML.
 """
