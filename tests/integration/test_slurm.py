@@ -1,0 +1,175 @@
+"""deploy/slurm/train.sbatch on a real Slurm cluster: two nodes, n1 and n2, on this machine (scripts/slurm.sh).
+
+The module's fixture starts the cluster (installing Debian's Slurm and MUNGE when missing) and stops it at the end
+if it started it. Locally it skips, with the reason, when the cluster cannot be started; under CI=true that fails.
+The dry-run tests need no container engine: each node prints the command it would run, so what reaches torchrun
+from Slurm's variables is checked on real `sbatch -N2` jobs. The Docker test trains in the test image.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import ROOT, unavailable
+
+SLURM = ROOT / "scripts" / "slurm.sh"
+SBATCH = ROOT / "deploy" / "slurm" / "train.sbatch"
+NODE_LINE = re.compile(r"^torchdev-slurm: node (\d+) \(([^)]*)\): (.*)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """The environment that reaches the test cluster (SLURM_CONF), with the cluster up for the whole module."""
+    if os.geteuid() != 0:
+        unavailable("the test Slurm cluster needs root: sudo bash scripts/slurm.sh start")
+    try:
+        started = subprocess.run(["bash", str(SLURM), "start"], capture_output=True, text=True, timeout=600,
+                                 check=False)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["bash", str(SLURM), "stop"], capture_output=True, timeout=120, check=False)
+        unavailable("scripts/slurm.sh start did not finish within 600 s")
+    if started.returncode != 0:
+        reason = (started.stderr.strip().splitlines() or ["no output"])[-1]
+        unavailable(f"the test Slurm cluster did not start: {reason}")
+    state = os.environ.get("TORCHDEV_SLURM_STATE", "/var/lib/torchdev-slurm")
+    yield {**os.environ, "SLURM_CONF": f"{state}/slurm.conf"}
+    if started.stdout.strip().splitlines()[-1:] == ["started"]:
+        stopped = subprocess.run(["bash", str(SLURM), "stop"], capture_output=True, text=True, timeout=120,
+                                 check=False)
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def submit(env: dict, output: Path, *args: str, workdir: Path = ROOT, timeout: float = 300, **variables: str):
+    """`sbatch -N2 --wait` of the real script; returns (job id, sbatch's exit status, the job's output)."""
+    result = subprocess.run(["sbatch", "--nodes=2", "--wait", f"--output={output}", "--parsable", str(SBATCH), *args],
+                            cwd=workdir, env={**env, **variables}, capture_output=True, text=True, timeout=timeout,
+                            check=False)
+    job_id = result.stdout.strip().split(";")[0]
+    text = output.read_text() if output.exists() else ""
+    assert job_id.isdigit(), f"sbatch did not submit:\n{result.stdout}\n{result.stderr}\n{text}"
+    return job_id, result.returncode, text
+
+
+def dry_run(env: dict, tmp_path: Path, runtime: str, *args: str,
+            **variables: str) -> tuple[str, dict[int, tuple[str, list[str]]]]:
+    """The job id and, per node rank from SLURM_NODEID, the node's name and the command it would have run."""
+    job_id, status, text = submit(env, tmp_path / f"{runtime}.out", *args, TORCHDEV_DRY_RUN="1",
+                                  TORCHDEV_RUNTIME=runtime, TORCHDEV_IMAGE="torchdev-test:cpu", **variables)
+    assert status == 0, text
+    nodes = {int(rank): (name, shlex.split(command)) for rank, name, command in NODE_LINE.findall(text)}
+    assert len(nodes) == 2 == len(NODE_LINE.findall(text)), text
+    return job_id, nodes
+
+
+def torchrun_part(command: list[str]) -> list[str]:
+    return command[command.index("torchrun"):]
+
+
+def flags(command: list[str]) -> dict[str, str]:
+    return dict(arg[2:].split("=", 1) for arg in torchrun_part(command) if arg.startswith("--") and "=" in arg)
+
+
+def test_slurm_variables_reach_torchrun_on_each_node(slurm_env, tmp_path):
+    job_id, nodes = dry_run(slurm_env, tmp_path, "docker", "--task", "mlp", "--epochs", "2")
+    assert sorted(nodes) == [0, 1]
+    assert {name for name, _ in nodes.values()} == {"n1", "n2"}, "one task on each node"
+    per_node = {rank: flags(command) for rank, (_, command) in nodes.items()}
+    for rank, found in per_node.items():
+        assert found["node-rank"] == str(rank)
+        assert found["nnodes"] == "2"
+        assert found["rdzv-id"] == job_id
+        assert found["rdzv-backend"] == "c10d"
+    # The first node's NodeAddr (every node of this cluster is at 127.0.0.1), on one port for the whole job.
+    assert per_node[0]["rdzv-endpoint"] == per_node[1]["rdzv-endpoint"] == f"127.0.0.1:{29400 + int(job_id) % 1000}"
+    for _, command in nodes.values():
+        assert torchrun_part(command)[-5:] == ["train/train.py", "--task", "mlp", "--epochs", "2"]
+        assert command[:2] == ["docker", "run"] and "--gpus" not in command  # this machine has no GPU
+    names = {command[command.index("--name") + 1] for _, command in nodes.values()}
+    assert names == {f"torchdev-slurm-{job_id}-0", f"torchdev-slurm-{job_id}-1"}
+
+
+def test_every_runtime_gets_the_same_torchrun_flags(slurm_env, tmp_path):
+    commands = {}
+    for runtime in ("docker", "pyxis", "apptainer", "host"):
+        job_id, nodes = dry_run(slurm_env, tmp_path, runtime)
+        endpoint = f"--rdzv-endpoint=127.0.0.1:{29400 + int(job_id) % 1000}"
+        same = {f"--rdzv-id={job_id}": "--rdzv-id=JOB", endpoint: "--rdzv-endpoint=127.0.0.1:PORT"}
+        commands[runtime] = {rank: [same.get(arg, arg) for arg in torchrun_part(command)]
+                             for rank, (_, command) in nodes.items()}
+    assert commands["docker"] == commands["pyxis"] == commands["apptainer"] == commands["host"]
+    assert commands["docker"][0][-3:] == ["train/train.py", "--task", "mlp"], "the default trainer flags"
+
+
+def test_the_static_backend_and_processes_per_node(slurm_env, tmp_path):
+    _, nodes = dry_run(slurm_env, tmp_path, "host", TORCHDEV_RDZV_BACKEND="static", NPROC_PER_NODE="2")
+    for rank, (_, command) in nodes.items():
+        found = flags(command)
+        assert (found["rdzv-backend"], found["nproc-per-node"], found["node-rank"]) == ("static", "2", str(rank))
+
+
+def test_a_job_outside_the_repository_root_fails_with_the_reason(slurm_env, tmp_path):
+    _, status, text = submit(slurm_env, tmp_path / "out", workdir=tmp_path, TORCHDEV_DRY_RUN="1")
+    assert status != 0
+    assert "has no train/train.py: submit from the repository root" in text
+
+
+# --- Needs the Docker engine and the test image (the session fixture built_image in tests/conftest.py). ---
+
+@pytest.fixture()
+def workspace(tmp_path):
+    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own."""
+    path = tmp_path / "workspace"
+    path.mkdir()
+    for name in ("docker", "train"):
+        shutil.copytree(ROOT / name, path / name)
+    return path
+
+
+def test_docker_runtime_trains_with_world_size_2(slurm_env, built_image, docker_client, workspace, tmp_path):
+    """Two nodes each start one container of the test image; their torchrun agents meet at n1 and train as one
+    job of world size 2; the job exits 0, rank 0's run files are in the shared workspace, no container is left."""
+    image = built_image.references[0]
+    job_id, status, text = submit(slurm_env, tmp_path / "train.out", "--task", "mlp", "--epochs", "2",
+                                  workdir=workspace, timeout=600, TORCHDEV_RUNTIME="docker", TORCHDEV_IMAGE=image)
+    assert status == 0, text
+    assert "node 0 (n1) starts 1 process(es)" in text and "node 1 (n2) starts 1 process(es)" in text, text
+    assert "world size 2" in text, text
+    done = json.loads([line for line in text.splitlines() if line.startswith('{"event"')][-1])
+    assert (done["event"], done["world_size"]) == ("done", 2)
+    metrics = [json.loads(line) for line in (workspace / "runs" / "mlp" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["world_size"] for m in metrics] == [2, 2]
+    assert docker_client.containers.list(all=True, filters={"name": f"torchdev-slurm-{job_id}-"}) == []
+
+
+def test_docker_runtime_cancelled_job_leaves_no_container(slurm_env, built_image, docker_client, workspace,
+                                                           tmp_path):
+    """scancel while both containers train: the job ends and its two containers are removed."""
+    image = built_image.references[0]
+    env = {**slurm_env, "TORCHDEV_RUNTIME": "docker", "TORCHDEV_IMAGE": image}
+    submitted = subprocess.run(["sbatch", "--nodes=2", "--parsable", f"--output={tmp_path / 'cancel.out'}",
+                                str(SBATCH), "--task", "cnn", "--epochs", "1000"], cwd=workspace, env=env,
+                               capture_output=True, text=True, timeout=60, check=True)
+    job_id = submitted.stdout.strip().split(";")[0]
+    prefix = f"torchdev-slurm-{job_id}-"
+    try:
+        deadline = time.monotonic() + 300
+        while len(docker_client.containers.list(filters={"name": prefix})) < 2:
+            assert time.monotonic() < deadline, "the two containers did not start within 300 s"
+            time.sleep(1)
+        subprocess.run(["scancel", job_id], env=env, check=True, timeout=30)
+        deadline = time.monotonic() + 120
+        while docker_client.containers.list(all=True, filters={"name": prefix}):
+            assert time.monotonic() < deadline, "containers left 120 s after scancel"
+            time.sleep(1)
+    finally:
+        subprocess.run(["scancel", job_id], env=env, capture_output=True, timeout=30, check=False)
+        for container in docker_client.containers.list(all=True, filters={"name": prefix}):
+            container.remove(force=True)
