@@ -10,6 +10,7 @@ See train/README.md for flags, output files, resume and signal behaviour.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from config import TrainConfig, parse_config
-from distributed import DistContext, init_distributed
+from distributed import DistContext, init_distributed, launched_by_torchrun
+from peer_failure import peer_failure
 from run_files import (
     append_metrics,
     checkpoint_path,
@@ -289,6 +291,20 @@ def done_event(
     }
 
 
+def require_same_start(ctx: DistContext, config: TrainConfig, completed: int) -> None:
+    """Every rank must resume from the same epoch, i.e. read the same checkpoint: on several nodes that needs a
+    run directory they all share (compose and Slurm mount one /workspace). Otherwise ranks would train different
+    epochs and hang in DDP; here they stop at once, saying why."""
+    latest = ctx.max_over_ranks(completed)
+    earliest = -ctx.max_over_ranks(-completed)
+    if latest != earliest:
+        raise SystemExit(
+            f"error: the ranks see different checkpoints in {config.run_dir} (epochs {earliest} to {latest}): "
+            "every node must see the same run directory (a shared --runs-dir), or pass --no-resume"
+            if ctx.is_main else 1
+        )
+
+
 def run_training(config: TrainConfig, ctx: DistContext, stop: StopRequest) -> int:
     """Train from scratch or from the checkpoint up to --epochs; returns the exit status."""
     started = time.perf_counter()
@@ -296,6 +312,7 @@ def run_training(config: TrainConfig, ctx: DistContext, stop: StopRequest) -> in
     prepare_run_dir(config, ctx, checkpoint)
     setup = build_setup(config, ctx, checkpoint)
     completed = checkpoint["epoch"] if checkpoint else 0
+    require_same_start(ctx, config, completed)
     last_metrics = checkpoint["metrics"] if checkpoint else None
     log(ctx, f"task {config.task}: {setup.task.description}; device {ctx.device}, world size {ctx.world_size}, "
              f"torch {torch.__version__}, run dir {config.run_dir}")
@@ -392,14 +409,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest().install()
     if config.threads:
         torch.set_num_threads(config.threads)
-    ctx = init_distributed(config.device, config.dist_timeout_s)
+    try:
+        ctx = init_distributed(config.device, config.dist_timeout_s)
+    except RuntimeError as error:
+        exit_if_peer_failed(error)
+        raise
     try:
         if config.benchmark:
             return run_benchmark(config, ctx, stop)
         return run_training(config, ctx, stop)
+    except RuntimeError as error:
+        exit_if_peer_failed(error)
+        raise
     finally:
         ctx.close()
 
+
+def exit_if_peer_failed(error: RuntimeError) -> None:
+    """When a collective failed because a peer went away, print one line naming it and exit 1 at once: the
+    process group is broken, and tearing it down (`finally`) could wait on the dead peer."""
+    line = peer_failure(str(error)) if launched_by_torchrun() else ""
+    if line:
+        print(line, file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
 
 if __name__ == "__main__":
     sys.exit(main())
