@@ -91,6 +91,8 @@ def test_slurm_variables_reach_torchrun_on_each_node(slurm_env, tmp_path):
     assert per_node[0]["rdzv-endpoint"] == per_node[1]["rdzv-endpoint"] == f"127.0.0.1:{29400 + int(job_id) % 1000}"
     for _, command in nodes.values():
         assert torchrun_part(command)[-5:] == ["train/train.py", "--task", "mlp", "--epochs", "2"]
+        at = command.index("torchrun")
+        assert command[at - 2:at] == ["python3", "train/preflight.py"], "the preflight runs torchrun"
         assert command[:2] == ["docker", "run"] and "--gpus" not in command  # this machine has no GPU
     names = {command[command.index("--name") + 1] for _, command in nodes.values()}
     assert names == {f"torchdev-slurm-{job_id}-0", f"torchdev-slurm-{job_id}-1"}
@@ -119,6 +121,37 @@ def test_a_job_outside_the_repository_root_fails_with_the_reason(slurm_env, tmp_
     _, status, text = submit(slurm_env, tmp_path / "out", workdir=tmp_path, TORCHDEV_DRY_RUN="1")
     assert status != 0
     assert "has no train/train.py: submit from the repository root" in text
+
+
+@pytest.fixture()
+def fake_torchrun(tmp_path):
+    """PATH with a `torchrun` that prints the node and its arguments and exits 0, for the host runtime."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "torchrun"
+    script.write_text('#!/bin/sh\necho "fake torchrun on node $SLURM_NODEID: $*"\n')
+    script.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}"
+
+
+def test_the_preflight_checks_each_node_then_runs_torchrun(slurm_env, tmp_path, fake_torchrun):
+    """Host runtime, no container: on each node train/preflight.py finds the rendezvous host (the first node's
+    NodeAddr), passes, and becomes torchrun with the job's flags."""
+    job_id, status, text = submit(slurm_env, tmp_path / "pre.out", "--task", "mlp", TORCHDEV_RUNTIME="host",
+                                  PATH=fake_torchrun)
+    assert status == 0, text
+    port = 29400 + int(job_id) % 1000
+    assert text.count(f"preflight: ok: rendezvous c10d at 127.0.0.1:{port} served by this node") == 2, text
+    for node in (0, 1):
+        assert f"fake torchrun on node {node}: --nnodes=2 --node-rank={node} --nproc-per-node=1" in text, text
+
+
+def test_a_failed_preflight_fails_the_job_in_one_line_per_node(slurm_env, tmp_path, fake_torchrun):
+    job_id, status, text = submit(slurm_env, tmp_path / "fail.out", TORCHDEV_RUNTIME="host", PATH=fake_torchrun,
+                                  TORCHDEV_PEERS="n9.invalid", TORCHDEV_RDZV_TIMEOUT="1")
+    assert status != 0
+    assert "preflight: peer node n9.invalid did not resolve within 1 s" in text, text
+    assert "fake torchrun" not in text, "torchrun started after a failed check"
 
 
 # --- Needs the Docker engine and the test image (the session fixture built_image in tests/conftest.py). ---
