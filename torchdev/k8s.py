@@ -34,6 +34,9 @@ DNS_WAIT_S = 300
 for the Master's name the same way)."""
 NAME_MAX = 40
 """Pod, Service and hostname names add up to '-worker-NN' to the job's name and must stay within 63 characters."""
+PREFLIGHT = ("python3", "train/preflight.py")
+"""What each pod runs in front of torchrun: checks the node and waits for the rendezvous host and the peer pods,
+one line per problem, then execs torchrun with the args unchanged (train/README.md, "Across nodes")."""
 SHM_MOUNT = "/dev/shm"
 WORKDIR = "/workspace"
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
@@ -102,8 +105,15 @@ def torchrun_args(*, nnodes: str, node_rank: str, nproc_per_node: str, master_ad
             "train/train.py", "--device", job.device, *job.train_args]
 
 
-def _container(job: TrainJob, *, name: str, args: list[str], port: dict) -> dict:
-    container = {"name": name, "image": job.image, "workingDir": WORKDIR, "command": ["torchrun"], "args": args,
+def preflight_command(peers: list[str]) -> list[str]:
+    """The container's command: the preflight, told every pod's DNS name (a pod's name resolves only once it runs,
+    so a pod that never starts is named, not waited for in silence; each pod skips its own), then torchrun."""
+    return [*PREFLIGHT, *([f"--peers={','.join(peers)}"] if len(peers) > 1 else []), "torchrun"]
+
+
+def _container(job: TrainJob, *, name: str, args: list[str], port: dict, peers: list[str]) -> dict:
+    container = {"name": name, "image": job.image, "workingDir": WORKDIR, "command": preflight_command(peers),
+                 "args": args,
                  "ports": [port], "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT}]}
     if job.gpus_per_node:
         container["resources"] = {"limits": {"nvidia.com/gpu": job.gpus_per_node}}
@@ -131,11 +141,15 @@ def pytorchjob(job: TrainJob) -> dict:
                          nproc_per_node="$(PET_NPROC_PER_NODE)", master_addr="$(PET_MASTER_ADDR)",
                          master_port="$(PET_MASTER_PORT)", job=job)
 
+    # The operator gives each pod a Service of the pod's own name, <job>-master-0 and <job>-worker-<i>.
+    peers = [f"{job.name}-master-0", *[f"{job.name}-worker-{i}" for i in range(job.nodes - 1)]]
+
     def replica(count: int) -> dict:
         port = {"name": "pytorchjob-port", "containerPort": PYTORCHJOB_PORT}
         return {"replicas": count, "restartPolicy": "Never",
                 "template": {"metadata": {"labels": labels(job)},
-                             "spec": _pod_spec(job, _container(job, name="pytorch", args=list(args), port=port))}}
+                             "spec": _pod_spec(job, _container(job, name="pytorch", args=list(args), port=port,
+                                                               peers=peers))}}
 
     replicas = {"Master": replica(1), **({"Worker": replica(job.nodes - 1)} if job.nodes > 1 else {})}
     return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
@@ -165,7 +179,8 @@ def indexed_job(job: TrainJob) -> list[dict]:
                          nproc_per_node=str(job.nproc_per_node), master_addr=job.master_host,
                          master_port=str(RENDEZVOUS_PORT), job=job)
     port = {"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}
-    pod = _pod_spec(job, _container(job, name="train", args=args, port=port), subdomain=job.service,
+    peers = [f"{job.name}-{index}.{job.service}" for index in range(job.nodes)]
+    pod = _pod_spec(job, _container(job, name="train", args=args, port=port, peers=peers), subdomain=job.service,
                     restartPolicy="Never", initContainers=[wait_for_master(job)])
     batch = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job.name, "labels": labels(job)},
              "spec": {"completionMode": "Indexed", "completions": job.nodes, "parallelism": job.nodes,

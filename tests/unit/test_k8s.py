@@ -14,12 +14,14 @@ import json
 import kubernetes_validate
 import pytest
 
+from tests.helpers.cli import load_train_module
 from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, expand, indexed_job_env,
-                               model_parser, operator_env, parse_torchrun, torch_available, vendored_crd,
-                               webhook_errors)
+                               model_parser, operator_env, parse_torchrun, preflight_and_torchrun, torch_available,
+                               vendored_crd, webhook_errors)
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
 
+PREFLIGHT = load_train_module("preflight")
 KUBERNETES = "1.28.0"
 IMAGE = "registry.example.com/ml/torchdev-job@sha256:" + "0" * 64
 BASE = "registry.example.com/ml/torchdev:2.0.1-cu118-py3.10@sha256:" + "1" * 64
@@ -120,14 +122,27 @@ def pytorchjob_pods(document: dict):
         yield "Worker", index, index + 1
 
 
+def assert_preflight_reads(torchrun: list[str], env: dict, launch) -> None:
+    """train/preflight.py reads the pod's torchrun flags as torchrun does: it waits for the right host."""
+    ours = PREFLIGHT.parse_torchrun(torchrun[1:], env)
+    assert (ours.min_nodes, ours.max_nodes, ours.node_rank, ours.rdzv_backend, f"{ours.host}:{ours.port}") == \
+        (launch.min_nodes, launch.max_nodes, launch.node_rank, launch.rdzv_backend, launch.rdzv_endpoint)
+    assert int(ours.nproc_per_node) == launch.nproc_per_node
+
+
 @pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
 def test_each_pytorchjob_pod_runs_torchrun_as_its_node_of_one_static_rendezvous(job):
     document = k8s.pytorchjob(job)
     for replica, index, rank in pytorchjob_pods(document):
         container = containers(document["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"], "pytorch")
         env = container_env(container, operator_env(document, replica, index))
-        launch = parse_torchrun(argv(container, env), env)
+        peers, torchrun = preflight_and_torchrun(argv(container, env), env)
+        launch = parse_torchrun(torchrun, env)
         assert (launch.min_nodes, launch.max_nodes, launch.node_rank) == (job.nodes, job.nodes, rank)
+        # the preflight names every pod by the Service the operator gives it, and reads torchrun's flags alike
+        expected = [f"{job.name}-master-0", *[f"{job.name}-worker-{i}" for i in range(job.nodes - 1)]]
+        assert peers == (expected if job.nodes > 1 else [])
+        assert_preflight_reads(torchrun, env, launch)
         assert launch.nproc_per_node == job.nproc_per_node
         assert (launch.rdzv_backend, launch.rdzv_endpoint) == ("static", f"{job.name}-master-0:23456")
         assert launch.script == "train/train.py"
@@ -142,7 +157,11 @@ def test_each_indexed_job_pod_runs_torchrun_as_node_index_with_pod_0_as_master(j
     for index in range(batch["spec"]["completions"]):
         container = containers(pod["spec"], "train")
         env = container_env(container, indexed_job_env(index))
-        launch = parse_torchrun(argv(container, env), env)
+        peers, torchrun = preflight_and_torchrun(argv(container, env), env)
+        launch = parse_torchrun(torchrun, env)
+        expected = [f"{job.name}-{i}.{pod['spec']['subdomain']}" for i in range(job.nodes)]
+        assert peers == (expected if job.nodes > 1 else [])
+        assert_preflight_reads(torchrun, env, launch)
         assert (launch.min_nodes, launch.max_nodes, launch.node_rank) == (job.nodes, job.nodes, index)
         assert launch.nproc_per_node == job.nproc_per_node
         assert launch.rdzv_backend == "static"
@@ -174,8 +193,9 @@ def test_a_variable_nobody_sets_stays_literal_and_torchrun_refuses_it():
     env = container_env(container, operator_env(document, "Master", 0))
     del env["PET_NPROC_PER_NODE"]
     assert "--nproc-per-node=$(PET_NPROC_PER_NODE)" in argv(container, env)
+    _, torchrun = preflight_and_torchrun(argv(container, env), env)
     with pytest.raises(ValueError):
-        parse_torchrun(argv(container, env), env)
+        parse_torchrun(torchrun, env)
 
 
 def test_the_wait_for_the_master_survives_expansion_unchanged():
@@ -208,8 +228,8 @@ def test_the_model_reads_the_rendered_commands_as_torch_does(job):
     for replica, index, _ in pytorchjob_pods(document):
         container = containers(document["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"], "pytorch")
         env = container_env(container, operator_env(document, replica, index))
-        assert parse_torchrun(argv(container, env), env, parser="model") == \
-            parse_torchrun(argv(container, env), env, parser="torch")
+        _, torchrun = preflight_and_torchrun(argv(container, env), env)
+        assert parse_torchrun(torchrun, env, parser="model") == parse_torchrun(torchrun, env, parser="torch")
 
 
 # --- the committed examples and the command -----------------------------------------------------------------------
