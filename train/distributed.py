@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,6 +56,14 @@ class DistContext:
         agreed = torch.tensor([value], device=self.device)
         dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
         return int(agreed.item())
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value` (picklable), in rank order; [value] when single-process."""
+        if not self.is_distributed:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
 
     def barrier(self) -> None:
         """Wait for every rank; lets rank 0 finish writing before peers exit."""

@@ -9,6 +9,7 @@ See train/README.md for flags, output files, resume and signal behaviour.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -271,10 +272,29 @@ def prepare_run_dir(config: TrainConfig, ctx: DistContext, checkpoint: dict[str,
         keep_metrics_up_to(metrics_path(config.run_dir), checkpoint["epoch"])
 
 
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters, bit for bit (name, dtype, shape and bytes, in order)."""
+    digest = hashlib.sha256()
+    for name, parameter in model.state_dict().items():
+        tensor = parameter.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def require_identical_parameters(ctx: DistContext, digests: list[str]) -> None:
+    """DDP keeps every replica's weights equal bit for bit; ranks that ended apart trained different models."""
+    if len(set(digests)) > 1:
+        raise SystemExit(f"error: the ranks ended with different parameters ({len(set(digests))} distinct digests "
+                         "over ranks): DDP's gradients were not the same everywhere" if ctx.is_main else 1)
+
+
 def done_event(
-    setup: Setup, completed: int, last_metrics: dict[str, Any], rates: list[float], started: float
+    setup: Setup, completed: int, last_metrics: dict[str, Any], rates: list[float], started: float,
+    digests: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The final JSON line: the last epoch's metrics plus how this invocation went."""
+    """The final JSON line: the last epoch's metrics plus how this invocation went (with every rank's parameter
+    digest, which tests and users can compare)."""
     task_metrics = {k: v for k, v in last_metrics.items() if k not in EPOCH_BOOKKEEPING}
     return {
         "event": "done",
@@ -288,6 +308,7 @@ def done_event(
         "device": str(setup.ctx.device),
         "total_time_s": time.perf_counter() - started,
         "run_dir": str(setup.config.run_dir),
+        "parameter_digests": digests or [],
     }
 
 
@@ -331,8 +352,9 @@ def run_training(config: TrainConfig, ctx: DistContext, stop: StopRequest) -> in
             completed = epoch
         if result.stopped and completed < config.epochs:
             return stop_training(setup, stop, epoch, completed, last_metrics)
-    ctx.barrier()
-    emit_event(ctx, done_event(setup, completed, last_metrics, rates, started))
+    digests = ctx.gather(parameter_digest(setup.model))
+    require_identical_parameters(ctx, digests)
+    emit_event(ctx, done_event(setup, completed, last_metrics, rates, started, digests))
     return 0
 
 

@@ -177,8 +177,12 @@ def test_docker_runtime_trains_with_world_size_2(slurm_env, built_image, docker_
     assert "world size 2" in text, text
     done = json.loads([line for line in text.splitlines() if line.startswith('{"event"')][-1])
     assert (done["event"], done["world_size"]) == ("done", 2)
-    metrics = [json.loads(line) for line in (workspace / "runs" / "mlp" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["world_size"] for m in metrics] == [2, 2]
+    digests = done["parameter_digests"]
+    assert len(digests) == 2 and len(set(digests)) == 1, f"ranks ended apart: {digests}"
+    run_dir = workspace / "runs" / "mlp"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["world_size"] for m in metrics] == [2, 2] and metrics[-1]["loss"] < metrics[0]["loss"]
     assert docker_client.containers.list(all=True, filters={"name": f"torchdev-slurm-{job_id}-"}) == []
 
 
