@@ -456,5 +456,6 @@ def exit_if_peer_failed(error: RuntimeError) -> None:
         sys.stdout.flush()
         os._exit(1)
 
+
 if __name__ == "__main__":
     sys.exit(main())
