@@ -9,6 +9,7 @@ size), the rank and world size are read here and passed explicitly.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -78,6 +79,19 @@ class DistContext:
         """Tear down the process group if this process created one."""
         if self.is_distributed:
             dist.destroy_process_group()
+
+    def leave(self, status: int) -> None:
+        """After a run that ended alike on every rank: meet at a barrier, then exit with `status` without gloo's
+        teardown (destroy_process_group, or the same destructor at interpreter exit). In torch 2.0.1 that teardown can
+        spin forever once the peers have gone (pytorch/pytorch#75097; measured here: a rank of a two-container job
+        spun for minutes after the job's last line). Everything is written and flushed by then. Returns only when
+        there is no process group."""
+        if not self.is_distributed:
+            return
+        self.barrier()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
 
 def resolve_device(requested: str, local_rank: int) -> torch.device:

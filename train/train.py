@@ -426,7 +426,8 @@ def run_benchmark(config: TrainConfig, ctx: DistContext, stop: StopRequest) -> i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse flags, join torchrun's process group if any, run, and always tear down."""
+    """Parse flags, join torchrun's process group if any, run; leave at once after a clean run on several processes
+    (DistContext.leave), else tear down."""
     config = parse_config(argv)
     stop = StopRequest().install()
     if config.threads:
@@ -437,9 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit_if_peer_failed(error)
         raise
     try:
-        if config.benchmark:
-            return run_benchmark(config, ctx, stop)
-        return run_training(config, ctx, stop)
+        status = run_benchmark(config, ctx, stop) if config.benchmark else run_training(config, ctx, stop)
+        ctx.leave(status)
+        return status
     except RuntimeError as error:
         exit_if_peer_failed(error)
         raise
