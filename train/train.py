@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -455,6 +456,9 @@ def exit_if_peer_failed(error: RuntimeError) -> None:
     if line:
         print(line, file=sys.stderr, flush=True)
         sys.stdout.flush()
+        # torchrun 2.0.1's agent, its workers failed and no restarts left, still waits in its exit barrier for every
+        # node, the dead one included (300 s): stopping it ends this node's part of the job now.
+        os.kill(os.getppid(), signal.SIGTERM)
         os._exit(1)
 
 

@@ -170,8 +170,11 @@ def test_docker_runtime_trains_with_world_size_2(slurm_env, built_image, docker_
     """Two nodes each start one container of the test image; their torchrun agents meet at n1 and train as one
     job of world size 2; the job exits 0, rank 0's run files are in the shared workspace, no container is left."""
     image = built_image.references[0]
+    # static: on this one machine both nodes are 127.0.0.1, and torch 2.0.1's c10d makes every node whose address is
+    # the endpoint's try to host it (the second fails to bind, measured); static lets node rank 0 alone host it.
     job_id, status, text = submit(slurm_env, tmp_path / "train.out", "--task", "mlp", "--epochs", "2",
-                                  workdir=workspace, timeout=600, TORCHDEV_RUNTIME="docker", TORCHDEV_IMAGE=image)
+                                  workdir=workspace, timeout=600, TORCHDEV_RUNTIME="docker", TORCHDEV_IMAGE=image,
+                                  TORCHDEV_RDZV_BACKEND="static")
     assert status == 0, text
     assert "node 0 (n1) starts 1 process(es)" in text and "node 1 (n2) starts 1 process(es)" in text, text
     assert "world size 2" in text, text
@@ -190,7 +193,7 @@ def test_docker_runtime_cancelled_job_leaves_no_container(slurm_env, built_image
                                                            tmp_path):
     """scancel while both containers train: the job ends and its two containers are removed."""
     image = built_image.references[0]
-    env = {**slurm_env, "TORCHDEV_RUNTIME": "docker", "TORCHDEV_IMAGE": image}
+    env = {**slurm_env, "TORCHDEV_RUNTIME": "docker", "TORCHDEV_IMAGE": image, "TORCHDEV_RDZV_BACKEND": "static"}
     submitted = subprocess.run(["sbatch", "--nodes=2", "--parsable", f"--output={tmp_path / 'cancel.out'}",
                                 str(SBATCH), "--task", "cnn", "--epochs", "1000"], cwd=workspace, env=env,
                                capture_output=True, text=True, timeout=60, check=True)
