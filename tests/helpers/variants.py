@@ -13,7 +13,9 @@ from torchdev.plan import BuildPlan, Provenance, make_plan
 from torchdev.tags import BuildStamp
 
 TEST_VARIANT = "cu117"
-TEST_REPOSITORY = "torchdev-test"
+TEST_REPOSITORY = os.environ.get("TORCHDEV_TEST_REPOSITORY", "torchdev-test")
+"""Where integration tests tag what they build; TORCHDEV_TEST_REPOSITORY gives each of several runs sharing one engine
+a repository of its own (a run removes its whole repository when it ends)."""
 TEST_OVERLAY = Path(os.environ.get("TORCHDEV_TEST_OVERLAY", ROOT / "overlays" / "local-debian.yaml"))
 
 
