@@ -17,7 +17,7 @@ from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import check_option, find_access, memlock_limit, request_for
+from torchdev.gpus import GPUS_AUTO, check_option, find_access, memlock_limit, parse_option, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
@@ -181,7 +181,8 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    check_option(gpus, chosen)
+    gpu_count = parse_option(gpus)
+    check_option(gpu_count, chosen)
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(dict(os.environ))
     plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
@@ -194,8 +195,8 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
         not_built = {r.image: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
                      if r.status is not builds.BuildStatus.BUILT}
     cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
-    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpus == "auto" else None)
-    requests = {plan.name: request_for(plan.variant, gpus, access) for plan in plans}
+    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpu_count is GPUS_AUTO else None)
+    requests = {plan.name: request_for(plan.variant, gpu_count, access) for plan in plans}
     runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
                          stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock,
                          checks=selected_checks)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from smoke.smoke_contract import SummaryError, read_summary
 from torchdev.engine import Engine, EngineError, ImageRef
 from torchdev.errors import UsageError
 from torchdev.files import write_atomically
@@ -80,12 +81,15 @@ def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platfor
              "or push with --force")
     if not summary_path.is_file():
         return f"{name} has no smoke result ({summary_path}): {again}"
-    summary = json.loads(summary_path.read_text())
-    if summary.get("image_id") != image_id:
-        return f"the last smoke run of {name} was on {str(summary.get('image_id'))[:19]}, not on this build " \
+    try:
+        summary = read_summary(summary_path)
+    except SummaryError as error:
+        return f"{summary_path} is not a smoke summary ({error}): {again}"
+    if summary.image_id != image_id:
+        return f"the last smoke run of {name} was on {str(summary.image_id)[:19]}, not on this build " \
                f"{image_id[:19]}: {again}"
-    if summary.get("failed", 1) or not summary.get("passed"):
-        return f"the last smoke run of {name} failed {summary.get('failed')} check(s): fix them and {again}"
+    if summary.failed or not summary.passed:
+        return f"the last smoke run of {name} failed {summary.failed} check(s): fix them and {again}"
     return ""
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.summaries import write_counts
 from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
 from torchdev import commands
 from torchdev.errors import UsageError
@@ -26,9 +27,7 @@ def plan():
 
 def built(engine: FakeEngine, plan, smoke_dir, *, failed: int = 0, tested: str | None = None) -> str:
     image_id = engine.add_image(*plan.references, labels={"io.torchdev.variant": plan.variant.name})
-    smoke_dir.mkdir(parents=True, exist_ok=True)
-    (smoke_dir / f"{plan.name}.json").write_text(json.dumps({"passed": 30, "failed": failed,
-                                                              "image_id": tested or image_id}))
+    write_counts(smoke_dir / f"{plan.name}.json", passed=30, failed=failed, image_id=tested or image_id)
     return image_id
 
 
@@ -158,7 +157,7 @@ def cpu_plan():
 
 
 def smoke_passed(smoke_dir, name: str, image_id: str, *, failed: int = 0) -> None:
-    (smoke_dir / f"{name}.json").write_text(json.dumps({"passed": 12, "failed": failed, "image_id": image_id}))
+    write_counts(smoke_dir / f"{name}.json", passed=12, failed=failed, image_id=image_id)
 
 
 def test_a_multi_platform_image_whose_arm64_half_was_not_smoke_tested_is_refused_naming_that_run(cpu_plan, tmp_path):
@@ -244,3 +243,16 @@ def test_a_recorded_gzip_digest_the_registry_does_not_hold_is_pushed_as_usual(pl
     result = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
                         force=False, gzipped={image_id: ("sha256:" + "e" * 64, 1)})
     assert result.status is PushStatus.PUSHED and result.digest != "sha256:" + "e" * 64
+
+
+@pytest.mark.parametrize("content", ["", '{"passed": 30, "failed": 0, "image_id": "sha256:x"', "[]"])
+def test_a_smoke_summary_that_is_not_one_is_a_refusal_naming_the_file_and_the_smoke_command(plan, tmp_path, content):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    (tmp_path / f"{plan.name}.json").write_text(content)
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.REFUSED and engine.registry == {}
+    assert result.detail.startswith(f"{tmp_path / 'cu118.json'} is not a smoke summary (")
+    assert result.detail.endswith("run `./dev smoke --variant cu118 --flavour runtime --platform linux/amd64`, or push "
+                                  "with --force") and "\n" not in result.detail
+    assert push(engine, plan, tmp_path, force=True).status is PushStatus.PUSHED
