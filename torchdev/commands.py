@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, smoke
+from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
@@ -302,15 +302,17 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
     reports_dir = REPORTS_DIR / "push"
     results = []
     for plan in plans:
-        pushes.report_path(reports_dir, plan.name).unlink(missing_ok=True)  # a stale entry never reads as this push
+        # a stale entry never reads as this push
+        records.push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
         results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
                                          smoke_dir=REPORTS_DIR / "smoke", force=force,
-                                         gzipped=pushes.read_gzip_digests(reports_dir)))
+                                         gzipped=records.read_gzip_digests(reports_dir)))
         if results[-1].status in (pushes.PushStatus.PUSHED, pushes.PushStatus.UNCHANGED):
             pushes.write_report(reports_dir, results[-1])
             if compression == "gzip":
-                pushes.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference), results[-1])
+                records.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
+                                           digest=results[-1].digest, size=results[-1].size)
             print("\n".join(results[-1].pinned()), flush=True)
     print("\n" + pushes.summary_table(results))
     failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]

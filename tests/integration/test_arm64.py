@@ -20,6 +20,7 @@ import pytest
 from smoke.smoke_contract import read_summary
 from tests.helpers.cli import ROOT, run_cli, unavailable
 from tests.helpers.timings import record
+from torchdev.records import read_push_record
 
 VARIANT = "cpu"
 REPOSITORY = "torchdev-test-arm64"  # its own: the module's teardown removes the whole repository
@@ -107,9 +108,9 @@ def test_the_arm64_image_is_pushed_with_its_platform_once_its_own_smoke_run_pass
     result = run_cli("push", "--variant", VARIANT, "--flavour", "runtime", "--overlay", str(arm64_overlay),
                      "--to", repository, "--compression", "zstd", timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    report = json.loads((ROOT / "reports" / "push" / f"{VARIANT}.json").read_text())
-    assert report["platforms"] == ["linux/arm64"]
-    manifest = remote(registry, "ml/arm", report["digest"], OCI_MANIFEST)
+    report = read_push_record(ROOT / "reports" / "push" / f"{VARIANT}.json")
+    assert report.platforms == ("linux/arm64",)
+    manifest = remote(registry, "ml/arm", report.digest, OCI_MANIFEST)
     config = remote(registry, "ml/arm", manifest["config"]["digest"], "*/*", kind="blobs")
     assert config["architecture"] == "arm64"
 

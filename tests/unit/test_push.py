@@ -3,7 +3,6 @@ overwritten, an identical re-push a no-op, only smoke-tested images, one line pe
 push that did not finish. tests/integration/test_push.py does the same against a real registry."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
@@ -16,6 +15,7 @@ from torchdev.errors import UsageError
 from torchdev.project import plans_for
 from torchdev.platforms import AMD64, ARM64
 from torchdev.push import PushStatus, destination, push_failure, push_image, summary_table, write_report
+from torchdev.records import read_gzip_digests, read_push_record, record_gzip_digest
 
 REPOSITORY = "registry.test:5000/ml/torchdev"
 
@@ -146,9 +146,9 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     assert not [name for name in engine.names if name.startswith("registry.test")]
     engine.pushes_before_interrupt = None
     assert commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY) == 0
-    report = json.loads(stale.read_text())
-    assert report["digest"] in report["references"][0] and report["compression"] == "gzip"
-    assert report["tags"][0] == cpu.primary_reference.split(":", 1)[1]
+    report = read_push_record(stale)
+    assert report.digest in report.references[0] and report.compression == "gzip"
+    assert report.tags[0] == cpu.primary_reference.split(":", 1)[1]
 
 
 @pytest.fixture()
@@ -182,8 +182,8 @@ def test_a_multi_platform_image_goes_out_once_each_platform_passed_and_the_repor
     smoke_passed(tmp_path, "cpu.linux-arm64", image_id)
     result = push(engine, cpu_plan, tmp_path)
     assert result.status is PushStatus.PUSHED and result.platforms == (AMD64, ARM64)
-    report = json.loads(write_report(tmp_path / "push", result).read_text())
-    assert report["platforms"] == ["linux/amd64", "linux/arm64"]
+    report = read_push_record(write_report(tmp_path / "push", result))
+    assert report.platforms == ("linux/amd64", "linux/arm64")
     header, _, row = summary_table([result]).splitlines()[:3]
     assert "platforms" in header and "linux/amd64, linux/arm64" in row
 
@@ -221,13 +221,11 @@ def test_an_image_holding_none_of_the_variants_platforms_is_not_pushed_without_a
 
 
 def test_a_re_push_that_an_earlier_push_recorded_is_known_unchanged_without_recompressing(plan, tmp_path):
-    from torchdev.push import read_gzip_digests, record_gzip_digest
-
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path / "smoke")
     first = push(engine, plan, tmp_path / "smoke")
     assert first.status is PushStatus.PUSHED
-    record_gzip_digest(tmp_path / "push", image_id, first)
+    record_gzip_digest(tmp_path / "push", image_id, digest=first.digest, size=first.size)
     known = read_gzip_digests(tmp_path / "push")
     assert known == {image_id: (first.digest, first.size)}
     engine.gzip_copy = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
