@@ -2,8 +2,10 @@
 
 Both sides read this file. The suite imports it as a sibling module (`import smoke_contract`: pytest puts this
 directory on sys.path, in an image at /opt/torchdev-smoke and natively in scripts/gpu-check.sh); torchdev, on the
-host, imports it from the checkout (`from smoke.smoke_contract import ...`). So it uses the standard library only and
-runs on every Python an image may have (3.10 and up), and pytest never collects it (no test_ prefix).
+host, imports it from the checkout (`from smoke.smoke_contract import ...`; smoke/ is a namespace package there, which
+a module named `smoke` anywhere on sys.path hides: the scripts in benchmarks/, beside benchmarks/smoke.py, import it
+as the suite does). So it uses the standard library only and runs on every Python an image may have (3.10 and up),
+and pytest never collects it (no test_ prefix).
 
 It holds the names of the expectations and checks, the options the runner passes, the --gpus grammar, the rule for
 which GPU runs which kernels, and the JSON summary as typed records with a writer and a validating reader.
