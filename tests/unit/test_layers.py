@@ -18,8 +18,9 @@ LAYERS = {
 }
 
 
-def imports(module: Path) -> set[str]:
-    """Top-level names of everything `module` imports (torchdev.X counts as X)."""
+def module_names(module: Path) -> set[str]:
+    """Full names of the modules `module` imports (`from torchdev import push`: torchdev.push; `from
+    smoke.smoke_contract import X`: smoke.smoke_contract)."""
     found = set()
     for node in ast.walk(ast.parse(module.read_text())):
         if isinstance(node, ast.Import):
@@ -27,8 +28,13 @@ def imports(module: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found |= ({f"torchdev.{alias.name}" for alias in node.names} if node.module == "torchdev"
                       else {node.module})
+    return found
+
+
+def imports(module: Path) -> set[str]:
+    """Top-level names of everything `module` imports (torchdev.X counts as X, anything else as !name)."""
     return {name.removeprefix("torchdev.").split(".")[0] if name.startswith("torchdev.") else f"!{name.split('.')[0]}"
-            for name in found}
+            for name in module_names(module)}
 
 
 MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.stem != "__init__")
@@ -51,17 +57,6 @@ def test_only_the_engine_module_imports_the_docker_sdk_or_requests(module):
 
 
 CONTRACT = PACKAGE.parent / "smoke" / "smoke_contract.py"
-
-
-def module_names(module: Path) -> set[str]:
-    """Full names of the modules `module` imports from (`from smoke.smoke_contract import X`: smoke.smoke_contract)."""
-    found = set()
-    for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
 
 
 def test_the_smoke_contract_imports_only_the_standard_library():
