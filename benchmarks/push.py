@@ -10,7 +10,6 @@ measures download and verification, not unpacking into an empty store.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.registry import serve_registry  # noqa: E402
+from torchdev.records import read_push_record  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
 
@@ -43,12 +43,12 @@ def main() -> int:
             repository = f"{registry}/bench/{compression}"
             push_s = timed([sys.executable, "-m", "invoke", "push", "--variant", args.variant, "--flavour", "runtime",
                             "--to", repository, "--compression", compression, "--force", *overlay])
-            report = json.loads((ROOT / "reports" / "push" / f"{args.variant}.json").read_text())
-            pinned = f"{repository}@{report['digest']}"
+            report = read_push_record(ROOT / "reports" / "push" / f"{args.variant}.json")
+            pinned = f"{repository}@{report.digest}"
             pull_s = timed(["docker", "pull", "-q", pinned])
             subprocess.run(["docker", "image", "rm", pinned], check=False, capture_output=True)
-            rows.append((compression, f"{push_s:.0f} s", human_size(report["size"]), f"{pull_s:.0f} s",
-                         report["digest"][:19]))
+            rows.append((compression, f"{push_s:.0f} s", human_size(report.size), f"{pull_s:.0f} s",
+                         report.digest[:19]))
     print(render_table(["layers", "push (incl. recompression)", "pushed bytes", "pull (download + verify)",
                         "digest"], rows))
     return 0

@@ -7,7 +7,6 @@ Target: under 60 s. Prints one table: each run's wall time and the suite's own p
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "smoke"))  # as the suite imports its interface: `smoke` here is this very file
 
+from smoke_contract import read_summary  # noqa: E402
 from torchdev.table import render_table  # noqa: E402
 
 
@@ -34,9 +35,9 @@ def main() -> int:
             started = time.monotonic()
             status = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, check=False).returncode
             seconds = time.monotonic() - started
-            summary = json.loads((Path(reports) / f"{args.variant}.json").read_text())
+            summary = read_summary(Path(reports) / f"{args.variant}.json")
         rows.append((run, f"{seconds:.1f} s", "met" if seconds < 60 else "MISSED", status,
-                     f"{summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped"))
+                     f"{summary.passed} passed, {summary.failed} failed, {summary.skipped} skipped"))
     print(f"\n`invoke smoke --variant {args.variant} --gpus none`, target < 60 s\n")
     print(render_table(["run", "wall time", "target", "exit", "suite"], rows))
     return 0

@@ -51,7 +51,18 @@ mkdir -p "$(dirname "$report")"
   echo "| trainer, torchrun x $count on CUDA | $(verdict $train_status): ${train_line:-no final loss} |"
   echo
   echo "Failed checks:"
-  "$python" -c "import json,sys; d=json.load(open(sys.argv[1])); [print(f'- {c[\"nodeid\"]}: {c[\"reason\"].splitlines()[0] if c[\"reason\"] else \"\"}') for c in d['checks'] if c['outcome']=='failed']" "$work/smoke.json" 2>/dev/null || echo "- (no smoke summary: see below)"
+  PYTHONDONTWRITEBYTECODE=1 "$python" - "$work/smoke.json" 2>/dev/null <<'PY' || echo "- (no smoke summary: see below)"
+import sys
+sys.path.insert(0, "smoke")  # the suite's interface (smoke_contract.py), read as the suite reads it
+from smoke_contract import SummaryError, read_summary
+try:
+    failed = read_summary(sys.argv[1]).failures()
+except SummaryError as error:
+    print(f"- (the smoke summary is not one: {error})")
+    failed = ()
+for check in failed:
+    print(f"- {check.nodeid}: {check.reason.splitlines()[0] if check.reason else ''}")
+PY
   [ "$train_status" = 0 ] || { echo; echo "Trainer output (tail):"; echo '```'; tail -n 20 "$work/train.log"; echo '```'; }
 } >"$report"
 cat "$report"

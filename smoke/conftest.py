@@ -2,6 +2,8 @@
 
 The suite is mounted read-only into every image and runs there as a non-root user, so nothing here
 writes next to the tests: the summary goes where --summary-json says, temporary files go to tmp_path.
+Its interface with the runner (option and check names, the --gpus grammar, the summary's records) is
+smoke_contract.py, which torchdev reads too.
 """
 import glob
 import json
@@ -10,32 +12,35 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-# Test modules are imported after this line; keep their bytecode out of the (possibly read-only) tree
-# even when the caller forgot PYTHONDONTWRITEBYTECODE=1.
+# Test modules (and smoke_contract) are imported after this line; keep their bytecode out of the (possibly
+# read-only) tree even when the caller forgot PYTHONDONTWRITEBYTECODE=1.
 sys.dont_write_bytecode = True
 
-EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python", "flavour", "require-cuda",
-                "cuda-toolchain", "platform")
+from smoke_contract import (  # noqa: E402
+    EXPECTATIONS, FAILED, GPUS_ALL, GPUS_AUTO, GPUS_OPTION, IMAGE_MANIFEST, PASSED, SKIPPED, SUMMARY_OPTION,
+    VARIANT_OPTION, CheckResult, GpusError, SmokeSummary, check_of, expect_option, option_dest, parse_gpus,
+    write_summary)
+
 DDP_TIMEOUT_DEFAULT_S = 120.0
-IMAGE_MANIFEST = Path("/usr/share/torchdev/manifest.json")
 REASON_MAX_CHARS = 1500
 
 
 def pytest_addoption(parser):
     """Declare the interface that `invoke smoke` calls; smoke/README.md documents it."""
     group = parser.getgroup("torchdev smoke")
-    group.addoption("--variant", default=None, help="image variant name, recorded in the summary")
+    group.addoption(VARIANT_OPTION, default=None, help="image variant name, recorded in the summary")
     for name in EXPECTATIONS:
-        group.addoption(f"--expect-{name}", default=None, metavar="VALUE",
+        group.addoption(expect_option(name), default=None, metavar="VALUE",
                         help=f"expected {name}; its check is skipped when not given")
-    group.addoption("--gpus", default="auto",
-                    help="GPUs requested: a count, 'all' (every visible GPU, at least one) or "
+    group.addoption(GPUS_OPTION, default="auto",
+                    help="GPUs requested: a count, 'none' (= 0), 'all' (every visible GPU, at least one) or "
                          "'auto' (= visible CUDA devices, 0 without CUDA)")
-    group.addoption("--summary-json", default=None, metavar="PATH",
+    group.addoption(SUMMARY_OPTION, default=None, metavar="PATH",
                     help="write a per-check JSON summary to PATH when the session ends")
     group.addoption("--ddp-timeout", default=DDP_TIMEOUT_DEFAULT_S, type=float, metavar="SECONDS",
                     help="hard limit for one DDP world to finish (default %(default)s)")
@@ -43,15 +48,16 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     """Reject malformed options before any test runs, and attach the summary writer when asked."""
-    gpus = config.getoption("gpus")
-    if gpus not in ("auto", "all") and not gpus.isdigit():
-        raise pytest.UsageError(f"--gpus must be a non-negative integer, 'all' or 'auto', not {gpus!r}")
-    cudnn_major = config.getoption("expect_cudnn_major")
+    try:
+        parse_gpus(config.getoption(option_dest(GPUS_OPTION)))
+    except GpusError as error:
+        raise pytest.UsageError(str(error)) from None
+    cudnn_major = config.getoption(option_dest(expect_option("cudnn-major")))
     if cudnn_major is not None and not cudnn_major.isdigit():
         raise pytest.UsageError(f"--expect-cudnn-major must be an integer, not {cudnn_major!r}")
-    summary_path = config.getoption("summary_json")
+    summary_path = config.getoption(option_dest(SUMMARY_OPTION))
     if summary_path:
-        config.pluginmanager.register(SummaryWriter(summary_path, config.getoption("variant")),
+        config.pluginmanager.register(SummaryWriter(summary_path, config.getoption(option_dest(VARIANT_OPTION))),
                                       "torchdev-summary")
 
 
@@ -59,7 +65,7 @@ def declared_by_image():
     """What images.yaml declared for this image, as its build recorded it in the manifest ({} outside torchdev
     images): run inside an image without options (a dev container), the suite checks against that."""
     try:
-        return json.loads(IMAGE_MANIFEST.read_text()).get("declared", {})
+        return json.loads(Path(IMAGE_MANIFEST).read_text()).get("declared", {})
     except (OSError, ValueError):
         return {}
 
@@ -68,9 +74,9 @@ def declared_by_image():
 def expected(request):
     """Look up an --expect-NAME value, else the image's own declaration; the check is skipped when neither has one."""
     def lookup(name):
-        value = request.config.getoption("expect_" + name.replace("-", "_")) or declared_by_image().get(name)
+        value = request.config.getoption(option_dest(expect_option(name))) or declared_by_image().get(name)
         if value is None:
-            pytest.skip(f"no expectation given (--expect-{name}) and no torchdev manifest declaring it")
+            pytest.skip(f"no expectation given ({expect_option(name)}) and no torchdev manifest declaring it")
         return value
     return lookup
 
@@ -78,26 +84,26 @@ def expected(request):
 @pytest.fixture
 def flavour(request):
     """The image's flavour (runtime, devel): --expect-flavour, else its manifest; None outside torchdev images."""
-    return request.config.getoption("expect_flavour") or declared_by_image().get("flavour")
+    return request.config.getoption(option_dest(expect_option("flavour"))) or declared_by_image().get("flavour")
 
 
 @pytest.fixture(scope="session")
 def requested_gpus(pytestconfig):
-    """The number of GPUs this run must see: --gpus N; 'auto' whatever CUDA reports; 'all' the same but
-    at least one, since a container given every GPU that sees none is broken, not GPU-less."""
-    gpus = pytestconfig.getoption("gpus")
-    if gpus.isdigit():
-        return int(gpus)
+    """The number of GPUs this run must see: --gpus N ('none' is 0); 'auto' whatever CUDA reports; 'all' the same
+    but at least one, since a container given every GPU that sees none is broken, not GPU-less."""
+    count = parse_gpus(pytestconfig.getoption(option_dest(GPUS_OPTION)))
+    if count is not GPUS_AUTO and count != GPUS_ALL:
+        return count
     import torch
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return max(visible, 1) if gpus == "all" else visible
+    return max(visible, 1) if count == GPUS_ALL else visible
 
 
 @pytest.fixture(scope="session")
 def gpus_requested(requested_gpus, pytestconfig):
     """Skip GPU checks on runs that asked for no GPU (CPU images, hosts without one)."""
     if requested_gpus == 0:
-        resolved_by_auto = pytestconfig.getoption("gpus") == "auto"
+        resolved_by_auto = parse_gpus(pytestconfig.getoption(option_dest(GPUS_OPTION))) is GPUS_AUTO
         pytest.skip("no GPUs requested" + (" (--gpus auto: torch sees no CUDA device)" if resolved_by_auto else ""))
     return requested_gpus
 
@@ -180,11 +186,11 @@ def cuda_init_error():
 
 def pytest_report_header(config):
     """Say what is under test at the top of every run, so a log alone identifies the image."""
-    given = [name for name in EXPECTATIONS if config.getoption("expect_" + name.replace("-", "_")) is not None]
+    given = [name for name in EXPECTATIONS if config.getoption(option_dest(expect_option(name))) is not None]
     source = "options" if given else "the image's manifest" if declared_by_image() else "none given"
-    return (f"torchdev smoke: variant={config.getoption('variant') or declared_by_image().get('variant')} "
-            f"torch={installed_torch_version()} python={platform.python_version()} gpus={config.getoption('gpus')} "
-            f"expectations={source}")
+    variant = config.getoption(option_dest(VARIANT_OPTION)) or declared_by_image().get("variant")
+    return (f"torchdev smoke: variant={variant} torch={installed_torch_version()} python={platform.python_version()} "
+            f"gpus={config.getoption(option_dest(GPUS_OPTION))} expectations={source}")
 
 
 class SummaryWriter:
@@ -197,45 +203,31 @@ class SummaryWriter:
 
     def pytest_runtest_logreport(self, report):
         """Fold the setup/call/teardown reports of one test into a single outcome."""
-        entry = self.checks.setdefault(report.nodeid, new_entry(report.nodeid))
-        entry["duration"] = round(entry["duration"] + report.duration, 3)
+        entry = self.checks.get(report.nodeid) or new_entry(report.nodeid)
+        entry = replace(entry, duration=round(entry.duration + report.duration, 3))
         if report.failed:
-            entry.update(outcome="failed", reason=short_reason(report))
+            entry = replace(entry, outcome=FAILED, reason=short_reason(report))
         elif report.skipped:
-            entry.update(outcome="skipped", reason=short_reason(report))
+            entry = replace(entry, outcome=SKIPPED, reason=short_reason(report))
         elif report.when == "call":
-            entry.update(outcome="passed", reason="")
+            entry = replace(entry, outcome=PASSED, reason="")
+        self.checks[report.nodeid] = entry
 
     def pytest_collectreport(self, report):
         """A module that cannot even be imported is a failed check, not a missing one."""
         if report.failed:
-            entry = new_entry(report.nodeid)
-            entry.update(outcome="failed", reason=short_reason(report))
-            self.checks[report.nodeid] = entry
+            self.checks[report.nodeid] = replace(new_entry(report.nodeid), reason=short_reason(report))
 
     def pytest_sessionfinish(self, session):
         """Write the summary atomically, so a reader never sees half a file."""
-        checks = list(self.checks.values())
-        summary = {
-            "variant": self.variant,
-            "torch": installed_torch_version(),
-            "python": platform.python_version(),
-            **{outcome: sum(c["outcome"] == outcome for c in checks)
-               for outcome in ("passed", "failed", "skipped")},
-            "checks": checks,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(summary, indent=2))
-        os.replace(partial, self.path)
+        write_summary(self.path, SmokeSummary(variant=self.variant, torch=installed_torch_version(),
+                                              python=platform.python_version(), checks=tuple(self.checks.values())))
 
 
 def new_entry(nodeid):
-    """A summary row; 'check' is the test file's stem without test_, the unit the runner aggregates."""
-    stem = Path(nodeid.split("::")[0]).stem
-    check = stem[len("test_"):] if stem.startswith("test_") else stem
-    return {"check": check, "nodeid": nodeid, "outcome": "failed",
-            "reason": "did not run to completion", "duration": 0.0}
+    """A summary row that stays failed unless a phase says otherwise: a test cut short did not pass."""
+    return CheckResult(check=check_of(nodeid), nodeid=nodeid, outcome=FAILED, reason="did not run to completion",
+                       duration=0.0)
 
 
 def short_reason(report):

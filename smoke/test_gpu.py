@@ -4,13 +4,14 @@ Every check here but one is skipped on runs that request no GPU (--gpus 0, or 'a
 fails with a diagnostic when GPUs were requested but are not there. The one: a run that asked for none sees none.
 """
 import os
-import re
 import shutil
 import subprocess
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+from smoke_contract import GPUS_OPTION, KernelSupport, kernel_support, option_dest, parse_gpus
 
 
 def test_nvidia_smi_lists_requested_gpus(gpus_requested, gpu_diagnostic, listed_gpus):
@@ -37,24 +38,6 @@ def test_device_count_equals_requested(gpus_requested, gpu_diagnostic):
         f"torch sees {visible} GPU(s), {gpus_requested} requested: {gpu_diagnostic()}"
 
 
-def build_runs_on(capability, arch_list):
-    """Whether kernels compiled for `arch_list` (e.g. ['sm_80', 'sm_86', 'compute_86']) run on `capability`.
-
-    Machine code (sm_XY) runs on the same major with an equal or higher minor; PTX (compute_XY) is
-    compiled on the fly for any device of capability XY or higher.
-    """
-    for arch in arch_list:
-        match = re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", arch)
-        if match is None:
-            continue
-        kind, arch_capability = match.group(1), (int(match.group(2)), int(match.group(3)))
-        if kind == "sm" and arch_capability[0] == capability[0] and arch_capability[1] <= capability[1]:
-            return True
-        if kind == "compute" and arch_capability <= capability:
-            return True
-    return False
-
-
 def test_every_device_is_supported_by_this_build(cuda_devices):
     """torch carries kernels for each GPU's architecture; otherwise every kernel launch fails later.
 
@@ -63,7 +46,7 @@ def test_every_device_is_supported_by_this_build(cuda_devices):
     arch_list = torch.cuda.get_arch_list()
     for device in cuda_devices:
         capability = torch.cuda.get_device_capability(device)
-        assert build_runs_on(capability, arch_list), (
+        assert kernel_support(capability, arch_list) is not KernelSupport.NONE, (
             f"{device} ({torch.cuda.get_device_name(device)}) is sm_{capability[0]}{capability[1]}, but torch "
             f"{torch.__version__} only has kernels for {' '.join(arch_list)}: use a build for this GPU")
 
@@ -101,9 +84,9 @@ def test_autocast_float16_forward_and_backward(cuda_devices):
 
 
 def test_a_run_that_asked_for_no_gpu_sees_none(pytestconfig, gpu_diagnostic, listed_gpus):
-    """--gpus 0 means none, also on hosts whose default runtime is nvidia, where a CUDA image's
+    """--gpus 0 (or none) means none, also on hosts whose default runtime is nvidia, where a CUDA image's
     NVIDIA_VISIBLE_DEVICES=all would hand over every GPU unless the runner says void."""
-    if pytestconfig.getoption("gpus") != "0":
+    if parse_gpus(pytestconfig.getoption(option_dest(GPUS_OPTION))) != 0:
         pytest.skip("GPUs were requested (or left to --gpus auto)")
     listed = listed_gpus()
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0

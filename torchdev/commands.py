@@ -12,12 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, smoke
+from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import check_option, find_access, memlock_limit, request_for
+from torchdev.gpus import GPUS_AUTO, check_option, find_access, memlock_limit, parse_option, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
@@ -181,7 +181,8 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
     """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    check_option(gpus, chosen)
+    gpu_count = parse_option(gpus)
+    check_option(gpu_count, chosen)
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(dict(os.environ))
     plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
@@ -194,8 +195,8 @@ def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: boo
         not_built = {r.image: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
                      if r.status is not builds.BuildStatus.BUILT}
     cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
-    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpus == "auto" else None)
-    requests = {plan.name: request_for(plan.variant, gpus, access) for plan in plans}
+    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpu_count is GPUS_AUTO else None)
+    requests = {plan.name: request_for(plan.variant, gpu_count, access) for plan in plans}
     runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
                          stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock,
                          checks=selected_checks)
@@ -301,15 +302,17 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
     reports_dir = REPORTS_DIR / "push"
     results = []
     for plan in plans:
-        pushes.report_path(reports_dir, plan.name).unlink(missing_ok=True)  # a stale entry never reads as this push
+        # a stale entry never reads as this push
+        records.push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
         results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
                                          smoke_dir=REPORTS_DIR / "smoke", force=force,
-                                         gzipped=pushes.read_gzip_digests(reports_dir)))
+                                         gzipped=records.read_gzip_digests(reports_dir)))
         if results[-1].status in (pushes.PushStatus.PUSHED, pushes.PushStatus.UNCHANGED):
             pushes.write_report(reports_dir, results[-1])
             if compression == "gzip":
-                pushes.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference), results[-1])
+                records.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
+                                           digest=results[-1].digest, size=results[-1].size)
             print("\n".join(results[-1].pinned()), flush=True)
     print("\n" + pushes.summary_table(results))
     failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]

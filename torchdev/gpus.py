@@ -12,6 +12,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from smoke.smoke_contract import GPUS_AUTO, GpusError, KernelSupport, format_gpus, parse_gpus
+from smoke.smoke_contract import kernel_support as support_on  # gpus.kernel_support takes "9.0", as the doctor has it
 from torchdev.engine import ContainerSpec, Engine, GpuDevices, RunResult, RunStatus
 from torchdev.errors import UsageError
 from torchdev.matrix import Variant
@@ -95,7 +97,7 @@ class GpuRequest:
 
     @property
     def suite_option(self) -> str:
-        return "all" if self.count < 0 else str(self.count)
+        return format_gpus(self.count)
 
     def devices(self) -> GpuDevices:
         if self.count == 0:
@@ -112,25 +114,19 @@ class GpuRequest:
 
 
 def parse_option(value: str) -> int | None:
-    """--gpus auto|all|none|N as a count (-1 all, 0 none); None for auto."""
-    if value == "auto":
-        return None
-    if value in ("none", "0"):
-        return 0
-    if value == "all":
-        return -1
-    if not value.isdigit():
-        raise UsageError(f"--gpus must be auto, all, none or a count, not '{value}'")
-    return int(value)
+    """--gpus auto|all|none|N as a count (-1 all, 0 none); None for auto. The grammar is the smoke suite's too."""
+    try:
+        return parse_gpus(value)
+    except GpusError as error:
+        raise UsageError(str(error)) from None
 
 
-def check_option(value: str, variants: list[Variant]) -> None:
-    """GPUs asked for by name or count go to CUDA variants only: a CPU build cannot use them."""
-    count = parse_option(value)
+def check_option(count: int | None, variants: list[Variant]) -> None:
+    """GPUs asked for by name or count (parse_option's) go to CUDA variants only: a CPU build cannot use them."""
     cpu = [variant.name for variant in variants if variant.cuda is None]
     if count and cpu:
-        raise UsageError(f"--gpus {value} asks GPUs for {', '.join(cpu)}, which has no CUDA: use --gpus auto "
-                         "(GPUs only where CUDA is) or --gpus none, or choose CUDA variants")
+        raise UsageError(f"--gpus {format_gpus(count)} asks GPUs for {', '.join(cpu)}, which has no CUDA: use --gpus "
+                         "auto (GPUs only where CUDA is) or --gpus none, or choose CUDA variants")
 
 
 def memlock_limit(environ: dict[str, str]) -> int:
@@ -142,12 +138,12 @@ def memlock_limit(environ: dict[str, str]) -> int:
     return int(value)
 
 
-def request_for(variant: Variant, value: str, access: GpuAccess) -> GpuRequest:
-    """The GPUs `variant` gets for --gpus VALUE: auto gives a CUDA variant every GPU the engine offers and a CPU
-    variant none; an explicit request is never refused here when detection found nothing (the engine answers)."""
-    count = parse_option(value)
+def request_for(variant: Variant, count: int | None, access: GpuAccess) -> GpuRequest:
+    """The GPUs `variant` gets for --gpus (parse_option's count): auto gives a CUDA variant every GPU the engine
+    offers and a CPU variant none; an explicit request is never refused here when detection found nothing (the
+    engine answers)."""
     route = Route.CDI if access.route is Route.CDI else Route.DRIVER
-    if count is None:
+    if count is GPUS_AUTO:
         if variant.cuda is None or access.route is Route.NONE:
             return GpuRequest(0, chosen_by_auto=True)
         return GpuRequest(-1, route, access.cdi_devices, chosen_by_auto=True)
@@ -185,27 +181,11 @@ def start_failure(output: str) -> str:
     return lines[-1].removesuffix(": unknown")
 
 
-class KernelSupport(enum.Enum):
-    NATIVE = "machine code"
-    PTX = "PTX compiled at first use"
-    NONE = "none"
-
-
 def kernel_support(capability: str, architectures: list[str]) -> KernelSupport:
-    """How a GPU of `capability` ("9.0") runs kernels built for `architectures` (sm_80, compute_86, ...): machine
-    code runs on the same major with an equal or higher minor; PTX is compiled for any equal or higher capability."""
+    """How a GPU of `capability` ("9.0", as nvidia-smi says it) runs kernels built for `architectures`: the smoke
+    suite's rule (smoke_contract.kernel_support), which judges the same GPUs from inside the image."""
     major, minor = (int(part) for part in capability.split("."))
-    support = KernelSupport.NONE
-    for arch in architectures:
-        found = re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", arch)
-        if found is None:
-            continue
-        kind, arch_major, arch_minor = found.group(1), int(found.group(2)), int(found.group(3))
-        if kind == "sm" and arch_major == major and arch_minor <= minor:
-            return KernelSupport.NATIVE
-        if kind == "compute" and (arch_major, arch_minor) <= (major, minor):
-            support = KernelSupport.PTX
-    return support
+    return support_on((major, minor), architectures)
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

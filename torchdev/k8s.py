@@ -14,7 +14,6 @@ Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as Y
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from torchdev.errors import TorchdevError, UsageError
-from torchdev.push import report_path
+from torchdev.records import RecordError, push_record_path, read_push_record
 
 PYTORCHJOB_PORT = 23456
 """The training operator's default `pytorchjob-port`: its MASTER_PORT and PET_MASTER_PORT name this port."""
@@ -190,11 +189,14 @@ def indexed_job(job: TrainJob) -> list[dict]:
 
 def pushed_reference(reports_dir: Path, image: str) -> str:
     """The pushed image's first tag, pinned by digest (reports/push/<image>.json, written by `./dev push`)."""
-    path = report_path(reports_dir, image)
+    path = push_record_path(reports_dir, image)
     if not path.is_file():
         raise TorchdevError(f"no pushed {image} image recorded ({path}): run `./dev push --variant {image}` first; "
                             "the job image is built FROM it")
-    references = json.loads(path.read_text()).get("references") or []
+    try:
+        references = read_push_record(path).references
+    except RecordError as error:
+        raise TorchdevError(f"{error}: run `./dev push --variant {image}` to write it again") from None
     if not references or not DIGEST.match(references[0]):
         raise TorchdevError(f"{path} names no image by digest: run `./dev push --variant {image}` again")
     return references[0]

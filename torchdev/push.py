@@ -9,16 +9,16 @@ before 23.0 and containerd before 1.5 cannot pull zstd); credentials stay in Doc
 from __future__ import annotations
 
 import enum
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from smoke.smoke_contract import SummaryError, read_summary
 from torchdev.engine import Engine, EngineError, ImageRef
 from torchdev.errors import UsageError
-from torchdev.files import write_atomically
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
+from torchdev.records import PushRecord, write_push_record
 from torchdev.smoke import run_name
 from torchdev.table import human_size, render_table
 
@@ -80,12 +80,15 @@ def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platfor
              "or push with --force")
     if not summary_path.is_file():
         return f"{name} has no smoke result ({summary_path}): {again}"
-    summary = json.loads(summary_path.read_text())
-    if summary.get("image_id") != image_id:
-        return f"the last smoke run of {name} was on {str(summary.get('image_id'))[:19]}, not on this build " \
+    try:
+        summary = read_summary(summary_path)
+    except SummaryError as error:
+        return f"{summary_path} is not a smoke summary ({error}): {again}"
+    if summary.image_id != image_id:
+        return f"the last smoke run of {name} was on {str(summary.image_id)[:19]}, not on this build " \
                f"{image_id[:19]}: {again}"
-    if summary.get("failed", 1) or not summary.get("passed"):
-        return f"the last smoke run of {name} failed {summary.get('failed')} check(s): fix them and {again}"
+    if summary.failed or not summary.passed:
+        return f"the last smoke run of {name} failed {summary.failed} check(s): fix them and {again}"
     return ""
 
 
@@ -199,35 +202,17 @@ def _push_all(engine: Engine, source: str, references: tuple[str, ...]) -> None:
                 engine.untag(reference, force=True)
 
 
-GZIP_DIGESTS = "gzip-digests.json"
-"""In reports/push/: image ID -> [gzip manifest digest, size] of every image pushed gzipped (the same image always
-gives the same gzip bytes, see torchdev.oci)."""
-
-
-def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
-    path = reports_dir / GZIP_DIGESTS
-    return {key: tuple(value) for key, value in json.loads(path.read_text()).items()} if path.is_file() else {}
-
-
-def record_gzip_digest(reports_dir: Path, image_id: str, result: PushResult) -> None:
-    """Remember what the image became gzipped, once the registry holds it."""
-    known = {**read_gzip_digests(reports_dir), image_id: (result.digest, result.size)}
-    write_atomically(reports_dir / GZIP_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
-
-
-def report_path(reports_dir: Path, image: str) -> Path:
-    return reports_dir / f"{image}.json"
+def push_record(result: PushResult) -> PushRecord:
+    """What reports/push/<image>.json says of a push that finished: every tag in the registry, pinned by digest."""
+    return PushRecord(image=result.image, tags=tuple(r.rsplit(":", 1)[1] for r in result.references),
+                      repository=result.references[0].rsplit(":", 1)[0], digest=result.digest,
+                      references=tuple(result.pinned()), size=result.size, compression=result.compression,
+                      platforms=tuple(str(platform) for platform in result.platforms))
 
 
 def write_report(reports_dir: Path, result: PushResult) -> Path:
     """reports/push/<image>.json: what deployment files and CI read. Written only once every tag is pushed."""
-    path = report_path(reports_dir, result.image)
-    document = {"image": result.image, "tags": [r.rsplit(":", 1)[1] for r in result.references],
-                "repository": result.references[0].rsplit(":", 1)[0], "digest": result.digest,
-                "references": result.pinned(), "size": result.size, "compression": result.compression,
-                "platforms": [str(platform) for platform in result.platforms]}
-    write_atomically(path, json.dumps(document, indent=1) + "\n")
-    return path
+    return write_push_record(reports_dir, push_record(result))
 
 
 def summary_table(results: list[PushResult]) -> str:

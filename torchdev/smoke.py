@@ -15,10 +15,12 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
+from smoke.smoke_contract import (CHECKS, FAILED, GPUS_OPTION, JUNIT_OPTION, PASSED, SUMMARY_OPTION, VARIANT_OPTION,
+                                  CheckResult, SmokeSummary, SummaryError, expect_option, read_summary)
 from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
@@ -27,7 +29,6 @@ from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
 from torchdev.table import render_table
 
-CHECKS = ("environment", "flavour", "gpu", "convergence", "ddp", "shm")
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
@@ -39,6 +40,7 @@ class SuiteStatus(enum.Enum):
     START_FAILED = "could not start"
     TIMED_OUT = "timed out"
     NO_SUMMARY = "wrote no summary"
+    BAD_SUMMARY = "wrote a bad summary"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class SuiteRun:
 
     image: str
     status: SuiteStatus
-    checks: tuple[dict, ...] = ()
+    checks: tuple[CheckResult, ...] = ()
     detail: str = ""
 
 
@@ -79,11 +81,11 @@ def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform
         expectations["cudnn-major"] = str(variant.cudnn)
     name = run_name(plan, platform)
     modules = [f"{SUITE_MOUNT}/test_{check}.py" for check in checks] or [SUITE_MOUNT]
-    command = ["python", "-m", "pytest", *modules, "-p", "no:cacheprovider", "-rfE", "--variant", name,
-               f"--junitxml={reports}/{name}.xml", f"--summary-json={reports}/{name}.json",
-               "--gpus", gpus.suite_option]
+    command = ["python", "-m", "pytest", *modules, "-p", "no:cacheprovider", "-rfE", VARIANT_OPTION, name,
+               f"{JUNIT_OPTION}={reports}/{name}.xml", f"{SUMMARY_OPTION}={reports}/{name}.json",
+               GPUS_OPTION, gpus.suite_option]
     for name, value in expectations.items():
-        command += [f"--expect-{name}", value]
+        command += [expect_option(name), value]
     return command
 
 
@@ -126,25 +128,31 @@ def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: P
         if result.status is RunStatus.TIMED_OUT:
             return SuiteRun(name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
                                                                 "killed (see the output above)")
-        summary = _collect_reports(Path(scratch), reports_dir, image=name,
-                                   image_id=engine.image_id(plan.primary_reference) or "")
+        try:
+            summary = _collect_reports(Path(scratch), reports_dir, image=name,
+                                       image_id=engine.image_id(plan.primary_reference) or "")
+        except SummaryError as error:
+            return SuiteRun(name, SuiteStatus.BAD_SUMMARY,
+                            detail=f"the suite exited {result.exit_code} with a summary ({name}.json) that is not "
+                                   f"one: {error} (see the output above)")
     if summary is None:
         return SuiteRun(name, SuiteStatus.NO_SUMMARY,
                         detail=f"the suite exited {result.exit_code} without a summary (did pytest start? see the "
                                "output above)")
-    return SuiteRun(name, SuiteStatus.RAN, tuple(summary["checks"]))
+    return SuiteRun(name, SuiteStatus.RAN, summary.checks)
 
 
-def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: str) -> dict | None:
+def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: str) -> SmokeSummary | None:
     """Copy the suite's reports out; the JSON summary gains the ID of the image it judged (`invoke push` pushes only
-    an image whose last run passed, and must know it was this one)."""
+    an image whose last run passed, and must know it was this one). SummaryError when the suite's summary is not
+    one: nothing is written then."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     if (scratch / f"{image}.xml").is_file():
         shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
     if not (scratch / f"{image}.json").is_file():
         return None
-    summary = {**json.loads((scratch / f"{image}.json").read_text()), "image_id": image_id}
-    write_atomically(reports_dir / f"{image}.json", json.dumps(summary, indent=1) + "\n")
+    summary = replace(read_summary(scratch / f"{image}.json"), image_id=image_id)
+    write_atomically(reports_dir / f"{image}.json", json.dumps(summary.to_dict(), indent=1) + "\n")
     return summary
 
 
@@ -190,19 +198,19 @@ def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuReques
     return runs
 
 
-def check_cell(checks: tuple[dict, ...], check: str) -> str:
+def check_cell(checks: tuple[CheckResult, ...], check: str) -> str:
     """One table cell: failed beats passed beats skipped; a skip shows its reason."""
-    rows = [c for c in checks if c["check"] == check]
+    rows = [c for c in checks if c.check == check]
     if not rows:
         return "-"
-    failed = [c for c in rows if c["outcome"] == "failed"]
-    passed = [c for c in rows if c["outcome"] == "passed"]
+    failed = [c for c in rows if c.outcome == FAILED]
+    passed = [c for c in rows if c.outcome == PASSED]
     if failed:
         return f"FAILED {len(failed)}/{len(rows)}"
     if passed:
         skipped = len(rows) - len(passed)
         return f"passed {len(passed)}" + (f" (+{skipped} skipped)" if skipped else "")
-    return f"skipped: {rows[0]['reason'][:40]}"
+    return f"skipped: {rows[0].reason[:40]}"
 
 
 def summary_table(runs: list[SuiteRun]) -> str:
@@ -233,6 +241,6 @@ def failures(runs: list[SuiteRun]) -> list[str]:
         if run.status is not SuiteStatus.RAN:
             lines.append(f"{run.image}: {run.status.value}: {run.detail}")
             continue
-        lines += [f"{run.image}: {c['nodeid']}: {c['reason'].splitlines()[0] if c['reason'] else 'failed'}"
-                  for c in run.checks if c["outcome"] == "failed"]
+        lines += [f"{run.image}: {c.nodeid}: {c.reason.splitlines()[0] if c.reason else 'failed'}"
+                  for c in run.checks if c.outcome == FAILED]
     return lines

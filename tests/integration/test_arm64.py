@@ -17,8 +17,11 @@ import urllib.request
 
 import pytest
 
+from smoke.smoke_contract import read_summary
 from tests.helpers.cli import ROOT, run_cli, unavailable
 from tests.helpers.timings import record
+from torchdev.records import read_push_record
+
 VARIANT = "cpu"
 REPOSITORY = "torchdev-test-arm64"  # its own: the module's teardown removes the whole repository
 BASE = "torchdev-base:bookworm"
@@ -91,11 +94,11 @@ def test_the_environment_and_convergence_checks_pass_in_the_arm64_image(arm64_im
                      "--overlay", str(arm64_overlay), timeout=1800)
     record("arm64 (emulated) smoke: environment + convergence", time.monotonic() - started)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
-    summary = json.loads((ROOT / "reports" / "smoke" / f"{VARIANT}.linux-arm64.json").read_text())
-    by_name = {check["nodeid"].split("::")[-1]: check["outcome"] for check in summary["checks"]}
+    summary = read_summary(ROOT / "reports" / "smoke" / f"{VARIANT}.linux-arm64.json")
+    by_name = {check.nodeid.split("::")[-1]: check.outcome for check in summary.checks}
     assert by_name["test_machine_matches_platform"] == "passed"
     assert by_name["test_mlp_classifier_reaches_95_percent_accuracy[cpu]"] == "passed"
-    assert {check["check"] for check in summary["checks"]} == {"environment", "convergence"}
+    assert {check.check for check in summary.checks} == {"environment", "convergence"}
 
 
 def test_the_arm64_image_is_pushed_with_its_platform_once_its_own_smoke_run_passed(
@@ -105,9 +108,9 @@ def test_the_arm64_image_is_pushed_with_its_platform_once_its_own_smoke_run_pass
     result = run_cli("push", "--variant", VARIANT, "--flavour", "runtime", "--overlay", str(arm64_overlay),
                      "--to", repository, "--compression", "zstd", timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    report = json.loads((ROOT / "reports" / "push" / f"{VARIANT}.json").read_text())
-    assert report["platforms"] == ["linux/arm64"]
-    manifest = remote(registry, "ml/arm", report["digest"], OCI_MANIFEST)
+    report = read_push_record(ROOT / "reports" / "push" / f"{VARIANT}.json")
+    assert report.platforms == ("linux/arm64",)
+    manifest = remote(registry, "ml/arm", report.digest, OCI_MANIFEST)
     config = remote(registry, "ml/arm", manifest["config"]["digest"], "*/*", kind="blobs")
     assert config["architecture"] == "arm64"
 

@@ -12,7 +12,6 @@ It puts the engine back as it found it when it ends.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smoke.smoke_contract import CheckResult, read_summary
 from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.nvidia_standin import (CDI_ONLY, DEFAULT_RUNTIME, DRIVER, HOOK_ONLY, PLAIN, NvidiaStandIn,
                                           require_restartable_engine)
@@ -64,9 +64,8 @@ def smoke(overlay: Path, reports: Path, *args: str, memlock: str = "-1") -> subp
                    env={"TORCHDEV_MEMLOCK": memlock})
 
 
-def checks(reports: Path, variant: str) -> dict[str, dict]:
-    summary = json.loads((reports / f"{variant}.json").read_text())
-    return {check["nodeid"].split("::")[-1]: check for check in summary["checks"]}
+def checks(reports: Path, variant: str) -> dict[str, CheckResult]:
+    return {check.nodeid.split("::")[-1]: check for check in read_summary(reports / f"{variant}.json").checks}
 
 
 def containers_now(docker_client) -> set[str]:
@@ -96,15 +95,15 @@ def test_smoke_auto_gives_gpus_to_the_cuda_variant_only_and_fails_on_what_torch_
     injected = [(call["visible"], call["outcome"]) for call in standin.hook_calls()[calls:]]
     assert injected == [("all", "injected 2")] * 2, "auto's probe and the CUDA variant's suite; never the cpu suite"
     cpu, cuda = checks(tmp_path, "cpu"), checks(tmp_path, TEST_VARIANT)
-    assert {c["reason"] for name, c in cpu.items()
-            if c["check"] == "gpu" and name != "test_a_run_that_asked_for_no_gpu_sees_none"} == {"no GPUs requested"}
-    assert cpu["test_a_run_that_asked_for_no_gpu_sees_none"]["outcome"] == "passed"
-    assert sorted(name for name, c in cpu.items() if c["outcome"] == "failed") == [
+    assert {c.reason for name, c in cpu.items()
+            if c.check == "gpu" and name != "test_a_run_that_asked_for_no_gpu_sees_none"} == {"no GPUs requested"}
+    assert cpu["test_a_run_that_asked_for_no_gpu_sees_none"].outcome == "passed"
+    assert sorted(name for name, c in cpu.items() if c.outcome == "failed") == [
         "test_cuda_build_matches_expectation", "test_the_driver_constraint_is_the_one_declared_for_this_cuda"], \
         "the cpu alias is the CUDA test image: its CUDA build and its driver constraint alone must fail"
-    assert cuda["test_nvidia_smi_lists_requested_gpus"]["outcome"] == "passed", "the fake GPUs reached the container"
+    assert cuda["test_nvidia_smi_lists_requested_gpus"].outcome == "passed", "the fake GPUs reached the container"
     unavailable = cuda["test_cuda_is_available"]
-    assert unavailable["outcome"] == "failed" and MISMATCH in unavailable["reason"], unavailable
+    assert unavailable.outcome == "failed" and MISMATCH in unavailable.reason, unavailable
     assert f"torchdev: failed: {TEST_VARIANT}: test_gpu.py::test_cuda_is_available" in result.stderr
 
 
@@ -138,7 +137,7 @@ def test_gpus_0_means_none_even_where_the_default_runtime_is_nvidia(standin, tes
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     suite_call = standin.hook_calls()[calls + 1:]
     assert [(c["visible"], c["outcome"]) for c in suite_call] == [("void", "left alone")]
-    assert checks(tmp_path, TEST_VARIANT)["test_a_run_that_asked_for_no_gpu_sees_none"]["outcome"] == "passed"
+    assert checks(tmp_path, TEST_VARIANT)["test_a_run_that_asked_for_no_gpu_sees_none"].outcome == "passed"
 
 
 def test_compose_gpu_file_starts_on_the_toolkit_and_sees_the_gpus(standin, built_image, memlock):
@@ -181,5 +180,5 @@ def test_a_cdi_only_engine_is_found_and_smoke_asks_for_cdi_devices(standin, test
     assert "(gpus: all via CDI)" in result.stdout
     assert standin.hook_calls()[calls:] == [], "CDI, not the hook, brought the GPUs"
     found = checks(tmp_path, TEST_VARIANT)
-    assert found["test_nvidia_smi_lists_requested_gpus"]["outcome"] == "passed"
-    assert MISMATCH in found["test_cuda_is_available"]["reason"]
+    assert found["test_nvidia_smi_lists_requested_gpus"].outcome == "passed"
+    assert MISMATCH in found["test_cuda_is_available"].reason

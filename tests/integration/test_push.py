@@ -12,6 +12,7 @@ import pytest
 from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.registry import free_port, serve_registry
 from tests.helpers.variants import TEST_VARIANT
+from torchdev.records import read_push_record
 
 REPORTS = ROOT / "reports" / "push"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -47,9 +48,9 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_enviro
     assert len(printed) == len(smoked.references) and len(digests) == 1, result.stdout
     digest = digests.pop()
     assert docker_client.images.get_registry_data(f"{repository}:{printed[0][0]}").id == digest
-    report = json.loads((REPORTS / f"{TEST_VARIANT}.json").read_text())
-    assert (report["digest"], report["compression"]) == (digest, "gzip") and report["size"] > 1 << 30
-    assert report["references"] == [f"{repository}:{tag}@{digest}" for tag, _ in printed]
+    report = read_push_record(REPORTS / f"{TEST_VARIANT}.json")
+    assert (report.digest, report.compression) == (digest, "gzip") and report.size > 1 << 30
+    assert report.references == tuple(f"{repository}:{tag}@{digest}" for tag, _ in printed)
 
     manifest = remote_manifest(registry, "ml/torchdev", digest)
     assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}

@@ -1,13 +1,13 @@
 """`invoke smoke` on the real engine: it passes on a good image, and it can fail, naming why."""
 from __future__ import annotations
 
-import json
 import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import yaml
 
+from smoke.smoke_contract import read_summary
 from tests.helpers.cli import run_cli
 from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 
@@ -17,13 +17,13 @@ def test_the_suite_passes_in_the_test_image_and_reports_per_check(built_image, t
     result = run_cli("smoke", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), "--reports", str(reports),
                      timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr
-    summary = json.loads((reports / f"{TEST_VARIANT}.json").read_text())
-    assert summary["failed"] == 0 and summary["passed"] >= 20
-    outcomes = {(c["check"], c["outcome"]) for c in summary["checks"]}
+    summary = read_summary(reports / f"{TEST_VARIANT}.json")
+    assert summary.failed == 0 and summary.passed >= 20 and summary.variant == TEST_VARIANT and summary.image_id
+    outcomes = {(c.check, c.outcome) for c in summary.checks}
     assert {("environment", "passed"), ("convergence", "passed"), ("ddp", "passed"), ("shm", "passed")} <= outcomes
-    gpu = {c["nodeid"].split("::")[-1]: c for c in summary["checks"] if c["check"] == "gpu"}
-    assert gpu.pop("test_a_run_that_asked_for_no_gpu_sees_none")["outcome"] == "passed"
-    assert {c["reason"] for c in gpu.values()} == {"no GPUs requested"}, "no GPUs here: GPU checks skip, saying why"
+    gpu = {c.nodeid.split("::")[-1]: c for c in summary.checks if c.check == "gpu"}
+    assert gpu.pop("test_a_run_that_asked_for_no_gpu_sees_none").outcome == "passed"
+    assert {c.reason for c in gpu.values()} == {"no GPUs requested"}, "no GPUs here: GPU checks skip, saying why"
     assert f"note: {TEST_VARIANT}: no GPU was tested: --gpus auto found no nvidia runtime, hook or CDI GPU devices" \
         in result.stdout, "a CUDA variant tested without GPUs is said in words"
     assert ElementTree.parse(reports / f"{TEST_VARIANT}.xml").getroot().iter("testcase")

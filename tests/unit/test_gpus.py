@@ -6,8 +6,8 @@ from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_variant
 from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev.errors import UsageError
-from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, memlock_limit, request_for,
-                           start_failure)
+from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, memlock_limit, parse_option,
+                           request_for, start_failure)
 
 RUNC = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
 NO_DRIVER = ('Error response from daemon: could not select device driver "" with capabilities: [[gpu]]')
@@ -67,37 +67,38 @@ NONE = GpuAccess(Route.NONE, "no nvidia runtime")
 
 
 def test_auto_gives_a_cpu_variant_no_gpus_and_a_cuda_variant_every_gpu_the_engine_offers():
-    assert request_for(CPU, "auto", DRIVER).count == 0
-    assert request_for(CU118, "auto", DRIVER).devices() == GpuDevices(count=-1)
-    assert request_for(CU118, "auto", CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=all",))
-    untested = request_for(CU118, "auto", NONE)
+    assert request_for(CPU, parse_option("auto"), DRIVER).count == 0
+    assert request_for(CU118, parse_option("auto"), DRIVER).devices() == GpuDevices(count=-1)
+    assert request_for(CU118, parse_option("auto"), CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=all",))
+    untested = request_for(CU118, parse_option("auto"), NONE)
     assert untested.count == 0 and untested.chosen_by_auto
 
 
 def test_an_explicit_request_goes_to_the_engine_even_when_detection_found_nothing():
-    assert request_for(CU118, "all", NONE).devices() == GpuDevices(count=-1)
-    assert request_for(CU118, "2", DRIVER).devices() == GpuDevices(count=2)
-    assert request_for(CU118, "1", CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=0",))
-    assert request_for(CU118, "2", GpuAccess(Route.CDI, "specs", ())).devices() == \
+    assert request_for(CU118, parse_option("all"), NONE).devices() == GpuDevices(count=-1)
+    assert request_for(CU118, parse_option("2"), DRIVER).devices() == GpuDevices(count=2)
+    assert request_for(CU118, parse_option("1"), CDI).devices() == GpuDevices(cdi=("nvidia.com/gpu=0",))
+    assert request_for(CU118, parse_option("2"), GpuAccess(Route.CDI, "specs", ())).devices() == \
         GpuDevices(cdi=("nvidia.com/gpu=0", "nvidia.com/gpu=1"))
 
 
 def test_no_gpus_means_void_so_a_default_nvidia_runtime_adds_none_either():
-    none = request_for(CU118, "0", DRIVER)
+    none = request_for(CU118, parse_option("0"), DRIVER)
     assert none.devices() == GpuDevices() and none.environment() == {"NVIDIA_VISIBLE_DEVICES": "void"}
-    assert request_for(CU118, "all", DRIVER).environment() == {}
+    assert request_for(CU118, parse_option("all"), DRIVER).environment() == {}
 
 
 @pytest.mark.parametrize("value", ["all", "2"])
 def test_asking_gpus_for_a_cpu_variant_by_name_or_count_is_a_usage_error_naming_it(value):
     with pytest.raises(UsageError, match=rf"--gpus {value} asks GPUs for cpu, which has no CUDA: use --gpus auto"):
-        check_option(value, [CU118, CPU])
-    check_option("auto", [CU118, CPU]), check_option("none", [CPU]), check_option(value, [CU118])
+        check_option(parse_option(value), [CU118, CPU])
+    check_option(parse_option("auto"), [CU118, CPU]), check_option(parse_option("none"), [CPU])
+    check_option(parse_option(value), [CU118])
 
 
 def test_a_malformed_gpu_request_is_a_usage_error():
     with pytest.raises(UsageError, match="--gpus must be auto, all, none or a count, not 'two'"):
-        check_option("two", [CU118])
+        parse_option("two")
 
 
 @pytest.mark.parametrize("output, cause, fix", [

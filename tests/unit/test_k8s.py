@@ -9,7 +9,6 @@ what torchrun needs, not that pods find each other or train."""
 from __future__ import annotations
 
 import copy
-import json
 
 import kubernetes_validate
 import pytest
@@ -20,6 +19,7 @@ from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, 
                                vendored_crd, webhook_errors)
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
+from torchdev.records import PushRecord, write_push_record
 
 PREFLIGHT = load_train_module("preflight")
 KUBERNETES = "1.28.0"
@@ -258,9 +258,10 @@ def test_without_a_pushed_image_the_command_says_to_push_first(tmp_path, monkeyp
 
 def test_without_an_image_the_command_writes_the_job_images_dockerfile_from_the_pushed_digest(tmp_path, monkeypatch,
                                                                                               capsys):
-    report = tmp_path / "reports" / "push" / "cu118.json"
-    report.parent.mkdir(parents=True)
-    report.write_text(json.dumps({"references": [BASE]}))
+    repository, digest = BASE.split(":2.0.1")[0], BASE.split("@")[1]
+    write_push_record(tmp_path / "reports" / "push", PushRecord(
+        image="cu118", tags=("2.0.1-cu118-py3.10",), repository=repository, digest=digest, references=(BASE,),
+        size=1, compression="gzip", platforms=("linux/amd64",)))
     assert render(tmp_path, monkeypatch) == 0
     dockerfile = (tmp_path / "out" / "Dockerfile").read_text()
     assert f"\nFROM {BASE}\n" in dockerfile and "COPY --chown=torchdev:torchdev train/ /workspace/train/" in dockerfile

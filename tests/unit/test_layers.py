@@ -1,6 +1,9 @@
 """torchdev's dependencies point one way: tasks -> commands -> features -> core -> engine. Only the engine
-module talks to Docker, so the rest can be tested against tests/helpers/fake_engine.py."""
+module talks to Docker, so the rest can be tested against tests/helpers/fake_engine.py. The smoke suite's interface
+(smoke/smoke_contract.py) is a leaf outside the layers: any module may import it, and it imports nothing but the
+standard library, since it also runs inside images that have no torchdev."""
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,14 +12,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "torchdev"
 LAYERS = {
     "engine": 0, "errors": 0, "oci": 0,
     "yamlsource": 1, "platforms": 1, "matrix": 1, "tags": 1, "plan": 1, "gitinfo": 1, "table": 1, "files": 1,
-    "project": 1, "gpus": 1,
+    "project": 1, "gpus": 1, "records": 1,
     "build": 2, "smoke": 2, "images": 2, "bases": 2, "lock": 2, "doctor": 2, "repro": 2, "push": 2, "k8s": 2,
     "commands": 3,
 }
 
 
-def imports(module: Path) -> set[str]:
-    """Top-level names of everything `module` imports (torchdev.X counts as X)."""
+def module_names(module: Path) -> set[str]:
+    """Full names of the modules `module` imports (`from torchdev import push`: torchdev.push; `from
+    smoke.smoke_contract import X`: smoke.smoke_contract)."""
     found = set()
     for node in ast.walk(ast.parse(module.read_text())):
         if isinstance(node, ast.Import):
@@ -24,8 +28,13 @@ def imports(module: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             found |= ({f"torchdev.{alias.name}" for alias in node.names} if node.module == "torchdev"
                       else {node.module})
+    return found
+
+
+def imports(module: Path) -> set[str]:
+    """Top-level names of everything `module` imports (torchdev.X counts as X, anything else as !name)."""
     return {name.removeprefix("torchdev.").split(".")[0] if name.startswith("torchdev.") else f"!{name.split('.')[0]}"
-            for name in found}
+            for name in module_names(module)}
 
 
 MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.stem != "__init__")
@@ -45,3 +54,15 @@ def test_no_module_imports_from_a_layer_above_its_own(module):
 def test_only_the_engine_module_imports_the_docker_sdk_or_requests(module):
     sdk = {"!docker", "!requests"} & imports(module)
     assert not sdk or module.stem == "engine", f"{module.stem} imports {sorted(sdk)}"
+
+
+CONTRACT = PACKAGE.parent / "smoke" / "smoke_contract.py"
+
+
+def test_the_smoke_contract_imports_only_the_standard_library():
+    assert {name for name in module_names(CONTRACT) if name.split(".")[0] not in sys.stdlib_module_names} == set()
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
+def test_from_the_smoke_suite_torchdev_imports_its_interface_only(module):
+    assert {name for name in module_names(module) if name.split(".")[0] == "smoke"} <= {"smoke.smoke_contract"}

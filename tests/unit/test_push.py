@@ -3,18 +3,19 @@ overwritten, an identical re-push a no-op, only smoke-tested images, one line pe
 push that did not finish. tests/integration/test_push.py does the same against a real registry."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.summaries import write_counts
 from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
 from torchdev import commands
 from torchdev.errors import UsageError
 from torchdev.project import plans_for
 from torchdev.platforms import AMD64, ARM64
 from torchdev.push import PushStatus, destination, push_failure, push_image, summary_table, write_report
+from torchdev.records import read_gzip_digests, read_push_record, record_gzip_digest
 
 REPOSITORY = "registry.test:5000/ml/torchdev"
 
@@ -26,9 +27,7 @@ def plan():
 
 def built(engine: FakeEngine, plan, smoke_dir, *, failed: int = 0, tested: str | None = None) -> str:
     image_id = engine.add_image(*plan.references, labels={"io.torchdev.variant": plan.variant.name})
-    smoke_dir.mkdir(parents=True, exist_ok=True)
-    (smoke_dir / f"{plan.name}.json").write_text(json.dumps({"passed": 30, "failed": failed,
-                                                              "image_id": tested or image_id}))
+    write_counts(smoke_dir / f"{plan.name}.json", passed=30, failed=failed, image_id=tested or image_id)
     return image_id
 
 
@@ -147,9 +146,9 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     assert not [name for name in engine.names if name.startswith("registry.test")]
     engine.pushes_before_interrupt = None
     assert commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY) == 0
-    report = json.loads(stale.read_text())
-    assert report["digest"] in report["references"][0] and report["compression"] == "gzip"
-    assert report["tags"][0] == cpu.primary_reference.split(":", 1)[1]
+    report = read_push_record(stale)
+    assert report.digest in report.references[0] and report.compression == "gzip"
+    assert report.tags[0] == cpu.primary_reference.split(":", 1)[1]
 
 
 @pytest.fixture()
@@ -158,7 +157,7 @@ def cpu_plan():
 
 
 def smoke_passed(smoke_dir, name: str, image_id: str, *, failed: int = 0) -> None:
-    (smoke_dir / f"{name}.json").write_text(json.dumps({"passed": 12, "failed": failed, "image_id": image_id}))
+    write_counts(smoke_dir / f"{name}.json", passed=12, failed=failed, image_id=image_id)
 
 
 def test_a_multi_platform_image_whose_arm64_half_was_not_smoke_tested_is_refused_naming_that_run(cpu_plan, tmp_path):
@@ -183,8 +182,8 @@ def test_a_multi_platform_image_goes_out_once_each_platform_passed_and_the_repor
     smoke_passed(tmp_path, "cpu.linux-arm64", image_id)
     result = push(engine, cpu_plan, tmp_path)
     assert result.status is PushStatus.PUSHED and result.platforms == (AMD64, ARM64)
-    report = json.loads(write_report(tmp_path / "push", result).read_text())
-    assert report["platforms"] == ["linux/amd64", "linux/arm64"]
+    report = read_push_record(write_report(tmp_path / "push", result))
+    assert report.platforms == ("linux/amd64", "linux/arm64")
     header, _, row = summary_table([result]).splitlines()[:3]
     assert "platforms" in header and "linux/amd64, linux/arm64" in row
 
@@ -222,13 +221,11 @@ def test_an_image_holding_none_of_the_variants_platforms_is_not_pushed_without_a
 
 
 def test_a_re_push_that_an_earlier_push_recorded_is_known_unchanged_without_recompressing(plan, tmp_path):
-    from torchdev.push import read_gzip_digests, record_gzip_digest
-
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path / "smoke")
     first = push(engine, plan, tmp_path / "smoke")
     assert first.status is PushStatus.PUSHED
-    record_gzip_digest(tmp_path / "push", image_id, first)
+    record_gzip_digest(tmp_path / "push", image_id, digest=first.digest, size=first.size)
     known = read_gzip_digests(tmp_path / "push")
     assert known == {image_id: (first.digest, first.size)}
     engine.gzip_copy = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
@@ -244,3 +241,16 @@ def test_a_recorded_gzip_digest_the_registry_does_not_hold_is_pushed_as_usual(pl
     result = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
                         force=False, gzipped={image_id: ("sha256:" + "e" * 64, 1)})
     assert result.status is PushStatus.PUSHED and result.digest != "sha256:" + "e" * 64
+
+
+@pytest.mark.parametrize("content", ["", '{"passed": 30, "failed": 0, "image_id": "sha256:x"', "[]"])
+def test_a_smoke_summary_that_is_not_one_is_a_refusal_naming_the_file_and_the_smoke_command(plan, tmp_path, content):
+    engine = FakeEngine()
+    built(engine, plan, tmp_path)
+    (tmp_path / f"{plan.name}.json").write_text(content)
+    result = push(engine, plan, tmp_path)
+    assert result.status is PushStatus.REFUSED and engine.registry == {}
+    assert result.detail.startswith(f"{tmp_path / 'cu118.json'} is not a smoke summary (")
+    assert result.detail.endswith("run `./dev smoke --variant cu118 --flavour runtime --platform linux/amd64`, or push "
+                                  "with --force") and "\n" not in result.detail
+    assert push(engine, plan, tmp_path, force=True).status is PushStatus.PUSHED

@@ -1,5 +1,6 @@
 """The host side of `invoke smoke`: the suite's command line, container limits and the summary table."""
 
+from tests.helpers.summaries import check
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.gpus import GpuRequest, Route
 from torchdev.matrix import CudaRelease, Flavour
@@ -47,8 +48,7 @@ def test_a_cuda_version_without_a_release_entry_requires_the_bare_version_and_cp
 
 
 def ran(variant, *checks):
-    return SuiteRun(variant, SuiteStatus.RAN, tuple({"check": c, "nodeid": f"test_{c}.py::t{i}", "outcome": o,
-                                                     "reason": r} for i, (c, o, r) in enumerate(checks)))
+    return SuiteRun(variant, SuiteStatus.RAN, tuple(check(c, o, r, index=i) for i, (c, o, r) in enumerate(checks)))
 
 
 def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():

@@ -1,11 +1,12 @@
 """Smoke runs through the fake engine: a variant whose container does not start, hangs, or writes no summary is
 its own row of the table, and the other variants still run."""
-import json
 from pathlib import Path
 
 import pytest
 
+from smoke.smoke_contract import PASSED, write_summary
 from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.summaries import check, summary
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.engine import RunResult, RunStatus
 from torchdev.errors import TorchdevError
@@ -23,8 +24,7 @@ def suite_passes(spec):
     """What the suite does in a good image: it writes its JSON summary into the reports mount and exits 0."""
     reports = next(Path(m.source) for m in spec.mounts if m.target == REPORTS_MOUNT)
     variant = spec.command[spec.command.index("--variant") + 1]
-    checks = [{"check": "environment", "nodeid": "test_environment.py::t", "outcome": "passed", "reason": ""}]
-    (reports / f"{variant}.json").write_text(json.dumps({"checks": checks}))
+    write_summary(reports / f"{variant}.json", summary(check("environment", PASSED), variant=variant))
     return RunResult(RunStatus.EXITED, 0, "1 passed")
 
 
@@ -72,6 +72,20 @@ def test_a_suite_that_writes_no_summary_says_so_with_its_exit_status(engine, pla
     engine.runs[plans[0].primary_reference] = RunResult(RunStatus.EXITED, 4, "ERROR: usage: ...")
     runs = run(engine, plans, tmp_path)
     assert runs[0].status is SuiteStatus.NO_SUMMARY and "exited 4 without a summary" in runs[0].detail
+
+
+def test_a_suite_whose_summary_is_not_one_is_its_variants_row_and_the_others_still_run(engine, plans, tmp_path):
+    def cut_short(spec):
+        suite_passes(spec)
+        written = next(Path(m.source) for m in spec.mounts if m.target == REPORTS_MOUNT) / "cu118.json"
+        written.write_text(written.read_text()[:30])
+        return RunResult(RunStatus.EXITED, 0, "1 passed")
+    engine.runs[plans[0].primary_reference] = cut_short
+    runs = run(engine, plans, tmp_path)
+    assert [r.status for r in runs] == [SuiteStatus.BAD_SUMMARY, SuiteStatus.RAN]
+    assert runs[0].detail.startswith("the suite exited 0 with a summary (cu118.json) that is not one: it is not JSON")
+    assert summary_table(runs).splitlines()[2].split()[:5] == ["cu118", "wrote", "a", "bad", "summary"]
+    assert not (tmp_path / "reports" / "cu118.json").exists() and (tmp_path / "reports" / "cpu.json").is_file()
 
 
 def test_a_missing_image_is_a_row_under_all_and_an_error_naming_the_build_command_otherwise(engine, tmp_path):

@@ -1,0 +1,73 @@
+"""The records torchdev writes under reports/ and reads back (torchdev/records.py): each reads back as written, and a
+file that is not one is one line naming the file, what is wrong and the command that writes it again."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from torchdev import commands
+from torchdev.errors import TorchdevError
+from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, push_record_path, read_gzip_digests,
+                              read_push_record, record_gzip_digest, write_push_record)
+
+DIGEST = "sha256:" + "1" * 64
+RECORD = PushRecord(image="cu118", tags=("2.0.1-cu118-py3.10", "cu118"), repository="registry.test:5000/ml/torchdev",
+                    digest=DIGEST, references=(f"registry.test:5000/ml/torchdev:2.0.1-cu118-py3.10@{DIGEST}",
+                                               f"registry.test:5000/ml/torchdev:cu118@{DIGEST}"),
+                    size=1 << 30, compression="gzip", platforms=("linux/amd64",))
+
+
+def test_a_push_record_reads_back_as_written_in_the_documented_shape(tmp_path):
+    path = write_push_record(tmp_path, RECORD)
+    assert path == push_record_path(tmp_path, "cu118") == tmp_path / "cu118.json"
+    assert read_push_record(path) == RECORD
+    assert list(json.loads(path.read_text())) == ["image", "tags", "repository", "digest", "references", "size",
+                                                  "compression", "platforms"]
+
+
+@pytest.mark.parametrize("content, says", [
+    ("", "it is empty"),
+    ('{"image": "cu118", "tags": [', "it is not JSON, or cut short"),
+    ("[]", "it is not a JSON object"),
+    (json.dumps({"references": [f"r@{DIGEST}"]}), "it has no 'image'"),
+    (json.dumps({**RECORD.to_dict(), "size": "1 GiB"}), "its 'size' is not a number"),
+    (json.dumps({**RECORD.to_dict(), "references": [1]}), "its 'references' is not a list of strings"),
+])
+def test_a_push_record_that_is_not_one_names_the_file_and_the_problem(tmp_path, content, says):
+    (tmp_path / "cu118.json").write_text(content)
+    with pytest.raises(RecordError) as caught:
+        read_push_record(tmp_path / "cu118.json")
+    assert str(caught.value).startswith(f"{tmp_path / 'cu118.json'} is unreadable ({says}")
+
+
+def test_k8s_says_which_push_writes_a_broken_record_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "REPORTS_DIR", tmp_path)
+    (tmp_path / "push").mkdir()
+    (tmp_path / "push" / "cu118.json").write_text('{"image": "cu118"')
+    with pytest.raises(TorchdevError) as caught:
+        commands.k8s(variant="cu118", image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi",
+                     train_args="--task mlp", out=str(tmp_path / "out"), overlay=None)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'push' / 'cu118.json'} is unreadable (it is not JSON, or cut short")
+    assert message.endswith("): run `./dev push --variant cu118` to write it again") and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_gzip_digests_accumulate_and_read_back(tmp_path):
+    assert read_gzip_digests(tmp_path) == {}
+    record_gzip_digest(tmp_path, "sha256:aa", digest=DIGEST, size=5)
+    record_gzip_digest(tmp_path, "sha256:bb", digest="sha256:" + "2" * 64, size=7)
+    assert read_gzip_digests(tmp_path) == {"sha256:aa": (DIGEST, 5), "sha256:bb": ("sha256:" + "2" * 64, 7)}
+
+
+@pytest.mark.parametrize("content, says", [
+    ("{", "it is not JSON"),
+    ('{"sha256:aa": ["sha256:1"]}', "the entry for sha256:aa is not [digest, size]"),
+])
+def test_broken_gzip_digests_say_to_delete_the_file(tmp_path, content, says):
+    (tmp_path / GZIP_DIGESTS).write_text(content)
+    with pytest.raises(RecordError) as caught:
+        read_gzip_digests(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / GZIP_DIGESTS} is unreadable ({says}")
+    assert f"delete it (`rm {tmp_path / GZIP_DIGESTS}`): the next `./dev push`" in str(caught.value)
