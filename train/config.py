@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tasks import TASKS
+from training_tasks import TASKS
 
 
 @dataclass(frozen=True)

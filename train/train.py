@@ -37,7 +37,7 @@ from run_files import (
     save_atomically,
 )
 from stop_signal import StopRequest
-from tasks import TASKS, Task, make_datasets
+from training_tasks import TASKS, Task, make_datasets
 
 SGD_MOMENTUM = 0.9
 # metrics.jsonl fields that describe the epoch itself rather than the model.

@@ -23,15 +23,3 @@ def run_cli(*args: str, timeout: float = 1800, env: dict[str, str] | None = None
     """Run a torchdev task exactly as a user would (`invoke ...` from the repository root)."""
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, check=False)
-
-
-def load_train_module(name: str):
-    """A module of train/ by path, without torch: train/ is no package, and putting it on sys.path would let its
-    tasks.py shadow the repository's invoke tasks.py."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module

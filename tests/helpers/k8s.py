@@ -263,10 +263,10 @@ def parse_torchrun(command: list[str], env: Mapping[str, str], *, parser: str = 
 def preflight_and_torchrun(command: list[str], env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """A container command that runs train/preflight.py in front of torchrun, read by the preflight's own argument
     reading: (the peers it checks, the torchrun command it execs)."""
-    from tests.helpers.cli import load_train_module
+    from train import preflight
 
     assert command[:2] == ["python3", "train/preflight.py"], command
-    return load_train_module("preflight").split_command(command[2:], env)
+    return preflight.split_command(command[2:], env)
 
 
 def torch_available() -> bool:

@@ -13,15 +13,14 @@ import copy
 import kubernetes_validate
 import pytest
 
-from tests.helpers.cli import load_train_module
 from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, expand, indexed_job_env,
                                model_parser, operator_env, parse_torchrun, preflight_and_torchrun, torch_available,
                                vendored_crd, webhook_errors)
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.records import PushRecord, write_push_record
+from train import preflight as PREFLIGHT
 
-PREFLIGHT = load_train_module("preflight")
 KUBERNETES = "1.28.0"
 IMAGE = "registry.example.com/ml/torchdev-job@sha256:" + "0" * 64
 BASE = "registry.example.com/ml/torchdev:2.0.1-cu118-py3.10@sha256:" + "1" * 64

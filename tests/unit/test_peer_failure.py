@@ -3,9 +3,8 @@ import socket
 
 import pytest
 
-from tests.helpers.cli import load_train_module
+from train import peer_failure as peer
 
-peer = load_train_module("peer_failure")
 
 
 def lookup(address):

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from tests.helpers.cli import ROOT, load_train_module
+from tests.helpers.cli import ROOT
+from train import preflight as pf
 from tests.helpers.k8s import model_parser, torch_parser
 
-pf = load_train_module("preflight")
 IfAddr = pf.IfAddr
 MIB = 2**20
 
