@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # CI's script: make a Docker engine (with buildx and Compose v2) answer on a Debian host, or say why not.
 #   scripts/engine.sh start [--install-from-trixie]   start dockerd if none answers; install it first only with consent
-#   scripts/engine.sh stop                            stop the dockerd that `start` launched (pid file), nothing else
+#   scripts/engine.sh stop                            stop the dockerd that `start` launched (pid file) and remove the
+#                                                     trixie apt source and pin that `start` wrote (a marker line in
+#                                                     each says so), nothing else; installed packages stay
 # Why trixie: bookworm's docker.io is Engine 20.10, too old for the containerd image store that OCI export and
 # reproducible digests need. But installing trixie's Engine 26 on Debian 12 also upgrades libc6, the default
 # python3, systemd and apt to trixie's: fine on a throw-away CI machine, not on someone's workstation. So it
 # installs only with consent (CI=true, or --install-from-trixie); otherwise it shows what would be upgraded
 # (apt-get -s, in a private apt state) and the usual routes, changes nothing, and exits 1.
 # The apt source is derived from the URIs this machine already uses, so no mirror host name lives in the repository.
-# TORCHDEV_APT_DIR (default /etc/apt) lets tests point the script at a fake apt layout.
+# TORCHDEV_APT_DIR (default /etc/apt) and TORCHDEV_ENGINE_PIDFILE let tests point the script at a fake apt layout
+# and away from a dockerd that `start` launched for real.
 set -euo pipefail
-PIDFILE=/run/torchdev-dockerd.pid
+PIDFILE=${TORCHDEV_ENGINE_PIDFILE:-/run/torchdev-dockerd.pid}
 LOG=/var/log/torchdev-dockerd.log
 APT_DIR=${TORCHDEV_APT_DIR:-/etc/apt}
 PACKAGES=(docker.io docker-buildx docker-compose)
+MARKER="# Written by scripts/engine.sh start --install-from-trixie; scripts/engine.sh stop removes it."
+TRIXIE_FILES=(sources.list.d/torchdev-trixie.sources preferences.d/torchdev-trixie)  # under $APT_DIR
 ROUTES="install Docker Engine from Docker's own packages for your distribution (docs.docker.com/engine/install/debian, \
 or .../ubuntu), or Docker Desktop (docs.docker.com/desktop)"
 
@@ -46,9 +51,9 @@ debian_uri() {
 write_trixie_source() {
   local uri=$1 sources=$2 preferences=$3
   mkdir -p "$sources" "$preferences"
-  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$uri" >"$sources/torchdev-trixie.sources"
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$preferences/torchdev-trixie"
+  printf '%s\nTypes: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+    "$MARKER" "$uri" >"$sources/torchdev-trixie.sources"
+  printf '%s\nPackage: *\nPin: release n=trixie\nPin-Priority: 100\n' "$MARKER" >"$preferences/torchdev-trixie"
 }
 
 # What installing from trixie would upgrade here, from apt's own simulation in a throw-away apt state.
@@ -127,11 +132,25 @@ start_engine() {
 }
 
 stop_engine() {
-  [ -f "$PIDFILE" ] || return 0
-  local pid; pid=$(cat "$PIDFILE")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  rm -f "$PIDFILE"
+  if [ -f "$PIDFILE" ]; then
+    local pid; pid=$(cat "$PIDFILE")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    rm -f "$PIDFILE"
+  fi
+  remove_trixie_source
+}
+
+# The trixie source and pin go only where they carry this script's marker line; the packages installed stay.
+remove_trixie_source() {
+  local file removed=()
+  for file in "${TRIXIE_FILES[@]/#/$APT_DIR/}"; do
+    [ -f "$file" ] || continue
+    if grep -qxF -- "$MARKER" "$file"; then rm -f "$file"; removed+=("$file")
+    else echo "engine: $file has no line saying this script wrote it: left as it is" >&2; fi
+  done
+  [ ${#removed[@]} = 0 ] || echo "engine: removed the Debian trixie apt source and pin that start added" \
+    "(${removed[*]}); what was installed from them stays (apt-get purge ${PACKAGES[*]} removes the engine)" >&2
 }
 
 consent=no

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Make a local Debian base image from Debian packages, for hosts that reach no container registry.
-#   scripts/make-base.sh [NAME] [--platform linux/amd64,linux/arm64]
+#   scripts/make-base.sh [NAME] [--platform linux/amd64,linux/arm64] [--install-mmdebstrap]
 # (default torchdev-base:bookworm for this host's platform; does nothing when NAME has every platform asked for).
+# It needs Debian's mmdebstrap, and installs it (as root, from this host's release) only with consent, as
+# scripts/engine.sh does: CI=true or --install-mmdebstrap; otherwise it names the package and the command, changes
+# nothing and exits 1. It writes only into a temporary folder (removed at the end) and the image NAME.
 # mmdebstrap writes a minimal root file system per architecture (a foreign one runs its package scripts under
 # qemu: scripts/emulation.sh enable); buildx turns them into one multi-platform image FROM scratch, so one name
 # serves `FROM NAME` for each platform, as ubuntu:22.04 does.
 set -euo pipefail
 name=torchdev-base:bookworm
 platforms=""
+consent=no
+[ "${CI:-}" = true ] && consent=yes
 while [ $# -gt 0 ]; do
   case $1 in
     --platform) platforms=${2:?--platform needs a value such as linux/amd64,linux/arm64}; shift 2 ;;
     --platform=*) platforms=${1#*=}; shift ;;
-    -*) echo "base: unknown option $1 (usage: $0 [NAME] [--platform linux/amd64,linux/arm64])" >&2; exit 2 ;;
+    --install-mmdebstrap) consent=yes; shift ;;
+    -*) echo "base: unknown option $1 (usage: $0 [NAME] [--platform linux/amd64,linux/arm64]" \
+             "[--install-mmdebstrap])" >&2; exit 2 ;;
     *) name=$1; shift ;;
   esac
 done
@@ -35,8 +42,17 @@ done
 if [ ${#missing[@]} = 0 ]; then echo "base: $name exists for $platforms"; exit 0; fi
 if ! command -v mmdebstrap >/dev/null; then
   # Debian's own mmdebstrap, from this host's release: a leaf tool that upgrades nothing else.
-  [ "$(id -u)" = 0 ] || { echo "base: mmdebstrap is missing: sudo apt-get install mmdebstrap, then rerun" >&2; exit 1; }
+  if [ "$consent" != yes ]; then
+    echo "base: mmdebstrap is missing; nothing was changed: install Debian's mmdebstrap (sudo apt-get install" \
+         "mmdebstrap) and rerun, or let this script install it: $0 $name --platform $platforms --install-mmdebstrap" >&2
+    exit 1
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "base: installing mmdebstrap needs root: sudo $0 $name --platform $platforms --install-mmdebstrap" >&2
+    exit 1
+  fi
   echo "base: installing mmdebstrap (apt-get install mmdebstrap)" >&2
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null
 fi
 for platform in ${platforms//,/ }; do

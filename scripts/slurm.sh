@@ -4,9 +4,13 @@
 #                             munged, slurmctld and two slurmd (nodes n1 and n2, both at 127.0.0.1 on ports of
 #                             their own); prints `started` (or `running` when it already was) as its last line
 #   scripts/slurm.sh stop     cancel the cluster's jobs, stop exactly the daemons `start` launched (pid files),
-#                             remove its state; the packages stay installed (apt-get purge them to remove them)
+#                             remove its state folder; the packages stay installed (apt-get purge them to remove
+#                             them) and so do the logs
 #   scripts/slurm.sh status   each daemon and sinfo; exits 1 when the cluster is not up
 # Everything lives in $STATE (config, munge key and socket, spool and state dirs, pid files); logs in $LOGS.
+# $STATE (TORCHDEV_SLURM_STATE) must not exist before `start`, which makes it and writes a marker file in it; `start`
+# and `stop` refuse, in one line and changing nothing, a folder without that marker, so neither ever stops daemons
+# by another folder's pid files nor removes a folder this script did not make. $LOGS is never removed.
 # The system's own munged and /etc/munge/munge.key are left alone: this cluster's munged has its own key and
 # socket (slurm.conf's AuthInfo=socket=...). Clients find the cluster through SLURM_CONF=$STATE/slurm.conf; when
 # /etc/slurm/slurm.conf does not exist, start links it there too (and stop removes the link), so a plain `srun`
@@ -15,7 +19,8 @@ set -euo pipefail
 STATE=${TORCHDEV_SLURM_STATE:-/var/lib/torchdev-slurm}
 LOGS=${TORCHDEV_SLURM_LOGS:-/var/log/torchdev-slurm}
 CONF=$STATE/slurm.conf
-SYSTEM_CONF=/etc/slurm/slurm.conf
+MARKER=$STATE/made-by-torchdev-slurm  # written by start into the folder it made; stop removes only such a folder
+SYSTEM_CONF=${TORCHDEV_SLURM_SYSTEM_CONF:-/etc/slurm/slurm.conf}  # tests point it elsewhere
 CTLD_PORT=${TORCHDEV_SLURM_PORT:-16817}  # slurmctld; the nodes take the next two (n1, n2)
 NODES=(n1 n2)
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -23,6 +28,14 @@ export SLURM_CONF=$CONF
 
 say() { echo "slurm: $*" >&2; }
 die() { say "$*"; exit 1; }
+# $STATE exists but is not a folder `start` made: refuse, changing nothing.
+refuse_foreign_state() {
+  if [ -d "$STATE" ] && [ ! -f "$MARKER" ]; then
+    say "$STATE was not made by this script (no $(basename "$MARKER") in it): left as it is; set" \
+        "TORCHDEV_SLURM_STATE to a folder that does not exist yet (start makes it), or remove this one yourself"
+    exit 2
+  fi
+}
 # A start that fails stops what it had started (logs stay for reading).
 fail_start() { say "$*"; stop_cluster >/dev/null 2>&1 || true; exit 1; }
 # A live process whose pid is in file $1 (a zombie, dead but not yet reaped, is not).
@@ -101,11 +114,14 @@ start_munge() {
 }
 
 start_cluster() {
+  refuse_foreign_state
   [ "$(id -u)" = 0 ] || die "starting the test cluster needs root: sudo $0 start"
   if cluster_up; then say "already running (sinfo: $(node_states))"; echo running; return 0; fi
   if [ -d "$STATE" ]; then say "a previous start is half up: stopping it first"; stop_cluster; fi
   installed || install_packages
-  mkdir -p "$STATE" "$LOGS"
+  mkdir -p "$(dirname "$STATE")" "$LOGS"
+  mkdir "$STATE"
+  echo "Made by scripts/slurm.sh start; scripts/slurm.sh stop removes this whole folder." >"$MARKER"
   write_config
   say "starting munged, slurmctld and slurmd for ${NODES[*]} (config $CONF, logs $LOGS)"
   start_munge
@@ -143,6 +159,7 @@ cluster_up() {
 
 stop_cluster() {
   [ -d "$STATE" ] || { say "not running"; return 0; }
+  refuse_foreign_state
   if alive "$STATE/slurmctld.pid"; then
     # Running jobs' steps outlive slurmd (slurmstepd): cancel them all and let them end first.
     local jobs

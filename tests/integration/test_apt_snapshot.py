@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from tests.helpers.cli import ROOT, run_cli
-from tests.helpers.variants import TEST_VARIANT
+from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 from torchdev.matrix import load_matrix
 
 TIMESTAMP = "20250520T000000Z"
-REPOSITORY = "torchdev-test-snapshot"
+REPOSITORY = f"{TEST_REPOSITORY}-snapshot"  # named after the run's, so .ci/run's clean-up knows it as the run's
 SHOW_SOURCES = ["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"]
 
 

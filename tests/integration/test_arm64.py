@@ -20,10 +20,11 @@ import pytest
 from smoke.smoke_contract import read_summary
 from tests.helpers.cli import ROOT, run_cli, unavailable
 from tests.helpers.timings import record
+from tests.helpers.variants import TEST_REPOSITORY
 from torchdev.records import read_push_record
 
 VARIANT = "cpu"
-REPOSITORY = "torchdev-test-arm64"  # its own: the module's teardown removes the whole repository
+REPOSITORY = f"{TEST_REPOSITORY}-arm64"  # its own: the module's teardown removes the whole repository
 BASE = "torchdev-base:bookworm"
 INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -2,8 +2,9 @@
 
 The script installs Docker from Debian trixie, which upgrades libc6, python3, systemd and apt on Debian 12: it must
 do that only with consent, show what it would upgrade otherwise, and find the host's Debian URI in either apt
-sources format. PATH holds only the tools it needs, a `docker` that finds no engine, and a fake `apt-get` that logs
-its arguments and answers `-s install` with what trixie's apt answered on Debian 12.
+sources format; `stop` removes the trixie source and pin only where the script wrote them. PATH holds only the
+tools it needs, a `docker` that finds no engine, and a fake `apt-get` that logs its arguments and answers
+`-s install` with what trixie's apt answered on Debian 12.
 """
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 from tests.helpers.cli import ROOT
 
 SCRIPT = ROOT / "scripts" / "engine.sh"
+MARKER = "# Written by scripts/engine.sh start --install-from-trixie; scripts/engine.sh stop removes it."
 TOOLS = ("bash", "sed", "grep", "head", "cat", "cp", "mkdir", "mktemp", "rm", "wc", "id", "seq", "sleep", "timeout",
          "ln", "dirname")
 FAKE_APT = r"""#!/bin/bash
@@ -49,8 +51,10 @@ def host(tmp_path):
 
 
 def run(host, *args, **env):
+    """The script on the fake host; its pid file is a test's own, so `stop` can never reach a real dockerd."""
     bin_dir, apt, log = host
-    environ = {"PATH": str(bin_dir), "TORCHDEV_APT_DIR": str(apt), "FAKE_APT_LOG": str(log), "HOME": str(apt), **env}
+    environ = {"PATH": str(bin_dir), "TORCHDEV_APT_DIR": str(apt), "FAKE_APT_LOG": str(log), "HOME": str(apt),
+               "TORCHDEV_ENGINE_PIDFILE": str(apt.parent / "dockerd.pid"), **env}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ, timeout=60,
                           check=False)
 
@@ -106,8 +110,42 @@ def test_with_consent_it_installs_from_trixie(host, consent):
     assert result.returncode == 100, result.stderr  # the fake apt refuses the real install
     assert "apt-get install -y -qq -t trixie docker.io docker-buildx docker-compose" in log.read_text()
     assert (apt / "sources.list.d" / "torchdev-trixie.sources").read_text().startswith(
-        "Types: deb\nURIs: http://mirror.example/debian\nSuites: trixie\n")
+        f"{MARKER}\nTypes: deb\nURIs: http://mirror.example/debian\nSuites: trixie\n")
+    assert (apt / "preferences.d" / "torchdev-trixie").read_text().startswith(f"{MARKER}\nPackage: *\n")
     assert "Pin-Priority: 100" in (apt / "preferences.d" / "torchdev-trixie").read_text()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the install path checks for root first")
+def test_stop_removes_the_trixie_source_and_pin_that_start_wrote_and_nothing_else(host):
+    _, apt, _ = host
+    (apt / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    (apt / "sources.list.d" / "debian.sources").write_text("Types: deb\nURIs: http://mirror.example/debian\n")
+    assert run(host, "start", "--install-from-trixie").returncode == 100  # the fake apt refuses the real install
+    assert (apt / "sources.list.d" / "torchdev-trixie.sources").exists()
+    result = run(host, "stop")
+    assert result.returncode == 0, result.stderr
+    assert files(apt) == ["preferences.d", "sources.list", "sources.list.d", "sources.list.d/debian.sources"]
+    assert result.stderr.startswith("engine: removed the Debian trixie apt source and pin that start added (")
+    assert "apt-get purge docker.io docker-buildx docker-compose" in result.stderr
+
+
+def test_stop_leaves_a_trixie_source_and_pin_it_did_not_write(host):
+    _, apt, _ = host
+    written = {apt / "sources.list.d" / "torchdev-trixie.sources": "Types: deb\nSuites: trixie\n",
+               apt / "preferences.d" / "torchdev-trixie": "Package: *\nPin: release n=trixie\nPin-Priority: 100\n"}
+    for path, text in written.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    result = run(host, "stop")
+    assert result.returncode == 0, result.stderr
+    assert {path: path.read_text() for path in written} == written
+    assert result.stderr.splitlines() == [f"engine: {path} has no line saying this script wrote it: left as it is"
+                                          for path in written]
+
+
+def test_stop_with_nothing_started_or_written_says_nothing_and_succeeds(host):
+    result = run(host, "stop")
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_an_unknown_command_is_a_usage_error(host):

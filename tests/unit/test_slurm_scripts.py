@@ -32,3 +32,67 @@ def test_the_sbatch_script_outside_a_job_says_how_to_submit():
 def test_slurm_sh_usage():
     result = subprocess.run(["bash", str(SCRIPTS[0]), "restart"], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stderr.strip()) == (2, f"usage: {SCRIPTS[0]} start | stop | status")
+
+
+FAKES = {
+    # Installed, and quick: the daemons exit at once, munged's socket is made by the fake setpriv that "runs" it.
+    "slurmctld": "exit 0", "slurmd": "exit 0", "munged": "exit 0", "chown": "exit 0",
+    "setpriv": 'for arg; do case $arg in --socket=*) socket=${arg#*=};; esac; done\n'
+               'exec python3 -c "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$socket"',
+    "sinfo": "printf 'n1=idle\\nn2=idle\\n'", "squeue": "exit 0", "scancel": "exit 0",
+}
+
+
+@pytest.fixture()
+def cluster_host(tmp_path):
+    """Fake Slurm and munge binaries ahead of the real PATH, and a state, log and system-config path of a test's own."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TORCHDEV_SLURM_STATE": str(tmp_path / "state"),
+           "TORCHDEV_SLURM_LOGS": str(tmp_path / "logs"),
+           "TORCHDEV_SLURM_SYSTEM_CONF": str(tmp_path / "etc" / "slurm.conf"), "TORCHDEV_SLURM_PORT": "29817"}
+    return tmp_path, env
+
+
+def slurm(env, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPTS[0]), command], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+@pytest.mark.parametrize("command", ["stop", "start"])
+def test_a_state_folder_the_script_did_not_make_is_refused_and_left_intact(cluster_host, command):
+    tmp_path, env = cluster_host
+    state = tmp_path / "state"
+    (state / "keep").mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "60"])  # named by a pid file in that folder: it must not be stopped
+    (state / "slurmctld.pid").write_text(f"{bystander.pid}\n")
+    try:
+        result = slurm(env, command)
+        assert bystander.poll() is None, "a process named by the foreign folder's pid file was stopped"
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"slurm: {state} was not made by this script (no made-by-torchdev-slurm in it): left as it is; set "
+        "TORCHDEV_SLURM_STATE to a folder that does not exist yet (start makes it), or remove this one yourself"]
+    assert sorted(path.name for path in state.iterdir()) == ["keep", "slurmctld.pid"]
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "etc").exists()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="start checks for root first")
+def test_stop_removes_the_state_folder_start_made_and_leaves_the_logs(cluster_host):
+    tmp_path, env = cluster_host
+    started = slurm(env, "start")
+    assert started.returncode == 0 and started.stdout.strip() == "started", started.stderr
+    state = tmp_path / "state"
+    assert (state / "made-by-torchdev-slurm").is_file() and (state / "slurm.conf").is_file()
+    assert (tmp_path / "etc" / "slurm.conf").resolve() == state / "slurm.conf"
+    stopped = slurm(env, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not state.exists() and not (tmp_path / "etc" / "slurm.conf").is_symlink()
+    assert (tmp_path / "logs").is_dir()
+    assert stopped.stderr.strip().endswith(f"stopped; state {state} removed (logs stay in {tmp_path / 'logs'})")
