@@ -25,7 +25,7 @@ def test_every_computed_tag_points_at_the_built_image(docker_client, built_image
     assert len(built_image.references) == 4
     for reference in built_image.references:
         assert docker_client.images.get(reference).id == built_image.image_id, reference
-    assert re.fullmatch(r"torchdev-test:2\.0\.1-cu117-py3\.11-\d{8}-[0-9a-f]{7}(-dirty)?-[0-9a-f]{8}",
+    assert re.fullmatch(re.escape(TEST_REPOSITORY) + r":2\.0\.1-cu117-py3\.11-\d{8}-[0-9a-f]{7}(-dirty)?-[0-9a-f]{8}",
                         built_image.references[-1])
 
 
