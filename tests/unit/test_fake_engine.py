@@ -1,8 +1,11 @@
-"""The engine boundary itself: the real engine and the fake have the same methods, a build request becomes the one
-buildx command line the engine runs, the docker CLI's plugins answer through one function, and image references
-split as the engine splits them."""
+"""The engine boundary itself: the real engine and the fake satisfy ContainerEngine (checked by mypy), a build
+request becomes the one buildx command line the engine runs, the docker CLI's plugins answer through one function,
+and image references split as the engine splits them."""
 import dataclasses
 import inspect
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from tests.helpers.fake_engine import FakeEngine
 from torchdev import engine as engine_module
 from torchdev.engine import BuildOutput, BuildRequest, Engine, ImageRef, buildx_command, cli_plugin, require_buildx
 from torchdev.errors import TorchdevError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def public_methods(cls) -> dict[str, inspect.Signature]:
@@ -38,6 +43,62 @@ def test_references_split_where_the_engine_splits_them(text, repository, tag, di
     ref = ImageRef.parse(text)
     assert (ref.repository, ref.tag, ref.digest, ref.path) == (repository, tag, digest, path)
     assert str(ref) == text
+
+
+SATISFIED = """
+from tests.helpers.fake_engine import FakeEngine
+from torchdev.engine import ContainerEngine, Engine
+
+
+def engines(real: Engine, fake: FakeEngine) -> list[ContainerEngine]:
+    return [real, fake]
+"""
+
+STALE = """
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tests.helpers.fake_engine import FakeEngine
+from torchdev.engine import ContainerEngine
+
+
+class CommandLineBuilds(FakeEngine):
+    def build(self, command: list[str], *, log_path: Path,  # type: ignore[override]
+              out: TextIO = sys.stdout) -> tuple[int, list[str]]:
+        return 0, []
+
+
+stale: ContainerEngine = CommandLineBuilds()
+"""
+
+
+def mypy(*paths: Path, cache: Path) -> tuple[int, list[str]]:
+    """mypy on `paths` (what they import is followed but not reported): its exit status and lines (errors and the
+    notes that say which protocol member does not fit). The
+    project's docker/ folder is no package (--no-namespace-packages), so `import docker` is the SDK, untyped."""
+    done = subprocess.run([sys.executable, "-m", "mypy", "--no-namespace-packages", "--follow-imports=silent",
+                           "--ignore-missing-imports", "--show-error-codes", "--no-error-summary",
+                           f"--cache-dir={cache}", *map(str, paths)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    return done.returncode, done.stdout.splitlines()
+
+
+def test_the_real_and_the_fake_engine_satisfy_the_protocol_by_the_type_checker(tmp_path, request):
+    """mypy checks the engine module, the fake, and a file that uses both as a ContainerEngine; a fake that kept
+    the old build(command) is refused, so the check can fail. Its cache sits in pytest's cache folder: about 2 s
+    cold, well under 1 s after."""
+    (tmp_path / "satisfied.py").write_text(SATISFIED)
+    (tmp_path / "stale.py").write_text(STALE)
+    started = time.monotonic()
+    status, said = mypy(ROOT / "torchdev/engine.py", ROOT / "tests/helpers/fake_engine.py",
+                        tmp_path / "satisfied.py", tmp_path / "stale.py", cache=request.config.cache.mkdir("mypy"))
+    print(f"mypy took {time.monotonic() - started:.1f} s")
+    errors = [line for line in said if ": error:" in line]
+    expected = [line for line in errors if Path(line.split(":")[0]).name == "stale.py"]  # cached: an older tmp_path
+    assert [line for line in errors if line not in expected] == [], "\n".join(said)
+    assert status == 1 and len(expected) == 1 and '"CommandLineBuilds"' in expected[0] \
+        and '"ContainerEngine"' in expected[0], "\n".join(said) or "mypy let a stale fake through"
 
 
 REQUEST = BuildRequest(context=Path("/src/docker"), dockerfile=Path("/src/docker/Dockerfile"), target="devel",
