@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchdev.engine import Engine, EngineError, ImageInfo, ImageRef
+from torchdev.engine import ContainerEngine, EngineError, ImageInfo, ImageRef
 from torchdev.errors import TorchdevError
 from torchdev.files import write_atomically
 from torchdev.matrix import Variant
@@ -40,7 +40,7 @@ def pinned_reference(base: str, digest: str) -> str:
     return f"{ImageRef.parse(base).without_digest()}@{digest}"
 
 
-def resolve_digest(engine: Engine, base: str) -> str:
+def resolve_digest(engine: ContainerEngine, base: str) -> str:
     """The registry's manifest digest for `base`, or a TorchdevError saying why it cannot be had."""
     try:
         return engine.registry_digest(base)
@@ -60,7 +60,7 @@ def rewrite_base_line(*, origin: Origin, old: str, new: str) -> None:
     write_atomically(path, "".join(lines))
 
 
-def pin_variant(engine: Engine, *, variant: Variant, origin: Origin) -> PinResult:
+def pin_variant(engine: ContainerEngine, *, variant: Variant, origin: Origin) -> PinResult:
     """Resolve one variant's base to its digest and write it where the base was declared."""
     if is_pinned(variant.base):
         return PinResult(variant.name, variant.base, PinOutcome.ALREADY_PINNED, str(origin))
@@ -72,7 +72,7 @@ def pin_variant(engine: Engine, *, variant: Variant, origin: Origin) -> PinResul
     return PinResult(variant.name, variant.base, PinOutcome.PINNED, f"{digest} written to {origin}")
 
 
-def local_base(engine: Engine, base: str) -> ImageInfo:
+def local_base(engine: ContainerEngine, base: str) -> ImageInfo:
     """The base as the engine holds it, pulling it (by digest) when it is not there yet."""
     found = engine.image(base)
     if found:
@@ -90,7 +90,7 @@ def mirror_reference(base: str, registry: str) -> str:
     return str(ImageRef(f"{registry.rstrip('/')}/{ref.path}", ref.tag or "latest"))
 
 
-def push_base(engine: Engine, *, base: str, registry: str) -> str:
+def push_base(engine: ContainerEngine, *, base: str, registry: str) -> str:
     """Copy a pinned base into `registry`; returns the reference (with digest) an overlay should use."""
     image = local_base(engine, base)
     target = mirror_reference(base, registry)
@@ -104,7 +104,7 @@ def push_base(engine: Engine, *, base: str, registry: str) -> str:
     return pinned_reference(target, resolve_digest(engine, target))
 
 
-def save_archives(engine: Engine, *, bases: list[str], folder: Path) -> list[Path]:
+def save_archives(engine: ContainerEngine, *, bases: list[str], folder: Path) -> list[Path]:
     """Each base as a `docker load`-able archive in `folder`, named after it, written atomically."""
     written = []
     for base in bases:

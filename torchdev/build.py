@@ -1,4 +1,4 @@
-"""Running build plans: BuildKit through the engine's `docker buildx build`, then tags.
+"""Running build plans: the plan's build request through the engine (BuildKit), then tags.
 
 Tags move only after a build has fully succeeded, and all of them or none: a failed or interrupted
 build leaves every tag where it was, so `torchdev:cu118` never points at half of a new build. An
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from torchdev.engine import Engine, EngineError, ImageSizes
+from torchdev.engine import ContainerEngine, EngineError, ImageSizes
 from torchdev.errors import TorchdevError
 from torchdev.plan import BuildPlan
 from torchdev.table import SIZE_HEADERS, render_table, size_cells
@@ -75,7 +75,7 @@ def _base_hint(error: str) -> str:
             "`./dev save-bases` keeps copies of pinned bases in a registry or archive you control")
 
 
-def apply_tags(engine: Engine, *, image_id: str, references: tuple[str, ...]) -> None:
+def apply_tags(engine: ContainerEngine, *, image_id: str, references: tuple[str, ...]) -> None:
     """Point every reference at image_id; on any failure put back the ones already moved."""
     previous = {reference: engine.image_id(reference) for reference in references}
     moved: list[str] = []
@@ -91,7 +91,7 @@ def apply_tags(engine: Engine, *, image_id: str, references: tuple[str, ...]) ->
         raise
 
 
-def _restore_tags(engine: Engine, *, moved: list[str], previous: dict[str, str | None]) -> None:
+def _restore_tags(engine: ContainerEngine, *, moved: list[str], previous: dict[str, str | None]) -> None:
     for reference in moved:
         if previous[reference]:
             engine.tag(previous[reference], reference)
@@ -99,7 +99,7 @@ def _restore_tags(engine: Engine, *, moved: list[str], previous: dict[str, str |
             engine.untag(reference)
 
 
-def immutable_conflict(engine: Engine, *, image_id: str, plan: BuildPlan) -> str:
+def immutable_conflict(engine: ContainerEngine, *, image_id: str, plan: BuildPlan) -> str:
     """Why the build may not take its immutable tags ('' when it may): one already names another image."""
     for reference in plan.immutable_references:
         current = engine.image_id(reference)
@@ -119,7 +119,7 @@ def digest_mismatch(plan: BuildPlan, image_id: str) -> str:
             f"run `./dev verify-repro --variant {plan.variant.name}` to see what differs")
 
 
-def built_image_id(engine: Engine, metadata_file: Path) -> str:
+def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
     """The built image's ID from buildx's metadata: the manifest digest on the containerd image store,
     the config digest on the classic store; whichever the engine knows."""
     metadata = json.loads(metadata_file.read_text())
@@ -130,7 +130,7 @@ def built_image_id(engine: Engine, metadata_file: Path) -> str:
     raise TorchdevError(f"buildx reported success but the engine holds none of its digests ({metadata_file})")
 
 
-def run_buildx(engine: Engine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
+def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
                oci_archive: Path | None = None, out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
     """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
     its TARGETPLATFORM's), and run buildx: (status, log lines, metadata file)."""
@@ -139,14 +139,14 @@ def run_buildx(engine: Engine, plan: BuildPlan, *, scratch: Path, log_path: Path
     for lock in plan.locks:
         shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
-    command = plan.buildx_command(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
-                                  oci_archive=oci_archive)
-    status, lines = engine.build(command, log_path=log_path, out=out)
+    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
+                                 oci_archive=oci_archive)
+    status, lines = engine.build(request, log_path=log_path, out=out)
     return status, lines, metadata_file
 
 
-def run_build(engine: Engine, plan: BuildPlan, *, log_dir: Path, no_cache: bool = False, reproducible: bool = False,
-              out: TextIO = sys.stdout) -> BuildResult:
+def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cache: bool = False,
+              reproducible: bool = False, out: TextIO = sys.stdout) -> BuildResult:
     """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched.
 
     Reproducible builds go through an OCI archive (timestamps clamped to SOURCE_DATE_EPOCH) that is then
@@ -183,13 +183,13 @@ def run_build(engine: Engine, plan: BuildPlan, *, log_dir: Path, no_cache: bool 
                        engine.image_sizes(image_id), log=log_path)
 
 
-def _remove_if_untagged(engine: Engine, image_id: str) -> None:
+def _remove_if_untagged(engine: ContainerEngine, image_id: str) -> None:
     image = engine.image(image_id)
     if image and not image.tags:
         engine.remove_image(image_id)
 
 
-def build_all(engine: Engine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
+def build_all(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
               reproducible: bool = False, out: TextIO = sys.stdout) -> list[BuildResult]:
     """Build the plans one after another: a failure does not stop the others, an interrupt stops them all."""
     results: list[BuildResult] = []

@@ -14,7 +14,7 @@ from typing import Callable
 
 from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke
 from torchdev.doctor import run_doctor
-from torchdev.engine import Engine, ImageRef, require_buildx
+from torchdev.engine import ContainerEngine, Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
 from torchdev.gpus import GPUS_AUTO, check_option, find_access, memlock_limit, parse_option, request_for
@@ -70,7 +70,7 @@ def toolchain(plan: BuildPlan) -> str:
     return ", ".join(filter(None, [*plan.flavour.apt_packages, *plan.flavour.pip_packages, nvcc]))
 
 
-def save_manifest(engine: Engine, *, image_id: str, image: str) -> Path:
+def save_manifest(engine: ContainerEngine, *, image_id: str, image: str) -> Path:
     """Copy the image's own manifest next to the build logs, where tools on the host can read it."""
     path = REPORTS_DIR / "build" / f"{image}.manifest.json"
     write_atomically(path, engine.output(image_id, "cat", MANIFEST_IN_IMAGE))
@@ -97,7 +97,7 @@ def emulation_notes(plans: list[BuildPlan]) -> list[str]:
             "(qemu), several times slower" for plan in plans for platform in plan.platforms if platform != native]
 
 
-def build_and_report(engine: Engine, plans: list[BuildPlan], *, no_cache: bool = False,
+def build_and_report(engine: ContainerEngine, plans: list[BuildPlan], *, no_cache: bool = False,
                      reproducible: bool = False) -> list[builds.BuildResult]:
     """Build, save each new image's manifest, print the summary table and each failure's cause."""
     require_buildx()
@@ -162,7 +162,7 @@ def list_images(*, overlay: str | None, manifest: str | None = None, flavour: st
     return 0
 
 
-def show_manifest(engine: Engine, *, plan: BuildPlan) -> int:
+def show_manifest(engine: ContainerEngine, *, plan: BuildPlan) -> int:
     """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
     reference = plan.primary_reference
     if engine.image_id(reference) is None:

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerSpec, Engine, EngineError,
-                             EngineUnreachable, Limit, RunResult, RunStatus, probe)
+from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec, Engine,
+                             EngineError, EngineUnreachable, Limit, RunResult, RunStatus, cli_plugin, probe)
 from torchdev.errors import UsageError
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
 from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
@@ -284,8 +284,8 @@ def diagnose(matrix: Matrix) -> list[CheckResult]:
         images = _torchdev_images(engine)
         access = find_access(engine, probe_image=images[0] if images else None) if engine else None
         return [engine_result,
-                plugin_check("buildx", probe(["docker", "buildx", "version"]), fix=BUILDX_FIX),
-                compose_check(probe(["docker", "compose", "version"])),
+                plugin_check("buildx", cli_plugin("buildx"), fix=BUILDX_FIX),
+                compose_check(cli_plugin("compose")),
                 platform_check(engine_platform=f"{info.get('OSType', 'linux')}/{info.get('Architecture', '?')}",
                                host=native_platform(), variants=matrix.variants) if engine
                 else CheckResult("platform", SKIP, "needs the engine"),
@@ -301,12 +301,12 @@ def diagnose(matrix: Matrix) -> list[CheckResult]:
             engine.close()
 
 
-def _torchdev_images(engine: Engine | None) -> list[str]:
+def _torchdev_images(engine: ContainerEngine | None) -> list[str]:
     """A name of each torchdev image the engine holds, for trying containers with."""
     return [image.tags[0] for image in engine.images(label=f"{LABEL_PREFIX}.variant") if image.tags] if engine else []
 
 
-def _variant_checks(engine: Engine | None, matrix: Matrix, gpus: list[HostGpu]) -> list[CheckResult]:
+def _variant_checks(engine: ContainerEngine | None, matrix: Matrix, gpus: list[HostGpu]) -> list[CheckResult]:
     """Per CUDA variant: the driver against the image's own constraint, and torch's kernels against the GPUs,
     both read from the built image (its environment and manifest) when there is one."""
     built = {}
@@ -325,7 +325,7 @@ def _variant_checks(engine: Engine | None, matrix: Matrix, gpus: list[HostGpu]) 
     return checks
 
 
-def _architectures(engine: Engine, reference: str) -> list[str] | None:
+def _architectures(engine: ContainerEngine, reference: str) -> list[str] | None:
     """torch's CUDA architectures as the image's manifest records them (None for images built before it did)."""
     try:
         return json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE)).get("torch_cuda_architectures")
@@ -333,7 +333,7 @@ def _architectures(engine: Engine, reference: str) -> list[str] | None:
         return None
 
 
-def _connect() -> tuple[Engine | None, dict, CheckResult]:
+def _connect() -> tuple[ContainerEngine | None, dict, CheckResult]:
     """An engine and its info, or no engine, no info and the reason."""
     host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     try:
@@ -344,7 +344,7 @@ def _connect() -> tuple[Engine | None, dict, CheckResult]:
         return None, {}, engine_unreachable(error.cause, host=host)
 
 
-def _memlock(engine: Engine | None, info: dict, images: list[str]) -> CheckResult:
+def _memlock(engine: ContainerEngine | None, info: dict, images: list[str]) -> CheckResult:
     """Start one container of a torchdev image with unlimited locked memory, as the CUDA dev containers do."""
     if engine is None:
         return CheckResult("memlock", SKIP, "needs the engine")

@@ -1,25 +1,25 @@
 """The Docker engine behind one narrow interface: the only module of torchdev that imports the Docker SDK.
 
-Every other module takes an `Engine` and sees plain values (image IDs, `ImageInfo`, `RunResult`), never the SDK's
-objects or errors, so the paths that matter when things go wrong (a tag refused half-way, a container that does
-not start, one that hangs) can be exercised in seconds through tests/helpers/fake_engine.py, which honours the
-same interface in memory. Builds go through `docker buildx build` (the SDK cannot drive BuildKit,
-docker/docker-py#2230) and compose through `docker compose`; both are invoked here too.
+Every other module takes a `ContainerEngine` (the interface, written down below) and sees plain values (image IDs,
+`ImageInfo`, `RunResult`), never the SDK's objects or errors, so the paths that matter when things go wrong (a tag
+refused half-way, a container that does not start, one that hangs) can be exercised in seconds through
+tests/helpers/fake_engine.py, which keeps the same promises in memory; the type checker holds both to the interface
+(tests/unit/test_fake_engine.py). Builds go through `docker buildx build` (the SDK cannot drive BuildKit,
+docker/docker-py#2230) and compose through `docker compose`; both are invoked here too, and this module alone spells
+their command lines: a build is asked for as a `BuildRequest`, and `buildx_command` renders it.
 """
 from __future__ import annotations
 
 import enum
 import shutil
 import subprocess
-import tempfile
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterator, Protocol, TextIO
 
 import docker
-import yaml
 from docker.auth import split_repo_name
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Ulimit
@@ -27,7 +27,6 @@ from docker.utils import parse_repository_tag
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
 from torchdev.errors import TorchdevError
-from torchdev.oci import Recompressed, gzip_layers
 
 ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`; macOS/Windows: start Docker Desktop) or point "
               "DOCKER_HOST at a running engine; no engine installed: docs.docker.com/engine/install")
@@ -160,6 +159,70 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class BuildOutput:
+    """Where a build puts the image (buildx's `--output`): an exporter `type` (docker: into the engine; oci: an
+    archive file), the file it writes when it writes one, and the exporter's own settings, in their order."""
+
+    type: str
+    settings: tuple[tuple[str, str], ...] = ()
+    dest: Path | None = None
+
+    def to(self, dest: Path) -> BuildOutput:
+        """This output, written to the file `dest`."""
+        return replace(self, dest=dest)
+
+    def __str__(self) -> str:
+        """The exporter as `--output` takes it: `type=oci,dest=/a.tar,compression=uncompressed`."""
+        pairs = (("type", self.type), *((("dest", str(self.dest)),) if self.dest else ()), *self.settings)
+        return ",".join(f"{key}={value}" for key, value in pairs)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """One BuildKit build as data, which the engine turns into the command it runs (`buildx_command`), as repo2docker's
+    ContainerEngine.build takes its arguments. It names no tags: tags move only once a build has succeeded, all of
+    them or none (torchdev.build)."""
+
+    context: Path
+    dockerfile: Path
+    target: str
+    platforms: tuple[str, ...]
+    """linux/amd64, linux/arm64: one image holding each."""
+    output: BuildOutput
+    metadata_file: Path
+    """Where buildx writes what it made (the image's digests)."""
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Path] = field(default_factory=dict)
+    """Secret id -> the host file it is read from; mounted during RUN only, never stored in the image."""
+    contexts: dict[str, Path] = field(default_factory=dict)
+    """Named build contexts: name -> host folder (`COPY --from=lock`)."""
+    no_cache: bool = False
+    """Rebuild every layer (the pip and apt download caches stay)."""
+    provenance: bool = False
+    """Attach a provenance attestation, which makes even a one-platform image an index with a digest of its own."""
+
+
+def buildx_command(request: BuildRequest) -> list[str]:
+    """The `docker buildx build` command line for `request`: what `Engine.build` runs and `--dry-run` prints."""
+    command = ["docker", "buildx", "build", f"--output={request.output}",
+               f"--provenance={str(request.provenance).lower()}", "--progress=plain",
+               "--platform", ",".join(request.platforms), "--file", str(request.dockerfile),
+               "--target", request.target, "--metadata-file", str(request.metadata_file)]
+    for name, folder in request.contexts.items():
+        command += ["--build-context", f"{name}={folder}"]
+    if request.no_cache:
+        command.append("--no-cache")
+    for key, value in request.build_args.items():
+        command += ["--build-arg", f"{key}={value}"]
+    for key, value in request.labels.items():
+        command += ["--label", f"{key}={value}"]
+    for secret_id, source in request.secrets.items():
+        command += ["--secret", f"id={secret_id},src={source}"]
+    return command + [str(request.context)]
+
+
+@dataclass(frozen=True)
 class CommandResult:
     """What a docker CLI command answered: its exit status and its output, stdout then stderr."""
 
@@ -178,13 +241,59 @@ def probe(command: list[str], *, timeout: float = 30) -> CommandResult | None:
     return CommandResult(done.returncode, (done.stdout + done.stderr).strip())
 
 
+def cli_plugin(name: str) -> CommandResult | None:
+    """How the docker CLI answers `docker NAME version` (buildx, compose): status 0 when the plugin is there; None when
+    the docker command is not. It asks the CLI alone, so it answers when no engine does."""
+    if shutil.which("docker") is None:
+        return None
+    return probe(["docker", name, "version"])
+
+
 def require_buildx() -> None:
     """Builds need BuildKit through the buildx plugin; say how to get it before a build starts."""
-    if shutil.which("docker") is None:
+    answer = cli_plugin("buildx")
+    if answer is None:
         raise TorchdevError(f"the docker command is not on PATH: {CLI_FIX}")
-    answer = probe(["docker", "buildx", "version"])
-    if answer is None or answer.status != 0:
+    if answer.status != 0:
         raise TorchdevError(f"docker buildx is missing: {BUILDX_FIX}")
+
+
+class ContainerEngine(Protocol):
+    """What torchdev asks of a container engine: every feature takes one of these, never the SDK or a concrete class.
+    `Engine` is the Docker engine behind it; tests/helpers/fake_engine.py's FakeEngine keeps the same promises in
+    memory, and the type checker holds both to this list (tests/unit/test_fake_engine.py)."""
+
+    def close(self) -> None: ...
+
+    # What the engine is and can do.
+    def info(self) -> dict: ...
+    def version(self) -> dict: ...
+    def is_local(self) -> bool: ...
+
+    # Images.
+    def image(self, reference: str) -> ImageInfo | None: ...
+    def image_id(self, reference: str) -> str | None: ...
+    def image_sizes(self, reference: str) -> ImageSizes: ...
+    def images(self, *, label: str) -> list[ImageInfo]: ...
+    def image_platforms(self, reference: str, candidates: tuple[str, ...]) -> tuple[str, ...]: ...
+    def tag(self, image_id: str, reference: str) -> None: ...
+    def untag(self, reference: str, *, force: bool = False) -> None: ...
+    def forget_build_name(self, image_id: str) -> None: ...
+    def remove_image(self, reference: str) -> None: ...
+    def load(self, archive: Path) -> None: ...
+    def save(self, reference: str, *, named: bool) -> Iterator[bytes]: ...
+
+    # Registries.
+    def registry_digest(self, reference: str) -> str: ...
+    def remote_digest(self, reference: str) -> str | None: ...
+    def pull(self, reference: str) -> ImageInfo: ...
+    def push(self, reference: str) -> None: ...
+
+    # Containers, builds and compose.
+    def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult: ...
+    def output(self, image: str, *command: str, user: str | None = None, timeout: float = 300) -> str: ...
+    def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]: ...
+    def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int: ...
 
 
 def _explanation(error: APIError) -> str:
@@ -192,7 +301,7 @@ def _explanation(error: APIError) -> str:
 
 
 class Engine:
-    """A Docker engine that answered. Construct it with `Engine.connect()`."""
+    """A Docker engine that answered, a `ContainerEngine`. Construct it with `Engine.connect()`."""
 
     def __init__(self, client: docker.DockerClient) -> None:
         self._client = client
@@ -218,22 +327,10 @@ class Engine:
     def version(self) -> dict:
         return self._client.version()
 
-    def cdi_spec_devices(self, kind: str, *, folders: list[str]) -> tuple[str, ...]:
-        """Devices of `kind` (`kind=name`) in the CDI specs of `folders` (info's CDISpecDirs), read from this host:
-        Engine 26 resolves CDI devices without listing them. Empty for a remote engine."""
-        host = self._client.api.base_url
-        if not host.startswith(("http+docker://localhost", "http+docker://localunixsocket")):
-            return ()
-        found = []
-        for folder in folders:
-            for spec_file in sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.json")):
-                try:
-                    spec = yaml.safe_load(spec_file.read_text())
-                except (OSError, yaml.YAMLError):
-                    continue
-                if isinstance(spec, dict) and spec.get("kind") == kind:
-                    found += [f"{kind}={device.get('name')}" for device in spec.get("devices") or []]
-        return tuple(found)
+    def is_local(self) -> bool:
+        """Whether the engine runs on this host (a local socket), so the paths its info names (CDISpecDirs,
+        DockerRootDir) are this host's."""
+        return self._client.api.base_url.startswith(("http+docker://localhost", "http+docker://localunixsocket"))
 
     # Images.
 
@@ -338,19 +435,6 @@ class Engine:
             held.append(platform)
         return tuple(held)
 
-    def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
-        """Load a copy of the image named `name` whose layers are gzip (see torchdev.oci): same config, same
-        files; its manifest digest is the image's ID on the containerd store, and what a push of it publishes."""
-        with tempfile.TemporaryDirectory(prefix="torchdev-gzip-") as scratch:
-            saved, converted = Path(scratch) / "saved.tar", Path(scratch) / "gzip.tar"
-            with saved.open("wb") as out:
-                for chunk in self._client.images.get(reference).save(named=False):
-                    out.write(chunk)
-            result = gzip_layers(saved, converted, name=name, scratch=Path(scratch))
-            saved.unlink()
-            self.load(converted)
-        return result
-
     def pull(self, reference: str) -> ImageInfo:
         try:
             return _image_info(self._client.images.pull(reference))
@@ -390,12 +474,14 @@ class Engine:
 
     # Commands of the docker CLI: BuildKit builds and Compose.
 
-    def build(self, command: list[str], *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
-        """Run `docker buildx build ...`, echoing its progress to `out` and keeping a full log at `log_path`."""
+    def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
+        """Run the build `request` asks for, echoing its progress to `out` and keeping a full log at `log_path`:
+        (exit status, log lines)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
         with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as process:
+                buildx_command(request), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                errors="replace") as process:
             assert process.stdout is not None
             for line in process.stdout:
                 out.write(line)

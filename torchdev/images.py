@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchdev.engine import Engine, ImageRef, ImageSizes
+from torchdev.engine import ContainerEngine, ImageRef, ImageSizes
 from torchdev.plan import LABEL_PREFIX
 from torchdev.table import SIZE_HEADERS, render_table, size_cells
 
@@ -21,7 +21,7 @@ class BuiltImage:
     labels: dict[str, str]
 
 
-def built_images(engine: Engine, *, repository: str) -> list[BuiltImage]:
+def built_images(engine: ContainerEngine, *, repository: str) -> list[BuiltImage]:
     """torchdev images of `repository` in the engine, by variant, oldest first."""
     found = []
     for image in engine.images(label=f"{LABEL_PREFIX}.variant"):

@@ -4,7 +4,8 @@ The engine keeps torchdev's layers zstd-compressed (fast to export), but Docker 
 1.5 cannot pull zstd, so a push gzips them first by default. Only the layer blobs and the manifest change: the
 config, and with it every layer's uncompressed digest (diff_id), stays, so the image is the one the smoke suite
 tested. gzip with mtime 0 and a fixed level gives the same bytes every time, so the same image always becomes the
-same manifest digest and a second push of it is recognisably identical.
+same manifest digest and a second push of it is recognisably identical. The engine only saves and loads archives;
+`gzip_copy` does the rest here.
 """
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import io
 import json
 import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from torchdev.engine import ContainerEngine
 
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -140,3 +144,17 @@ def gzip_layers(saved: Path, target: Path, *, name: str, scratch: Path) -> Recom
                  "manifests": [_descriptor(media_type, top, annotations=annotations)]}
         _add(out, "index.json", json.dumps(index).encode())
     return Recompressed("sha256:" + hashlib.sha256(top).hexdigest(), size)
+
+
+def gzip_copy(engine: ContainerEngine, reference: str, *, name: str) -> Recompressed:
+    """Load into `engine` a copy of the image named `name` whose layers are gzip: same config, same files; its
+    manifest digest is the image's ID on the containerd store, and what a push of it publishes."""
+    with tempfile.TemporaryDirectory(prefix="torchdev-gzip-") as scratch:
+        saved, converted = Path(scratch) / "saved.tar", Path(scratch) / "gzip.tar"
+        with saved.open("wb") as out:
+            for chunk in engine.save(reference, named=False):
+                out.write(chunk)
+        result = gzip_layers(saved, converted, name=name, scratch=Path(scratch))
+        saved.unlink()
+        engine.load(converted)
+    return result

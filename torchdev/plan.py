@@ -1,6 +1,7 @@
-"""The build plan of one variant: build args, labels, tags, secrets and the exact buildx command.
+"""The build plan of one variant: build args, labels, tags, secrets and the build request the engine runs.
 
-Everything here is pure, so `invoke build --dry-run` prints precisely what a real build would run.
+Everything here is pure, so `invoke build --dry-run` prints precisely what a real build would run: the engine's
+own rendering of the plan's request (torchdev.engine.buildx_command).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from torchdev.engine import BuildOutput, BuildRequest, buildx_command
 from torchdev.errors import ConfigError
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
 from torchdev.platforms import AMD64, Platform
@@ -22,16 +24,17 @@ CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 LABEL_PREFIX = "io.torchdev"
 
-ENGINE_OUTPUT = "type=docker,compression=zstd,compression-level=3,force-compression=true,oci-mediatypes=true"
+ENGINE_OUTPUT = BuildOutput("docker", (("compression", "zstd"), ("compression-level", "3"),
+                                        ("force-compression", "true"), ("oci-mediatypes", "true")))
 """Load the result into the engine. zstd, not the default gzip: exporting a 4.5 GB torch layer took 77 s
 instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers.
 OCI media types, because zstd layers under Docker's own media types (…diff.tar.zstd) are no standard type:
 the containerd image store then leaves the image out of `docker images` and every image listing."""
 
 
-OCI_OUTPUT = "type=oci,dest={dest},rewrite-timestamp=true,compression=uncompressed"
-"""Reproducible mode: an OCI archive whose file timestamps are clamped to SOURCE_DATE_EPOCH (the engine's
-own exporter cannot rewrite them), uncompressed so no compressor's output can differ."""
+OCI_OUTPUT = BuildOutput("oci", (("rewrite-timestamp", "true"), ("compression", "uncompressed")))
+"""Reproducible mode (`OCI_OUTPUT.to(archive)`): an OCI archive whose file timestamps are clamped to
+SOURCE_DATE_EPOCH (the engine's own exporter cannot rewrite them), uncompressed so no compressor's output can differ."""
 
 
 @dataclass(frozen=True)
@@ -96,27 +99,20 @@ class BuildPlan:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def buildx_command(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
-                       oci_archive: Path | None = None) -> list[str]:
-        """The `docker buildx build` command line; tags are applied afterwards, only on success.
+    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
+                      oci_archive: Path | None = None) -> BuildRequest:
+        """What to ask the engine to build; tags are applied afterwards, only on success.
 
         `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); with
         `oci_archive` the image goes to that file reproducibly instead of into the engine.
         """
-        output = OCI_OUTPUT.format(dest=oci_archive) if oci_archive else ENGINE_OUTPUT
-        command = ["docker", "buildx", "build", f"--output={output}", "--provenance=false", "--progress=plain",
-                   "--platform", ",".join(map(str, self.platforms)), "--file", str(self.dockerfile),
-                   "--target", self.target, "--metadata-file", str(metadata_file),
-                   "--build-context", f"lock={lock_context}"]
-        if no_cache:
-            command.append("--no-cache")  # layers only: the pip and apt download caches stay
-        for key, value in self.build_args.items():
-            command += ["--build-arg", f"{key}={value}"]
-        for key, value in self.labels.items():
-            command += ["--label", f"{key}={value}"]
-        for secret in self.secrets:
-            command += ["--secret", f"id={secret.id},src={secret.source}"]
-        return command + [str(self.context)]
+        return BuildRequest(
+            context=self.context, dockerfile=self.dockerfile, target=self.target,
+            platforms=tuple(map(str, self.platforms)),
+            output=OCI_OUTPUT.to(oci_archive) if oci_archive else ENGINE_OUTPUT, metadata_file=metadata_file,
+            build_args=dict(self.build_args), labels=dict(self.labels),
+            secrets={secret.id: secret.source for secret in self.secrets}, contexts={"lock": lock_context},
+            no_cache=no_cache)
 
 
 def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
@@ -278,6 +274,11 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
     )
 
 
+def dry_run_request(plan: BuildPlan) -> BuildRequest:
+    """The plan's request with placeholders for the paths a real build makes in a scratch folder."""
+    return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
+
+
 def describe_plan(plan: BuildPlan) -> str:
     """Human-readable plan for --dry-run: what would be built, tagged and which secrets are used."""
     lines = [f"{plan.name}: build plan, stage {plan.target}, for {', '.join(map(str, plan.platforms))} "
@@ -294,6 +295,5 @@ def describe_plan(plan: BuildPlan) -> str:
     lines += [f"  lock for {platform}: none (./dev lock writes one): pip resolves at build time"
               for platform in plan.platforms if platform not in {lock.platform for lock in plan.locks}]
     lines.append("  command:")
-    command = plan.buildx_command(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
-    lines.append("    " + shlex.join(command))
+    lines.append("    " + shlex.join(buildx_command(dry_run_request(plan))))
     return "\n".join(lines)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smoke.smoke_contract import SummaryError, read_summary
-from torchdev.engine import Engine, EngineError, ImageRef
+from torchdev.engine import ContainerEngine, EngineError, ImageRef
 from torchdev.errors import UsageError
+from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
 from torchdev.records import PushRecord, write_push_record
@@ -122,7 +123,7 @@ def conflict(remote: dict[str, str | None], *, immutable: tuple[str, ...], diges
     return ""
 
 
-def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression: str, smoke_dir: Path,
+def push_image(engine: ContainerEngine, plan: BuildPlan, *, repository: str, compression: str, smoke_dir: Path,
                force: bool, gzipped: dict[str, tuple[str, int]] | None = None) -> PushResult:
     """Push every tag of one image; PushResult says what the registry now holds, or why nothing was pushed.
     `gzipped` (image ID -> gzip manifest digest and size, from earlier pushes) lets a push that would change nothing
@@ -155,7 +156,7 @@ def push_image(engine: Engine, plan: BuildPlan, *, repository: str, compression:
             engine.untag(references[0], force=True)  # the gzip copy goes with its last name
 
 
-def _push_checked(engine: Engine, plan: BuildPlan, references: tuple[str, ...], immutable: tuple[str, ...],
+def _push_checked(engine: ContainerEngine, plan: BuildPlan, references: tuple[str, ...], immutable: tuple[str, ...],
                   image_id: str, compression: str, gzipped: dict[str, tuple[str, int]]) -> PushResult:
     """The push itself, once the image may go: the registry is asked first (a login or an unreachable registry fails
     before minutes of recompression), refused on a conflict, a no-op when the registry has it all (for gzip, known
@@ -180,15 +181,15 @@ def _push_checked(engine: Engine, plan: BuildPlan, references: tuple[str, ...], 
     return PushResult(plan.name, PushStatus.PUSHED, references, digest, size, compression)
 
 
-def _pushable(engine: Engine, image_id: str, name: str, compression: str) -> tuple[str, str, int]:
+def _pushable(engine: ContainerEngine, image_id: str, name: str, compression: str) -> tuple[str, str, int]:
     """(local image to push, the manifest digest the registry will hold, bytes a pull downloads)."""
     if compression == "zstd":
         return image_id, image_id, engine.image_sizes(image_id).download or 0
-    copy = engine.gzip_copy(image_id, name=name)
+    copy = gzip_copy(engine, image_id, name=name)
     return copy.digest, copy.digest, copy.size
 
 
-def _push_all(engine: Engine, source: str, references: tuple[str, ...]) -> None:
+def _push_all(engine: ContainerEngine, source: str, references: tuple[str, ...]) -> None:
     """Tag every reference, push each; the registry names stay local only while pushing (all of them, so a gzip copy
     keeps a name until the last push is done)."""
     try:

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from smoke.smoke_contract import (CHECKS, FAILED, GPUS_OPTION, JUNIT_OPTION, PASSED, SUMMARY_OPTION, VARIANT_OPTION,
                                   CheckResult, SmokeSummary, SummaryError, expect_option, read_summary)
-from torchdev.engine import ContainerSpec, Engine, Limit, Mount, RunStatus
+from torchdev.engine import ContainerEngine, ContainerSpec, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
@@ -108,7 +108,7 @@ def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scrat
                          platform=str(platform))
 
 
-def run_suite(engine: Engine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
+def run_suite(engine: ContainerEngine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
               timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout,
               platform: Platform = AMD64, checks: tuple[str, ...] = ()) -> SuiteRun:
     """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
@@ -174,7 +174,7 @@ def missing_image(plan: BuildPlan) -> str:
             "(or pass --build to `./dev smoke`)")
 
 
-def run_all(engine: Engine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
+def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
             reports_dir: Path, stop_at_missing: bool, not_built: dict[str, str], memlock: int = -1,
             checks: tuple[str, ...] = (), out: TextIO = sys.stdout) -> list[SuiteRun]:
     """The suite in each plan's image, on each of its platforms, one after another. A missing image is that image's

@@ -1,8 +1,10 @@
-"""An in-memory engine for unit tests, honouring torchdev.engine.Engine's interface.
+"""An in-memory engine for unit tests, a torchdev.engine.ContainerEngine like the real Engine.
 
-Images and their names live in a dict; builds and containers follow a script the test sets. What the real
-engine does at this interface (tags that move, containers removed after a failed start or a deadline) is what
-tests/integration/test_engine.py checks; tests/unit/test_fake_engine.py keeps the two signatures the same.
+Images and their names live in a dict; builds and containers follow a script the test sets; `save` and `load` speak
+real OCI archives (tests/helpers/oci_archive.py), so what torchdev does with them (torchdev.oci.gzip_copy) runs as it
+does on the real engine. What the real engine does at this interface (tags that move, containers removed after a
+failed start or a deadline) is what tests/integration/test_engine.py checks; tests/unit/test_fake_engine.py has the
+type checker hold both to ContainerEngine.
 """
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from torchdev.engine import ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
-from torchdev.oci import Recompressed
+from tests.helpers.oci_archive import loaded_image, multi_platform_archive
+from torchdev.engine import BuildRequest, ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
 
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
+
+
+def oci_archive(content: str, *, labels: dict[str, str], platforms: tuple[str, ...], name: str = "") -> bytes:
+    """An image as an OCI archive: one small layer per platform holding `content`; the same bytes for the same
+    arguments, as a reproducible build or a second `docker save` of one image gives."""
+    layers = {platform.split("/")[1]: f"{content} for {platform}".encode() for platform in platforms}
+    annotations = {"io.containerd.image.name": name} if name else None
+    return multi_platform_archive(layers, labels=labels, top_annotations=annotations)[0]
 
 
 class FakeEngine:
@@ -26,12 +36,14 @@ class FakeEngine:
         self.refused_tags: set[str] = set()
         self.builds: list[int | BaseException] = []
         """What each next build does: 0 makes a new image, another number fails with it, an exception is raised."""
+        self.requests: list[BuildRequest] = []
+        """Every build asked for, in order."""
         self.runs: dict[str, RunScript] = {}
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
         self.compose_calls: list[tuple[str, ...]] = []
-        self.spec_devices: tuple[str, ...] = ()
-        """CDI devices in the spec folders (the real engine reads them from this host)."""
+        self.local = True
+        """Whether the engine runs on this host (its info's CDISpecDirs are then this host's folders)."""
         self.registry: dict[str, str] = {}
         """What the registry holds: reference -> manifest digest (pushes add to it)."""
         self.registry_refusal = ""
@@ -65,8 +77,8 @@ class FakeEngine:
     def version(self) -> dict:
         return {"Version": "26.1.5-fake", "ApiVersion": "1.45"}
 
-    def cdi_spec_devices(self, kind: str, *, folders: list[str]) -> tuple[str, ...]:
-        return tuple(device for device in self.spec_devices if device.startswith(f"{kind}=")) if folders else ()
+    def is_local(self) -> bool:
+        return self.local
 
     def image(self, reference: str) -> ImageInfo | None:
         image_id = self.names.get(reference) or (reference if reference in self.labels else None)
@@ -83,7 +95,8 @@ class FakeEngine:
         return ImageSizes(on_disk=3 << 30, download=1 << 30)
 
     def images(self, *, label: str) -> list[ImageInfo]:
-        return [self.image(image_id) for image_id, labels in self.labels.items() if label in labels]
+        found = [self.image(image_id) for image_id, labels in self.labels.items() if label in labels]
+        return [image for image in found if image is not None]
 
     def tag(self, image_id: str, reference: str) -> None:
         if reference in self.refused_tags:
@@ -109,14 +122,27 @@ class FakeEngine:
 
     def remove_image(self, reference: str) -> None:
         image_id = self.image_id(reference)
+        if image_id is None:
+            return
         self.names = {name: target for name, target in self.names.items() if target != image_id}
         self.labels.pop(image_id, None)
 
     def load(self, archive: Path) -> None:
-        self.add_image()
+        """As the containerd store loads an OCI archive: the image's ID is its top manifest's digest, its name the
+        io.containerd.image.name annotation."""
+        image_id, name, labels, platforms = loaded_image(str(archive))
+        self.labels[image_id] = dict(labels)
+        self.platforms[image_id] = platforms
+        if name:
+            self.names[name] = image_id
 
     def save(self, reference: str, *, named: bool) -> Iterator[bytes]:
-        return iter([f"archive of {reference}".encode()])
+        """A `docker save` of the image: one small layer per platform, the same bytes for the same image."""
+        image_id = self.image_id(reference)
+        if image_id is None:
+            raise EngineError(f"No such image: {reference}")
+        return iter([oci_archive(f"files of {image_id}", labels=self.labels[image_id], name=reference if named else "",
+                                 platforms=self.platforms.get(image_id, ("linux/amd64",)))])
 
     def registry_digest(self, reference: str) -> str:
         raise EngineError("no registry in the fake engine")
@@ -142,15 +168,6 @@ class FakeEngine:
         held = self.platforms.get(self.image_id(reference) or "", ("linux/amd64",))
         return tuple(platform for platform in candidates if platform in held)
 
-    def gzip_copy(self, reference: str, *, name: str) -> Recompressed:
-        """A new image (its ID stands for the gzip manifest's digest), the same for the same source every time."""
-        source = self.image_id(reference)
-        copy = "sha256:" + "9" * 8 + source[-56:]
-        self.labels[copy] = dict(self.labels[source])
-        self.platforms[copy] = self.platforms.get(source, ("linux/amd64",))
-        self.names[name] = copy
-        return Recompressed(copy, 2 << 30)
-
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:
         self.ran.append(spec)
         script = self.runs.get(spec.image, RunResult(RunStatus.EXITED, 0, ""))
@@ -162,18 +179,25 @@ class FakeEngine:
             raise EngineError(f"`{' '.join(command)}` in {image} {result.status.value}")
         return result.output
 
-    def build(self, command: list[str], *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
+    def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
+        """A new image in the engine; or, for an output with a file (the oci exporter), an archive there, the same
+        for the same request (a reproducible build), which `load` then brings in."""
+        self.requests.append(request)
         outcome = self.builds.pop(0) if self.builds else 0
         if isinstance(outcome, BaseException):
             raise outcome
-        lines = [f"#1 fake build of {command[-1]}"]
+        lines = [f"#1 fake build of {request.context}"]
         if outcome == 0:
-            labels = dict(command[i + 1].split("=", 1) for i, word in enumerate(command) if word == "--label")
-            image_id = self.add_image(labels=labels)
-            self.platforms[image_id] = tuple(command[command.index("--platform") + 1].split(","))
-            self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
-            metadata = Path(command[command.index("--metadata-file") + 1])
-            metadata.write_text(json.dumps({"containerimage.digest": image_id}))
+            if request.output.dest:
+                content = json.dumps([request.build_args, request.labels, request.platforms])
+                saved = oci_archive(content, labels=request.labels, platforms=request.platforms)
+                request.output.dest.write_bytes(saved)
+                image_id = loaded_image(saved)[0]
+            else:
+                image_id = self.add_image(labels=request.labels)
+                self.platforms[image_id] = request.platforms
+                self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
+            request.metadata_file.write_text(json.dumps({"containerimage.digest": image_id}))
         return outcome, lines
 
     def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:

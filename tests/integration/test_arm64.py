@@ -124,13 +124,14 @@ def remote(registry: str, path: str, reference: str, accept: str, *, kind: str =
 
 def test_a_multi_platform_image_goes_out_gzipped_as_one_index_and_each_platform_pulls_its_own(
         registry, docker_client, tracked_tags, containers):
-    """The engine's gzip copy of the two-platform local base, pushed: one tag, one index, gzip layers per platform."""
+    """The gzip copy of the two-platform local base, pushed: one tag, one index, gzip layers per platform."""
     from torchdev.engine import Engine
+    from torchdev.oci import gzip_copy
 
     repository = tracked_tags.repository(f"{registry}/ml/base")
     engine = Engine.connect()
     try:
-        copy = engine.gzip_copy(BASE, name=f"{repository}:multi")
+        copy = gzip_copy(engine, BASE, name=f"{repository}:multi")
         engine.push(f"{repository}:multi")
         assert engine.remote_digest(f"{repository}:multi") == copy.digest
     finally:

@@ -45,7 +45,7 @@ def oci_build(context: Path, archive: Path, content: str) -> None:
     (context / "Dockerfile").write_text("FROM scratch\nCOPY payload.txt /etc/payload.txt\n")
     (context / "payload.txt").write_text(content)
     subprocess.run(["docker", "buildx", "build", "--provenance=false", "--build-arg", "SOURCE_DATE_EPOCH=0",
-                    f"--output={OCI_OUTPUT.format(dest=archive)}", str(context)], check=True, capture_output=True,
+                    f"--output={OCI_OUTPUT.to(archive)}", str(context)], check=True, capture_output=True,
                    timeout=300)
 
 

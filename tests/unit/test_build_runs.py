@@ -1,10 +1,13 @@
 """Builds through the fake engine: tags move all together or not at all, whatever goes wrong, in seconds."""
+from dataclasses import replace
+
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_plans, make_variant
-from torchdev.build import BuildStatus, apply_tags, build_all, exit_status
+from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, run_build
 from torchdev.errors import TorchdevError
+from torchdev.plan import OCI_OUTPUT
 
 
 @pytest.fixture()
@@ -59,3 +62,19 @@ def test_a_build_leaves_only_its_tags_not_the_name_the_export_gave_it(engine, tm
     [plan] = make_plans(make_variant("cu118"))
     [result] = build_all(engine, [plan], log_dir=tmp_path)
     assert sorted(name for name, image in engine.names.items() if image == result.image_id) == sorted(plan.references)
+
+
+def test_a_reproducible_build_goes_through_an_archive_and_takes_its_tags_only_with_the_recorded_digest(engine,
+                                                                                                       tmp_path):
+    plan, = make_plans(make_variant("cu118"))
+    first = run_build(engine, plan, log_dir=tmp_path, reproducible=True)
+    output = engine.requests[0].output
+    assert first.status is BuildStatus.BUILT and output.dest and output == OCI_OUTPUT.to(output.dest)
+    assert [engine.image_id(reference) for reference in plan.references] == [first.image_id] * len(plan.references)
+    recorded = replace(plan, variant=replace(plan.variant, digest="sha256:" + "e" * 64))
+    other = run_build(engine, replace(recorded, references=("torchdev:elsewhere",)), log_dir=tmp_path,
+                      reproducible=True)
+    assert other.status is BuildStatus.FAILED and f"images.yaml expects sha256:{'e' * 64}" in other.cause
+    assert engine.image_id("torchdev:elsewhere") is None
+    matching = replace(recorded, variant=replace(plan.variant, digest=first.image_id))
+    assert run_build(engine, matching, log_dir=tmp_path, reproducible=True).status is BuildStatus.BUILT

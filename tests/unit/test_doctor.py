@@ -159,3 +159,25 @@ def test_memlock_is_found_by_trying_and_a_refusal_names_the_setting():
     assert refused.status == WARN and refused.detail.startswith("rootless Docker cannot lift the locked-memory limit")
     assert "TORCHDEV_MEMLOCK=8388608" in refused.fix
     assert memlock_check(None, rootless=False).status == SKIP
+
+
+def test_with_no_engine_every_check_still_answers_and_the_plugins_are_asked_of_the_docker_cli(monkeypatch):
+    from torchdev import doctor
+    from torchdev.engine import EngineUnreachable
+    from torchdev.matrix import load_matrix
+    from torchdev.project import MATRIX_FILE
+
+    def unreachable(**options):
+        raise EngineUnreachable("Error while fetching server API version: ('Connection aborted.', "
+                                "FileNotFoundError(2, 'No such file or directory'))")
+
+    answers = {"buildx": CommandResult(0, "github.com/docker/buildx v0.13.1 abc"),
+               "compose": CommandResult(0, "Docker Compose version v2.29.1")}
+    monkeypatch.setattr(doctor.Engine, "connect", unreachable)
+    monkeypatch.setattr(doctor, "cli_plugin", answers.get)
+    monkeypatch.setattr(doctor, "_nvidia_smi", lambda: None)
+    results = {result.name: result for result in doctor.diagnose(load_matrix(MATRIX_FILE))}
+    assert (results["engine"].status, results["buildx"].status, results["compose"].status) == (FAIL, OK, OK)
+    assert results["compose"].detail == "Docker Compose version v2.29.1"
+    assert [name for name, result in results.items() if result.detail == "needs the engine"] == \
+        ["platform", "gpu runtime", "memlock"]

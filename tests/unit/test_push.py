@@ -228,7 +228,7 @@ def test_a_re_push_that_an_earlier_push_recorded_is_known_unchanged_without_reco
     record_gzip_digest(tmp_path / "push", image_id, digest=first.digest, size=first.size)
     known = read_gzip_digests(tmp_path / "push")
     assert known == {image_id: (first.digest, first.size)}
-    engine.gzip_copy = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
+    engine.save = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
     again = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
                        force=False, gzipped=known)
     assert (again.status, again.digest, again.size) == (PushStatus.UNCHANGED, first.digest, first.size)

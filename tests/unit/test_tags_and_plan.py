@@ -1,4 +1,7 @@
 """Tags and build plans are pure functions of the matrix, the commit, the day and the build's inputs."""
+import io
+import shlex
+import subprocess
 from dataclasses import replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -6,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.variants import make_variant
+from torchdev.engine import Engine, buildx_command
 from torchdev.errors import ConfigError
 from torchdev.matrix import ImageSettings, Matrix
-from torchdev.plan import LockInput, Provenance, ca_bundle_secret, describe_plan, make_plan
+from torchdev.plan import (OCI_OUTPUT, LockInput, Provenance, ca_bundle_secret, describe_plan, dry_run_request,
+                           make_plan)
 from torchdev.tags import BuildStamp, image_tags, immutable_tags
 
 SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
@@ -84,8 +89,12 @@ def test_a_cpu_variant_on_the_default_index_passes_empty_index_and_cuda():
     assert plan.labels["io.torchdev.cuda"] == "none"
 
 
+def request_for(plan, **options):
+    return plan.build_request(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"), **options)
+
+
 def test_the_buildx_command_never_tags_so_a_failed_build_moves_no_tag():
-    command = plan_for(CU118).buildx_command(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"))
+    command = buildx_command(request_for(plan_for(CU118)))
     assert command[:3] == ["docker", "buildx", "build"]
     assert "-t" not in command and "--tag" not in command
     assert command[-1] == "/repo/docker"
@@ -95,7 +104,8 @@ def test_the_ca_bundle_travels_as_a_secret_named_in_the_dry_run(tmp_path):
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     plan = plan_for(CU118, environ={"SSL_CERT_FILE": str(bundle)})
-    assert f"id=ca_bundle,src={bundle}" in plan.buildx_command(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"))
+    assert request_for(plan).secrets == {"ca_bundle": bundle}
+    assert f"id=ca_bundle,src={bundle}" in buildx_command(request_for(plan))
     text = describe_plan(plan)
     assert f"ca_bundle <- {bundle} (from $SSL_CERT_FILE" in text
     assert "BEGIN CERTIFICATE" not in text
@@ -125,8 +135,9 @@ def test_builds_carry_source_date_epoch_so_timestamps_follow_the_inputs_not_the_
 
 def test_a_reproducible_build_goes_to_an_oci_archive_with_clamped_timestamps():
     plan = plan_for(CU118)
-    normal = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"))
-    reproducible = plan.buildx_command(metadata_file=Path("/m"), lock_context=Path("/l"), oci_archive=Path("/a.tar"))
+    assert request_for(plan, oci_archive=Path("/a.tar")).output == OCI_OUTPUT.to(Path("/a.tar"))
+    normal = buildx_command(request_for(plan))
+    reproducible = buildx_command(request_for(plan, oci_archive=Path("/a.tar")))
     assert "--output=type=docker,compression=zstd,compression-level=3,force-compression=true,oci-mediatypes=true" \
         in normal
     assert "--output=type=oci,dest=/a.tar,rewrite-timestamp=true,compression=uncompressed" in reproducible
@@ -152,3 +163,35 @@ def test_an_apt_snapshot_reaches_the_build_and_the_labels():
     assert plan.labels["io.torchdev.apt-snapshot"] == "20261101T000000Z"
     assert plan_for(CU118).build_args["APT_SNAPSHOT"] == ""
     assert plan_for(CU118).labels["io.torchdev.apt-snapshot"] == "none"
+
+
+class RecordedBuild:
+    """subprocess.Popen as the engine's build uses it, recording the command instead of running it."""
+
+    commands: list[list[str]] = []
+
+    def __init__(self, command: list[str], **options) -> None:
+        self.commands.append(command)
+        self.stdout = iter(["#1 DONE 0.0s\n"])
+
+    def __enter__(self) -> "RecordedBuild":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        pass
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_the_dry_run_prints_the_very_command_the_engine_runs(tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    bundle.touch()
+    plan = plan_for(CU118, environ={"PIP_CERT": str(bundle)}, lock=LockInput(path=Path("/l"), sha256="c" * 64))
+    monkeypatch.setattr(RecordedBuild, "commands", [])
+    monkeypatch.setattr(subprocess, "Popen", RecordedBuild)
+    status, lines = Engine(client=None).build(dry_run_request(plan), log_path=tmp_path / "build.log", out=io.StringIO())
+    printed = describe_plan(plan).split("  command:\n    ", 1)[1]
+    assert (status, lines) == (0, ["#1 DONE 0.0s"])
+    assert RecordedBuild.commands == [shlex.split(printed)]
+    assert f"id=ca_bundle,src={bundle}" in printed and "lock=<folder with the lock>" in printed
