@@ -17,10 +17,11 @@ from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import check_option, find_access, memlock_limit, request_for
+from torchdev.gpus import check_option, find_access, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
+from torchdev.profile import memlock_limit
 from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file,
                               native_platform, plans_for, select_flavours, select_platforms, select_variants)
 from torchdev.repro import describe_differences
