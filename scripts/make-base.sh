@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a local Debian base image from Debian packages, for hosts that reach no container registry.
 #   scripts/make-base.sh [NAME] [--platform linux/amd64,linux/arm64]
-# (default torchdev-base:bookworm for this host's platform; does nothing when NAME has every platform asked for).
+# (default torchdev-base:bookworm for this host's platform). Run it through `./dev base`, which first asks the engine
+# which platforms NAME holds (torchdev.engine's image_platforms) and calls this only when one asked for is missing.
 # mmdebstrap writes a minimal root file system per architecture (a foreign one runs its package scripts under
 # qemu: scripts/emulation.sh enable); buildx turns them into one multi-platform image FROM scratch, so one name
 # serves `FROM NAME` for each platform, as ubuntu:22.04 does.
@@ -20,19 +21,10 @@ native=linux/$(case $(uname -m) in aarch64|arm64) echo arm64 ;; *) echo amd64 ;;
 platforms=${platforms:-$native}
 suite=${TORCHDEV_BASE_SUITE:-bookworm}
 
-has_platform() {  # creates (never starts, never pulls) a container of that platform: Engine 26 has no other probe
-  local id
-  id=$(docker create --pull never --platform "$1" "$name" true 2>/dev/null) || return 1
-  docker rm "$id" >/dev/null
-}
-
-missing=()
 for platform in ${platforms//,/ }; do
   case $platform in linux/amd64|linux/arm64) ;; *)
     echo "base: unknown platform $platform: torchdev builds linux/amd64 and linux/arm64" >&2; exit 2 ;; esac
-  has_platform "$platform" || missing+=("$platform")
 done
-if [ ${#missing[@]} = 0 ]; then echo "base: $name exists for $platforms"; exit 0; fi
 if ! command -v mmdebstrap >/dev/null; then
   # Debian's own mmdebstrap, from this host's release: a leaf tool that upgrades nothing else.
   [ "$(id -u)" = 0 ] || { echo "base: mmdebstrap is missing: sudo apt-get install mmdebstrap, then rerun" >&2; exit 1; }
