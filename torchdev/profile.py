@@ -202,7 +202,10 @@ def compose_service(profile: ContainerProfile, *, gpus: bool = False) -> dict:
     `environment`; the entrypoint starts with profile.user.entrypoint."""
     service: dict = {"user": profile.user.name} if profile.user.name else {}
     service["init"] = profile.init
-    service.update({"ipc": "host"} if profile.shm.host else {"ipc": "private", "shm_size": docker_size(profile.shm.size)})
+    if profile.shm.host:
+        service["ipc"] = "host"
+    else:
+        service.update(ipc="private", shm_size=docker_size(profile.shm.size))
     service["ulimits"] = profile.ulimits(COMPOSE_MEMLOCK if gpus else None)
     if profile.environment:
         service["environment"] = profile.environment

@@ -172,6 +172,13 @@ def test_every_pod_gets_its_gpus_and_a_memory_backed_shm():
     assert "resources" not in k8s.indexed_job(make_job(gpus=0))[1]["spec"]["template"]["spec"]["containers"][0]
 
 
+@pytest.mark.parametrize("given, written", [("2Gi", "2Gi"), ("512Mi", "512Mi"), ("1.5Gi", "1536Mi"), ("8G", "8G")])
+def test_the_shm_size_given_is_the_empty_dirs_size_limit(given, written):
+    """The container profile (torchdev.profile.KUBERNETES) with the job's --shm-size, as Kubernetes counts it."""
+    volumes = k8s.indexed_job(make_job(shm_size=given))[1]["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": written}}]
+
+
 def test_a_variable_nobody_sets_stays_literal_and_torchrun_refuses_it():
     """An operator that does not set PET_NPROC_PER_NODE (one older than nprocPerNode, v1.7) fails the pod at once,
     instead of each pod starting a one-process job."""

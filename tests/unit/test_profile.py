@@ -13,10 +13,10 @@ from tests.helpers.profile_files import (bash_array, compose_drift, devcontainer
                                          without_comments)
 from torchdev.errors import UsageError
 from torchdev.matrix import load_matrix
-from torchdev.profile import (BENCHMARK, COMPOSE, COMPOSE_NODE, DEV_CONTAINER, GIB, HOST_SHM, KUBERNETES, SLURM_DOCKER,
-                              SMOKE, UNLIMITED, SharedMemory, compose_service, devcontainer_fields, docker_run_arguments,
-                              docker_size, gpu_run_arguments, kubernetes_container, kubernetes_pod,
-                              kubernetes_quantity, memlock_limit, sdk_fields, sdk_limits)
+from torchdev.profile import (BENCHMARK, COMPOSE, COMPOSE_NODE, DEV_CONTAINER, GIB, HOST_SHM, KUBERNETES,
+                              SLURM_DOCKER, SMOKE, UNLIMITED, SharedMemory, compose_service, devcontainer_fields,
+                              docker_run_arguments, docker_size, gpu_run_arguments, kubernetes_container,
+                              kubernetes_pod, kubernetes_quantity, memlock_limit, sdk_fields, sdk_limits)
 
 OWNER_ENTRYPOINT = "/workspace/docker/run-as-owner.sh"
 
@@ -194,8 +194,8 @@ def test_a_drifted_devcontainer_json_names_the_field_and_the_line_to_write(tmp_p
     edit(path, '"--ulimit=memlock=${localEnv:TORCHDEV_MEMLOCK:-1}"', '"--ulimit=memlock=-1"')
     message = devcontainer_drift(path, DEV_CONTAINER, "DEV_CONTAINER", gpus=True)
     assert ".devcontainer/cu118/devcontainer.json differs" in message and "runArgs: the file has" in message
-    assert '  "runArgs": ["--ipc=host", "--ulimit=stack=67108864", "--ulimit=memlock=${localEnv:TORCHDEV_MEMLOCK:-1}"],' \
-        in message
+    assert ('  "runArgs": ["--ipc=host", "--ulimit=stack=67108864", '
+            '"--ulimit=memlock=${localEnv:TORCHDEV_MEMLOCK:-1}"],') in message
 
 
 def test_a_drifted_sbatch_array_names_the_array_and_the_line_to_write(tmp_path):
