@@ -179,7 +179,8 @@ def docker_run_arguments(profile: ContainerProfile) -> list[str]:
     if profile.user.name:
         arguments.append(f"--user={profile.user.name}")
     arguments += [f"--env={name}={value}" for name, value in profile.environment.items()]
-    arguments += [f"--entrypoint={' '.join(profile.user.entrypoint)}"] if profile.user.entrypoint else []
+    if profile.user.entrypoint:
+        arguments.append(f"--entrypoint={' '.join(profile.user.entrypoint)}")
     return arguments
 
 
@@ -216,6 +217,7 @@ def compose_service(profile: ContainerProfile, *, gpus: bool = False) -> dict:
 
 DEVCONTAINER_KEYS = ("init", "runArgs", "remoteUser", "containerUser", "containerEnv", "privileged", "capAdd",
                      "securityOpt")
+"""The devcontainer.json fields the profile owns: a config sets them as devcontainer_fields renders them, or not."""
 DEVCONTAINER_MEMLOCK = f"${{localEnv:{MEMLOCK_VARIABLE}:{UNLIMITED}}}"
 """TORCHDEV_MEMLOCK as the Dev Containers CLI reads a host variable with a default: ${localEnv:TORCHDEV_MEMLOCK:-1}."""
 
@@ -252,7 +254,8 @@ def kubernetes_pod(profile: ContainerProfile, containers: list[dict]) -> dict:
     if profile.user.entrypoint:
         raise ValueError("a pod runs as the image's user: it has no mounted /workspace to take an owner from")
     pod: dict = {"shareProcessNamespace": True} if profile.init else {}
-    pod.update({"hostIPC": True} if profile.shm.host else {})
+    if profile.shm.host:
+        pod["hostIPC"] = True
     pod["containers"] = containers
     if not profile.shm.host:
         pod["volumes"] = [{"name": SHM_VOLUME,
