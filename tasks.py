@@ -60,9 +60,9 @@ def images(c, overlay=None, manifest=None, flavour=None):
 @task(help={"name": "image name for the local Debian base",
             "platform": "platform(s), e.g. linux/amd64,linux/arm64 (default: this host's); one multi-platform image"})
 def base(c, name="torchdev-base:bookworm", platform=None):
-    """Make a local Debian base image from Debian packages (for hosts without a registry)."""
-    platforms = f" --platform {shlex.quote(platform)}" if platform else ""
-    c.run(f"bash scripts/make-base.sh {shlex.quote(name)}{platforms}", pty=False)
+    """Make a local Debian base image from Debian packages (for hosts without a registry), unless it holds every
+    platform asked for already."""
+    commands.exit_on_error(lambda: commands.base(name=name, platform=platform))
 
 
 @task(help={"unit": "only the fast unit tests (no Docker)"})

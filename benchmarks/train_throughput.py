@@ -4,8 +4,9 @@
         --image torchdev:cu117 [--task cnn] [--rounds 5]
 
 Native and container runs alternate, so drift in the machine's load hits both alike; the table shows
-the median samples/s of each and their ratio (target: container / native >= 0.97). The container runs
-with compose's settings (init, ipc=host, the repository mounted at /workspace).
+the median samples/s of each and their ratio (target: container / native >= 0.97). The container starts as
+torchdev.profile.BENCHMARK says (compose's settings: init, the host's IPC, a 64 MiB stack; as the image's user),
+with the repository mounted at /workspace.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from torchdev.profile import BENCHMARK, docker_run_arguments  # noqa: E402
 from torchdev.table import render_table  # noqa: E402
 
 
@@ -40,8 +42,8 @@ def main() -> int:
     args = parser.parse_args()
     program = ["train/train.py", "--task", args.task, "--benchmark", "--bench-steps", str(args.steps)]
     native = [args.native_python, *program]
-    container = ["docker", "run", "--rm", "--init", "--ipc=host", "-v", f"{ROOT}:/workspace", "-w", "/workspace",
-                 "-e", "PYTHONDONTWRITEBYTECODE=1", args.image, "python", *program]
+    container = ["docker", "run", "--rm", *docker_run_arguments(BENCHMARK), "-v", f"{ROOT}:/workspace",
+                 "-w", "/workspace", args.image, "python", *program]
     results: dict[str, list[float]] = {"native": [], "container": []}
     versions = {}
     for _ in range(args.rounds):

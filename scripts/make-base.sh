@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a local Debian base image from Debian packages, for hosts that reach no container registry.
 #   scripts/make-base.sh [NAME] [--platform linux/amd64,linux/arm64] [--install-mmdebstrap]
-# (default torchdev-base:bookworm for this host's platform; does nothing when NAME has every platform asked for).
+# (default torchdev-base:bookworm for this host's platform). Run it through `./dev base`, which first asks the engine
+# which platforms NAME holds (torchdev.engine's image_platforms) and calls this only when one asked for is missing.
 # It needs Debian's mmdebstrap, and installs it (as root, from this host's release) only with consent, as
 # scripts/engine.sh does: CI=true or --install-mmdebstrap; otherwise it names the package and the command, changes
 # nothing and exits 1. It writes only into a temporary folder (removed at the end) and the image NAME.
@@ -27,19 +28,10 @@ native=linux/$(case $(uname -m) in aarch64|arm64) echo arm64 ;; *) echo amd64 ;;
 platforms=${platforms:-$native}
 suite=${TORCHDEV_BASE_SUITE:-bookworm}
 
-has_platform() {  # creates (never starts, never pulls) a container of that platform: Engine 26 has no other probe
-  local id
-  id=$(docker create --pull never --platform "$1" "$name" true 2>/dev/null) || return 1
-  docker rm "$id" >/dev/null
-}
-
-missing=()
 for platform in ${platforms//,/ }; do
   case $platform in linux/amd64|linux/arm64) ;; *)
     echo "base: unknown platform $platform: torchdev builds linux/amd64 and linux/arm64" >&2; exit 2 ;; esac
-  has_platform "$platform" || missing+=("$platform")
 done
-if [ ${#missing[@]} = 0 ]; then echo "base: $name exists for $platforms"; exit 0; fi
 if ! command -v mmdebstrap >/dev/null; then
   # Debian's own mmdebstrap, from this host's release: a leaf tool that upgrades nothing else.
   if [ "$consent" != yes ]; then

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +18,12 @@ from torchdev.doctor import run_doctor
 from torchdev.engine import ContainerEngine, Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import GPUS_AUTO, check_option, find_access, memlock_limit, parse_option, request_for
+from torchdev.gpus import GPUS_AUTO, check_option, find_access, parse_option, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan
+from torchdev.platforms import parse_list
+from torchdev.profile import memlock_limit
 from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file,
                               native_platform, plans_for, select_flavours, select_platforms, select_variants)
 from torchdev.repro import describe_differences
@@ -221,6 +224,18 @@ def up(*, variant: str, overlay: str | None) -> int:
         return status
     env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
     return engine.compose("run", "--rm", "train", cwd=ROOT, env=env)
+
+
+def base(*, name: str, platform: str | None) -> int:
+    """`./dev base`: the local Debian base, made by scripts/make-base.sh only when the image lacks a platform asked
+    for. The engine's own probe (Engine.image_platforms) tells; the script then makes every platform asked for, as
+    one multi-platform image under the name."""
+    wanted = tuple(map(str, parse_list(platform) if platform else (native_platform(),)))
+    if Engine.connect().image_platforms(name, wanted) == wanted:
+        print(f"base: {name} exists for {','.join(wanted)}")
+        return 0
+    return subprocess.run(["bash", str(ROOT / "scripts" / "make-base.sh"), name, "--platform", ",".join(wanted)],
+                          check=False).returncode
 
 
 def verify_repro(*, variant: str, overlay: str | None) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec, Engine,
-                             EngineError, EngineUnreachable, Limit, RunResult, RunStatus, cli_plugin, probe)
+                             EngineError, EngineUnreachable, RunResult, RunStatus, cli_plugin, probe)
 from torchdev.errors import UsageError
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
 from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
@@ -23,6 +23,7 @@ from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, fi
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
 from torchdev.platforms import Platform
+from torchdev.profile import DEV_CONTAINER, UNLIMITED, sdk_limits
 from torchdev.project import MANIFEST_IN_IMAGE, native_platform, plans_for
 from torchdev.table import human_size, render_table
 
@@ -345,13 +346,14 @@ def _connect() -> tuple[ContainerEngine | None, dict, CheckResult]:
 
 
 def _memlock(engine: ContainerEngine | None, info: dict, images: list[str]) -> CheckResult:
-    """Start one container of a torchdev image with unlimited locked memory, as the CUDA dev containers do."""
+    """Start one container of a torchdev image with the ulimits of a GPU container (torchdev.profile), locked memory
+    unlimited, as the CUDA dev containers and compose.gpu.yaml ask by default."""
     if engine is None:
         return CheckResult("memlock", SKIP, "needs the engine")
     rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
     if not images:
         return memlock_check(None, rootless=rootless)
-    spec = ContainerSpec(images[0], ("true",), limits=(Limit("memlock", -1, -1),), entrypoint=())
+    spec = ContainerSpec(images[0], ("true",), limits=sdk_limits(DEV_CONTAINER, memlock=UNLIMITED), entrypoint=())
     return memlock_check(engine.run(spec, timeout=PROBE_TIMEOUT), rootless=rootless)
 
 

@@ -150,15 +150,6 @@ def check_option(count: int | None, variants: list[Variant]) -> None:
                          "auto (GPUs only where CUDA is) or --gpus none, or choose CUDA variants")
 
 
-def memlock_limit(environ: dict[str, str]) -> int:
-    """TORCHDEV_MEMLOCK: the locked memory GPU containers ask for, in bytes (-1, the default, is unlimited); the one
-    setting the dev containers, compose.gpu.yaml and `./dev smoke` share, for engines that refuse unlimited."""
-    value = environ.get("TORCHDEV_MEMLOCK") or "-1"
-    if not re.fullmatch(r"-1|\d+", value):
-        raise UsageError(f"TORCHDEV_MEMLOCK={value} is not a number of bytes or -1: fix it or unset it")
-    return int(value)
-
-
 def request_for(variant: Variant, count: int | None, access: GpuAccess) -> GpuRequest:
     """The GPUs `variant` gets for --gpus (parse_option's count): auto gives a CUDA variant every GPU the engine
     offers and a CPU variant none; an explicit request is never refused here when detection found nothing (the

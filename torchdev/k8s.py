@@ -14,14 +14,18 @@ Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as Y
 """
 from __future__ import annotations
 
+import math
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
 
 from torchdev.errors import TorchdevError, UsageError
+from torchdev.profile import (KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
+                              kubernetes_quantity)
 from torchdev.records import RecordError, push_record_path, read_push_record
 
 PYTORCHJOB_PORT = 23456
@@ -36,11 +40,13 @@ NAME_MAX = 40
 PREFLIGHT = ("python3", "train/preflight.py")
 """What each pod runs in front of torchrun: checks the node and waits for the rendezvous host and the peer pods,
 one line per problem, then execs torchrun with the args unchanged (train/README.md, "Across nodes")."""
-SHM_MOUNT = "/dev/shm"
 WORKDIR = "/workspace"
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
+         "Ti": 1 << 40}
+DEFAULT_SHM = kubernetes_quantity(KUBERNETES.shm.size)
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class TrainJob:
     nodes: int
     nproc_per_node: int
     gpus_per_node: int
-    shm_size: str = "2Gi"
+    shm_size: str = DEFAULT_SHM
     train_args: tuple[str, ...] = ("--task", "mlp")
 
     @property
@@ -69,9 +75,20 @@ class TrainJob:
     def master_host(self) -> str:
         return f"{self.name}-0.{self.service}"
 
+    @property
+    def profile(self) -> ContainerProfile:
+        """torchdev.profile.KUBERNETES with this job's /dev/shm size."""
+        return replace(KUBERNETES, shm=SharedMemory(quantity_bytes(self.shm_size)))
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes quantity (2Gi, 1.5G) in bytes, rounded up as the API server rounds it."""
+    number, unit = QUANTITY.match(quantity).groups()
+    return math.ceil(Fraction(number) * UNITS[unit])
+
 
 def train_job(*, name: str, image: str, nodes: int, gpus_per_node: int, nproc_per_node: int | None = None,
-              shm_size: str = "2Gi", train_args: str = "--task mlp") -> TrainJob:
+              shm_size: str = DEFAULT_SHM, train_args: str = "--task mlp") -> TrainJob:
     """A TrainJob from command-line values, or a UsageError naming the value to change."""
     if not DNS_1035.match(name) or len(name) > NAME_MAX:
         raise UsageError(f"--name {name}: use lower-case letters, digits and '-', starting with a letter, at most "
@@ -112,18 +129,16 @@ def preflight_command(peers: list[str]) -> list[str]:
 
 def _container(job: TrainJob, *, name: str, args: list[str], port: dict, peers: list[str]) -> dict:
     container = {"name": name, "image": job.image, "workingDir": WORKDIR, "command": preflight_command(peers),
-                 "args": args,
-                 "ports": [port], "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT}]}
+                 "args": args, "ports": [port], **kubernetes_container(job.profile)}
     if job.gpus_per_node:
         container["resources"] = {"limits": {"nvidia.com/gpu": job.gpus_per_node}}
     return container
 
 
 def _pod_spec(job: TrainJob, container: dict, **extra) -> dict:
-    """shareProcessNamespace gives the pod a real PID 1 (the pause process) that reaps orphans, as compose's
-    `init: true` does; /dev/shm is a memory emptyDir, since the runtime's default is 64 MB."""
-    return {**extra, "shareProcessNamespace": True, "containers": [container],
-            "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": job.shm_size}}]}
+    """The pod around its container, as the container profile says (torchdev.profile.kubernetes_pod: a real PID 1,
+    /dev/shm a memory emptyDir)."""
+    return {**extra, **kubernetes_pod(job.profile, [container])}
 
 
 def labels(job: TrainJob) -> dict[str, str]:

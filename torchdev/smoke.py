@@ -27,6 +27,7 @@ from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
+from torchdev.profile import SMOKE, UNLIMITED, sdk_fields, sdk_limits
 from torchdev.table import render_table
 
 SUITE_MOUNT = "/opt/torchdev-smoke"
@@ -89,23 +90,20 @@ def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform
     return command
 
 
-def container_limits(gpus: GpuRequest, *, memlock: int = -1) -> tuple[Limit, ...]:
-    """A 64 MiB stack, and locked memory (`memlock` bytes, -1 unlimited) only with GPUs: pinned memory matters to
-    CUDA and NCCL, and raising the limit fails on engines that may not (rootless Docker, some sandboxes)."""
-    stack = Limit("stack", 64 << 20, 64 << 20)
-    return (stack, Limit("memlock", memlock, memlock)) if gpus.count else (stack,)
+def container_limits(gpus: GpuRequest, *, memlock: int = UNLIMITED) -> tuple[Limit, ...]:
+    """The smoke profile's ulimits: locked memory (`memlock` bytes, -1 unlimited) only with GPUs."""
+    return sdk_limits(SMOKE, memlock=memlock if gpus.count else None)
 
 
-def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scratch: Path, memlock: int = -1,
+def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scratch: Path, memlock: int = UNLIMITED,
                     platform: Platform = AMD64, checks: tuple[str, ...] = ()) -> ContainerSpec:
-    """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, 1 GiB of /dev/shm for DataLoader
-    workers and NCCL, and a real PID 1 that reaps the DDP ranks."""
+    """The suite read-only at SUITE_MOUNT, a scratch folder for its reports, started as torchdev.profile.SMOKE
+    says (a 1 GiB /dev/shm of its own for DataLoader workers and NCCL, a real PID 1 that reaps the DDP ranks)."""
     mounts = (Mount(str(suite_dir), SUITE_MOUNT), Mount(str(scratch), REPORTS_MOUNT, read_only=False))
     command = suite_arguments(plan, gpus=gpus, reports=REPORTS_MOUNT, platform=platform, checks=checks)
-    return ContainerSpec(plan.primary_reference, tuple(command), mounts=mounts,
-                         environment={"PYTHONDONTWRITEBYTECODE": "1", **gpus.environment()}, gpus=gpus.devices(),
-                         limits=container_limits(gpus, memlock=memlock), shm_size="1g", init=True,
-                         platform=str(platform))
+    profile = sdk_fields(SMOKE, memlock=memlock if gpus.count else None, environment=gpus.environment())
+    return ContainerSpec(plan.primary_reference, tuple(command), mounts=mounts, gpus=gpus.devices(),
+                         platform=str(platform), **profile)
 
 
 def run_suite(engine: ContainerEngine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,

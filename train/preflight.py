@@ -18,9 +18,20 @@ Checks, all sharing one deadline (the rendezvous timeout):
 - /dev/shm holds at least 1 GiB when this node runs more than one process;
 - NCCL, when it will carry traffic between nodes, would not pick a loopback or docker bridge interface.
 
-The timeout is --rdzv-conf join_timeout (c10d) or timeout (static), else 600 s, torchrun's own default;
+The timeout is --rdzv-conf join_timeout (c10d) or timeout (static), else 600 s, c10d's own default;
 TORCHDEV_RDZV_TIMEOUT overrides it. TORCHDEV_PREFLIGHT=0 skips every check. Only the standard library is used, so
 the checks run in a second, before torch is imported anywhere, and are unit-tested without torch.
+
+The torchrun command line is read with a model of torch 2.0.1's, not with torch's own parser
+(torch.distributed.run), although every container it runs in has torch: importing torch.distributed.run imports
+torch, seconds on every node before checks that take milliseconds, and where the preflight runs outside a container
+(Slurm's `host` runtime) torch may not be importable by this Python at all; and the host's tests, which follow
+rendered Kubernetes manifests, compose's and Slurm's command lines to what torchrun reads, have no torch. So one
+parser, this one, serves the preflight and those tests (tests/helpers/k8s.py). It is transcribed from torch 2.0.1:
+torch/distributed/run.py (get_args_parser, config_from_args, determine_local_world_size, run's --standalone),
+torch/distributed/argparse_util.py (the PET_* defaults) and torch/distributed/elastic/rendezvous/utils.py (the
+rendezvous configuration and endpoint); tests/integration/test_torchrun_model.py holds it to torch's own functions
+inside the test image, command line by command line, refusals included.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import ctypes.util
 import glob
 import ipaddress
 import os
+import re
 import socket
 import sys
 import time
@@ -40,7 +52,7 @@ from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 T = TypeVar("T")
 
 GIB = 2**30
-DEFAULT_TIMEOUT_S = 600.0  # torchrun's default join_timeout (c10d) and timeout (static)
+DEFAULT_TIMEOUT_S = 600.0  # c10d's default join_timeout (torchrun's static backend waits 900 s unless told)
 DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}  # parse_rendezvous_endpoint's default_port per backend
 RETRY_INTERVAL_S = 1.0
 SHM = "/dev/shm"
@@ -52,11 +64,12 @@ class PreflightUsage(ValueError):
     """A command line that torchrun (or the preflight) would refuse."""
 
 
-# --- torchrun's command line -------------------------------------------------------------------------------------
+# --- torchrun's command line (a model of torch 2.0.1's: see the module docstring) -------------------------------
 
 @dataclass(frozen=True)
 class Launch:
-    """What one torchrun agent will do, as torch.distributed.run.config_from_args (torch 2.0.1) reads its flags."""
+    """What one torchrun agent will do, as torch.distributed.run.run and config_from_args (torch 2.0.1) read its
+    flags, and the rendezvous handler its endpoint."""
 
     standalone: bool
     min_nodes: int
@@ -67,6 +80,7 @@ class Launch:
     host: str
     port: int
     rdzv_conf: Mapping[str, str]
+    script: str
     script_args: tuple[str, ...]
 
     @property
@@ -93,48 +107,52 @@ class _Parser(argparse.ArgumentParser):
 
 
 def torchrun_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """torch 2.0.1's torchrun flags (torch/distributed/run.py get_args_parser): dash and underscore spellings,
-    the same defaults, and a flag left out taking PET_<DEST> from the environment as torch's `env` action does.
-    Only what the checks need is typed; the rest is accepted and passed on untouched."""
+    """torch 2.0.1's torchrun flags (get_args_parser): dash and underscore spellings, types, choices and defaults;
+    a flag left out takes PET_<DEST> from `env` (torch's `env` action), and a switch is on when PET_<DEST> is a
+    non-zero integer (`check_env`). -h/--help is torchrun's to answer. PreflightUsage for what torchrun refuses."""
+
+    class FromEnv(argparse.Action):  # torch.distributed.argparse_util.env
+        def __init__(self, dest, default=None, required=False, **kwargs):
+            default = env.get(f"PET_{dest.upper()}", default)
+            super().__init__(dest=dest, default=default, required=required and not default, **kwargs)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, values)
+
+    class SwitchFromEnv(argparse.Action):  # torch.distributed.argparse_util.check_env
+        def __init__(self, dest, default=False, **kwargs):
+            value = env.get(f"PET_{dest.upper()}", "1" if default else "0")
+            try:
+                default = bool(int(value))
+            except ValueError:
+                raise PreflightUsage(f"PET_{dest.upper()}={value}: torchrun reads it as an integer") from None
+            super().__init__(dest=dest, const=True, default=default, nargs=0, **kwargs)
+
+        def __call__(self, parser, namespace, values, option_string=None):
+            setattr(namespace, self.dest, self.const)
+
     parser = _Parser(prog="torchrun", add_help=False)
-
-    def value(*names: str, default: str | None, kind: type = str) -> None:
-        dest = names[-1].lstrip("-").replace("-", "_")
-        parser.add_argument(*names, dest=dest, type=kind, default=env.get(f"PET_{dest.upper()}", default))
-
-    def switch(*names: str) -> None:
-        dest = names[-1].lstrip("-").replace("-", "_")
-        parser.add_argument(*names, dest=dest, action="store_const", const=True,
-                            default=env.get(f"PET_{dest.upper()}", "0") not in ("0", ""))
-
-    value("--nnodes", default="1:1")
-    value("--nproc-per-node", "--nproc_per_node", default="1")
-    value("--rdzv-backend", "--rdzv_backend", default="static")
-    value("--rdzv-endpoint", "--rdzv_endpoint", default="")
-    value("--rdzv-id", "--rdzv_id", default="none")
-    value("--rdzv-conf", "--rdzv_conf", default="")
-    switch("--standalone")
-    value("--max-restarts", "--max_restarts", default="0", kind=int)
-    value("--monitor-interval", "--monitor_interval", default="5", kind=float)
-    value("--start-method", "--start_method", default="spawn")
-    value("--role", default="default")
-    switch("-m", "--module")
-    switch("--no-python", "--no_python")
-    switch("--run-path", "--run_path")
-    value("--log-dir", "--log_dir", default=None)
-    value("-r", "--redirects", default="0")
-    value("-t", "--tee", default="0")
-    value("--node-rank", "--node_rank", default="0", kind=int)
-    value("--master-addr", "--master_addr", default="127.0.0.1")
-    value("--master-port", "--master_port", default="29500", kind=int)
-    value("--local-addr", "--local_addr", default=None)
-    parser.add_argument("training_script")
+    for names, kind, default in [
+            (["--nnodes"], str, "1:1"), (["--nproc-per-node", "--nproc_per_node"], str, "1"),
+            (["--rdzv-backend", "--rdzv_backend"], str, "static"), (["--rdzv-endpoint", "--rdzv_endpoint"], str, ""),
+            (["--rdzv-id", "--rdzv_id"], str, "none"), (["--rdzv-conf", "--rdzv_conf"], str, ""),
+            (["--max-restarts", "--max_restarts"], int, 0), (["--monitor-interval", "--monitor_interval"], float, 5),
+            (["--role"], str, "default"), (["--log-dir", "--log_dir"], str, None), (["-r", "--redirects"], str, "0"),
+            (["-t", "--tee"], str, "0"), (["--node-rank", "--node_rank"], int, 0),
+            (["--master-addr", "--master_addr"], str, "127.0.0.1"), (["--master-port", "--master_port"], int, 29500),
+            (["--local-addr", "--local_addr"], str, None)]:
+        parser.add_argument(*names, action=FromEnv, type=kind, default=default)
+    parser.add_argument("--start-method", "--start_method", action=FromEnv, type=str, default="spawn",
+                        choices=["spawn", "fork", "forkserver"])
+    for names in (["--standalone"], ["-m", "--module"], ["--no-python", "--no_python"], ["--run-path", "--run_path"]):
+        parser.add_argument(*names, action=SwitchFromEnv)
+    parser.add_argument("training_script", type=str)
     parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def parse_nnodes(nnodes: str) -> tuple[int, int]:
-    """N or MIN:MAX, as parse_min_max_nnodes reads it."""
+    """N or MIN:MAX (parse_min_max_nnodes), then config_from_args' 0 < MIN <= MAX."""
     parts = nnodes.split(":")
     if len(parts) not in (1, 2):
         raise PreflightUsage(f'nnodes={nnodes} is not in "MIN:MAX" format')
@@ -147,23 +165,36 @@ def parse_nnodes(nnodes: str) -> tuple[int, int]:
     return low, high
 
 
+def check_nproc(nproc_per_node: str) -> str:
+    """determine_local_world_size's refusal: an integer, or cpu, gpu or auto."""
+    try:
+        int(nproc_per_node)
+    except ValueError:
+        if nproc_per_node not in ("cpu", "gpu", "auto"):
+            raise PreflightUsage(f"Unsupported nproc_per_node value: {nproc_per_node}") from None
+    return nproc_per_node
+
+
 def parse_rdzv_conf(text: str) -> dict[str, str]:
-    """key=value,key=value (torch's _parse_rendezvous_config)."""
-    conf = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
+    """key=value,key=value, every key with a value (_parse_rendezvous_config)."""
+    conf: dict[str, str] = {}
+    if not text.strip():
+        return conf
+    for item in text.strip().split(","):
+        key, *values = item.split("=", 1)
+        key, value = key.strip(), values[0].strip() if values else ""
+        if not key or not value:
             raise PreflightUsage(f"--rdzv-conf {text!r}: expected key=value pairs separated by commas")
-        conf[key.strip()] = val.strip()
+        conf[key] = value
     return conf
 
 
 def parse_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
-    """HOST[:PORT] or [IPV6][:PORT], as parse_rendezvous_endpoint reads it; an empty endpoint is localhost."""
+    """HOST[:PORT] or [IPV6][:PORT] (parse_rendezvous_endpoint); an empty endpoint is localhost."""
     endpoint = endpoint.strip()
     if not endpoint:
         return "localhost", default_port
-    if endpoint.startswith("[") and endpoint.endswith("]"):
+    if endpoint[0] == "[" and endpoint[-1] == "]":
         host, rest = endpoint, []
     else:
         host, *rest = endpoint.rsplit(":", 1)
@@ -171,18 +202,23 @@ def parse_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
         host = host[1:-1]
     port = default_port
     if rest:
-        if not rest[0].isdigit() or int(rest[0]) >= 2**16:
+        if not re.match(r"^[0-9]{1,5}$", rest[0]) or int(rest[0]) >= 2**16:
             raise PreflightUsage(f"the port of the rendezvous endpoint {endpoint!r} must be a number below 65536")
         port = int(rest[0])
+    if not re.match(r"^[\w\.:-]+$", host):
+        raise PreflightUsage(f"the host of the rendezvous endpoint {endpoint!r} is no host name or address")
     if port < 0:
         raise PreflightUsage(f"the rendezvous endpoint {endpoint!r} needs a port (HOST:PORT)")
     return host, port
 
 
 def parse_torchrun(args: Sequence[str], env: Mapping[str, str]) -> Launch:
-    """The Launch for torchrun's arguments (without the word torchrun), or PreflightUsage."""
+    """The Launch for torchrun's arguments (without the word torchrun), or PreflightUsage for what torchrun refuses
+    (the parser, config_from_args or the rendezvous handler)."""
     parsed = torchrun_parser(env).parse_args(list(args))
     min_nodes, max_nodes = parse_nnodes(parsed.nnodes)
+    if parsed.max_restarts < 0:
+        raise PreflightUsage(f"--max-restarts {parsed.max_restarts}: 0 or more")
     conf = parse_rdzv_conf(parsed.rdzv_conf)
     backend, endpoint = parsed.rdzv_backend, parsed.rdzv_endpoint
     if parsed.standalone:  # torchrun: c10d on localhost:29400, whatever else was given
@@ -191,8 +227,9 @@ def parse_torchrun(args: Sequence[str], env: Mapping[str, str]) -> Launch:
         endpoint = f"{parsed.master_addr}:{parsed.master_port}"
     host, port = parse_endpoint(endpoint, DEFAULT_PORTS.get(backend, -1))
     return Launch(standalone=bool(parsed.standalone), min_nodes=min_nodes, max_nodes=max_nodes,
-                  node_rank=parsed.node_rank, nproc_per_node=parsed.nproc_per_node, rdzv_backend=backend,
-                  host=host, port=port, rdzv_conf=conf, script_args=tuple(parsed.training_script_args))
+                  node_rank=parsed.node_rank, nproc_per_node=check_nproc(parsed.nproc_per_node), rdzv_backend=backend,
+                  host=host, port=port, rdzv_conf=conf, script=parsed.training_script,
+                  script_args=tuple(parsed.training_script_args))
 
 
 def timeout_s(launch: Launch, env: Mapping[str, str]) -> float:
@@ -328,9 +365,10 @@ def own_names() -> set[str]:
 
 def local_processes(nproc_per_node: str, gpus: int, cpus: int) -> int:
     """Workers torchrun starts here (determine_local_world_size): a number, or cpu / gpu / auto."""
-    if nproc_per_node.isdigit():
+    try:
         return int(nproc_per_node)
-    return {"cpu": cpus, "gpu": gpus, "auto": gpus or cpus}.get(nproc_per_node, 1)
+    except ValueError:
+        return {"cpu": cpus, "gpu": gpus, "auto": gpus or cpus}.get(nproc_per_node, 1)
 
 
 def shm_problem(size: int | None, processes: int) -> str:

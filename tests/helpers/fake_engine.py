@@ -165,7 +165,10 @@ class FakeEngine:
         return self.registry.get(reference)
 
     def image_platforms(self, reference: str, candidates: tuple[str, ...]) -> tuple[str, ...]:
-        held = self.platforms.get(self.image_id(reference) or "", ("linux/amd64",))
+        image_id = self.image_id(reference)
+        if image_id is None:
+            return ()
+        held = self.platforms.get(image_id, ("linux/amd64",))
         return tuple(platform for platform in candidates if platform in held)
 
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:

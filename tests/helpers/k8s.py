@@ -7,25 +7,21 @@ source, so tests can follow a rendered manifest to the torchrun command line eac
 - the Job controller's JOB_COMPLETION_INDEX for an Indexed Job's pod,
 - the kubelet's $(VAR) expansion of a container's command and args
   (kubernetes third_party/forked/golang/expansion/expand.go),
-- torchrun's argument parser: torch's own (torch.distributed.run.get_args_parser) when torch is importable, else
-  TORCHRUN_MODEL, a model of torch 2.0.1's parser (the images' torch) written from its source.
+- torchrun's reading of its command line: train/preflight.py's model of torch 2.0.1's (the images' torch), the one
+  parser the preflight itself runs, held to torch's own by tests/integration/test_torchrun_model.py.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib.util
-import os
 import re
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import jsonschema
 import yaml
 
 from tests.helpers.cli import ROOT
+from train import preflight as PREFLIGHT
 
 CRD_FILE = ROOT / "deploy" / "k8s" / "schemas" / "kubeflow.org_pytorchjobs.yaml"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -156,121 +152,19 @@ def argv(container: dict, env: Mapping[str, str]) -> list[str]:
 
 # --- torchrun ----------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Launch:
-    """What torchrun launches with (torch.distributed.run.config_from_args): node range, processes per node, the
-    rendezvous, and for the static backend this node's rank; then the script and its arguments."""
-
-    min_nodes: int
-    max_nodes: int
-    nproc_per_node: int
-    rdzv_backend: str
-    rdzv_endpoint: str
-    node_rank: int | None
-    script: str
-    script_args: tuple[str, ...]
-
-
-def model_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """TORCHRUN_MODEL: torch 2.0.1's torchrun flags, types and defaults. Like torch's `env` action, a flag left out
-    takes PET_<DEST> from the environment when the parser is built; --standalone, -m, --no-python and --run-path
-    are switches that PET_<DEST>=1 turns on. An unknown flag is an error, as in torch."""
-
-    class FromEnv(argparse.Action):
-        def __init__(self, dest, default=None, required=False, **kwargs):
-            default = env.get(f"PET_{dest.upper()}", default)
-            super().__init__(dest=dest, default=default, required=required and not default, **kwargs)
-
-        def __call__(self, parser, namespace, values, option_string=None):
-            setattr(namespace, self.dest, values)
-
-    class SwitchFromEnv(argparse.Action):
-        def __init__(self, dest, default=False, **kwargs):
-            default = bool(int(env.get(f"PET_{dest.upper()}", "1" if default else "0")))
-            super().__init__(dest=dest, const=True, default=default, nargs=0, **kwargs)
-
-        def __call__(self, parser, namespace, values, option_string=None):
-            setattr(namespace, self.dest, self.const)
-
-    parser = argparse.ArgumentParser(prog="torchrun")
-    for names, kind, default in [
-        (["--nnodes"], str, "1:1"), (["--nproc-per-node", "--nproc_per_node"], str, "1"),
-        (["--rdzv-backend", "--rdzv_backend"], str, "static"), (["--rdzv-endpoint", "--rdzv_endpoint"], str, ""),
-        (["--rdzv-id", "--rdzv_id"], str, "none"), (["--rdzv-conf", "--rdzv_conf"], str, ""),
-        (["--max-restarts", "--max_restarts"], int, 0), (["--monitor-interval", "--monitor_interval"], float, 5),
-        (["--role"], str, "default"), (["--log-dir", "--log_dir"], str, None), (["-r", "--redirects"], str, "0"),
-        (["-t", "--tee"], str, "0"), (["--node-rank", "--node_rank"], int, 0),
-        (["--master-addr", "--master_addr"], str, "127.0.0.1"), (["--master-port", "--master_port"], int, 29500),
-        (["--local-addr", "--local_addr"], str, None)]:
-        parser.add_argument(*names, action=FromEnv, type=kind, default=default)
-    parser.add_argument("--start-method", "--start_method", action=FromEnv, type=str, default="spawn",
-                        choices=["spawn", "fork", "forkserver"])
-    for names in (["--standalone"], ["-m", "--module"], ["--no-python", "--no_python"], ["--run-path", "--run_path"]):
-        parser.add_argument(*names, action=SwitchFromEnv)
-    parser.add_argument("training_script", type=str)
-    parser.add_argument("training_script_args", nargs=argparse.REMAINDER)
-    return parser
-
-
-@contextmanager
-def _environment(env: Mapping[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def torch_parser(env: Mapping[str, str]) -> argparse.ArgumentParser | None:
-    """torch's own torchrun parser, built under `env` (its defaults read the environment then), or None."""
-    try:
-        from torch.distributed.run import get_args_parser
-    except ImportError:
-        return None
-    with _environment(env):
-        return get_args_parser()
-
-
-def launch(args: argparse.Namespace) -> Launch:
-    """config_from_args' reading of the parsed flags (torch 2.0.1 torch/distributed/run.py): nnodes as N or
-    MIN:MAX, an integer nproc, the static backend's endpoint from --master-addr/--master-port unless
-    --rdzv-endpoint is given, and --node-rank as the static rendezvous' rank."""
-    parts = args.nnodes.split(":")
-    if len(parts) not in (1, 2):
-        raise RuntimeError(f'nnodes={args.nnodes} is not in "MIN:MAX" format')
-    low, high = int(parts[0]), int(parts[-1])
-    assert 0 < low <= high
-    static = args.rdzv_backend == "static"
-    endpoint = f"{args.master_addr}:{args.master_port}" if static and not args.rdzv_endpoint else args.rdzv_endpoint
-    return Launch(low, high, int(args.nproc_per_node), args.rdzv_backend, endpoint,
-                  args.node_rank if static else None, args.training_script, tuple(args.training_script_args))
-
-
-def parse_torchrun(command: list[str], env: Mapping[str, str], *, parser: str = "best") -> Launch:
-    """torchrun's reading of `command` (torchrun and its arguments) in `env`: with torch's parser ("torch"), the
-    model ("model"), or torch's when importable ("best"). A command line torchrun refuses raises SystemExit (the
-    parser) or ValueError (an integer that is not one)."""
+def parse_torchrun(command: list[str], env: Mapping[str, str]):
+    """torchrun's reading of `command` (torchrun and its arguments) in `env`, by train/preflight.py's model of torch
+    2.0.1's torchrun (tests/integration/test_torchrun_model.py holds it to torch's own): a preflight Launch, or
+    PreflightUsage (a ValueError) for a command line torchrun refuses."""
     assert command[0] == "torchrun", command
-    chosen = None if parser == "model" else torch_parser(env)
-    if chosen is None and parser == "torch":
-        raise LookupError("torch is not importable here")
-    return launch((chosen or model_parser(env)).parse_args(command[1:]))
+    return PREFLIGHT.parse_torchrun(command[1:], env)
 
 
 def preflight_and_torchrun(command: list[str], env: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """A container command that runs train/preflight.py in front of torchrun, read by the preflight's own argument
     reading: (the peers it checks, the torchrun command it execs)."""
-    from train import preflight
-
     assert command[:2] == ["python3", "train/preflight.py"], command
-    return preflight.split_command(command[2:], env)
-
-
-def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    return PREFLIGHT.split_command(command[2:], env)
 
 
 def example_dir(name: str) -> Path:

@@ -45,16 +45,14 @@ def arm64_overlay(test_overlay, tmp_path_factory):
 def arm64_image(docker_client, arm64_overlay):
     """The cpu variant built for linux/arm64 once per module (emulated); its tags removed at the end."""
     from tests.helpers.tags import TrackedTags
+    from torchdev.engine import Engine
     from torchdev.matrix import load_matrix
     from torchdev.project import plans_for
 
     if subprocess.run(["bash", str(ROOT / "scripts" / "emulation.sh"), "status"], capture_output=True).returncode:
         unavailable("linux/arm64 binaries do not run here: scripts/emulation.sh enable")
-    probe = subprocess.run(["docker", "create", "--pull", "never", "--platform", "linux/arm64", BASE, "true"],
-                           capture_output=True, text=True)
-    if probe.returncode:
+    if Engine(docker_client).image_platforms(BASE, ("linux/arm64",)) != ("linux/arm64",):
         unavailable(f"{BASE} has no linux/arm64 half: ./dev base --platform linux/amd64,linux/arm64")
-    subprocess.run(["docker", "rm", probe.stdout.strip()], capture_output=True)
     tracked = TrackedTags(docker_client)
     tracked.repository(REPOSITORY)
     started = time.monotonic()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, unavailable
+from torchdev.profile import SLURM_DOCKER, docker_run_arguments
 
 SLURM = ROOT / "scripts" / "slurm.sh"
 SBATCH = ROOT / "deploy" / "slurm" / "train.sbatch"
@@ -94,6 +95,8 @@ def test_slurm_variables_reach_torchrun_on_each_node(slurm_env, tmp_path):
         at = command.index("torchrun")
         assert command[at - 2:at] == ["python3", "train/preflight.py"], "the preflight runs torchrun"
         assert command[:2] == ["docker", "run"] and "--gpus" not in command  # this machine has no GPU
+        profile = docker_run_arguments(SLURM_DOCKER)  # the container profile, torchdev/profile.py
+        assert any(command[at:at + len(profile)] == profile for at in range(len(command))), command
     names = {command[command.index("--name") + 1] for _, command in nodes.values()}
     assert names == {f"torchdev-slurm-{job_id}-0", f"torchdev-slurm-{job_id}-1"}
 

@@ -9,8 +9,7 @@ from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_variant
 from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev.errors import UsageError
-from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, memlock_limit, parse_option,
-                           read_spec_devices,
+from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, parse_option, read_spec_devices,
                            request_for, start_failure)
 
 RUNC = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
@@ -152,14 +151,3 @@ def test_the_toolkits_refusals_become_a_cause_and_a_fix_in_one_line(output, caus
 def test_an_unknown_refusal_keeps_the_engines_last_line():
     assert start_failure("first\nexec: \"nope\": executable file not found in $PATH: unknown") == \
         "exec: \"nope\": executable file not found in $PATH"
-
-
-@pytest.mark.parametrize("environ, limit", [({}, -1), ({"TORCHDEV_MEMLOCK": "8388608"}, 8388608),
-                                            ({"TORCHDEV_MEMLOCK": "-1"}, -1)])
-def test_the_memlock_setting_is_bytes_or_unlimited(environ, limit):
-    assert memlock_limit(environ) == limit
-
-
-def test_a_malformed_memlock_setting_names_the_fix():
-    with pytest.raises(UsageError, match="TORCHDEV_MEMLOCK=8M is not a number of bytes or -1"):
-        memlock_limit({"TORCHDEV_MEMLOCK": "8M"})

@@ -1,8 +1,8 @@
 """`./dev k8s` and deploy/k8s, offline: the rendered manifests against the Kubernetes 1.28 schemas
 (kubernetes-validate, strict) and the PyTorchJob CRD's schema (vendored from training-operator v1.9.0) and its
 webhook; then each pod's command line, after the operator or the Job controller added its environment and the
-kubelet expanded $(VAR)s, read by torchrun's parser (torch's own when torch is importable, else the model of
-torch 2.0.1's in tests/helpers/k8s.py, which the last tests hold to torch's where torch is present).
+kubelet expanded $(VAR)s, read as torchrun reads it (train/preflight.py's model of torch 2.0.1's torchrun, which
+tests/integration/test_torchrun_model.py holds to torch's own parser in the test image).
 
 Nothing here runs a cluster, an operator or torchrun: what is proved is that the manifests are well-formed and say
 what torchrun needs, not that pods find each other or train."""
@@ -14,8 +14,7 @@ import kubernetes_validate
 import pytest
 
 from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, expand, indexed_job_env,
-                               model_parser, operator_env, parse_torchrun, preflight_and_torchrun, torch_available,
-                               vendored_crd, webhook_errors)
+                               operator_env, parse_torchrun, preflight_and_torchrun, vendored_crd, webhook_errors)
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.records import PushRecord, write_push_record
@@ -121,14 +120,6 @@ def pytorchjob_pods(document: dict):
         yield "Worker", index, index + 1
 
 
-def assert_preflight_reads(torchrun: list[str], env: dict, launch) -> None:
-    """train/preflight.py reads the pod's torchrun flags as torchrun does: it waits for the right host."""
-    ours = PREFLIGHT.parse_torchrun(torchrun[1:], env)
-    assert (ours.min_nodes, ours.max_nodes, ours.node_rank, ours.rdzv_backend, f"{ours.host}:{ours.port}") == \
-        (launch.min_nodes, launch.max_nodes, launch.node_rank, launch.rdzv_backend, launch.rdzv_endpoint)
-    assert int(ours.nproc_per_node) == launch.nproc_per_node
-
-
 @pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
 def test_each_pytorchjob_pod_runs_torchrun_as_its_node_of_one_static_rendezvous(job):
     document = k8s.pytorchjob(job)
@@ -138,15 +129,14 @@ def test_each_pytorchjob_pod_runs_torchrun_as_its_node_of_one_static_rendezvous(
         peers, torchrun = preflight_and_torchrun(argv(container, env), env)
         launch = parse_torchrun(torchrun, env)
         assert (launch.min_nodes, launch.max_nodes, launch.node_rank) == (job.nodes, job.nodes, rank)
-        # the preflight names every pod by the Service the operator gives it, and reads torchrun's flags alike
+        # the preflight names every pod by the Service the operator gives it
         expected = [f"{job.name}-master-0", *[f"{job.name}-worker-{i}" for i in range(job.nodes - 1)]]
         assert peers == (expected if job.nodes > 1 else [])
-        assert_preflight_reads(torchrun, env, launch)
-        assert launch.nproc_per_node == job.nproc_per_node
-        assert (launch.rdzv_backend, launch.rdzv_endpoint) == ("static", f"{job.name}-master-0:23456")
+        assert int(launch.nproc_per_node) == job.nproc_per_node
+        assert (launch.rdzv_backend, launch.host, launch.port) == ("static", f"{job.name}-master-0", 23456)
         assert launch.script == "train/train.py"
         assert launch.script_args == ("--device", job.device, *job.train_args)
-        assert int(env["WORLD_SIZE"]) == launch.max_nodes * launch.nproc_per_node  # the operator's count agrees
+        assert int(env["WORLD_SIZE"]) == launch.max_nodes * int(launch.nproc_per_node)  # the operator's count agrees
 
 
 @pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
@@ -160,13 +150,12 @@ def test_each_indexed_job_pod_runs_torchrun_as_node_index_with_pod_0_as_master(j
         launch = parse_torchrun(torchrun, env)
         expected = [f"{job.name}-{i}.{pod['spec']['subdomain']}" for i in range(job.nodes)]
         assert peers == (expected if job.nodes > 1 else [])
-        assert_preflight_reads(torchrun, env, launch)
         assert (launch.min_nodes, launch.max_nodes, launch.node_rank) == (job.nodes, job.nodes, index)
-        assert launch.nproc_per_node == job.nproc_per_node
+        assert int(launch.nproc_per_node) == job.nproc_per_node
         assert launch.rdzv_backend == "static"
         assert launch.script_args == ("--device", job.device, *job.train_args)
         # pod 0 is <job>-0 (the Job controller's hostname for index 0) in the Service named by its subdomain
-        assert launch.rdzv_endpoint == f"{batch['metadata']['name']}-0.{pod['spec']['subdomain']}:29500"
+        assert (launch.host, launch.port) == (f"{batch['metadata']['name']}-0.{pod['spec']['subdomain']}", 29500)
     assert batch["spec"]["parallelism"] == batch["spec"]["completions"] == job.nodes
     assert service["metadata"]["name"] == pod["spec"]["subdomain"]
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
@@ -182,6 +171,13 @@ def test_every_pod_gets_its_gpus_and_a_memory_backed_shm():
         shm = next(volume for volume in pod["volumes"] if volume["emptyDir"].get("medium") == "Memory")
         assert {"name": shm["name"], "mountPath": "/dev/shm"} in container["volumeMounts"]
     assert "resources" not in k8s.indexed_job(make_job(gpus=0))[1]["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("given, written", [("2Gi", "2Gi"), ("512Mi", "512Mi"), ("1.5Gi", "1536Mi"), ("8G", "8G")])
+def test_the_shm_size_given_is_the_empty_dirs_size_limit(given, written):
+    """The container profile (torchdev.profile.KUBERNETES) with the job's --shm-size, as Kubernetes counts it."""
+    volumes = k8s.indexed_job(make_job(shm_size=given))[1]["spec"]["template"]["spec"]["volumes"]
+    assert volumes == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": written}}]
 
 
 def test_a_variable_nobody_sets_stays_literal_and_torchrun_refuses_it():
@@ -210,25 +206,6 @@ def test_the_wait_for_the_master_survives_expansion_unchanged():
 ])
 def test_expansion_follows_the_kubelets_rules(text, env, expected):
     assert expand(text, env) == expected
-
-
-def test_the_torchrun_model_reads_pet_variables_for_flags_left_out():
-    args = model_parser({"PET_NNODES": "4", "PET_NODE_RANK": "3"}).parse_args(["--node-rank=1", "x.py", "--y"])
-    assert (args.nnodes, args.node_rank, args.training_script_args) == ("4", 1, ["--y"])
-    with pytest.raises(SystemExit):
-        model_parser({}).parse_args(["--nodes=2", "x.py"])
-
-
-@pytest.mark.skipif(not torch_available(), reason="torch is not installed on this host: the model stands in "
-                    "(it matched torch 2.0.1's own parser when it was written)")
-@pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
-def test_the_model_reads_the_rendered_commands_as_torch_does(job):
-    document = k8s.pytorchjob(job)
-    for replica, index, _ in pytorchjob_pods(document):
-        container = containers(document["spec"]["pytorchReplicaSpecs"][replica]["template"]["spec"], "pytorch")
-        env = container_env(container, operator_env(document, replica, index))
-        _, torchrun = preflight_and_torchrun(argv(container, env), env)
-        assert parse_torchrun(torchrun, env, parser="model") == parse_torchrun(torchrun, env, parser="torch")
 
 
 # --- the committed examples and the command -----------------------------------------------------------------------

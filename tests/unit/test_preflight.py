@@ -12,8 +12,8 @@ import time
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.torchrun_cases import ACCEPTED, REFUSED
 from train import preflight as pf
-from tests.helpers.k8s import model_parser, torch_parser
 
 IfAddr = pf.IfAddr
 MIB = 2**20
@@ -98,33 +98,18 @@ def test_flags_left_out_come_from_pet_variables_as_in_torchrun():
     assert launch(env={"PET_STANDALONE": "1"}).standalone
 
 
-@pytest.mark.parametrize("args", [
-    ["--nnodes", "2:1"], ["--nnodes", "two"], ["--nnodes", "1:2:3"], ["--nodes", "2"],
-    ["--node-rank", "$(PET_NODE_RANK)"], ["--rdzv-conf", "join_timeout"],
-    ["--rdzv-backend", "c10d", "--rdzv-endpoint", "h:99999"], ["--rdzv-backend", "static", "--rdzv-endpoint", "h"],
-])
-def test_what_torchrun_refuses_is_refused(args):
+@pytest.mark.parametrize("argv, env", REFUSED)
+def test_what_torchrun_refuses_is_refused(argv, env):
+    """tests/integration/test_torchrun_model.py checks that torch 2.0.1 refuses each of these too."""
     with pytest.raises(pf.PreflightUsage):
-        launch(*args)
+        pf.parse_torchrun(argv, env)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--nnodes=2", "--node-rank=1", "--nproc-per-node=2", "--rdzv-backend=c10d", "--rdzv-endpoint=h:1", "x.py"],
-    ["--nnodes", "1:3", "--nproc_per_node", "auto", "--rdzv_conf", "join_timeout=5", "-m", "pkg", "--flag"],
-    ["--standalone", "--max-restarts", "3", "--monitor-interval", "1", "x.py", "--nnodes", "9"],
-    ["--master_addr", "m", "--master_port", "7", "--node_rank", "1", "--nnodes", "2", "x.py"],
-    ["-r", "3", "-t", "1", "--log-dir", "/tmp/l", "--no-python", "--start-method", "fork", "bash", "-c", "x"],
-])
-def test_the_parser_agrees_with_torch_2_0_1s(argv):
-    """The model of torch 2.0.1's parser in tests/helpers/k8s.py (held to torch's own where torch is installed),
-    and torch's own parser when importable."""
-    ours = pf.torchrun_parser({}).parse_args(argv)
-    parsers = [model_parser({})] + [parser for parser in [torch_parser({})] if parser is not None]
-    for reference in parsers:
-        theirs = reference.parse_args(argv)
-        for name in ("nnodes", "nproc_per_node", "rdzv_backend", "rdzv_endpoint", "rdzv_conf", "standalone",
-                     "node_rank", "master_addr", "master_port", "training_script", "training_script_args"):
-            assert getattr(ours, name) == getattr(theirs, name), name
+@pytest.mark.parametrize("argv, env", ACCEPTED)
+def test_what_torchrun_accepts_is_read_up_to_the_script_and_the_rest_is_the_scripts(argv, env):
+    """And that torch reads each of these as the model does."""
+    launch = pf.parse_torchrun(argv, env)
+    assert [launch.script, *launch.script_args] == argv[argv.index(launch.script):]
 
 
 def test_the_timeout_is_the_rendezvous_timeout_unless_overridden():
