@@ -101,11 +101,16 @@ def test_a_missing_image_names_the_build_command_instead_of_pulling(project):
 @pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]])
 def test_compose_files_validate(docker_client, files):
     args = [arg for name in files for arg in ("-f", name)]
+    env = {key: value for key, value in os.environ.items() if key not in ("TORCHDEV_SHM_SIZE", "TORCHDEV_RUN_AS")}
     result = subprocess.run(["docker", "compose", *args, "config", "--format", "json"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=False)
+                            text=True, timeout=60, check=False, env=env)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == {"train", "dev", "smoke"}
     reservations = services["train"].get("deploy", {}).get("resources", {}).get("reservations", {})
     assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in files)
-    assert services["train"]["init"] is True and services["train"]["ipc"] == "host"
+    train = services["train"]
+    assert train["init"] is True and train["ipc"] == "private" and train["shm_size"] == "8589934592"
+    assert train["security_opt"] == ["no-new-privileges:true"] and train["cap_drop"] == ["ALL"]
+    assert sorted(train["cap_add"]) == ["DAC_READ_SEARCH", "SETGID", "SETUID"]
+    assert "TORCHDEV_RUN_AS" not in train["environment"], "passed on only where the host sets it"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, unavailable
-from torchdev.profile import SLURM_DOCKER, docker_run_arguments
+from torchdev.profile import SLURM_DOCKER, docker_run_arguments, docker_run_entry
 
 SLURM = ROOT / "scripts" / "slurm.sh"
 SBATCH = ROOT / "deploy" / "slurm" / "train.sbatch"
@@ -95,8 +95,12 @@ def test_slurm_variables_reach_torchrun_on_each_node(slurm_env, tmp_path):
         at = command.index("torchrun")
         assert command[at - 2:at] == ["python3", "train/preflight.py"], "the preflight runs torchrun"
         assert command[:2] == ["docker", "run"] and "--gpus" not in command  # this machine has no GPU
-        profile = docker_run_arguments(SLURM_DOCKER)  # the container profile, torchdev/profile.py
+        profile = docker_run_arguments(SLURM_DOCKER, slurm_env)  # the container profile, as bash expands it
         assert any(command[at:at + len(profile)] == profile for at in range(len(command))), command
+        assert "--cap-drop=ALL" in command and "--ipc=host" not in command
+        entry = docker_run_entry(SLURM_DOCKER)  # run-as-owner.sh, between the image and the command
+        image_at = command.index("torchdev-test:cpu")
+        assert command[image_at + 1:image_at + 1 + len(entry) + 2] == [*entry, "python3", "train/preflight.py"]
     names = {command[command.index("--name") + 1] for _, command in nodes.values()}
     assert names == {f"torchdev-slurm-{job_id}-0", f"torchdev-slurm-{job_id}-1"}
 
