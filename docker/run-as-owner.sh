@@ -6,8 +6,9 @@
 # line; as root only when asked by name, TORCHDEV_RUN_AS=root.
 #
 # The container keeps only the capabilities this needs (torchdev/profile.py, OWNER_CAPABILITIES): SETUID and SETGID
-# for setpriv, DAC_READ_SEARCH for `sh` to read this file in a checkout only its owner may enter. HOME is made after
-# the switch, by the user, so no CHOWN. setpriv to a non-root user clears every capability: COMMAND has none, and
+# for setpriv, DAC_READ_SEARCH for `sh` to read this file in a checkout only its owner may enter, and KILL for the
+# init in front of it (PID 1, root) to forward signals to COMMAND once it is another user's. HOME is made after the
+# switch, by the user, so no CHOWN. setpriv to a non-root user clears every capability: COMMAND has none, and
 # no-new-privileges keeps it so.
 set -eu
 

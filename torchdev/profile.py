@@ -19,7 +19,7 @@ The places that start such containers differ in three ways, and only there; thos
   torchdev container needs it (every rank of a node runs in one container; docs/security.md says when one might).
 - `user`: root, which docker/run-as-owner.sh drops at once to the owner of the mounted /workspace, or to the
   image's user torchdev when root owns it (compose and Slurm's Docker runtime: what the job writes belongs to
-  whoever started it), keeping the three capabilities that takes; or the image's own non-root user torchdev,
+  whoever started it), keeping the four capabilities that takes; or the image's own non-root user torchdev,
   with no capability at all (the smoke suite, the dev containers, whose CLI gives torchdev the host user's UID,
   Kubernetes, the benchmark).
 - `bytecode`: whether Python may write __pycache__ folders; not into a bind-mounted checkout by compose, Slurm,
@@ -114,9 +114,13 @@ OWNER_CAPABILITIES = (
     Capability("SETGID", "setpriv --regid --clear-groups: take that user's group and drop root's"),
     Capability("DAC_READ_SEARCH", "read run-as-owner.sh in a checkout only its owner may enter (umask 027 or 077): "
                                   "without it root is refused like any other user"),
+    Capability("KILL", "docker-init, PID 1 and still root, forwards Ctrl-C and SIGTERM to the command, which runs as "
+                       "another user after the switch: without it the signal is refused and the trainer never stops "
+                       "cleanly"),
 )
-"""What run-as-owner.sh needs, found by trying (docs/security.md): it makes HOME after the switch, as the user, so
-no CHOWN; setpriv to a non-root user clears every capability, so the command itself runs with none."""
+"""What run-as-owner.sh and the init in front of it need, found by trying (docs/security.md): it makes HOME after the
+switch, as the user, so no CHOWN; setpriv to a non-root user clears every capability, so the command itself runs
+with none."""
 WORKSPACE_OWNER = User("root", ("sh", "/workspace/docker/run-as-owner.sh"), OWNER_CAPABILITIES, (RUN_AS_VARIABLE,))
 """Root, dropped by docker/run-as-owner.sh to the owner of /workspace (the host user who mounted it), or to torchdev
 when root owns it; root only with TORCHDEV_RUN_AS=root. Started through `sh`, which needs only to read the script."""

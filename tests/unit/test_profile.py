@@ -22,7 +22,7 @@ from torchdev.profile import (BENCHMARK, COMPOSE, COMPOSE_NODE, DEV_CONTAINER, G
 OWNER_SCRIPT = "/workspace/docker/run-as-owner.sh"
 OWNER_ENTRYPOINT = ("sh", OWNER_SCRIPT)
 PROFILES = (COMPOSE, COMPOSE_NODE, SLURM_DOCKER, DEV_CONTAINER, SMOKE, BENCHMARK, KUBERNETES)
-OWNER_CAPABILITIES = ["SETUID", "SETGID", "DAC_READ_SEARCH"]
+OWNER_CAPABILITIES = ["SETUID", "SETGID", "DAC_READ_SEARCH", "KILL"]
 PRIVILEGES = ["--security-opt=no-new-privileges:true", "--cap-drop=ALL"]
 
 
@@ -110,7 +110,7 @@ def test_an_sdk_container_as_the_workspace_owner_starts_through_run_as_owner_wit
 def test_docker_run_arguments_for_slurm_and_the_benchmark():
     assert docker_run_arguments(SLURM_DOCKER) == [
         "--init", "--ipc=private", "--shm-size=${TORCHDEV_SHM_SIZE:-8g}", "--ulimit=stack=67108864", *PRIVILEGES,
-        "--cap-add=SETUID", "--cap-add=SETGID", "--cap-add=DAC_READ_SEARCH", "--user=root",
+        "--cap-add=SETUID", "--cap-add=SETGID", "--cap-add=DAC_READ_SEARCH", "--cap-add=KILL", "--user=root",
         "--env=PYTHONDONTWRITEBYTECODE=1", "--env=TORCHDEV_RUN_AS", "--entrypoint=sh"]
     assert docker_run_entry(SLURM_DOCKER) == [OWNER_SCRIPT] and docker_run_entry(BENCHMARK) == []
     assert docker_run_arguments(BENCHMARK, {"TORCHDEV_SHM_SIZE": "16g"}) == [
@@ -256,10 +256,10 @@ def test_a_drifted_sbatch_array_names_the_array_and_the_line_to_write(tmp_path):
     path = copy(tmp_path, "deploy/slurm/train.sbatch") / "deploy" / "slurm" / "train.sbatch"
     edit(path, "--cap-add=DAC_READ_SEARCH ", "")
     message = sbatch_drift(path, SBATCH_ARRAYS, "SLURM_DOCKER")
-    assert "deploy/slurm/train.sbatch differs" in message and "--cap-add=SETGID --user=root" in message
+    assert "deploy/slurm/train.sbatch differs" in message and "--cap-add=SETGID --cap-add=KILL --user=root" in message
     assert ('local profile=(--init --ipc=private "--shm-size=${TORCHDEV_SHM_SIZE:-8g}" --ulimit=stack=67108864 '
             '--security-opt=no-new-privileges:true --cap-drop=ALL --cap-add=SETUID --cap-add=SETGID '
-            '--cap-add=DAC_READ_SEARCH --user=root') in message
+            '--cap-add=DAC_READ_SEARCH --cap-add=KILL --user=root') in message
     assert "entry=" not in message.split("fix:")[0], "only the array that differs is named"
 
 
