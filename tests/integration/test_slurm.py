@@ -163,13 +163,21 @@ def test_a_failed_preflight_fails_the_job_in_one_line_per_node(slurm_env, tmp_pa
 
 # --- Needs the Docker engine and the test image (the session fixture built_image in tests/conftest.py). ---
 
+SUBMITTER = 4242
+"""The owner of the submitted folder: not root (run-as-owner.sh would run the job as torchdev, who may not write a
+root-owned folder) and not the image's 1000, so files it owns can only come from the run-as-owner entrypoint."""
+
+
 @pytest.fixture()
 def workspace(tmp_path):
-    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own."""
+    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own, owned
+    by the submitting user."""
     path = tmp_path / "workspace"
     path.mkdir()
     for name in ("docker", "train"):
         shutil.copytree(ROOT / name, path / name)
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, SUBMITTER, SUBMITTER)
     return path
 
 
@@ -191,6 +199,8 @@ def test_docker_runtime_trains_with_world_size_2(slurm_env, built_image, docker_
     assert len(digests) == 2 and len(set(digests)) == 1, f"ranks ended apart: {digests}"
     run_dir = workspace / "runs" / "mlp"
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert {path.stat().st_uid for path in [run_dir, *run_dir.iterdir()]} == {SUBMITTER}, "the submitter's files"
+    assert "run-as-owner" not in text, text
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["world_size"] for m in metrics] == [2, 2] and metrics[-1]["loss"] < metrics[0]["loss"]
     assert docker_client.containers.list(all=True, filters={"name": f"torchdev-slurm-{job_id}-"}) == []
