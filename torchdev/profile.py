@@ -6,7 +6,7 @@ workers and forwards Ctrl-C and SIGTERM to the trainer, more shared memory than 
 (DataLoader workers and NCCL pass tensors through it), and with GPUs locked memory (pinned host memory for CUDA
 copies and NCCL), unlimited unless TORCHDEV_MEMLOCK says how much an engine allows (rootless Docker refuses more).
 And no more privilege than that needs: `no-new-privileges` (no setuid binary or file capability raises a process
-above what it started with), every capability dropped but the few the entrypoint uses, each named below with why
+above what it started with), every capability dropped but the few the entrypoint and its init use, each named with why
 (docs/security.md, "Users and privileges").
 
 The places that start such containers differ in three ways, and only there; those are the profile's parameters:

@@ -134,7 +134,8 @@ def test_a_rendezvous_on_the_first_nodes_private_address_goes_ahead_without_a_wo
 
 def test_a_rendezvous_host_that_is_not_the_jobs_first_node_is_refused_naming_it(tmp_path):
     """Every node would be a client of a store someone else runs, and the store hands out pickled state."""
-    result = batch(tmp_path, TORCHDEV_RDZV_HOST="store.example.org", FAKE_HOSTS="n1=10.1.0.1,store.example.org=203.0.113.9")
+    result = batch(tmp_path, TORCHDEV_RDZV_HOST="store.example.org",
+                   FAKE_HOSTS="n1=10.1.0.1,store.example.org=203.0.113.9")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == ("torchdev-slurm: TORCHDEV_RDZV_HOST=store.example.org (203.0.113.9) is not this job's "
                              "first node (n1), where the rendezvous store must run: unset it, or name an address of "
