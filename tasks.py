@@ -133,11 +133,13 @@ def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compr
             "gpus": "GPUs per node, one process each (default 1 for a CUDA variant, 0 for cpu)",
             "nproc": "processes per node without GPUs (default 1)",
             "name": "job name (default torchdev-VARIANT)", "shm_size": "/dev/shm per pod (default 2Gi)",
+            "cpu": "CPUs each pod requests (default: one per process)",
+            "memory": "memory each pod requests (default: 4Gi per process plus --shm-size)",
             "train_args": "train/train.py's flags (default '--task mlp')",
             "out": "folder to write into (default reports/k8s/NAME)", "overlay": OVERLAY_HELP})
 def k8s(c, variant, image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
-        out=None, overlay=None):
+        out=None, overlay=None, cpu=None, memory=None):
     """Kubernetes manifests for train/train.py: a Kubeflow PyTorchJob and an Indexed Job, the image by digest."""
     commands.exit_on_error(lambda: commands.k8s(variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc,
                                                 name=name, shm_size=shm_size, train_args=train_args, out=out,
-                                                overlay=overlay))
+                                                overlay=overlay, cpu=cpu, memory=memory))

@@ -5,8 +5,8 @@
 
 Native and container runs alternate, so drift in the machine's load hits both alike; the table shows
 the median samples/s of each and their ratio (target: container / native >= 0.97). The container starts as
-torchdev.profile.BENCHMARK says (compose's settings: init, the host's IPC, a 64 MiB stack; as the image's user),
-with the repository mounted at /workspace.
+torchdev.profile.BENCHMARK says (compose's settings: init, a /dev/shm of its own of TORCHDEV_SHM_SIZE, a 64 MiB
+stack, no-new-privileges and no capability; as the image's user), with the repository mounted at /workspace.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     program = ["train/train.py", "--task", args.task, "--benchmark", "--bench-steps", str(args.steps)]
     native = [args.native_python, *program]
-    container = ["docker", "run", "--rm", *docker_run_arguments(BENCHMARK), "-v", f"{ROOT}:/workspace",
+    container = ["docker", "run", "--rm", *docker_run_arguments(BENCHMARK, os.environ), "-v", f"{ROOT}:/workspace",
                  "-w", "/workspace", args.image, "python", *program]
     results: dict[str, list[float]] = {"native": [], "container": []}
     versions = {}

@@ -13,7 +13,8 @@ SHM = "/dev/shm"
 # Two workers, prefetch 2, ImageNet-sized float32 batches of 64 (38.5 MiB each) keep about 154 MiB in
 # flight; 256 MiB leaves room for that. Docker's default of 64 MiB does not.
 MIN_SHM_BYTES = 256 * 2**20
-ADVICE = "run the container with --ipc=host or a larger --shm-size (e.g. --shm-size=1g)"
+ADVICE = ("run the container with a larger --shm-size (e.g. --shm-size=8g; torchdev's compose services and dev "
+          "containers read TORCHDEV_SHM_SIZE)")
 
 
 def shm_report():

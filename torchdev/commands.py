@@ -337,7 +337,8 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
 
 
 def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, nproc: str | int | None,
-        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None) -> int:
+        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None,
+        cpu: str | None = None, memory: str | None = None) -> int:
     """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest, and what to run next.
     With --image: the PyTorchJob and the Indexed Job for that image."""
     gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
@@ -356,7 +357,8 @@ def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, 
         raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
                          "processes")
     job = kube.train_job(name=name, image=image, nodes=nodes, gpus_per_node=1 if gpus is None and chosen.cuda
-                         else gpus or 0, nproc_per_node=nproc, shm_size=shm_size, train_args=train_args)
+                         else gpus or 0, nproc_per_node=nproc, shm_size=shm_size, train_args=train_args, cpu=cpu,
+                         memory=memory)
     for file_name, text in kube.manifests(job, variant=chosen.name).items():
         write_atomically(folder / file_name, text)
         print(f"wrote {folder / file_name}")

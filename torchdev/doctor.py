@@ -13,6 +13,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec, Engine,
                              EngineError, EngineUnreachable, RunResult, RunStatus, cli_plugin, probe)
@@ -23,7 +24,8 @@ from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, fi
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
 from torchdev.platforms import Platform
-from torchdev.profile import DEV_CONTAINER, UNLIMITED, sdk_limits
+from torchdev.profile import (DEFAULT_SHM, DEV_CONTAINER, SHM_VARIABLE, SIZED_BY_SETTING, UNLIMITED, docker_size,
+                              sdk_limits, sdk_security, shm_bytes)
 from torchdev.project import MANIFEST_IN_IMAGE, native_platform, plans_for
 from torchdev.table import human_size, render_table
 
@@ -53,8 +55,9 @@ DESKTOP_GPU_FIX = ("Docker Desktop gives GPUs only on Windows (WSL 2 backend, NV
                    "nvidia-smi`")
 DRIVER_FIX = ("the NVIDIA driver is installed but does not answer: reboot after a driver or kernel update, "
               "or reinstall the driver (`nvidia-smi` must list the GPUs)")
-SHM_FIX = ("compose's `ipc: host` shares this /dev/shm with DataLoader workers and NCCL: enlarge it "
-           "(`sudo mount -o remount,size=8G /dev/shm`, and in /etc/fstab) or run with --shm-size=8g instead")
+SHM_FIX = (f"DataLoader workers and NCCL pass tensors through /dev/shm and die with a bus error when it fills: set "
+           f"{SHM_VARIABLE}={docker_size(DEFAULT_SHM)} (the default) or more; compose, the dev containers, Slurm's "
+           f"Docker runtime and the benchmark read it")
 MEMLOCK_FIX = ("GPU runs ask for unlimited locked memory (pinned memory for CUDA and NCCL), which rootless and "
                "sandboxed engines refuse: for the CUDA dev containers set TORCHDEV_MEMLOCK to what the engine allows "
                "(e.g. TORCHDEV_MEMLOCK=8388608) before `devcontainer up` or starting VS Code (.devcontainer/README.md)")
@@ -241,11 +244,17 @@ def memlock_check(result: RunResult | None, *, rootless: bool) -> CheckResult:
     return CheckResult("memlock", WARN, detail, MEMLOCK_FIX)
 
 
-def shm_check(size: int | None) -> CheckResult:
-    """The host's /dev/shm, which `ipc: host` (compose.yaml) gives containers; without it Docker gives 64 MiB."""
-    if size is None:
-        return CheckResult("/dev/shm", SKIP, "no /dev/shm on this host (the engine's VM has its own)")
-    detail = f"{human_size(size)} (a plain `docker run` gets 64 MiB unless --ipc=host or --shm-size)"
+def shm_check(environ: Mapping[str, str]) -> CheckResult:
+    """The /dev/shm the containers people start get (torchdev.profile): a tmpfs of their own, TORCHDEV_SHM_SIZE
+    (8g unless set), in place of Docker's 64 MiB; never the host's, whose size therefore no longer matters."""
+    try:
+        size = shm_bytes(SIZED_BY_SETTING, environ)
+    except UsageError as error:
+        cause, _, fix = str(error).partition(": ")
+        return CheckResult("/dev/shm", FAIL, cause, fix)
+    setting = environ.get(SHM_VARIABLE)
+    source = f"{SHM_VARIABLE}={setting}" if setting else f"the default; {SHM_VARIABLE} sets it"
+    detail = f"containers get a /dev/shm of their own of {human_size(size)} ({source}; Docker's default is 64 MiB)"
     if size < SHM_MIN:
         return CheckResult("/dev/shm", WARN, detail, SHM_FIX)
     return CheckResult("/dev/shm", OK, detail)
@@ -294,7 +303,7 @@ def diagnose(matrix: Matrix) -> list[CheckResult]:
                                   wsl="microsoft" in platform.release().lower()),
                 gpus_result,
                 *_variant_checks(engine, matrix, gpus),
-                shm_check(_shm_size()),
+                shm_check(os.environ),
                 _memlock(engine, info, images),
                 _disk(info.get("DockerRootDir"))]
     finally:
@@ -353,7 +362,8 @@ def _memlock(engine: ContainerEngine | None, info: dict, images: list[str]) -> C
     rootless = any("rootless" in option for option in info.get("SecurityOptions") or [])
     if not images:
         return memlock_check(None, rootless=rootless)
-    spec = ContainerSpec(images[0], ("true",), limits=sdk_limits(DEV_CONTAINER, memlock=UNLIMITED), entrypoint=())
+    spec = ContainerSpec(images[0], ("true",), limits=sdk_limits(DEV_CONTAINER, memlock=UNLIMITED), entrypoint=(),
+                         **sdk_security(DEV_CONTAINER))
     return memlock_check(engine.run(spec, timeout=PROBE_TIMEOUT), rootless=rootless)
 
 
@@ -368,13 +378,6 @@ def _nvidia_smi() -> CommandResult | None:
     if answer and answer.status != 0 and "compute_cap" in answer.output:
         answer = probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"], timeout=PROBE_TIMEOUT)
     return answer
-
-
-def _shm_size() -> int | None:
-    if not Path("/dev/shm").is_dir():
-        return None
-    stats = os.statvfs("/dev/shm")
-    return stats.f_blocks * stats.f_frsize
 
 
 def _disk(root: str | None) -> CheckResult:

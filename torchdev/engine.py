@@ -141,6 +141,13 @@ class ContainerSpec:
     entrypoint: tuple[str, ...] | None = None
     platform: str | None = None
     """Which platform of a multi-platform image to run (linux/arm64 runs emulated on an amd64 engine)."""
+    security_options: tuple[str, ...] = ()
+    """`--security-opt` values: no-new-privileges:true keeps setuid binaries and file capabilities from raising
+    a process above what it started with."""
+    cap_drop: tuple[str, ...] = ()
+    """Capabilities taken from the engine's default set (ALL: every one)."""
+    cap_add: tuple[str, ...] = ()
+    """Capabilities given back after cap_drop (SETUID, ...)."""
 
 
 class RunStatus(enum.Enum):
@@ -508,6 +515,9 @@ def _create_options(spec: ContainerSpec) -> dict:
         "ulimits": [Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard) for limit in spec.limits],
         "device_requests": _device_requests(spec.gpus),
     }
+    privileges = {"security_opt": list(spec.security_options), "cap_drop": list(spec.cap_drop),
+                  "cap_add": list(spec.cap_add)}
+    options.update({key: value for key, value in privileges.items() if value})
     optional = {"shm_size": spec.shm_size, "user": spec.user, "platform": spec.platform,
                 "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None}
     return {**options, **{key: value for key, value in optional.items() if value is not None}}

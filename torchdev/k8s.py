@@ -10,6 +10,13 @@ store, so global rank 0 (the one that logs and writes runs/) is always in that p
 itself and ignores --node-rank. The images hold no training code, so the pods run a job image built FROM the
 pushed torchdev image with train/ added (`job_dockerfile`); the manifests name it by digest.
 
+Both are locked down for a namespace that enforces the Pod Security Standards' "restricted" profile (every
+container, the init container too: the image's user by number, no privilege escalation, no capability, the
+runtime's seccomp profile; no service account token), ask for CPU and memory (requests, no limits), and come with
+a NetworkPolicy that lets only the job's own pods in: the rendezvous store and NCCL/gloo are unauthenticated and
+use ephemeral ports, so every port is open between the job's pods and none to anything else; out, they reach each
+other and DNS.
+
 Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as YAML.
 """
 from __future__ import annotations
@@ -24,8 +31,8 @@ from pathlib import Path
 import yaml
 
 from torchdev.errors import TorchdevError, UsageError
-from torchdev.profile import (KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
-                              kubernetes_quantity)
+from torchdev.profile import (GIB, KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
+                              kubernetes_quantity, kubernetes_security_context)
 from torchdev.records import RecordError, push_record_path, read_push_record
 
 PYTORCHJOB_PORT = 23456
@@ -44,20 +51,32 @@ WORKDIR = "/workspace"
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+CPU_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
          "Ti": 1 << 40}
 DEFAULT_SHM = kubernetes_quantity(KUBERNETES.shm.size)
+MEMORY_PER_PROCESS = 4 * GIB
+"""The default memory request is this per training process plus the /dev/shm emptyDir (memory the pod is charged
+for as it fills): a model, its optimizer state and a DataLoader's batches on the host side of a GPU, or on CPU."""
+INIT_REQUESTS = {"cpu": "10m", "memory": "64Mi"}
+"""The init container's: it only waits for a DNS name."""
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 
 
 @dataclass(frozen=True)
 class TrainJob:
-    """What every pod of the job runs: the image (by digest), how many nodes, processes and GPUs per node."""
+    """What every pod of the job runs: the image (by digest), how many nodes, processes and GPUs per node, and what
+    each pod requests."""
 
     name: str
     image: str
     nodes: int
     nproc_per_node: int
     gpus_per_node: int
+    cpu: str
+    """CPU each pod requests (a Kubernetes quantity: 8, 500m)."""
+    memory: str
+    """Memory each pod requests (32Gi)."""
     shm_size: str = DEFAULT_SHM
     train_args: tuple[str, ...] = ("--task", "mlp")
 
@@ -87,8 +106,15 @@ def quantity_bytes(quantity: str) -> int:
     return math.ceil(Fraction(number) * UNITS[unit])
 
 
+def default_requests(nproc_per_node: int, shm_size: str) -> tuple[str, str]:
+    """CPU and memory a pod requests unless told: a core per training process (more for DataLoader workers), and
+    MEMORY_PER_PROCESS per process plus the /dev/shm emptyDir."""
+    return str(nproc_per_node), kubernetes_quantity(nproc_per_node * MEMORY_PER_PROCESS + quantity_bytes(shm_size))
+
+
 def train_job(*, name: str, image: str, nodes: int, gpus_per_node: int, nproc_per_node: int | None = None,
-              shm_size: str = DEFAULT_SHM, train_args: str = "--task mlp") -> TrainJob:
+              shm_size: str = DEFAULT_SHM, train_args: str = "--task mlp", cpu: str | None = None,
+              memory: str | None = None) -> TrainJob:
     """A TrainJob from command-line values, or a UsageError naming the value to change."""
     if not DNS_1035.match(name) or len(name) > NAME_MAX:
         raise UsageError(f"--name {name}: use lower-case letters, digits and '-', starting with a letter, at most "
@@ -108,8 +134,14 @@ def train_job(*, name: str, image: str, nodes: int, gpus_per_node: int, nproc_pe
         raise UsageError(f"--nproc {nproc}: at least 1")
     if not QUANTITY.match(shm_size):
         raise UsageError(f"--shm-size {shm_size}: a Kubernetes quantity such as 2Gi or 512Mi")
+    if cpu is not None and (not CPU_QUANTITY.match(cpu) or not Fraction(cpu.rstrip("m"))):
+        raise UsageError(f"--cpu {cpu}: CPUs each pod requests, a Kubernetes quantity such as 8 or 500m")
+    if memory is not None and (not QUANTITY.match(memory) or not quantity_bytes(memory)):
+        raise UsageError(f"--memory {memory}: memory each pod requests, a Kubernetes quantity such as 32Gi")
+    default_cpu, default_memory = default_requests(nproc, shm_size)
     return TrainJob(name=name, image=image, nodes=nodes, nproc_per_node=nproc, gpus_per_node=gpus_per_node,
-                    shm_size=shm_size, train_args=tuple(shlex.split(train_args)))
+                    shm_size=shm_size, train_args=tuple(shlex.split(train_args)), cpu=cpu or default_cpu,
+                    memory=memory or default_memory)
 
 
 def torchrun_args(*, nnodes: str, node_rank: str, nproc_per_node: str, master_addr: str, master_port: str,
@@ -128,11 +160,13 @@ def preflight_command(peers: list[str]) -> list[str]:
 
 
 def _container(job: TrainJob, *, name: str, args: list[str], port: dict, peers: list[str]) -> dict:
-    container = {"name": name, "image": job.image, "workingDir": WORKDIR, "command": preflight_command(peers),
-                 "args": args, "ports": [port], **kubernetes_container(job.profile)}
+    """The training container: requests for CPU and memory (no limits: a memory limit below what a step needs
+    kills the job; sites that want limits set them by LimitRange), GPUs as a limit (extended resources are)."""
+    resources: dict = {"requests": {"cpu": job.cpu, "memory": job.memory}}
     if job.gpus_per_node:
-        container["resources"] = {"limits": {"nvidia.com/gpu": job.gpus_per_node}}
-    return container
+        resources["limits"] = {"nvidia.com/gpu": job.gpus_per_node}
+    return {"name": name, "image": job.image, "workingDir": WORKDIR, "command": preflight_command(peers),
+            "args": args, "ports": [port], "resources": resources, **kubernetes_container(job.profile)}
 
 
 def _pod_spec(job: TrainJob, container: dict, **extra) -> dict:
@@ -143,6 +177,20 @@ def _pod_spec(job: TrainJob, container: dict, **extra) -> dict:
 
 def labels(job: TrainJob) -> dict[str, str]:
     return {"app.kubernetes.io/name": "torchdev-train", "app.kubernetes.io/instance": job.name}
+
+
+def network_policy(job: TrainJob) -> dict:
+    """Only the job's own pods reach the job's pods, on every port: the rendezvous store (its fixed port) and
+    NCCL/gloo (ephemeral ports) are unauthenticated and trust whoever connects. Out, the pods reach each other and
+    DNS (port 53 anywhere: cluster DNS or a node-local cache); nothing else, so a data store the training reads needs
+    a rule added. Applies as soon as the cluster's network plugin enforces NetworkPolicy (most do; kubenet and
+    flannel alone do not)."""
+    own_pods = {"podSelector": {"matchLabels": labels(job)}}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": job.name, "labels": labels(job)},
+            "spec": {"podSelector": {"matchLabels": labels(job)}, "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [{"from": [own_pods]}],
+                     "egress": [{"to": [own_pods]}, {"ports": [dict(port) for port in DNS_PORTS]}]}}
 
 
 def pytorchjob(job: TrainJob) -> dict:
@@ -179,7 +227,9 @@ def wait_for_master(job: TrainJob) -> dict:
     the script: Kubernetes would read `$(...)` in a command as a variable reference."""
     script = f"until getent hosts {job.master_host}; do echo waiting for {job.master_host}; sleep 2; done"
     return {"name": "wait-for-master", "image": job.image,
-            "command": ["timeout", str(DNS_WAIT_S), "sh", "-c", script]}
+            "command": ["timeout", str(DNS_WAIT_S), "sh", "-c", script],
+            "resources": {"requests": dict(INIT_REQUESTS)},
+            "securityContext": kubernetes_security_context(job.profile)}
 
 
 def indexed_job(job: TrainJob) -> list[dict]:
@@ -238,20 +288,22 @@ def render_command(job: TrainJob, *, variant: str) -> str:
     nproc = "" if job.gpus_per_node else f" --nproc {job.nproc_per_node}"
     train_args = shlex.quote(shlex.join(job.train_args))
     return (f"./dev k8s --variant {variant} --image {job.image} --nodes {job.nodes} --gpus {job.gpus_per_node}"
-            f"{nproc} --name {job.name} --shm-size {job.shm_size} --train-args {train_args}")
+            f"{nproc} --name {job.name} --shm-size {job.shm_size} --cpu {job.cpu} --memory {job.memory} "
+            f"--train-args {train_args}")
 
 
 def manifests(job: TrainJob, *, variant: str) -> dict[str, str]:
-    """File name -> YAML: the PyTorchJob and the Indexed Job, each saying how it was made and how to apply it."""
+    """File name -> YAML: the PyTorchJob and the Indexed Job, each with the job's NetworkPolicy, saying how it was
+    made and how to apply it."""
     made = f"Rendered by torchdev (deploy/k8s/README.md) with:\n  {render_command(job, variant=variant)}"
     world = (f"{job.nodes} {_plural(job.nodes, 'node')} x {job.nproc_per_node} {_plural(job.nproc_per_node, 'process')}"
              + (f" on {job.gpus_per_node} {_plural(job.gpus_per_node, 'GPU')} each" if job.gpus_per_node
                 else ", CPU only"))
     return {
-        "pytorchjob.yaml": to_yaml([pytorchjob(job)], header=(
+        "pytorchjob.yaml": to_yaml([network_policy(job), pytorchjob(job)], header=(
             f"Kubeflow PyTorchJob (kubeflow.org/v1, training operator v1.7 or later): {world}.\n{made}\n"
             f"Apply: kubectl apply -f pytorchjob.yaml; logs: kubectl logs -f {job.name}-master-0")),
-        "indexed-job.yaml": to_yaml(indexed_job(job), header=(
+        "indexed-job.yaml": to_yaml([network_policy(job), *indexed_job(job)], header=(
             f"Indexed Job + headless Service, no operator needed (Kubernetes 1.24+): {world}.\n{made}\n"
             f"Apply: kubectl apply -f indexed-job.yaml; logs: kubectl logs -f -l job-name={job.name} --prefix")),
     }

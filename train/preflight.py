@@ -56,8 +56,8 @@ DEFAULT_TIMEOUT_S = 600.0  # c10d's default join_timeout (torchrun's static back
 DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}  # parse_rendezvous_endpoint's default_port per backend
 RETRY_INTERVAL_S = 1.0
 SHM = "/dev/shm"
-SHM_FIX = ("docker run --shm-size=1g (or --ipc=host), compose `shm_size: 1gb` (or `ipc: host`), Kubernetes an "
-           "emptyDir with medium: Memory mounted at /dev/shm")
+SHM_FIX = ("docker run --shm-size=8g, compose `shm_size: 8gb` (torchdev's compose files and Slurm script: "
+           "TORCHDEV_SHM_SIZE=8g), Kubernetes an emptyDir with medium: Memory mounted at /dev/shm")
 
 
 class PreflightUsage(ValueError):

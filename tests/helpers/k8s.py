@@ -169,3 +169,12 @@ def preflight_and_torchrun(command: list[str], env: Mapping[str, str]) -> tuple[
 
 def example_dir(name: str) -> Path:
     return ROOT / "deploy" / "k8s" / "examples" / name
+
+
+def pod_templates(document: dict) -> list[tuple[str, dict]]:
+    """(where, pod template) of each pod a Job or a PyTorchJob makes: the Job's template, each replica's."""
+    if document["kind"] == "Job":
+        return [("Job", document["spec"]["template"])]
+    if document["kind"] == "PyTorchJob":
+        return [(kind, replica["template"]) for kind, replica in document["spec"]["pytorchReplicaSpecs"].items()]
+    return []

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from torchdev.profile import (COMPOSE_KEYS, DEVCONTAINER_KEYS, NO_BYTECODE, ContainerProfile, compose_service,
-                              devcontainer_fields)
+from torchdev.profile import (COMPOSE_KEYS, DEVCONTAINER_KEYS, ContainerProfile, compose_environment,
+                              compose_service, devcontainer_fields)
 
 PROFILE = "torchdev/profile.py"
 
@@ -63,10 +63,11 @@ def compose_services(path: Path) -> dict[str, dict]:
     return resolved
 
 
-def compose_part(service: dict) -> dict:
+def compose_part(service: dict, profile: ContainerProfile) -> dict:
     """The fields of a service the profile owns, and the profile's variables of its environment."""
     part = {key: service[key] for key in COMPOSE_KEYS if key in service}
-    environment = {k: v for k, v in (service.get("environment") or {}).items() if k in NO_BYTECODE}
+    names = compose_environment(profile)
+    environment = {k: v for k, v in (service.get("environment") or {}).items() if k in names}
     return {**part, **({"environment": environment} if environment else {})}
 
 
@@ -79,7 +80,7 @@ def compose_drift(path: Path, profile: ContainerProfile, profile_name: str, *, o
     problems = []
     for name, service in compose_services(path).items():
         effective = merged(base.get(name, {}), service)
-        lines = differences(expected, compose_part(effective))
+        lines = differences(expected, compose_part(effective, profile))
         entry = list(profile.user.entrypoint)
         if entry and effective.get("entrypoint", [])[:len(entry)] != entry:
             lines.append(f"entrypoint: {effective.get('entrypoint')!r} does not start with {entry!r}")
@@ -138,10 +139,15 @@ def bash_array(text: str, name: str) -> list[str] | None:
     return shlex.split(found.group(1), comments=True) if found else None
 
 
+def bash_words(words: list[str]) -> str:
+    """Words as bash reads them back: a word with a ${VARIABLE} in double quotes, so bash still expands it."""
+    return " ".join(f'"{word}"' if "${" in word else shlex.quote(word) for word in words)
+
+
 def sbatch_drift(path: Path, arrays: dict[str, list[str]], profile_name: str) -> str:
     """Each bash array of `arrays` (its name -> the docker run arguments the profile renders) as the script has it."""
     text = path.read_text()
-    lines = [f"{name}=({shlex.join(bash_array(text, name) or [])}): the profile renders ({shlex.join(words)})"
+    lines = [f"{name}=({bash_words(bash_array(text, name) or [])}): the profile renders ({bash_words(words)})"
              for name, words in arrays.items() if bash_array(text, name) != words]
-    rendering = "\n".join(f"local {name}=({shlex.join(words)})" for name, words in arrays.items())
+    rendering = "\n".join(f"local {name}=({bash_words(words)})" for name, words in arrays.items())
     return report(str(path.relative_to(path.parents[2])), profile_name, lines, "write the arrays so", rendering)

@@ -19,24 +19,48 @@ WORKSPACE_OWNER = 4242
 """Not root and not the image's 1000: files owned by it can only come from the run-as-owner entrypoint."""
 
 
-@pytest.fixture()
-def project(built_image, tmp_path):
-    """A copy of what compose needs, owned by a non-root 'host user', so ownership is really tested."""
+IMAGE_UID = 1000
+"""The image's user torchdev, whom run-as-owner.sh runs as when root owns /workspace."""
+ROOT_OWNED_LINE = "run-as-owner: /workspace belongs to root, so this runs as torchdev (uid 1000), not as root"
+IDENTITY = ("sh", "-c", "id -u; touch /workspace/written; stat -c %u /workspace/written; "
+            "awk '/^(CapEff|NoNewPrivs):/ {print $2}' /proc/self/status")
+
+
+def copy_project(tmp_path: Path, owner: int, mode: int = 0o755) -> Path:
+    """A copy of what compose needs, owned by `owner` (the workspace folder itself with `mode`)."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     for name in ("compose.yaml", "compose.gpu.yaml", "docker", "train", "smoke"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, workspace / name)
     for path in [workspace, *workspace.rglob("*")]:
-        os.chown(path, WORKSPACE_OWNER, WORKSPACE_OWNER)
+        os.chown(path, owner, owner)
+    workspace.chmod(mode)
+    return workspace
+
+
+@pytest.fixture()
+def project(built_image, tmp_path):
+    """A copy of what compose needs, owned by a non-root 'host user', so ownership is really tested."""
+    workspace = copy_project(tmp_path, WORKSPACE_OWNER)
+    name = f"torchdev-test-{uuid.uuid4().hex[:8]}"
+    yield workspace, name
+    compose(workspace, name, "down", "--remove-orphans", check=False)
+
+
+@pytest.fixture()
+def root_owned_project(built_image, tmp_path):
+    """The same, owned by root (a checkout made with sudo, a CI runner's, a Docker Desktop mount), and writable by
+    everyone as Docker Desktop's mounts and many runners' work folders are, so the trainer can write its run."""
+    workspace = copy_project(tmp_path, 0, mode=0o777)
     name = f"torchdev-test-{uuid.uuid4().hex[:8]}"
     yield workspace, name
     compose(workspace, name, "down", "--remove-orphans", check=False)
 
 
 def compose(workspace: Path, project_name: str, *args: str, check: bool = True, timeout: float = 300,
-            variant: str = TEST_VARIANT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": TEST_REPOSITORY}
+            variant: str = TEST_VARIANT, **variables: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": TEST_REPOSITORY, **variables}
     result = subprocess.run(["docker", "compose", "--project-name", project_name, *args], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=timeout, check=False)
     assert not check or result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -57,6 +81,40 @@ def test_train_converges_writes_host_owned_files_and_resumes(project):
     second = compose(workspace, name, "run", "--rm", "train", "--task", "mlp", "--epochs", "4")
     assert "resuming from epoch 3" in second.stdout
     assert [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_the_command_runs_as_the_workspace_owner_with_no_capability_and_no_way_to_gain_one(project):
+    workspace, name = project
+    result = compose(workspace, name, "run", "--rm", "--entrypoint", "sh /workspace/docker/run-as-owner.sh", "train",
+                     *IDENTITY)
+    assert result.stdout.split()[-4:] == [str(WORKSPACE_OWNER), str(WORKSPACE_OWNER), "0000000000000000", "1"], \
+        result.stdout + result.stderr
+    assert "run-as-owner" not in result.stderr
+
+
+def test_a_root_owned_workspace_trains_as_torchdev_not_root_and_says_why_in_one_line(root_owned_project):
+    workspace, name = root_owned_project
+    result = compose(workspace, name, "run", "--rm", "train", "--epochs", "1")
+    assert last_json(result.stdout)["epochs"] == 1, result.stdout[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("run-as-owner:")]
+    assert len(lines) == 1 and lines[0].startswith(ROOT_OWNED_LINE), result.stderr[-3000:]
+    assert "TORCHDEV_RUN_AS=root" in lines[0]
+    for path in (workspace / "runs" / "mlp", workspace / "runs" / "mlp" / "checkpoint.pt"):
+        assert path.stat().st_uid == IMAGE_UID, f"{path} belongs to uid {path.stat().st_uid}"
+    identity = compose(workspace, name, "run", "--rm", "--entrypoint", "sh /workspace/docker/run-as-owner.sh",
+                       "train", *IDENTITY)
+    assert identity.stdout.split()[-4:] == [str(IMAGE_UID), str(IMAGE_UID), "0000000000000000", "1"]
+
+
+def test_root_runs_the_command_only_when_asked_for_by_name(root_owned_project):
+    workspace, name = root_owned_project
+    result = compose(workspace, name, "run", "--rm", "--entrypoint", "sh /workspace/docker/run-as-owner.sh", "train",
+                     *IDENTITY, TORCHDEV_RUN_AS="root")
+    assert result.stdout.split()[-4:-2] == ["0", "0"] and "run-as-owner" not in result.stderr
+    refused = compose(workspace, name, "run", "--rm", "train", check=False, TORCHDEV_RUN_AS="yes")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == ("run-as-owner: TORCHDEV_RUN_AS=yes: the one value is root "
+                                                       "(run as root); unset it to run as the owner of /workspace")
 
 
 def test_sigterm_stops_training_cleanly_with_a_loadable_checkpoint(project):
@@ -101,11 +159,16 @@ def test_a_missing_image_names_the_build_command_instead_of_pulling(project):
 @pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]])
 def test_compose_files_validate(docker_client, files):
     args = [arg for name in files for arg in ("-f", name)]
+    env = {key: value for key, value in os.environ.items() if key not in ("TORCHDEV_SHM_SIZE", "TORCHDEV_RUN_AS")}
     result = subprocess.run(["docker", "compose", *args, "config", "--format", "json"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=False)
+                            text=True, timeout=60, check=False, env=env)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert set(services) == {"train", "dev", "smoke"}
     reservations = services["train"].get("deploy", {}).get("resources", {}).get("reservations", {})
     assert bool(reservations.get("devices")) == ("compose.gpu.yaml" in files)
-    assert services["train"]["init"] is True and services["train"]["ipc"] == "host"
+    train = services["train"]
+    assert train["init"] is True and train["ipc"] == "private" and train["shm_size"] == "8589934592"
+    assert train["security_opt"] == ["no-new-privileges:true"] and train["cap_drop"] == ["ALL"]
+    assert sorted(train["cap_add"]) == ["DAC_READ_SEARCH", "KILL", "SETGID", "SETUID"]
+    assert train["environment"]["TORCHDEV_RUN_AS"] is None, "no value: compose passes on the host's, where it is set"

@@ -46,14 +46,16 @@ def test_each_config_reads_with_its_default_image_and_can_be_retargeted(variant,
     assert default["workspaceMount"] == f"source={ROOT},target=/workspace,type=bind"
     assert default["customizations"]["vscode"]["extensions"] == ["ms-python.python", "ms-toolsai.jupyter"]
     assert "features" not in default, "features download from registries; the configs must need no pull"
-    assert "--ipc=host" in default["runArgs"]
+    assert default["runArgs"][:2] == ["--ipc=private", "--shm-size=8g"]
+    assert default["runArgs"][-2:] == ["--security-opt=no-new-privileges:true", "--cap-drop=ALL"]
     assert ("--ulimit=memlock=-1" in default["runArgs"]) == (variant != "cpu"), "locked memory only with CUDA"
     assert default.get("hostRequirements", {}).get("gpu") == (None if variant == "cpu" else "optional")
     assert any(m.startswith("source=torchdev-home-${devcontainerId},target=/home/torchdev,") for m in default["mounts"])
 
     moved = read(TORCHDEV_REPOSITORY="registry.example.com:5000/ml/torchdev", TORCHDEV_TAG="2.0.1-x-py3.10",
-                 TORCHDEV_MEMLOCK="8388608")
+                 TORCHDEV_MEMLOCK="8388608", TORCHDEV_SHM_SIZE="16g")
     assert moved["image"] == "registry.example.com:5000/ml/torchdev:2.0.1-x-py3.10"
+    assert "--shm-size=16g" in moved["runArgs"]
     assert ("--ulimit=memlock=8388608" in moved["runArgs"]) == (variant != "cpu")
 
 
@@ -87,7 +89,9 @@ def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passe
     assert created.labels["devcontainer.local_folder"] == str(devcontainer.workspace)
     assert not created.attrs["HostConfig"].get("DeviceRequests"), "no GPU runtime here: no --gpus may be added"
     assert "GPU support found" not in log
-    assert created.attrs["HostConfig"]["IpcMode"] == "host" and created.attrs["HostConfig"]["Init"] is True
+    host = created.attrs["HostConfig"]
+    assert host["IpcMode"] == "private" and host["ShmSize"] == 8 << 30 and host["Init"] is True
+    assert host["SecurityOpt"] == ["no-new-privileges:true"] and host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     homes = [m["Name"] for m in created.attrs["Mounts"]
              if m["Type"] == "volume" and m["Destination"] == "/home/torchdev"]
     assert len(homes) == 1 and homes[0].startswith("torchdev-home-"), created.attrs["Mounts"]
@@ -102,9 +106,11 @@ def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passe
     assert "| torch 2.0.1" in summary and f"| CUDA build {cuda} | CUDA available False | GPUs 0" in summary, summary
 
     identity = devcontainer.exec("sh", "-c", 'id -un; id -u; stat -c %u /workspace; touch /workspace/made-inside; '
-                                 'ulimit -s; mkdir -p "$HOME/.vscode-server/extensions" && echo home-writable')
+                                 'ulimit -s; mkdir -p "$HOME/.vscode-server/extensions" && echo home-writable; '
+                                 "awk '/^(CapBnd|NoNewPrivs):/ {print $2}' /proc/self/status")
     assert identity.returncode == 0, identity.stderr[-3000:]
-    name, uid, owner, stack, home = identity.stdout.split()
+    name, uid, owner, stack, home, bounding, no_new_privileges = identity.stdout.split()
+    assert (bounding, no_new_privileges) == ("0000000000000000", "1"), "no capability can be had, none gained"
     assert name == "torchdev" and int(uid) != 0
     assert int(uid) == int(owner) == devcontainer.uid == devcontainer.workspace.stat().st_uid
     assert (devcontainer.workspace / "made-inside").stat().st_uid == devcontainer.uid

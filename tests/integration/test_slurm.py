@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, unavailable
-from torchdev.profile import SLURM_DOCKER, docker_run_arguments
+from torchdev.profile import SLURM_DOCKER, docker_run_arguments, docker_run_entry
 
 SLURM = ROOT / "scripts" / "slurm.sh"
 SBATCH = ROOT / "deploy" / "slurm" / "train.sbatch"
@@ -95,8 +95,12 @@ def test_slurm_variables_reach_torchrun_on_each_node(slurm_env, tmp_path):
         at = command.index("torchrun")
         assert command[at - 2:at] == ["python3", "train/preflight.py"], "the preflight runs torchrun"
         assert command[:2] == ["docker", "run"] and "--gpus" not in command  # this machine has no GPU
-        profile = docker_run_arguments(SLURM_DOCKER)  # the container profile, torchdev/profile.py
+        profile = docker_run_arguments(SLURM_DOCKER, slurm_env)  # the container profile, as bash expands it
         assert any(command[at:at + len(profile)] == profile for at in range(len(command))), command
+        assert "--cap-drop=ALL" in command and "--ipc=host" not in command
+        entry = docker_run_entry(SLURM_DOCKER)  # run-as-owner.sh, between the image and the command
+        image_at = command.index("torchdev-test:cpu")
+        assert command[image_at + 1:image_at + 1 + len(entry) + 2] == [*entry, "python3", "train/preflight.py"]
     names = {command[command.index("--name") + 1] for _, command in nodes.values()}
     assert names == {f"torchdev-slurm-{job_id}-0", f"torchdev-slurm-{job_id}-1"}
 
@@ -159,13 +163,21 @@ def test_a_failed_preflight_fails_the_job_in_one_line_per_node(slurm_env, tmp_pa
 
 # --- Needs the Docker engine and the test image (the session fixture built_image in tests/conftest.py). ---
 
+SUBMITTER = 4242
+"""The owner of the submitted folder: not root (run-as-owner.sh would run the job as torchdev, who may not write a
+root-owned folder) and not the image's 1000, so files it owns can only come from the run-as-owner entrypoint."""
+
+
 @pytest.fixture()
 def workspace(tmp_path):
-    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own."""
+    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own, owned
+    by the submitting user."""
     path = tmp_path / "workspace"
     path.mkdir()
     for name in ("docker", "train"):
         shutil.copytree(ROOT / name, path / name)
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, SUBMITTER, SUBMITTER)
     return path
 
 
@@ -187,6 +199,8 @@ def test_docker_runtime_trains_with_world_size_2(slurm_env, built_image, docker_
     assert len(digests) == 2 and len(set(digests)) == 1, f"ranks ended apart: {digests}"
     run_dir = workspace / "runs" / "mlp"
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert {path.stat().st_uid for path in [run_dir, *run_dir.iterdir()]} == {SUBMITTER}, "the submitter's files"
+    assert "run-as-owner" not in text, text
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["world_size"] for m in metrics] == [2, 2] and metrics[-1]["loss"] < metrics[0]["loss"]
     assert docker_client.containers.list(all=True, filters={"name": f"torchdev-slurm-{job_id}-"}) == []

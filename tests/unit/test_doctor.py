@@ -88,15 +88,20 @@ def test_kernels_for_each_gpu_are_compared_with_the_architectures_torch_was_buil
     assert kernels_check(variant=cuda_variant("11.7"), gpus=[], architectures=cu117, runs_elsewhere=[]).status == SKIP
 
 
-@pytest.mark.parametrize("size, status", [(64 * MiB, WARN), (GiB - 1, WARN), (GiB, OK), (24 * GiB, OK)])
-def test_shm_under_one_gib_is_a_warning_naming_both_fixes(size, status):
-    result = shm_check(size)
-    assert result.status == status and "64 MiB" in result.detail
-    assert ("--shm-size" in result.fix and "ipc: host" in result.fix) == (status == WARN)
+@pytest.mark.parametrize("setting, status, size", [(None, OK, "8.00 GiB"), ("16g", OK, "16.00 GiB"),
+                                                   ("1024m", OK, "1.00 GiB"), ("512m", WARN, "512.00 MiB"),
+                                                   ("67108864", WARN, "64.00 MiB")])
+def test_the_shm_line_is_what_containers_get_from_torchdev_shm_size_and_warns_under_one_gib(setting, status, size):
+    result = shm_check({"TORCHDEV_SHM_SIZE": setting} if setting else {})
+    assert result.status == status and f"a /dev/shm of their own of {size}" in result.detail
+    assert ("TORCHDEV_SHM_SIZE=8g (the default) or more" in result.fix) == (status == WARN)
+    assert "ipc" not in result.detail + result.fix, "no container shares the host's IPC namespace any more"
 
 
-def test_no_dev_shm_is_a_skip():
-    assert shm_check(None).status == SKIP
+def test_a_malformed_shm_setting_fails_the_line_naming_the_fix():
+    result = shm_check({"TORCHDEV_SHM_SIZE": "8 gigs"})
+    assert (result.status, result.detail) == (FAIL, "TORCHDEV_SHM_SIZE=8 gigs is not a size such as 8g or 512m")
+    assert result.fix == "fix it or unset it (default 8g)"
 
 
 @pytest.mark.parametrize("free, status", [(5 * GiB, WARN), (20 * GiB - 1, WARN), (20 * GiB, OK)])

@@ -12,7 +12,8 @@ import pytest
 
 from tests.helpers.fake_engine import FakeEngine
 from torchdev import engine as engine_module
-from torchdev.engine import BuildOutput, BuildRequest, Engine, ImageRef, buildx_command, cli_plugin, require_buildx
+from torchdev.engine import (BuildOutput, BuildRequest, ContainerSpec, Engine, GpuDevices, ImageRef, Limit, Mount,
+                             _create_options, buildx_command, cli_plugin, require_buildx)
 from torchdev.errors import TorchdevError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +162,27 @@ def test_the_docker_clis_plugins_answer_through_one_function_that_needs_no_engin
     assert cli_plugin("buildx") is None
     with pytest.raises(TorchdevError, match="the docker command is not on PATH: install the Docker CLI"):
         require_buildx()
+
+
+PLAIN_SPEC = ContainerSpec("torchdev:cu118", ("true",))
+SPEC_VALUES = {"mounts": (Mount("/src", "/dst"),), "environment": {"A": "1"}, "gpus": GpuDevices(count=-1),
+               "limits": (Limit("stack", 1, 1),), "shm_size": "1g", "init": True, "user": "root",
+               "entrypoint": ("sh",), "platform": "linux/arm64", "security_options": ("no-new-privileges:true",),
+               "cap_drop": ("ALL",), "cap_add": ("SETUID",)}
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_VALUES))
+def test_each_field_of_a_container_spec_reaches_the_sdks_create_call(name):
+    assert sorted(SPEC_VALUES) == sorted(f.name for f in dataclasses.fields(ContainerSpec) if f.name not in
+                                         ("image", "command")), \
+        "a new ContainerSpec field: give it a value here, and map it in _create_options"
+    assert _create_options(dataclasses.replace(PLAIN_SPEC, **{name: SPEC_VALUES[name]})) != \
+        _create_options(PLAIN_SPEC)
+
+
+def test_privileges_reach_the_sdk_as_docker_run_spells_them_and_a_plain_spec_asks_for_none():
+    options = _create_options(dataclasses.replace(PLAIN_SPEC, security_options=("no-new-privileges:true",),
+                                                  cap_drop=("ALL",), cap_add=("SETUID", "SETGID")))
+    assert (options["security_opt"], options["cap_drop"], options["cap_add"]) == (
+        ["no-new-privileges:true"], ["ALL"], ["SETUID", "SETGID"])
+    assert not {"security_opt", "cap_drop", "cap_add"} & set(_create_options(PLAIN_SPEC)), "the engine's defaults"

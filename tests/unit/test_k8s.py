@@ -14,7 +14,9 @@ import kubernetes_validate
 import pytest
 
 from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, expand, indexed_job_env,
-                               operator_env, parse_torchrun, preflight_and_torchrun, vendored_crd, webhook_errors)
+                               operator_env, parse_torchrun, pod_templates, preflight_and_torchrun, vendored_crd,
+                               webhook_errors)
+from tests.helpers.pss import containers as all_containers, restricted_violations
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.records import PushRecord, write_push_record
@@ -110,6 +112,153 @@ def test_the_webhook_model_refuses_what_the_operator_refuses(change, says):
     assert says in " ".join(webhook_errors(document))
 
 
+@pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
+def test_the_network_policy_is_valid_kubernetes_and_selects_the_jobs_pods(job):
+    policy = k8s.network_policy(job)
+    kubernetes_validate.validate(policy, KUBERNETES, strict=True)
+    for document in [*k8s.indexed_job(job), k8s.pytorchjob(job)]:
+        for _, template in pod_templates(document):
+            assert policy["spec"]["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
+def test_only_the_jobs_own_pods_get_in_on_any_port_and_out_go_only_they_and_dns():
+    job = make_job()
+    spec = k8s.network_policy(job)["spec"]
+    own = {"podSelector": {"matchLabels": k8s.labels(job)}}
+    assert spec["policyTypes"] == ["Ingress", "Egress"], "both directions: what is not listed is refused"
+    assert spec["ingress"] == [{"from": [own]}], "no ports listed: every port (NCCL and gloo use ephemeral ones)"
+    assert spec["egress"] == [{"to": [own]}, {"ports": [{"protocol": "UDP", "port": 53},
+                                                        {"protocol": "TCP", "port": 53}]}]
+    assert "namespaceSelector" not in str(spec), "pods of this namespace only"
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda policy: policy["spec"].update(podSelector={"matchLabels": {"app": "x"}}), None),
+    (lambda policy: policy["spec"]["ingress"][0].update(ports="all"), "ports"),
+    (lambda policy: policy["spec"].update(policyType=["Ingress"]), "policyType"),
+])
+def test_a_broken_network_policy_is_refused_by_the_kubernetes_schema(change, says):
+    policy = k8s.network_policy(make_job())
+    change(policy)
+    if says is None:  # valid, but it would no longer select the job's pods
+        kubernetes_validate.validate(policy, KUBERNETES, strict=True)
+        assert policy["spec"]["podSelector"]["matchLabels"] != k8s.labels(make_job())
+        return
+    with pytest.raises(kubernetes_validate.ValidationError, match=says):
+        kubernetes_validate.validate(policy, KUBERNETES, strict=True)
+
+
+def pods_of(job: k8s.TrainJob) -> list[tuple[str, dict]]:
+    return [(where, template) for document in [*k8s.indexed_job(job), k8s.pytorchjob(job)]
+            for where, template in pod_templates(document)]
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda job: f"{job.nodes}x{job.nproc_per_node}")
+def test_every_pod_meets_the_restricted_pod_security_standard(job):
+    pods = pods_of(job)
+    assert [where for where, _ in pods] == ["Job", "Master", *(["Worker"] if job.nodes > 1 else [])]
+    for where, template in pods:
+        assert restricted_violations(template["spec"], template["metadata"]) == [], where
+
+
+def test_every_container_runs_as_the_images_user_without_privileges_or_the_service_accounts_token():
+    for where, template in pods_of(make_job()):
+        spec = template["spec"]
+        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                                           "seccompProfile": {"type": "RuntimeDefault"}}
+        for path, container in all_containers(spec):
+            assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                    "capabilities": {"drop": ["ALL"]}}, f"{where} {path}"
+    init = k8s.indexed_job(make_job())[1]["spec"]["template"]["spec"]["initContainers"]
+    assert [container["name"] for container in init] == ["wait-for-master"], "the init container is checked too"
+
+
+POD_CHANGES = {
+    "host IPC": (lambda spec: spec.update(hostIPC=True), "spec.hostIPC"),
+    "host network": (lambda spec: spec.update(hostNetwork=True), "spec.hostNetwork"),
+    "privileged": (lambda spec: spec["containers"][0]["securityContext"].update(privileged=True),
+                   "spec.containers[0].securityContext.privileged"),
+    "a capability beyond the default set": (lambda spec: spec["containers"][0]["securityContext"]["capabilities"]
+                                            .update(add=["SYS_ADMIN"]), "capabilities.add is ['SYS_ADMIN']"),
+    "a default capability": (lambda spec: spec["containers"][0]["securityContext"]["capabilities"]
+                             .update(add=["CHOWN"]), "capabilities.add is ['CHOWN']; allowed: undefined"),
+    "no drop ALL": (lambda spec: spec["initContainers"][0]["securityContext"]["capabilities"].update(drop=["NET_RAW"]),
+                    "spec.initContainers[0].securityContext.capabilities.drop"),
+    "privilege escalation": (lambda spec: spec["initContainers"][0]["securityContext"]
+                             .pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation is None; allowed: false"),
+    "root allowed": (lambda spec: spec["securityContext"].pop("runAsNonRoot"),
+                     "spec.containers[0].securityContext.runAsNonRoot is None"),
+    "a container that may run as root": (lambda spec: spec["containers"][0]["securityContext"]
+                                         .update(runAsNonRoot=False), "runAsNonRoot is False"),
+    "uid 0": (lambda spec: spec["securityContext"].update(runAsUser=0), "spec.securityContext.runAsUser is 0"),
+    "no seccomp profile": (lambda spec: spec["securityContext"].pop("seccompProfile"),
+                           "seccompProfile.type is None; allowed: RuntimeDefault, Localhost"),
+    "seccomp unconfined": (lambda spec: spec["containers"][0]["securityContext"]
+                           .update(seccompProfile={"type": "Unconfined"}), "seccompProfile.type is 'Unconfined'"),
+    "a hostPath volume": (lambda spec: spec["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+                          "spec.volumes[1].hostPath"),
+    "an nfs volume": (lambda spec: spec["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}),
+                      "spec.volumes[1] is ['nfs']"),
+    "a host port": (lambda spec: spec["containers"][0]["ports"][0].update(hostPort=29500),
+                    "spec.containers[0].ports[0].hostPort"),
+    "a host probe": (lambda spec: spec["containers"][0].update(livenessProbe={"tcpSocket": {"host": "10.0.0.1",
+                                                                                            "port": 1}}),
+                     "livenessProbe.tcpSocket.host"),
+    "an unsafe sysctl": (lambda spec: spec["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]),
+                         "spec.securityContext.sysctls[0].name"),
+    "unmasked /proc": (lambda spec: spec["containers"][0]["securityContext"].update(procMount="Unmasked"),
+                       "procMount is 'Unmasked'"),
+    "an SELinux type": (lambda spec: spec["securityContext"].update(seLinuxOptions={"type": "spc_t"}),
+                        "seLinuxOptions.type is 'spc_t'"),
+    "AppArmor unconfined": (lambda spec: spec["securityContext"].update(appArmorProfile={"type": "Unconfined"}),
+                            "appArmorProfile.type is 'Unconfined'"),
+    "a Windows host process": (lambda spec: spec["securityContext"].update(windowsOptions={"hostProcess": True}),
+                               "windowsOptions.hostProcess"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POD_CHANGES))
+def test_the_restricted_check_refuses_each_control_it_reads(name):
+    """Each control of the specification, broken once in the Indexed Job's pod, is named (so the check can fail)."""
+    change, says = POD_CHANGES[name]
+    template = copy.deepcopy(k8s.indexed_job(make_job())[1]["spec"]["template"])
+    change(template["spec"])
+    assert any(says in violation for violation in restricted_violations(template["spec"], template["metadata"])), \
+        restricted_violations(template["spec"], template["metadata"])
+
+
+def test_an_apparmor_annotation_other_than_the_runtimes_is_refused():
+    template = k8s.indexed_job(make_job())[1]["spec"]["template"]
+    metadata = {**template["metadata"], "annotations": {
+        "container.apparmor.security.beta.kubernetes.io/train": "unconfined"}}
+    assert restricted_violations(template["spec"], metadata) == [
+        "metadata.annotations['container.apparmor.security.beta.kubernetes.io/train'] is 'unconfined'; allowed: "
+        "runtime/default, localhost/*"]
+
+
+def test_windows_pods_are_spared_the_linux_only_controls():
+    template = copy.deepcopy(k8s.indexed_job(make_job())[1]["spec"]["template"])
+    for _, container in all_containers(template["spec"]):
+        del container["securityContext"]
+    template["spec"]["securityContext"].pop("seccompProfile")
+    assert len(restricted_violations(template["spec"])) == 6, "escalation, seccomp, capabilities x 2 containers"
+    template["spec"]["os"] = {"name": "windows"}
+    assert restricted_violations(template["spec"]) == []
+
+
+def test_each_container_requests_cpu_and_memory_by_default_per_process_and_as_told():
+    job = make_job()  # 8 GPUs: 8 processes, a 2Gi /dev/shm
+    container = k8s.indexed_job(job)[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "8", "memory": "34Gi"}, "limits": {"nvidia.com/gpu": 8}}
+    init = k8s.indexed_job(job)[1]["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["resources"] == {"requests": {"cpu": "10m", "memory": "64Mi"}}
+    told = make_job(gpus=0, nproc=2, cpu="6", memory="12Gi")
+    assert k8s.pytorchjob(told)["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
+        "resources"] == {"requests": {"cpu": "6", "memory": "12Gi"}}
+    assert "--cpu 6 --memory 12Gi" in k8s.render_command(told, variant="cpu")
+
+
 # --- what reaches torchrun ----------------------------------------------------------------------------------------
 
 def pytorchjob_pods(document: dict):
@@ -170,7 +319,8 @@ def test_every_pod_gets_its_gpus_and_a_memory_backed_shm():
         assert container["image"] == IMAGE
         shm = next(volume for volume in pod["volumes"] if volume["emptyDir"].get("medium") == "Memory")
         assert {"name": shm["name"], "mountPath": "/dev/shm"} in container["volumeMounts"]
-    assert "resources" not in k8s.indexed_job(make_job(gpus=0))[1]["spec"]["template"]["spec"]["containers"][0]
+    assert "limits" not in k8s.indexed_job(make_job(gpus=0))[1]["spec"]["template"]["spec"]["containers"][0][
+        "resources"]
 
 
 @pytest.mark.parametrize("given, written", [("2Gi", "2Gi"), ("512Mi", "512Mi"), ("1.5Gi", "1536Mi"), ("8G", "8G")])
@@ -261,6 +411,9 @@ def test_with_an_image_the_command_writes_both_manifests_with_one_gpu_per_node_b
     (dict(image=IMAGE, nodes=0), "--nodes 0: at least 1"),
     (dict(image=IMAGE, shm_size="2GB"), "--shm-size 2GB"),
     (dict(image=IMAGE, gpus="two"), "--gpus two: a whole number"),
+    (dict(image=IMAGE, cpu="eight"), "--cpu eight: CPUs each pod requests"),
+    (dict(image=IMAGE, cpu="0"), "--cpu 0: CPUs each pod requests"),
+    (dict(image=IMAGE, memory="32GB"), "--memory 32GB: memory each pod requests"),
     (dict(image=IMAGE, variant="cu999"), "unknown variant 'cu999'"),
 ])
 def test_each_unusable_value_is_one_line_naming_it(tmp_path, monkeypatch, options, says):

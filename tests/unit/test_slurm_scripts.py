@@ -96,3 +96,65 @@ def test_stop_removes_the_state_folder_start_made_and_leaves_the_logs(cluster_ho
     assert not state.exists() and not (tmp_path / "etc" / "slurm.conf").is_symlink()
     assert (tmp_path / "logs").is_dir()
     assert stopped.stderr.strip().endswith(f"stopped; state {state} removed (logs stay in {tmp_path / 'logs'})")
+
+
+BATCH_FAKES = {
+    # The batch script's view of a job on nodes n1 and n2, this machine being n1: scontrol's node list and NodeAddr,
+    # getent's addresses (FAKE_HOSTS: name=address,...), this machine's own (FAKE_OWN), and an srun that runs nothing.
+    "scontrol": 'case "$1 $2" in "show hostnames") printf "n1\\nn2\\n" ;; '
+                '"show node") echo "NodeName=$3 Arch=x86_64 NodeAddr=$FAKE_NODEADDR NodeHostName=$3" ;; esac',
+    "getent": 'IFS=, read -ra pairs <<<"$FAKE_HOSTS"; for pair in "${pairs[@]}"; do '
+              '[ "${pair%%=*}" = "$2" ] && echo "${pair#*=}      STREAM $2"; done; exit 0',
+    "hostname": 'case "${1:-}" in -I) echo "$FAKE_OWN" ;; *) echo n1 ;; esac',
+    "srun": "exit 0",
+}
+
+
+def batch(tmp_path, **variables: str) -> subprocess.CompletedProcess:
+    """The sbatch script's batch part as Slurm runs it on the job's first node, in a dry run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in BATCH_FAKES.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "TORCHDEV_"))}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", SLURM_JOB_ID="4321", SLURM_JOB_NODELIST="n[1-2]", SLURM_NNODES="2",
+               TORCHDEV_WORKDIR=str(ROOT), TORCHDEV_DRY_RUN="1", FAKE_NODEADDR="n1",
+               FAKE_HOSTS="n1=10.1.0.1", FAKE_OWN="10.1.0.1 172.17.0.1")
+    env.update(variables)
+    return subprocess.run(["bash", str(SCRIPTS[1])], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_a_rendezvous_on_the_first_nodes_private_address_goes_ahead_without_a_word(tmp_path):
+    result = batch(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rendezvous c10d at n1:29721" in result.stdout and result.stderr == ""
+
+
+def test_a_rendezvous_host_that_is_not_the_jobs_first_node_is_refused_naming_it(tmp_path):
+    """Every node would be a client of a store someone else runs, and the store hands out pickled state."""
+    result = batch(tmp_path, TORCHDEV_RDZV_HOST="store.example.org",
+                   FAKE_HOSTS="n1=10.1.0.1,store.example.org=203.0.113.9")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == ("torchdev-slurm: TORCHDEV_RDZV_HOST=store.example.org (203.0.113.9) is not this job's "
+                             "first node (n1), where the rendezvous store must run: unset it, or name an address of "
+                             "n1\n")
+
+
+def test_another_address_of_the_first_node_is_allowed(tmp_path):
+    """E.g. its InfiniBand interface's, to keep the rendezvous off the management network."""
+    result = batch(tmp_path, TORCHDEV_RDZV_HOST="172.17.0.1", FAKE_HOSTS="n1=10.1.0.1,172.17.0.1=172.17.0.1")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("address, public", [("198.51.100.4", True), ("100.64.0.7", False), ("172.32.0.1", True),
+                                             ("172.31.255.1", False), ("192.168.3.4", False), ("2001:db8::5", True),
+                                             ("fd00::5", False), ("fe80::1", False)])
+def test_a_public_rendezvous_address_is_warned_about_in_one_line(tmp_path, address, public):
+    result = batch(tmp_path, FAKE_HOSTS=f"n1={address}", FAKE_OWN=address)
+    assert result.returncode == 0
+    expected = (f"torchdev-slurm: warning: the rendezvous host n1 is {address}, a public address: its store (port "
+                "29721) and torch's other ports trust whoever connects; let only the job's nodes reach them "
+                '(deploy/slurm/README.md, "What the ports expose")\n')
+    assert result.stderr == (expected if public else "")
