@@ -18,7 +18,8 @@ from torchdev.doctor import run_doctor
 from torchdev.engine import ContainerEngine, Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import GPUS_AUTO, check_option, find_access, parse_option, request_for
+from torchdev.gpuprobe import find_access
+from torchdev.gpus import GPUS_AUTO, check_option, parse_option, request_for
 from torchdev.images import built_images, images_table
 from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
 from torchdev.plan import BuildPlan, describe_plan

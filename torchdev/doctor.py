@@ -17,9 +17,9 @@ from pathlib import Path
 from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec, Engine,
                              EngineError, EngineUnreachable, RunResult, RunStatus, cli_plugin, probe)
 from torchdev.errors import UsageError
+from torchdev.gpuprobe import find_access
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
-from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
-                           version_tuple)
+from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, kernel_support, version_tuple
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX
 from torchdev.platforms import Platform

@@ -19,8 +19,7 @@ from torchdev.errors import UsageError
 from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
-from torchdev.records import PushRecord, write_push_record
-from torchdev.smoke import run_name
+from torchdev.records import PushRecord, run_name, smoke_summary_path, write_push_record
 from torchdev.table import human_size, render_table
 
 COMPRESSIONS = ("gzip", "zstd")
@@ -67,10 +66,6 @@ def registry_of(repository: str) -> str:
 def pushed_references(plan: BuildPlan, repository: str) -> tuple[str, ...]:
     """The plan's tags under the registry repository."""
     return tuple(f"{repository}:{ImageRef.parse(reference).tag}" for reference in plan.references)
-
-
-def smoke_report(reports_dir: Path, plan: BuildPlan, platform: Platform) -> Path:
-    return reports_dir / f"{run_name(plan, platform)}.json"
 
 
 def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platform: Platform) -> str:
@@ -135,11 +130,11 @@ def push_image(engine: ContainerEngine, plan: BuildPlan, *, repository: str, com
                           f"`./dev build --variant {plan.variant.name}{flavour}`")
     held = tuple(Platform.parse(name) for name in engine.image_platforms(image_id, tuple(map(str,
                                                                                             plan.variant.platforms))))
-    problems = [smoke_problem(smoke_report(smoke_dir, plan, platform), image_id=image_id, plan=plan, platform=platform)
-                for platform in held] or [f"{plan.primary_reference} holds none of the variant's platforms "
-                                          f"({', '.join(map(str, plan.variant.platforms))}), so no smoke result can "
-                                          f"vouch for it: rebuild it with `./dev build --variant {plan.variant.name}`"
-                                          ", or push with --force"]
+    problems = [smoke_problem(smoke_summary_path(smoke_dir, run_name(plan, platform)), image_id=image_id,
+                              plan=plan, platform=platform) for platform in held] \
+        or [f"{plan.primary_reference} holds none of the variant's platforms "
+            f"({', '.join(map(str, plan.variant.platforms))}), so no smoke result can vouch for it: rebuild it with "
+            f"`./dev build --variant {plan.variant.name}`, or push with --force"]
     problem = "" if force else next(filter(None, problems), "")
     if problem:
         return PushResult(plan.name, PushStatus.REFUSED, detail=problem)

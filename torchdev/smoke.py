@@ -28,6 +28,7 @@ from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
 from torchdev.profile import SMOKE, UNLIMITED, sdk_fields, sdk_limits
+from torchdev.records import run_name, smoke_summary_path
 from torchdev.table import render_table
 
 SUITE_MOUNT = "/opt/torchdev-smoke"
@@ -61,12 +62,6 @@ def select_checks(text: str | None) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"unknown check '{unknown[0]}': the suite's checks are {', '.join(CHECKS)}")
     return chosen
-
-
-def run_name(plan: BuildPlan, platform: Platform) -> str:
-    """One smoke run's name in tables and report files: the image's, plus the platform unless it is linux/amd64
-    (cpu.linux-arm64): the platforms of one multi-platform image are judged, and reported, one by one."""
-    return plan.name if platform == AMD64 else f"{plan.name}.{platform.slug}"
 
 
 def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform: Platform = AMD64,
@@ -147,10 +142,11 @@ def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: 
     reports_dir.mkdir(parents=True, exist_ok=True)
     if (scratch / f"{image}.xml").is_file():
         shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
-    if not (scratch / f"{image}.json").is_file():
+    written = smoke_summary_path(scratch, image)
+    if not written.is_file():
         return None
-    summary = replace(read_summary(scratch / f"{image}.json"), image_id=image_id)
-    write_atomically(reports_dir / f"{image}.json", json.dumps(summary.to_dict(), indent=1) + "\n")
+    summary = replace(read_summary(written), image_id=image_id)
+    write_atomically(smoke_summary_path(reports_dir, image), json.dumps(summary.to_dict(), indent=1) + "\n")
     return summary
 
 
