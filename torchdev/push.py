@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 from smoke.smoke_contract import SummaryError, read_summary
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
@@ -19,8 +21,8 @@ from torchdev.errors import UsageError
 from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
-from torchdev.records import PushRecord, run_name, smoke_summary_path, write_push_record
-from torchdev.table import human_size, render_table
+from torchdev.records import (PushRecord, push_record_path, read_gzip_digests, record_gzip_digest, run_name,
+                              smoke_summary_path, write_push_record)
 
 COMPRESSIONS = ("gzip", "zstd")
 
@@ -211,7 +213,21 @@ def write_report(reports_dir: Path, result: PushResult) -> Path:
     return write_push_record(reports_dir, push_record(result))
 
 
-def summary_table(results: list[PushResult]) -> str:
-    rows = [(r.image, r.status.value, ", ".join(map(str, r.platforms)) or "-", r.compression or "-",
-             human_size(r.size) if r.size else "-", r.digest or "-", r.detail) for r in results]
-    return render_table(["image", "status", "platforms", "layers", "download", "digest", "detail"], rows)
+def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: str, compression: str,
+                reports_dir: Path, smoke_dir: Path, force: bool, out: TextIO = sys.stdout) -> list[PushResult]:
+    """Push each plan's image in turn (push_image) and keep the books in `reports_dir`: an image's old record goes
+    before its push, and a new one, with the gzip digest, comes once every tag is in the registry."""
+    results = []
+    for plan in plans:
+        # a stale entry never reads as this push
+        push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
+        print(f"==> pushing {plan.name} to {repository} ({compression} layers)", file=out, flush=True)
+        results.append(push_image(engine, plan, repository=repository, compression=compression, smoke_dir=smoke_dir,
+                                  force=force, gzipped=read_gzip_digests(reports_dir)))
+        if results[-1].status in (PushStatus.PUSHED, PushStatus.UNCHANGED):
+            write_report(reports_dir, results[-1])
+            if compression == "gzip":
+                record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
+                                   digest=results[-1].digest, size=results[-1].size)
+            print("\n".join(results[-1].pinned()), file=out, flush=True)
+    return results

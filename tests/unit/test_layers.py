@@ -12,9 +12,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "torchdev"
 LAYERS = {
     "engine": 0, "errors": 0,
     "oci": 1, "yamlsource": 1, "platforms": 1, "matrix": 1, "tags": 1, "plan": 1, "gitinfo": 1, "table": 1, "files": 1,
-    "project": 1, "gpus": 1, "gpuprobe": 1, "records": 1, "profile": 1,
+    "project": 1, "gpus": 1, "gpuprobe": 1, "records": 1, "profile": 1, "checkout": 1,
     "build": 2, "smoke": 2, "images": 2, "bases": 2, "lock": 2, "doctor": 2, "repro": 2, "push": 2, "k8s": 2,
+    "context": 2, "results": 2,
     "commands": 3,
+    "presenter": 4,
+    "runner": 5,
 }
 
 

@@ -143,14 +143,16 @@ def test_an_unknown_variant_lists_the_known_ones_and_where_they_are_declared(tmp
     assert str(caught.value) == f"unknown variant 'cu121': images.yaml with the overlay {overlay} declares cu118"
 
 
-def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted(capsys, monkeypatch):
+def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted():
+    from tests.helpers.context import make_context, output
     from torchdev.commands import show_matrix
+    from torchdev.runner import execute
 
-    monkeypatch.delenv("TORCHDEV_OVERLAY", raising=False)
     if (ROOT / "images.local.yaml").exists():
         pytest.skip("images.local.yaml is present and would be merged in")
-    show_matrix(overlay=None)
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:5]}
+    ctx = make_context()
+    assert execute(ctx, show_matrix, overlay=None) == 0
+    rows = {line.split()[0]: line for line in output(ctx)[0].splitlines()[2:5]}
     assert "locks/cu117.txt" in rows["cu117"] and " none " in rows["cpu"]
     matrix = load_matrix(ROOT / "images.yaml")
     assert all(f" {matrix.variant(name).apt_snapshot} " in row for name, row in rows.items())
