@@ -5,6 +5,7 @@ import sys
 from invoke import task
 
 from torchdev import commands
+from torchdev.runner import run
 
 OVERLAY_HELP = "overlay merged over images.yaml (default: $TORCHDEV_OVERLAY, else images.local.yaml if present)"
 
@@ -12,7 +13,7 @@ OVERLAY_HELP = "overlay merged over images.yaml (default: $TORCHDEV_OVERLAY, els
 @task(help={"overlay": OVERLAY_HELP})
 def matrix(c, overlay=None):
     """Show the matrix: variants, bases, versions, CUDA, indexes and the tags each build gets."""
-    commands.exit_on_error(lambda: commands.show_matrix(overlay=overlay))
+    run(commands.show_matrix, overlay=overlay)
 
 
 FLAVOUR_HELP = ("flavour(s), e.g. devel or runtime,devel (default: runtime with --variant, every flavour with "
@@ -29,9 +30,8 @@ PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or a
 def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False,
           platform=None):
     """Build images with BuildKit; tags move only after a build fully succeeds (one multi-platform image per tag)."""
-    commands.exit_on_error(lambda: commands.build(variant=variant, every=all_, dry_run=dry_run, overlay=overlay,
-                                                  no_cache=no_cache, reproducible=reproducible, flavour=flavour,
-                                                  platform=platform))
+    run(commands.build, variant=variant, every=all_, dry_run=dry_run, overlay=overlay, no_cache=no_cache,
+        reproducible=reproducible, flavour=flavour, platform=platform)
 
 
 @task(help={"variant": "variant(s) to lock, e.g. cu118 or cpu,cu118", "all_": "every variant",
@@ -40,21 +40,20 @@ def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None
 def lock(c, variant=None, all_=False, check=False, overlay=None, platform=None):
     """Resolve each variant's full Python closure into a hash-pinned lock per platform (locks/<variant>.txt for
     linux/amd64, locks/<variant>.linux-arm64.txt, or next to its `lock:`)."""
-    commands.exit_on_error(lambda: commands.lock(variant=variant, every=all_, check=check, overlay=overlay,
-                                                 platform=platform))
+    run(commands.lock, variant=variant, every=all_, check=check, overlay=overlay, platform=platform)
 
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
 def verify_repro(c, variant, overlay=None):
     """Build a variant twice with no layer cache: same digest, or a report of the layers and files that differ."""
-    commands.exit_on_error(lambda: commands.verify_repro(variant=variant, overlay=overlay))
+    run(commands.verify_repro, variant=variant, overlay=overlay)
 
 
 @task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image",
             "flavour": "with --manifest: the flavour's image (default runtime)"})
 def images(c, overlay=None, manifest=None, flavour=None):
     """List built torchdev images: variant, flavour, tags, on-disk and download sizes, created, digest."""
-    commands.exit_on_error(lambda: commands.list_images(overlay=overlay, manifest=manifest, flavour=flavour))
+    run(commands.list_images, overlay=overlay, manifest=manifest, flavour=flavour)
 
 
 @task(help={"name": "image name for the local Debian base",
@@ -62,7 +61,7 @@ def images(c, overlay=None, manifest=None, flavour=None):
 def base(c, name="torchdev-base:bookworm", platform=None):
     """Make a local Debian base image from Debian packages (for hosts without a registry), unless it holds every
     platform asked for already."""
-    commands.exit_on_error(lambda: commands.base(name=name, platform=platform))
+    run(commands.base, name=name, platform=platform)
 
 
 @task(help={"unit": "only the fast unit tests (no Docker)"})
@@ -76,7 +75,7 @@ def test(c, unit=False):
 @task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})
 def up(c, variant="cpu", overlay=None):
     """Build the variant's image, then train in it: `docker compose run --rm train`."""
-    commands.exit_on_error(lambda: commands.up(variant=variant, overlay=overlay))
+    run(commands.up, variant=variant, overlay=overlay)
 
 
 @task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every variant in every flavour",
@@ -89,21 +88,20 @@ def up(c, variant="cpu", overlay=None):
 def smoke(c, variant=None, all_=False, flavour=None, gpus="auto", build=False, overlay=None, reports=None,
           platform=None, checks=None):
     """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
-    commands.exit_on_error(lambda: commands.run_smoke(variant=variant, every=all_, gpus=gpus, build_missing=build,
-                                                      overlay=overlay, reports=reports, flavour=flavour,
-                                                      platform=platform, checks=checks))
+    run(commands.run_smoke, variant=variant, every=all_, gpus=gpus, build_missing=build, overlay=overlay,
+        reports=reports, flavour=flavour, platform=platform, checks=checks)
 
 
 @task(help={"overlay": OVERLAY_HELP})
 def doctor(c, overlay=None):
     """Check this host: engine, buildx, Compose v2, GPU runtime, driver per CUDA variant, /dev/shm, disk."""
-    commands.exit_on_error(lambda: commands.doctor(overlay=overlay))
+    run(commands.doctor, overlay=overlay)
 
 
 @task(help={"variant": "variant(s) whose base to pin", "all_": "every variant", "overlay": OVERLAY_HELP})
 def pin(c, variant=None, all_=False, overlay=None):
     """Pin bases by digest (name:tag@sha256:...) where they are declared, asking their registries."""
-    commands.exit_on_error(lambda: commands.pin(variant=variant, every=all_, overlay=overlay))
+    run(commands.pin, variant=variant, every=all_, overlay=overlay)
 
 
 @task(help={"variant": "variant(s) whose base to save", "all_": "every variant", "overlay": OVERLAY_HELP,
@@ -111,8 +109,8 @@ def pin(c, variant=None, all_=False, overlay=None):
             "to_archive": "folder to write one docker-load archive per base into"})
 def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_archive=None):
     """Copy pinned bases to a registry or archives you control, before upstream deletes them."""
-    commands.exit_on_error(lambda: commands.save_bases(variant=variant, every=all_, overlay=overlay,
-                                                       to_registry=to_registry, to_archive=to_archive))
+    run(commands.save_bases, variant=variant, every=all_, overlay=overlay, to_registry=to_registry,
+        to_archive=to_archive)
 
 
 @task(help={"variant": "variant(s) to push, e.g. cu118 or cpu,cu118", "all_": "every variant",
@@ -123,8 +121,8 @@ def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_a
             "force": "push even when the image's last smoke run did not pass on it"})
 def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compression="gzip", force=False):
     """Push built images with every tag; print and record (reports/push/) the digest each tag names."""
-    commands.exit_on_error(lambda: commands.push(variant=variant, every=all_, flavour=flavour, overlay=overlay, to=to,
-                                                 compression=compression, force=force))
+    run(commands.push, variant=variant, every=all_, flavour=flavour, overlay=overlay, to=to, compression=compression,
+        force=force)
 
 
 @task(help={"variant": "variant whose pushed image the job builds on, e.g. cu118",
@@ -140,6 +138,5 @@ def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compr
 def k8s(c, variant, image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
         out=None, overlay=None, cpu=None, memory=None):
     """Kubernetes manifests for train/train.py: a Kubeflow PyTorchJob and an Indexed Job, the image by digest."""
-    commands.exit_on_error(lambda: commands.k8s(variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc,
-                                                name=name, shm_size=shm_size, train_args=train_args, out=out,
-                                                overlay=overlay, cpu=cpu, memory=memory))
+    run(commands.k8s, variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc, name=name, shm_size=shm_size,
+        train_args=train_args, out=out, overlay=overlay, cpu=cpu, memory=memory)

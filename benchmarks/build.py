@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from torchdev.engine import Engine  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
-from torchdev.project import plans_for  # noqa: E402
+from torchdev.checkout import read_plans  # noqa: E402
+from torchdev.project import Paths  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def main() -> int:
     engine = Engine.connect()
     matrix = load_matrix(ROOT / "images.yaml", overlay=args.overlay)
     variant = matrix.variant(args.variant)
-    reference = plans_for(matrix, [variant])[0].primary_reference
+    reference = read_plans(Paths.at(ROOT), matrix, [variant])[0].primary_reference
 
     cold = timed_build(args.variant, args.overlay, "--no-cache")
     noop = timed_build(args.variant, args.overlay)

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from torchdev.engine import ContainerSpec, Engine  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
-from torchdev.project import plans_for  # noqa: E402
+from torchdev.checkout import read_plans  # noqa: E402
+from torchdev.project import Paths  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
 REPOSITORY = "torchdev-bench"
@@ -58,7 +59,7 @@ def measure(engine: Engine, overlay: Path, variant: str, platform: str) -> tuple
         smoke = dev("smoke", "--variant", variant, "--platform", platform, "--checks", "environment,convergence",
                     "--overlay", str(overlay), "--reports", reports)
     matrix = load_matrix(ROOT / "images.yaml", overlay=str(overlay))
-    reference = plans_for(matrix, [matrix.variant(variant)], platform=platform)[0].primary_reference
+    reference = read_plans(Paths.at(ROOT), matrix, [matrix.variant(variant)], platform=platform)[0].primary_reference
     sizes = engine.image_sizes(reference)
     imported = import_seconds(engine, reference, platform)
     return (variant, platform, f"{build:.0f} s", f"{smoke:.0f} s", f"{imported:.1f} s", human_size(sizes.on_disk),

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from torchdev.engine import Engine  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
-from torchdev.project import plans_for, select_variants  # noqa: E402
+from torchdev.checkout import read_plans  # noqa: E402
+from torchdev.project import Paths, select_variants  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
 GPU_RUNTIME_TARGET = 5.0e9
@@ -102,8 +103,8 @@ def main() -> int:
     args = parser.parse_args()
     engine = Engine.connect()
     matrix = load_matrix(ROOT / "images.yaml", overlay=args.overlay)
-    plans = plans_for(matrix, select_variants(matrix, variant=args.variant, every=not args.variant),
-                      list(matrix.flavours))
+    plans = read_plans(Paths.at(ROOT), matrix, select_variants(matrix, variant=args.variant, every=not args.variant),
+                       list(matrix.flavours))
     rows, runtime_disk, notes = [], {}, []
     for plan in plans:
         reference = plan.primary_reference

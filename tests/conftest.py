@@ -49,7 +49,8 @@ def built_image(docker_client, test_overlay) -> BuiltImage:
     """Build the test variant once per session through the real CLI; remove its tags when the session ends."""
     from tests.helpers.tags import TrackedTags
     from torchdev.matrix import load_matrix
-    from torchdev.project import plans_for
+    from torchdev.checkout import read_plans
+    from torchdev.project import Paths
 
     matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
     variant = matrix.variant(TEST_VARIANT)
@@ -59,7 +60,7 @@ def built_image(docker_client, test_overlay) -> BuiltImage:
     tracked.repository(TEST_REPOSITORY)
     result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay))
     assert result.returncode == 0, f"the test image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-    references = plans_for(matrix, [variant])[0].references
+    references = read_plans(Paths.at(ROOT), matrix, [variant])[0].references
     yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
     assert tracked.remove_all() == []
 
@@ -69,14 +70,16 @@ def built_devel_image(docker_client, test_overlay, built_image) -> BuiltImage:
     """The test variant's devel flavour, built once per session after the runtime one (whose layers it reuses)."""
     from tests.helpers.tags import TrackedTags
     from torchdev.matrix import load_matrix
-    from torchdev.project import plans_for
+    from torchdev.checkout import read_plans
+    from torchdev.project import Paths
 
     matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
     tracked = TrackedTags(docker_client)
     tracked.repository(TEST_REPOSITORY)
     result = run_cli("build", "--variant", TEST_VARIANT, "--flavour", "devel", "--overlay", str(test_overlay))
     assert result.returncode == 0, f"the devel image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-    references = plans_for(matrix, [matrix.variant(TEST_VARIANT)], [matrix.flavour("devel")])[0].references
+    references = read_plans(Paths.at(ROOT), matrix, [matrix.variant(TEST_VARIANT)],
+                            [matrix.flavour("devel")])[0].references
     yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
     assert tracked.remove_all() == []
 

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from torchdev.engine import ContainerEngine, EngineError, ImageSizes
+from torchdev.engine import ContainerEngine, EngineError, ImageSizes, require_buildx
 from torchdev.errors import TorchdevError
+from torchdev.files import write_atomically
 from torchdev.plan import BuildPlan
-from torchdev.table import SIZE_HEADERS, render_table, size_cells
+from torchdev.platforms import Platform
+from torchdev.project import MANIFEST_IN_IMAGE
 
 
 class BuildStatus(enum.Enum):
@@ -119,6 +121,11 @@ def digest_mismatch(plan: BuildPlan, image_id: str) -> str:
             f"run `./dev verify-repro --variant {plan.variant.name}` to see what differs")
 
 
+def archive_digest(metadata_file: Path) -> str:
+    """The manifest digest of the image a build wrote to an OCI archive, from buildx's metadata."""
+    return json.loads(metadata_file.read_text())["containerimage.digest"]
+
+
 def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
     """The built image's ID from buildx's metadata: the manifest digest on the containerd image store,
     the config digest on the classic store; whichever the engine knows."""
@@ -203,16 +210,27 @@ def build_all(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path,
     return results
 
 
+def build_images(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
+                 reproducible: bool = False, out: TextIO = sys.stdout) -> list[BuildResult]:
+    """Build the plans (build_all, once buildx is known to be there), then copy each new image's own manifest next to
+    its log (<image>.manifest.json), where tools on the host can read it."""
+    require_buildx()
+    results = build_all(engine, plans, log_dir=log_dir, no_cache=no_cache, reproducible=reproducible, out=out)
+    for result in results:
+        if result.status is BuildStatus.BUILT:
+            write_atomically(log_dir / f"{result.image}.manifest.json",
+                             engine.output(result.image_id, "cat", MANIFEST_IN_IMAGE))
+    return results
+
+
+def emulation_notes(plans: list[BuildPlan], *, native: Platform) -> list[str]:
+    """A line per image built for a platform this host does not run natively: qemu makes it several times slower."""
+    return [f"{plan.name}: {platform} is not this host's platform ({native}): it builds and runs under emulation "
+            "(qemu), several times slower" for plan in plans for platform in plan.platforms if platform != native]
+
+
 def exit_status(results: list[BuildResult]) -> int:
     """130 after an interrupt (as a shell reports Ctrl-C), 1 when any build failed, else 0."""
     if any(result.status is BuildStatus.INTERRUPTED for result in results):
         return 130
     return 1 if any(result.status is not BuildStatus.BUILT for result in results) else 0
-
-
-def summary_table(results: list[BuildResult]) -> str:
-    """One row per image: how it went, how long it took, its sizes, what it produced or why it failed."""
-    rows = [(r.image, r.status.value, f"{r.seconds:.0f} s", *size_cells(r.sizes),
-             r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
-            for r in results]
-    return render_table(["image", "status", "time", *SIZE_HEADERS, "primary tag", "image id / cause"], rows)

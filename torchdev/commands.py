@@ -1,248 +1,166 @@
-"""The commands behind tasks.py: each loads the matrix once, connects to the engine, prints a table.
+"""The commands behind tasks.py, one function each: load the matrix, choose plans, call the features, return a result
+(torchdev.results), which torchdev.presenter shows.
 
-A command never calls another for its side effects: `smoke --build` and `up` build through the same
-`build_all` as `build`, and act on what it returns.
+Each takes the Context first (torchdev.context): the checkout's paths, the engine, the environment and the output come
+from there, and the engine is connected only once a command needs it. A command prints nothing itself but progress
+through the context's output while long work runs. A command never calls another for its side effects: `smoke
+--build` and `up` build through the same `build.build_images` as `build`, and act on what it returns.
 """
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
 
-from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke
-from torchdev.doctor import run_doctor
-from torchdev.engine import ContainerEngine, Engine, ImageRef, require_buildx
+from torchdev import bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro, smoke
+from torchdev.checkout import read_plan_inputs, read_plans
+from torchdev.context import Context
+from torchdev.engine import require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
-from torchdev.gpus import GPUS_AUTO, check_option, find_access, parse_option, request_for
-from torchdev.images import built_images, images_table
-from torchdev.matrix import Matrix, Variant, load_matrix, load_sources, parse_matrix
-from torchdev.plan import BuildPlan, describe_plan
+from torchdev.gpuprobe import find_access
+from torchdev.gpus import GPUS_AUTO, check_option, parse_option, request_for
+from torchdev.images import built_images, image_manifest
+from torchdev.matrix import Flavour, Matrix, Variant, load_matrix
+from torchdev.plan import BuildPlan
 from torchdev.platforms import parse_list
 from torchdev.profile import memlock_limit
-from torchdev.project import (MANIFEST_IN_IMAGE, MATRIX_FILE, REPORTS_DIR, ROOT, SMOKE_DIR, lock_file,
-                              native_platform, plans_for, select_flavours, select_platforms, select_variants)
-from torchdev.repro import describe_differences
-from torchdev.table import render_table
-from torchdev.yamlsource import SourcedDict
+from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
+from torchdev.results import (BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList, ImageManifest,
+                              JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases, PinReport,
+                              PushReport, ReproReport, SavedArchives, SmokeReport)
 
 
-def exit_on_error(action: Callable[[], int]) -> None:
-    """Run a command; a TorchdevError becomes its message on stderr and the error's exit status."""
-    try:
-        status = action()
-    except TorchdevError as error:
-        for line in str(error).splitlines():
-            print(f"torchdev: {line}" if not line.startswith("torchdev:") else line, file=sys.stderr)
-        sys.exit(error.exit_status)
-    if status:
-        sys.exit(status)
+def _load(ctx: Context, overlay: str | None) -> Matrix:
+    return load_matrix(ctx.paths.matrix_file, overlay=overlay, environ=ctx.environ)
 
 
-def show_matrix(*, overlay: str | None) -> int:
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    plans = plans_for(matrix, list(matrix.variants), list(matrix.flavours))
-    rows = [(p.variant.name, p.flavour.name, ", ".join(map(str, p.variant.platforms)), p.build_args["BASE_IMAGE"],
-             p.variant.python, f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}",
-             p.variant.cuda or "-", p.variant.cudnn or "-", p.variant.index, locks_cell(p.variant),
-             p.variant.apt_snapshot or "live", toolchain(p),
-             ", ".join(str(ImageRef.parse(reference).tag) for reference in p.references)) for p in plans]
-    print(render_table(["variant", "flavour", "platforms", "base", "python", "torch/vision/audio", "cuda", "cudnn",
-                        "index", "locks", "apt snapshot", "toolchain", "tags"], rows))
-    print(f"\nrepository: {matrix.image.repository}   from: {', '.join(str(s) for s in matrix.sources)}")
-    return 0
+def _plans(ctx: Context, matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
+           platform: str | None = None) -> list[BuildPlan]:
+    return read_plans(ctx.paths, matrix, variants, flavours, platform=platform, environ=ctx.environ,
+                      native=ctx.native_platform)
 
 
-def locks_cell(variant: Variant) -> str:
-    """The variant's lock per platform, or none (such builds resolve at build time)."""
-    paths = [variant.lock_path_for(platform) if lock_file(variant, platform).is_file() else "none"
-             for platform in variant.platforms]
-    return ", ".join(paths)
+def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
+    matrix = _load(ctx, overlay)
+    inputs = read_plan_inputs(ctx.paths, matrix, environ=ctx.environ, native=ctx.native_platform)
+    plans = plans_for(matrix, list(matrix.variants), list(matrix.flavours), inputs=inputs)
+    locked = frozenset((name, lock.platform) for name, found in inputs.locks.items() for lock in found)
+    return MatrixView(matrix, tuple(plans), locked)
 
 
-def toolchain(plan: BuildPlan) -> str:
-    """What a flavour adds, in a few words: its packages, and nvcc's CUDA release for a CUDA variant."""
-    if plan.flavour.is_runtime:
-        return "-"
-    args = plan.build_args
-    nvcc = f"nvcc {args['CUDA_RELEASE']}" if args["CUDA_RELEASE"] else ("no nvcc" if plan.variant.cuda else "")
-    return ", ".join(filter(None, [*plan.flavour.apt_packages, *plan.flavour.pip_packages, nvcc]))
-
-
-def save_manifest(engine: ContainerEngine, *, image_id: str, image: str) -> Path:
-    """Copy the image's own manifest next to the build logs, where tools on the host can read it."""
-    path = REPORTS_DIR / "build" / f"{image}.manifest.json"
-    write_atomically(path, engine.output(image_id, "cat", MANIFEST_IN_IMAGE))
-    return path
-
-
-def check_locks(data: SourcedDict, matrix: Matrix, plans: list[BuildPlan]) -> None:
-    """Stop before any build when a variant's lock for a platform it is built for does not fit, with the one line
-    `lock --check` would give."""
-    problems = []
-    for plan in plans:
-        declared = data["variants"][plan.variant.name]
-        overlay_owns_lock = "lock" in declared and declared.origin("lock").file != str(MATRIX_FILE)
-        problems += [locks.unfit_lock(matrix=matrix, variant=plan.variant, platform=platform,
-                                      overlay_owns_lock=overlay_owns_lock) for platform in plan.platforms]
-    if any(problems):
-        raise TorchdevError("\n".join(dict.fromkeys(problem for problem in problems if problem)))
-
-
-def emulation_notes(plans: list[BuildPlan]) -> list[str]:
-    """A line per image built for a platform this host does not run natively: qemu makes it several times slower."""
-    native = native_platform()
-    return [f"{plan.name}: {platform} is not this host's platform ({native}): it builds and runs under emulation "
-            "(qemu), several times slower" for plan in plans for platform in plan.platforms if platform != native]
-
-
-def build_and_report(engine: ContainerEngine, plans: list[BuildPlan], *, no_cache: bool = False,
-                     reproducible: bool = False) -> list[builds.BuildResult]:
-    """Build, save each new image's manifest, print the summary table and each failure's cause."""
-    require_buildx()
-    results = builds.build_all(engine, plans, log_dir=REPORTS_DIR / "build", no_cache=no_cache,
-                               reproducible=reproducible)
-    for result in results:
-        if result.status is builds.BuildStatus.BUILT:
-            save_manifest(engine, image_id=result.image_id, image=result.image)
-    print("\n" + builds.summary_table(results))
-    for result in results:
-        if result.status is builds.BuildStatus.FAILED:
-            print(f"torchdev: {result.image} failed: {result.cause} (full log: {result.log})", file=sys.stderr)
-    return results
-
-
-def _load(overlay: str | None) -> tuple[SourcedDict, Matrix]:
-    """The merged YAML (each key knowing its file and line) and the matrix validated from it."""
-    data, sources = load_sources(MATRIX_FILE, overlay=overlay)
-    return data, parse_matrix(data, sources=sources)
-
-
-def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False,
-          reproducible: bool = False, flavour: str | None = None, platform: str | None = None) -> int:
+def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, overlay: str | None,
+          no_cache: bool = False, reproducible: bool = False, flavour: str | None = None,
+          platform: str | None = None) -> DryRun | BuildReport:
     """Build the selected variants in the selected flavours one after another; a failure does not stop the others."""
-    data, matrix = _load(overlay)
+    matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
     if dry_run:
-        print("\n\n".join(describe_plan(plan) for plan in plans))
-        return 0
-    check_locks(data, matrix, plans)
-    for note in emulation_notes(plans):
-        print(f"note: {note}")
-    engine = Engine.connect()
-    return builds.exit_status(build_and_report(engine, plans, no_cache=no_cache, reproducible=reproducible))
+        return DryRun(tuple(plans))
+    locks.require_fitting_locks(matrix, plans)
+    for note in builds.emulation_notes(plans, native=ctx.native_platform):
+        print(f"note: {note}", file=ctx.out)
+    engine = ctx.engine()
+    return BuildReport(tuple(builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache,
+                                                 reproducible=reproducible, out=ctx.out)))
 
 
-def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None, platform: str | None = None) -> int:
+def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay: str | None,
+         platform: str | None = None) -> LockReport:
     """Every platform of each variant unless --platform names some (a lock is per platform: the wheels differ)."""
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    native = native_platform()
-    return locks.lock_variants(matrix, chosen, check=check, platforms=lambda v: select_platforms(
-        v, platform=platform or "all", native=native))
+    return LockReport(tuple(locks.lock_variants(matrix, chosen, check=check, out=ctx.out, platforms=lambda v: (
+        select_platforms(v, platform=platform or "all", native=ctx.native_platform)))))
 
 
-def doctor(*, overlay: str | None) -> int:
-    return run_doctor(matrix=load_matrix(MATRIX_FILE, overlay=overlay))
+def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
+    """The host checked for the matrix's CUDA variants (their built images say what they need)."""
+    matrix = _load(ctx, overlay)
+    plans = _plans(ctx, matrix, [v for v in matrix.variants if v.cuda])
+    return DoctorReport(tuple(doctors.diagnose(matrix, plans, connect=ctx.connect, native=ctx.native_platform,
+                                               environ=ctx.environ)))
 
 
-def list_images(*, overlay: str | None, manifest: str | None = None, flavour: str | None = None) -> int:
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    engine = Engine.connect()
+def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None,
+                flavour: str | None = None) -> ImageList | ImageManifest:
+    matrix = _load(ctx, overlay)
+    engine = ctx.engine()
     if manifest:
         flavours = select_flavours(matrix, flavour=flavour, every=False)
-        return show_manifest(engine, plan=plans_for(matrix, [matrix.variant(manifest)], flavours[:1])[0])
-    found = built_images(engine, repository=matrix.image.repository)
-    if not found:
-        print(f"no {matrix.image.repository} images yet: run `./dev build --variant NAME`")
-        return 0
-    print(images_table(found))
-    return 0
+        plan = _plans(ctx, matrix, [matrix.variant(manifest)], flavours[:1])[0]
+        if engine.image_id(plan.primary_reference) is None:
+            raise TorchdevError(smoke.missing_image(plan))
+        return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference))
+    return ImageList(matrix.image.repository, tuple(built_images(engine, repository=matrix.image.repository)))
 
 
-def show_manifest(engine: ContainerEngine, *, plan: BuildPlan) -> int:
-    """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
-    reference = plan.primary_reference
-    if engine.image_id(reference) is None:
-        raise TorchdevError(smoke.missing_image(plan))
-    content = json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE))
-    print(f"{reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
-          f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages")
-    print(render_table(["python package", "version"],
-                       [(p["name"], p["version"]) for p in content["python"]["packages"]]))
-    return 0
-
-
-def run_smoke(*, variant: str | None, every: bool, gpus: str, build_missing: bool, overlay: str | None,
-              reports: str | None = None, flavour: str | None = None, platform: str | None = None,
-              checks: str | None = None) -> int:
-    """Run the smoke suite in each selected image; exit non-zero when any check fails or an image is missing."""
-    data, matrix = _load(overlay)
+def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, build_missing: bool,
+              overlay: str | None, reports: str | None = None, flavour: str | None = None,
+              platform: str | None = None, checks: str | None = None) -> SmokeReport:
+    """Run the smoke suite in each selected image (building the missing ones first with --build); it fails when any
+    check fails or an image is missing."""
+    matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     gpu_count = parse_option(gpus)
     check_option(gpu_count, chosen)
     selected_checks = smoke.select_checks(checks)
-    memlock = memlock_limit(dict(os.environ))
-    plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
-    engine = Engine.connect()
-    reports_dir = Path(reports) if reports else REPORTS_DIR / "smoke"
+    memlock = memlock_limit(ctx.environ)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    engine = ctx.engine()
+    reports_dir = Path(reports) if reports else ctx.paths.reports.smoke
+    images = smoke.image_ids(engine, plans)
     not_built: dict[str, str] = {}
-    missing = [plan for plan in plans if engine.image_id(plan.primary_reference) is None]
+    missing = [plan for plan in plans if images[plan.name] is None]
     if build_missing and missing:
-        check_locks(data, matrix, missing)
-        not_built = {r.image: f"its build failed: {r.cause}" for r in build_and_report(engine, missing)
+        locks.require_fitting_locks(matrix, missing)
+        results = builds.build_images(engine, missing, log_dir=ctx.paths.reports.build, out=ctx.out)
+        ctx.show(BuildReport(tuple(results)))
+        not_built = {r.image: f"its build failed: {r.cause}" for r in results
                      if r.status is not builds.BuildStatus.BUILT}
-    cuda_images = [p.primary_reference for p in plans if p.variant.cuda and engine.image_id(p.primary_reference)]
-    access = find_access(engine, probe_image=cuda_images[0] if cuda_images and gpu_count is GPUS_AUTO else None)
+        images = smoke.image_ids(engine, plans)
+    access = find_access(engine, probe_image=smoke.gpu_probe_image(plans, images) if gpu_count is GPUS_AUTO else None)
     requests = {plan.name: request_for(plan.variant, gpu_count, access) for plan in plans}
-    runs = smoke.run_all(engine, plans, gpus=requests, suite_dir=SMOKE_DIR, reports_dir=reports_dir,
-                         stop_at_missing=not (every or build_missing), not_built=not_built, memlock=memlock,
-                         checks=selected_checks)
-    print("\n" + smoke.summary_table(runs) + f"\n\nreports: {reports_dir}")
-    for note in smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access):
-        print(f"note: {note}")
-    problems = smoke.failures(runs)
-    for line in problems:
-        print(f"torchdev: failed: {line}", file=sys.stderr)
-    return 1 if problems else 0
+    runs = smoke.run_all(engine, plans, images=images, gpus=requests, suite_dir=ctx.paths.smoke,
+                         reports_dir=reports_dir, stop_at_missing=not (every or build_missing), not_built=not_built,
+                         memlock=memlock, checks=selected_checks, out=ctx.out)
+    return SmokeReport(tuple(runs), reports_dir,
+                       tuple(smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access)))
 
 
-def up(*, variant: str, overlay: str | None) -> int:
+def up(ctx: Context, *, variant: str, overlay: str | None) -> Exited:
     """The main job: build one image (a no-op when it is current), then train in it through compose."""
-    data, matrix = _load(overlay)
-    chosen = matrix.variant(variant)
-    plans = plans_for(matrix, [chosen])
-    check_locks(data, matrix, plans)
-    engine = Engine.connect()
-    status = builds.exit_status(build_and_report(engine, plans))
+    matrix = _load(ctx, overlay)
+    plans = _plans(ctx, matrix, [matrix.variant(variant)])
+    locks.require_fitting_locks(matrix, plans)
+    engine = ctx.engine()
+    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
+    ctx.show(BuildReport(tuple(results)))
+    status = builds.exit_status(results)
     if status:
-        return status
-    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
-    return engine.compose("run", "--rm", "train", cwd=ROOT, env=env)
+        return Exited(status)
+    env = {**ctx.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
+    return Exited(engine.compose("run", "--rm", "train", cwd=ctx.paths.root, env=env))
 
 
-def base(*, name: str, platform: str | None) -> int:
+def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exited:
     """`./dev base`: the local Debian base, made by scripts/make-base.sh only when the image lacks a platform asked
     for. The engine's own probe (Engine.image_platforms) tells; the script then makes every platform asked for, as
     one multi-platform image under the name."""
-    wanted = tuple(map(str, parse_list(platform) if platform else (native_platform(),)))
-    if Engine.connect().image_platforms(name, wanted) == wanted:
-        print(f"base: {name} exists for {','.join(wanted)}")
-        return 0
-    return subprocess.run(["bash", str(ROOT / "scripts" / "make-base.sh"), name, "--platform", ",".join(wanted)],
-                          check=False).returncode
+    wanted = tuple(map(str, parse_list(platform) if platform else (ctx.native_platform,)))
+    if ctx.engine().image_platforms(name, wanted) == wanted:
+        return BaseExists(name, wanted)
+    script = ctx.paths.scripts / "make-base.sh"
+    return Exited(subprocess.run(["bash", str(script), name, "--platform", ",".join(wanted)], check=False).returncode)
 
 
-def verify_repro(*, variant: str, overlay: str | None) -> int:
-    """Build twice with no layer cache into OCI archives; 0 only when both digests are equal."""
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
-    plan = plans_for(matrix, [matrix.variant(variant)])[0]
-    engine = Engine.connect()
+def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproReport:
+    """Build twice with no layer cache into OCI archives; reproducible only when both digests are equal (and equal
+    to the one images.yaml records, if it records one)."""
+    matrix = _load(ctx, overlay)
+    plan = _plans(ctx, matrix, [matrix.variant(variant)])[0]
+    engine = ctx.engine()
     require_buildx()
     with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
         archives, digests = [], []
@@ -250,121 +168,84 @@ def verify_repro(*, variant: str, overlay: str | None) -> int:
             build_dir = Path(scratch) / f"build{number}"
             build_dir.mkdir()
             archives.append(build_dir / "image.oci.tar")
-            print(f"==> [{number}/2] reproducible build of {variant}, no layer cache", flush=True)
-            log_path = REPORTS_DIR / "build" / f"{variant}.repro{number}.log"
+            print(f"==> [{number}/2] reproducible build of {variant}, no layer cache", file=ctx.out, flush=True)
+            log_path = ctx.paths.reports.build / f"{variant}.repro{number}.log"
             status, lines, metadata = builds.run_buildx(engine, plan, scratch=build_dir, log_path=log_path,
-                                                        no_cache=True, oci_archive=archives[-1])
+                                                        no_cache=True, oci_archive=archives[-1], out=ctx.out)
             if status != 0:
                 raise TorchdevError(f"build {number} of {variant} failed: {builds.failure_cause(lines)} "
                                     f"(log: {log_path})")
-            digests.append(json.loads(metadata.read_text())["containerimage.digest"])
-        print("\n" + render_table(["build", "digest"], [(1, digests[0]), (2, digests[1])]))
-        if digests[0] != digests[1]:
-            print(describe_differences(archives[0], archives[1]))
-            raise TorchdevError(f"{variant} is not reproducible: two builds from the same inputs gave two digests")
-    if plan.variant.digest and plan.variant.digest != digests[0]:
-        raise TorchdevError(f"{variant} builds reproducibly as {digests[0]}, but images.yaml records "
-                            f"{plan.variant.digest}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)")
-    print(f"\n{variant} is reproducible: {digests[0]}")
-    return 0
+            digests.append(builds.archive_digest(metadata))
+        differences = repro.describe_differences(archives[0], archives[1]) if digests[0] != digests[1] else ""
+    return ReproReport(variant, (digests[0], digests[1]), differences, plan.variant.digest)
 
 
-def pin(*, variant: str | None, every: bool, overlay: str | None) -> int:
+def pin(ctx: Context, *, variant: str | None, every: bool, overlay: str | None) -> PinReport:
     """Resolve each selected base to its registry digest and write it where that base is declared."""
-    data, matrix = _load(overlay)
-    engine = Engine.connect()
-    results = [bases.pin_variant(engine, variant=chosen, origin=data["variants"][chosen.name].origin("base"))
-               for chosen in select_variants(matrix, variant=variant, every=every)]
-    print(render_table(["variant", "base", "outcome", "detail"],
-                       [(r.variant, r.base, r.outcome.value, r.detail) for r in results]))
-    failed = [result for result in results if result.outcome is bases.PinOutcome.FAILED]
-    for result in failed:
-        print(f"torchdev: {result.variant}: {result.detail}", file=sys.stderr)
-    return 1 if failed else 0
+    matrix = _load(ctx, overlay)
+    engine = ctx.engine()
+    return PinReport(tuple(bases.pin_variant(engine, variant=chosen,
+                                             origin=matrix.origin("variants", chosen.name, "base"))
+                           for chosen in select_variants(matrix, variant=variant, every=every)))
 
 
-def save_bases(*, variant: str | None, every: bool, overlay: str | None, to_registry: str | None,
-               to_archive: str | None) -> int:
+def save_bases(ctx: Context, *, variant: str | None, every: bool, overlay: str | None, to_registry: str | None,
+               to_archive: str | None) -> SavedArchives | MirroredBases:
     """Copy the selected variants' pinned bases to a registry or into archives the user controls."""
     if bool(to_registry) == bool(to_archive):
         raise UsageError("say where the bases go: --to-registry HOST[:PORT]/PREFIX or --to-archive FOLDER")
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     unpinned = [v.name for v in chosen if not bases.is_pinned(v.base)]
     if unpinned:
         raise TorchdevError(f"the base of {', '.join(unpinned)} is not pinned by digest: run `./dev pin` first")
-    engine = Engine.connect()
+    engine = ctx.engine()
     if to_archive:
-        written = bases.save_archives(engine, bases=sorted({v.base for v in chosen}), folder=Path(to_archive))
-        print("\n".join(f"saved {path} (restore: docker load -i {path})" for path in written))
-        return 0
-    rows = [(v.name, v.base, bases.push_base(engine, base=v.base, registry=to_registry)) for v in chosen]
-    print(render_table(["variant", "base", "copy (use as `base:` in an overlay)"], rows))
-    return 0
+        return SavedArchives(tuple(bases.save_archives(engine, bases=sorted({v.base for v in chosen}),
+                                                       folder=Path(to_archive))))
+    return MirroredBases(tuple((v.name, v.base, bases.push_base(engine, base=v.base, registry=to_registry))
+                               for v in chosen))
 
 
-def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str | None, to: str | None = None,
-         compression: str = "gzip", force: bool = False) -> int:
+def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None, overlay: str | None,
+         to: str | None = None, compression: str = "gzip", force: bool = False) -> PushReport:
     """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
     digest, and reports/push/<image>.json once all its tags are in the registry."""
     if compression not in pushes.COMPRESSIONS:
         raise UsageError(f"--compression {compression}: use one of {', '.join(pushes.COMPRESSIONS)}")
-    matrix = load_matrix(MATRIX_FILE, overlay=overlay)
+    matrix = _load(ctx, overlay)
     repository = pushes.destination(to or matrix.image.repository)
-    plans = plans_for(matrix, select_variants(matrix, variant=variant, every=every),
-                      select_flavours(matrix, flavour=flavour, every=True))
-    engine = Engine.connect()
-    reports_dir = REPORTS_DIR / "push"
-    results = []
-    for plan in plans:
-        # a stale entry never reads as this push
-        records.push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
-        print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
-        results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
-                                         smoke_dir=REPORTS_DIR / "smoke", force=force,
-                                         gzipped=records.read_gzip_digests(reports_dir)))
-        if results[-1].status in (pushes.PushStatus.PUSHED, pushes.PushStatus.UNCHANGED):
-            pushes.write_report(reports_dir, results[-1])
-            if compression == "gzip":
-                records.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
-                                           digest=results[-1].digest, size=results[-1].size)
-            print("\n".join(results[-1].pinned()), flush=True)
-    print("\n" + pushes.summary_table(results))
-    failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]
-    for result in failed:
-        print(f"torchdev: {result.image}: {result.status.value}: {result.detail}", file=sys.stderr)
-    return 1 if failed else 0
+    plans = _plans(ctx, matrix, select_variants(matrix, variant=variant, every=every),
+                   select_flavours(matrix, flavour=flavour, every=True))
+    engine = ctx.engine()
+    return PushReport(tuple(pushes.push_images(engine, plans, repository=repository, compression=compression,
+                                               reports_dir=ctx.paths.reports.push,
+                                               smoke_dir=ctx.paths.reports.smoke, force=force, out=ctx.out)))
 
 
-def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, nproc: str | int | None,
-        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None,
-        cpu: str | None = None, memory: str | None = None) -> int:
-    """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest, and what to run next.
-    With --image: the PyTorchJob and the Indexed Job for that image."""
+def k8s(ctx: Context, *, variant: str, image: str | None, nodes: int, gpus: str | int | None,
+        nproc: str | int | None, name: str | None, shm_size: str, train_args: str, out: str | None,
+        overlay: str | None, cpu: str | None = None, memory: str | None = None) -> JobDockerfile | JobManifests:
+    """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest. With --image: the
+    PyTorchJob and the Indexed Job for that image."""
     gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
-    chosen = load_matrix(MATRIX_FILE, overlay=overlay).variant(variant)
+    chosen = _load(ctx, overlay).variant(variant)
     name = name or f"torchdev-{chosen.name}"
-    folder = Path(out) if out else REPORTS_DIR / "k8s" / name
+    folder = Path(out) if out else ctx.paths.reports.k8s / name
     if not image:
-        base = kube.pushed_reference(REPORTS_DIR / "push", chosen.name)
-        dockerfile = folder / "Dockerfile"
-        write_atomically(dockerfile, kube.job_dockerfile(base))
-        print(f"wrote {dockerfile}: FROM {base}, plus train/\n"
-              f"next: docker build -f {dockerfile} -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
-              f"then: ./dev k8s --variant {chosen.name} --image REGISTRY/NAME@sha256:<the digest docker push printed>")
-        return 0
+        base = kube.pushed_reference(ctx.paths.reports.push, chosen.name)
+        write_atomically(folder / "Dockerfile", kube.job_dockerfile(base))
+        return JobDockerfile(folder / "Dockerfile", base, chosen.name)
     if gpus and not chosen.cuda:
         raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
                          "processes")
     job = kube.train_job(name=name, image=image, nodes=nodes, gpus_per_node=1 if gpus is None and chosen.cuda
                          else gpus or 0, nproc_per_node=nproc, shm_size=shm_size, train_args=train_args, cpu=cpu,
                          memory=memory)
-    for file_name, text in kube.manifests(job, variant=chosen.name).items():
+    manifests = kube.manifests(job, variant=chosen.name)
+    for file_name, text in manifests.items():
         write_atomically(folder / file_name, text)
-        print(f"wrote {folder / file_name}")
-    print(f"apply one: kubectl apply -f {folder / 'pytorchjob.yaml'}   (Kubeflow training operator)\n"
-          f"       or: kubectl apply -f {folder / 'indexed-job.yaml'}   (plain Kubernetes)")
-    return 0
+    return JobManifests(folder, tuple(manifests))
 
 
 def _count(flag: str, value: str | int | None) -> int | None:

@@ -13,21 +13,21 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
-from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec, Engine,
+from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, ContainerEngine, ContainerSpec,
                              EngineError, EngineUnreachable, RunResult, RunStatus, cli_plugin, probe)
 from torchdev.errors import UsageError
+from torchdev.gpuprobe import find_access
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
-from torchdev.gpus import (GpuAccess, KernelSupport, Route, branch_exception, find_access, kernel_support,
-                           version_tuple)
+from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, kernel_support, version_tuple
 from torchdev.matrix import Matrix, Variant
-from torchdev.plan import LABEL_PREFIX
+from torchdev.plan import LABEL_PREFIX, BuildPlan
 from torchdev.platforms import Platform
 from torchdev.profile import (DEFAULT_SHM, DEV_CONTAINER, SHM_VARIABLE, SIZED_BY_SETTING, UNLIMITED, docker_size,
                               sdk_limits, sdk_security, shm_bytes)
-from torchdev.project import MANIFEST_IN_IMAGE, native_platform, plans_for
-from torchdev.table import human_size, render_table
+from torchdev.project import MANIFEST_IN_IMAGE
+from torchdev.table import human_size
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 PROBE_TIMEOUT = 30
@@ -273,37 +273,41 @@ def exit_status(results: list[CheckResult]) -> int:
     return 1 if any(result.status == FAIL for result in results) else 0
 
 
-def report(results: list[CheckResult]) -> str:
-    """One line per check; a warning or a failure carries its fix on the same line."""
-    rows = [(r.name, r.status, f"{r.detail.rstrip('.')}; fix: {r.fix}" if r.status in (WARN, FAIL) else r.detail)
-            for r in results]
-    return render_table(["check", "status", "detail"], rows)
+def _nvidia_smi() -> CommandResult | None:
+    """WSL puts nvidia-smi (from the Windows driver) in /usr/lib/wsl/lib, often off PATH. Drivers before 510 know
+    no compute_cap field: they are asked again without it."""
+    program = shutil.which("nvidia-smi") or (WSL_NVIDIA_SMI if os.access(WSL_NVIDIA_SMI, os.X_OK) else None)
+    if program is None:
+        return None
+    answer = probe([program, "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+                   timeout=PROBE_TIMEOUT)
+    if answer and answer.status != 0 and "compute_cap" in answer.output:
+        answer = probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"], timeout=PROBE_TIMEOUT)
+    return answer
 
 
-def run_doctor(*, matrix: Matrix) -> int:
-    """Print the report for this host and the matrix's CUDA variants; return the exit status."""
-    results = diagnose(matrix)
-    print(report(results))
-    return exit_status(results)
-
-
-def diagnose(matrix: Matrix) -> list[CheckResult]:
-    engine, info, engine_result = _connect()
+def diagnose(matrix: Matrix, plans: list[BuildPlan], *, connect: Callable[[float], ContainerEngine],
+             native: Platform, environ: Mapping[str, str],
+             cli: Callable[[str], CommandResult | None] = cli_plugin,
+             nvidia_smi: Callable[[], CommandResult | None] = _nvidia_smi) -> list[CheckResult]:
+    """Every check for this host and the matrix's CUDA variants (`plans`: theirs, runtime flavour). The engine is
+    `connect(PROBE_TIMEOUT)`'s; `cli` answers for the docker CLI's plugins and `nvidia_smi` for the driver."""
+    engine, info, engine_result = _connect(connect, host=environ.get("DOCKER_HOST") or DEFAULT_HOST)
     try:
-        gpus_result, gpus = gpus_check(_nvidia_smi())
+        gpus_result, gpus = gpus_check(nvidia_smi())
         images = _torchdev_images(engine)
         access = find_access(engine, probe_image=images[0] if images else None) if engine else None
         return [engine_result,
-                plugin_check("buildx", cli_plugin("buildx"), fix=BUILDX_FIX),
-                compose_check(cli_plugin("compose")),
+                plugin_check("buildx", cli("buildx"), fix=BUILDX_FIX),
+                compose_check(cli("compose")),
                 platform_check(engine_platform=f"{info.get('OSType', 'linux')}/{info.get('Architecture', '?')}",
-                               host=native_platform(), variants=matrix.variants) if engine
+                               host=native, variants=matrix.variants) if engine
                 else CheckResult("platform", SKIP, "needs the engine"),
                 gpu_runtime_check(access, desktop=info.get("OperatingSystem") == "Docker Desktop",
                                   wsl="microsoft" in platform.release().lower()),
                 gpus_result,
-                *_variant_checks(engine, matrix, gpus),
-                shm_check(os.environ),
+                *_variant_checks(engine, matrix, plans, gpus),
+                shm_check(environ),
                 _memlock(engine, info, images),
                 _disk(info.get("DockerRootDir"))]
     finally:
@@ -316,11 +320,12 @@ def _torchdev_images(engine: ContainerEngine | None) -> list[str]:
     return [image.tags[0] for image in engine.images(label=f"{LABEL_PREFIX}.variant") if image.tags] if engine else []
 
 
-def _variant_checks(engine: ContainerEngine | None, matrix: Matrix, gpus: list[HostGpu]) -> list[CheckResult]:
+def _variant_checks(engine: ContainerEngine | None, matrix: Matrix, plans: list[BuildPlan],
+                    gpus: list[HostGpu]) -> list[CheckResult]:
     """Per CUDA variant: the driver against the image's own constraint, and torch's kernels against the GPUs,
     both read from the built image (its environment and manifest) when there is one."""
     built = {}
-    for plan in plans_for(matrix, [v for v in matrix.variants if v.cuda]):
+    for plan in plans:
         image = engine.image(plan.primary_reference) if engine else None
         built[plan.variant.name] = (image, _architectures(engine, plan.primary_reference) if image and gpus else None)
     fits = [name for name, (_, arches) in built.items() if arches and all(
@@ -343,11 +348,11 @@ def _architectures(engine: ContainerEngine, reference: str) -> list[str] | None:
         return None
 
 
-def _connect() -> tuple[ContainerEngine | None, dict, CheckResult]:
-    """An engine and its info, or no engine, no info and the reason."""
-    host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+def _connect(connect: Callable[[float], ContainerEngine], *,
+             host: str) -> tuple[ContainerEngine | None, dict, CheckResult]:
+    """An engine and its info, or no engine, no info and the reason (`host`: DOCKER_HOST, for the reason)."""
     try:
-        engine = Engine.connect(timeout=PROBE_TIMEOUT)
+        engine = connect(PROBE_TIMEOUT)
         info = engine.info()
         return engine, info, engine_reachable(engine.version(), info)
     except EngineUnreachable as error:
@@ -367,17 +372,6 @@ def _memlock(engine: ContainerEngine | None, info: dict, images: list[str]) -> C
     return memlock_check(engine.run(spec, timeout=PROBE_TIMEOUT), rootless=rootless)
 
 
-def _nvidia_smi() -> CommandResult | None:
-    """WSL puts nvidia-smi (from the Windows driver) in /usr/lib/wsl/lib, often off PATH. Drivers before 510 know
-    no compute_cap field: they are asked again without it."""
-    program = shutil.which("nvidia-smi") or (WSL_NVIDIA_SMI if os.access(WSL_NVIDIA_SMI, os.X_OK) else None)
-    if program is None:
-        return None
-    answer = probe([program, "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
-                   timeout=PROBE_TIMEOUT)
-    if answer and answer.status != 0 and "compute_cap" in answer.output:
-        answer = probe([program, "--query-gpu=name,driver_version", "--format=csv,noheader"], timeout=PROBE_TIMEOUT)
-    return answer
 
 
 def _disk(root: str | None) -> CheckResult:

@@ -17,7 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Protocol, TextIO
+from typing import Iterator, Mapping, Protocol, TextIO
 
 import docker
 from docker.auth import split_repo_name
@@ -314,10 +314,11 @@ class Engine:
         self._client = client
 
     @classmethod
-    def connect(cls, *, timeout: float = 600) -> Engine:
-        """An engine that answers a ping, or EngineUnreachable naming the fix."""
+    def connect(cls, *, timeout: float = 600, environ: Mapping[str, str] | None = None) -> Engine:
+        """An engine that answers a ping, or EngineUnreachable naming the fix; DOCKER_HOST and the other DOCKER_*
+        variables are read from `environ` (this process's by default)."""
         try:
-            client = docker.from_env(timeout=timeout)
+            client = docker.from_env(timeout=timeout, environment=None if environ is None else dict(environ))
             client.ping()
         except DockerException as error:
             raise EngineUnreachable(str(error)) from None

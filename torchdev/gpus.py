@@ -4,21 +4,18 @@ Three routes reach the same GPUs: the `nvidia` runtime registered with dockerd, 
 on dockerd's PATH (both serve `--gpus`, the SDK's DeviceRequest with the "gpu" capability), and CDI devices
 (`nvidia-ctk cdi generate`, `nvidia.com/gpu=all`). An engine may show none of them in `docker info` and still
 serve `--gpus` (the hook alone, Docker Desktop): then only a container started with `--gpus` tells, and that
-answer is what counts. All but `find_access` and `read_spec_devices` (the host's CDI spec files) is pure: the
-engine's answers are handed in.
+answer is what counts. All of it is pure: the engine's answers, and the host's CDI spec files, are read by
+torchdev.gpuprobe and handed in.
 """
 from __future__ import annotations
 
 import enum
 import re
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 from smoke.smoke_contract import GPUS_AUTO, GpusError, KernelSupport, format_gpus, parse_gpus
 from smoke.smoke_contract import kernel_support as support_on  # gpus.kernel_support takes "9.0", as the doctor has it
-from torchdev.engine import ContainerEngine, ContainerSpec, GpuDevices, RunResult, RunStatus
+from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev.errors import UsageError
 from torchdev.matrix import Variant
 
@@ -76,34 +73,6 @@ def detect(info: dict, *, spec_devices: tuple[str, ...] = (), probe: RunResult |
     if NO_DRIVER.search(probe.output):
         return GpuAccess(Route.NONE, f"no nvidia runtime, hook or CDI GPU devices in the engine{desktop}")
     return GpuAccess(Route.DRIVER, f"the engine takes --gpus{desktop}", problem=start_failure(probe.output))
-
-
-def read_spec_devices(kind: str, *, folders: list[str]) -> tuple[str, ...]:
-    """Devices of `kind` (`kind=name`) in the CDI spec files (YAML or JSON) of `folders`, read from this host:
-    Engine 26 resolves CDI devices without listing them. Unreadable files and other kinds are passed over."""
-    found = []
-    for folder in folders:
-        for spec_file in sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.json")):
-            try:
-                spec = yaml.safe_load(spec_file.read_text())
-            except (OSError, yaml.YAMLError):
-                continue
-            if isinstance(spec, dict) and spec.get("kind") == kind:
-                found += [f"{kind}={device.get('name')}" for device in spec.get("devices") or []]
-    return tuple(found)
-
-
-def find_access(engine: ContainerEngine, *, probe_image: str | None) -> GpuAccess:
-    """Ask the engine, and when its answers leave it open, start `probe_image` with --gpus all (`true`, at once). The
-    CDI spec folders the engine names are read only when the engine runs on this host: else they are its host's."""
-    info = engine.info()
-    folders = (info.get("CDISpecDirs") or []) if engine.is_local() else []
-    spec_devices = read_spec_devices(CDI_KIND, folders=folders)
-    probe = None
-    if probe_image and needs_probe(info, spec_devices=spec_devices):
-        probe = engine.run(ContainerSpec(probe_image, ("true",), gpus=GpuDevices(count=-1), entrypoint=()),
-                           timeout=120)
-    return detect(info, spec_devices=spec_devices, probe=probe)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """What is built: torchdev images found in the engine by their labels."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from torchdev.engine import ContainerEngine, ImageRef, ImageSizes
 from torchdev.plan import LABEL_PREFIX
-from torchdev.table import SIZE_HEADERS, render_table, size_cells
+from torchdev.project import MANIFEST_IN_IMAGE
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,6 @@ def built_images(engine: ContainerEngine, *, repository: str) -> list[BuiltImage
     return sorted(found, key=lambda built: (built.variant, built.flavour != "runtime", built.created))
 
 
-def images_table(images: list[BuiltImage]) -> str:
-    rows = [(i.variant, i.flavour, ", ".join(i.tags), *size_cells(i.sizes), i.created, i.image_id[:19])
-            for i in images]
-    return render_table(["variant", "flavour", "tags", *SIZE_HEADERS, "created", "digest"], rows)
+def image_manifest(engine: ContainerEngine, reference: str) -> dict:
+    """The manifest the image carries (docker/write_manifest.py wrote it): base, lock, Python and Debian packages."""
+    return json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE))

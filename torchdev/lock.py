@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 from urllib.parse import unquote
 
 try:
@@ -26,8 +26,8 @@ except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs to
 from torchdev.errors import TorchdevError
 from torchdev.files import write_atomically
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
+from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
-from torchdev.project import ROOT, lock_file
 
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 HEADER = "# torchdev lock: "
@@ -231,58 +231,59 @@ def resolve(spec: LockSpec) -> dict:
     return tomllib.loads(result.stdout)
 
 
-def _shown(path: Path) -> str:
-    path = path.absolute()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+def _shown(path: Path, *, root: Path) -> str:
+    """`path` as written from the checkout's root, where ./dev runs (absolute when it lies elsewhere)."""
+    path, root = path.absolute(), root.absolute()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def regenerate_command(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
-    overlay = [f"--overlay {shlex.quote(_shown(source))}" for source in matrix.sources[1:]]
+    overlay = [f"--overlay {shlex.quote(_shown(matrix.overlay, root=matrix.folder))}"] if matrix.overlay else []
     only = [f"--platform {platform}"] if len(variant.platforms) > 1 else []
     return " ".join(["./dev lock --variant", variant.name, *only, *overlay])
 
 
 def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
-                  platforms: Callable[[Variant], tuple[Platform, ...]] = lambda variant: variant.platforms) -> int:
+                  platforms: Callable[[Variant], tuple[Platform, ...]] = lambda variant: variant.platforms,
+                  out: TextIO = sys.stdout) -> list[str]:
     """Write each variant's lock for each of its platforms (`platforms` chooses), or with check=True compare them with
-    the matrix and write nothing. One lock's failure does not stop the others; any failure or drift makes the exit
-    status 1."""
+    the matrix and write nothing, saying how each went on `out` as it goes. One lock's failure does not stop the
+    others: the result is a line per failure or drift (none when all is well)."""
     problems = []
     for chosen, platform in ((variant, platform) for variant in variants for platform in platforms(variant)):
         spec = lock_spec(matrix=matrix, variant=chosen, platform=platform)
-        path = lock_file(chosen, platform)
+        path = matrix.lock_file(chosen, platform)
+        shown = _shown(path, root=matrix.folder)
         command = regenerate_command(matrix=matrix, variant=chosen, platform=platform)
         if check:
             changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
             if changes:
-                problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({_shown(path)}): "
+                problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({shown}): "
                                 f"{'; '.join(changes)}: run `{command}`")
             else:
-                print(f"{chosen.name} on {platform}: {_shown(path)} matches the matrix")
+                print(f"{chosen.name} on {platform}: {shown} matches the matrix", file=out)
             continue
-        print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {_shown(path)}", flush=True)
+        print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {shown}", file=out, flush=True)
         started = time.monotonic()
         try:
             pylock = resolve(spec)
             text = render_lock(spec=spec, pylock=pylock, regenerate=command)
         except TorchdevError as error:
-            problems.append(f"{error} ({_shown(path)} is left as it was)")
+            problems.append(f"{error} ({shown} is left as it was)")
             continue
         write_atomically(path, text)
         print(f"{chosen.name} on {platform}: {len(pylock['packages'])} packages locked with their hashes "
-              f"in {time.monotonic() - started:.1f} s")
-    for line in problems:
-        print(f"torchdev: {line}", file=sys.stderr)
-    return 1 if problems else 0
+              f"in {time.monotonic() - started:.1f} s", file=out)
+    return problems
 
 
-def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool, platform: Platform = AMD64) -> str:
+def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
     """Why the variant's lock cannot build it ('' when it can, or when there is no lock: such builds resolve at
     build time). The comparison `lock --check` makes, but for the name, done before a build instead of failing
     deep inside pip.
     A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
     overwrites it, it gives the overlay a lock of its own."""
-    path = lock_file(variant, platform)
+    path = matrix.lock_file(variant, platform)
     if not path.is_file():
         return ""
     text = path.read_text()
@@ -293,11 +294,23 @@ def unfit_lock(*, matrix: Matrix, variant: Variant, overlay_owns_lock: bool, pla
     changes = drift(expected=replace(expected, variant=found.variant) if found else expected, text=text)
     if not changes:
         return ""
-    cause = f"the lock {_shown(path)} does not fit variant '{variant.name}' on {platform} ({'; '.join(changes)})"
+    root = matrix.folder
+    cause = f"the lock {_shown(path, root=root)} does not fit variant '{variant.name}' on {platform} " \
+            f"({'; '.join(changes)})"
     command = regenerate_command(matrix=matrix, variant=variant, platform=platform)
-    if len(matrix.sources) > 1 and not overlay_owns_lock:
-        overlay = matrix.sources[1]
+    overlay = matrix.overlay
+    if overlay is not None and not matrix.declared_by_overlay("variants", variant.name, "lock"):
         own = overlay.parent / overlay.stem / f"{variant.name}.lock.txt"
-        return (f"{cause}: the overlay {_shown(overlay)} changes the variant but shares images.yaml's lock; give "
-                f"the overlay its own `lock: {_shown(own)}` under variants.{variant.name}, then run `{command}`")
+        return (f"{cause}: the overlay {_shown(overlay, root=root)} changes the variant but shares images.yaml's "
+                f"lock; give the overlay its own `lock: {_shown(own, root=root)}` under variants.{variant.name}, "
+                f"then run `{command}`")
     return f"{cause}: run `{command}`"
+
+
+def require_fitting_locks(matrix: Matrix, plans: list[BuildPlan]) -> None:
+    """Stop before any build when a variant's lock for a platform it is built for does not fit, with the one line
+    `lock --check` would give (each once)."""
+    problems = [unfit_lock(matrix=matrix, variant=plan.variant, platform=platform)
+                for plan in plans for platform in plan.platforms]
+    if any(problems):
+        raise TorchdevError("\n".join(dict.fromkeys(problem for problem in problems if problem)))

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from torchdev.errors import ConfigError, UsageError
 from torchdev.platforms import AMD64, Platform
-from torchdev.yamlsource import SourcedDict, deep_merge, load_yaml
+from torchdev.yamlsource import Origin, SourcedDict, deep_merge, key_origins, load_yaml
 
 DEFAULT_INDEX = "default"
 """An `index` of "default" means pip's own default index (or PIP_INDEX_URL on the build host's side)."""
@@ -124,13 +124,39 @@ class CudaRelease:
 
 @dataclass(frozen=True)
 class Matrix:
-    """The validated matrix and the files it was read from."""
+    """The validated matrix, the files it was read from (images.yaml, then the overlay if any), and where each of its
+    keys was written, so nothing needs the raw YAML once it is parsed."""
 
     image: ImageSettings
     variants: tuple[Variant, ...]
     sources: tuple[Path, ...]
     flavours: tuple[Flavour, ...] = (Flavour(RUNTIME),)
     cuda_releases: tuple[CudaRelease, ...] = ()
+    origins: Mapping[tuple[str, ...], Origin] = field(default_factory=dict, compare=False, repr=False)
+    """Key path -> where it was written: ("variants", "cu117", "lock") -> overlays/x.yaml:12 (key_origins)."""
+
+    @property
+    def folder(self) -> Path:
+        """images.yaml's folder, the checkout's root: a variant's lock path is relative to it."""
+        return self.sources[0].parent
+
+    @property
+    def overlay(self) -> Path | None:
+        """The overlay merged over images.yaml, None without one."""
+        return self.sources[1] if len(self.sources) > 1 else None
+
+    def origin(self, *path: str) -> Origin | None:
+        """Where the key at `path` was written (file and line), None when neither file declares it."""
+        return self.origins.get(path)
+
+    def declared_by_overlay(self, *path: str) -> bool:
+        """Whether the overlay, not images.yaml, declares the key at `path` (such as a variant's own lock)."""
+        origin = self.origin(*path)
+        return origin is not None and self.overlay is not None and origin.file == str(self.overlay)
+
+    def lock_file(self, variant: Variant, platform: Platform = AMD64) -> Path:
+        """Where the variant's lock for `platform` lives (Variant.lock_path_for), relative to images.yaml."""
+        return self.folder / variant.lock_path_for(platform)
 
     def flavour(self, name: str) -> Flavour:
         for flavour in self.flavours:
@@ -496,12 +522,14 @@ def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
     flavours = _read_flavours(data, {variant.name for variant in variants}, problems)
     _check_cuda_releases(data, variants, releases, flavours, problems)
     problems.raise_if_any()
-    return Matrix(image=image, variants=tuple(variants), sources=sources, flavours=flavours, cuda_releases=releases)
+    return Matrix(image=image, variants=tuple(variants), sources=sources, flavours=flavours, cuda_releases=releases,
+                  origins=key_origins(data))
 
 
-def overlay_path(*, matrix_path: Path, explicit: str | None) -> Path | None:
-    """The overlay to apply: --overlay, else $TORCHDEV_OVERLAY, else images.local.yaml when it exists."""
-    chosen = explicit or os.environ.get("TORCHDEV_OVERLAY")
+def overlay_path(*, matrix_path: Path, explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The overlay to apply: --overlay, else $TORCHDEV_OVERLAY (in `environ`, by default this process's), else
+    images.local.yaml when it exists."""
+    chosen = explicit or (os.environ if environ is None else environ).get("TORCHDEV_OVERLAY")
     if chosen:
         path = Path(chosen)
         if not path.is_file():
@@ -511,16 +539,17 @@ def overlay_path(*, matrix_path: Path, explicit: str | None) -> Path | None:
     return local if local.is_file() else None
 
 
-def load_sources(matrix_path: Path, *, overlay: str | None = None) -> tuple[SourcedDict, tuple[Path, ...]]:
+def load_sources(matrix_path: Path, *, overlay: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> tuple[SourcedDict, tuple[Path, ...]]:
     """images.yaml with the overlay deep-merged over it, each key still knowing its file and line."""
     data = load_yaml(matrix_path)
-    extra = overlay_path(matrix_path=matrix_path, explicit=overlay)
+    extra = overlay_path(matrix_path=matrix_path, explicit=overlay, environ=environ)
     if extra is None:
         return data, (matrix_path,)
     return deep_merge(data, load_yaml(extra)), (matrix_path, extra)
 
 
-def load_matrix(matrix_path: Path, *, overlay: str | None = None) -> Matrix:
+def load_matrix(matrix_path: Path, *, overlay: str | None = None, environ: Mapping[str, str] | None = None) -> Matrix:
     """Read images.yaml, deep-merge the overlay over it, and validate the result."""
-    data, sources = load_sources(matrix_path, overlay=overlay)
+    data, sources = load_sources(matrix_path, overlay=overlay, environ=environ)
     return parse_matrix(data, sources=sources)

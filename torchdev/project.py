@@ -1,25 +1,71 @@
-"""Where things live in a torchdev checkout, and what a command needs from it before it acts: the variants it
-names, their locks, and their build plans (with every input file read once, here, so plans stay pure)."""
+"""Where things live in a torchdev checkout, and what a command needs before it acts: the variants, flavours and
+platforms it names, and their build plans. Pure: what plans are made from beyond the matrix (git's provenance, file
+hashes, the host's platform) is read once at the edge (torchdev.checkout) and handed in as PlanInputs."""
 from __future__ import annotations
 
-import hashlib
-import platform as host
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 from torchdev.errors import UsageError
-from torchdev.gitinfo import read_provenance
 from torchdev.matrix import Flavour, Matrix, Variant
-from torchdev.plan import BuildPlan, LockInput, make_plan
-from torchdev.platforms import ALIASES, AMD64, Platform, parse_list
+from torchdev.plan import BuildPlan, LockInput, Provenance, make_plan
+from torchdev.platforms import Platform, parse_list
 
-ROOT = Path(__file__).resolve().parent.parent
-MATRIX_FILE = ROOT / "images.yaml"
-DOCKER_DIR = ROOT / "docker"
-REPORTS_DIR = ROOT / "reports"
-SMOKE_DIR = ROOT / "smoke"
-BUILD_INPUTS = ("docker", "images.yaml", "locks", "overlays")
-"""What an image is built from: SOURCE_DATE_EPOCH is the last commit that touched one of these."""
 MANIFEST_IN_IMAGE = "/usr/share/torchdev/manifest.json"
+
+
+@dataclass(frozen=True)
+class Reports:
+    """What commands write under reports/, a folder each."""
+
+    build: Path
+    """Each build's log and its image's manifest."""
+    smoke: Path
+    """The smoke suite's JUnit XML and JSON summaries, one per run (`./dev push` reads the summaries)."""
+    push: Path
+    """What each push put in the registry (torchdev.records), read by `./dev k8s` and deployment files."""
+    k8s: Path
+    """A job's files from `./dev k8s`, a folder per job, unless it is told where."""
+
+    @classmethod
+    def at(cls, folder: Path) -> Reports:
+        return cls(build=folder / "build", smoke=folder / "smoke", push=folder / "push", k8s=folder / "k8s")
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The checkout's files and folders, made once from its root (`Paths.at`); a test points any of them elsewhere
+    with dataclasses.replace."""
+
+    root: Path
+    matrix_file: Path
+    docker: Path
+    smoke: Path
+    scripts: Path
+    reports: Reports
+
+    @classmethod
+    def at(cls, root: Path) -> Paths:
+        return cls(root=root, matrix_file=root / "images.yaml", docker=root / "docker", smoke=root / "smoke",
+                   scripts=root / "scripts", reports=Reports.at(root / "reports"))
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What build plans are made from besides the matrix, read once from the checkout and the host
+    (torchdev.checkout.read_plan_inputs), so that making plans reads and runs nothing."""
+
+    docker_dir: Path
+    provenance: Provenance
+    context_digest: str
+    """One hash of every file in the build context (docker/)."""
+    locks: Mapping[str, tuple[LockInput, ...]]
+    """Variant name -> its lock files that exist, one per platform, with their hashes."""
+    native: Platform
+    """The platform this host runs without emulation: a variant's default when it has it."""
+    environ: Mapping[str, str]
+    """The environment the build runs in (its CA bundle variables become secrets)."""
 
 
 def select_variants(matrix: Matrix, *, variant: str | None, every: bool) -> list[Variant]:
@@ -39,13 +85,6 @@ def select_flavours(matrix: Matrix, *, flavour: str | None, every: bool) -> list
     return list(matrix.flavours) if every else [matrix.flavours[0]]
 
 
-def native_platform() -> Platform:
-    """The platform this host runs without emulation (Docker Desktop's VM shares the Mac's architecture); `./dev
-    doctor` says so when the engine's differs (a remote DOCKER_HOST)."""
-    machine = host.machine().lower()
-    return Platform("linux", ALIASES.get(machine, machine))
-
-
 def select_platforms(variant: Variant, *, platform: str | None, native: Platform) -> tuple[Platform, ...]:
     """--platform LIST (each one the variant declares), `all` (every declared one), or by default the native one
     when the variant has it, else its first (emulated)."""
@@ -62,37 +101,14 @@ def select_platforms(variant: Variant, *, platform: str | None, native: Platform
     return chosen
 
 
-def lock_file(variant: Variant, platform: Platform = AMD64) -> Path:
-    """Where the variant's lock for `platform` lives (Variant.lock_path_for), relative to images.yaml."""
-    return MATRIX_FILE.parent / variant.lock_path_for(platform)
-
-
-def lock_inputs(variant: Variant) -> tuple[LockInput, ...]:
-    """The variant's lock files with their hashes, one per platform that has one."""
-    paths = [(platform, lock_file(variant, platform)) for platform in variant.platforms]
-    return tuple(LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), platform=platform)
-                 for platform, path in paths if path.is_file())
-
-
-def context_digest(folder: Path) -> str:
-    """One hash of every file in the build context, names and contents: a changed script is a changed input."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(f"{path.relative_to(folder)}\0{path.stat().st_size}\0".encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
-              platform: str | None = None) -> list[BuildPlan]:
+              inputs: PlanInputs, platform: str | None = None) -> list[BuildPlan]:
     """The build plan of each variant in each flavour (runtime only unless told) for the platforms --platform
-    selects, from this checkout as it is now. A variant's flavours follow each other, runtime first, so the others
-    find its layers in the build cache."""
-    provenance = read_provenance(ROOT, inputs=BUILD_INPUTS)
-    context = context_digest(DOCKER_DIR)
+    selects, from the checkout as `inputs` found it. A variant's flavours follow each other, runtime first, so the
+    others find its layers in the build cache."""
     chosen = sorted(flavours or matrix.flavours[:1], key=lambda flavour: not flavour.is_runtime)
-    native = native_platform()
-    return [make_plan(matrix=matrix, variant=v, provenance=provenance, docker_dir=DOCKER_DIR, locks=lock_inputs(v),
-                      context_digest=context, flavour=flavour,
-                      platforms=select_platforms(v, platform=platform, native=native))
+    return [make_plan(matrix=matrix, variant=v, provenance=inputs.provenance, docker_dir=inputs.docker_dir,
+                      locks=inputs.locks.get(v.name, ()), environ=dict(inputs.environ),
+                      context_digest=inputs.context_digest, flavour=flavour,
+                      platforms=select_platforms(v, platform=platform, native=inputs.native))
             for v in variants for flavour in chosen]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import enum
 import re
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 from smoke.smoke_contract import SummaryError, read_summary
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
@@ -19,9 +21,8 @@ from torchdev.errors import UsageError
 from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
-from torchdev.records import PushRecord, write_push_record
-from torchdev.smoke import run_name
-from torchdev.table import human_size, render_table
+from torchdev.records import (PushRecord, push_record_path, read_gzip_digests, record_gzip_digest, run_name,
+                              smoke_summary_path, write_push_record)
 
 COMPRESSIONS = ("gzip", "zstd")
 
@@ -67,10 +68,6 @@ def registry_of(repository: str) -> str:
 def pushed_references(plan: BuildPlan, repository: str) -> tuple[str, ...]:
     """The plan's tags under the registry repository."""
     return tuple(f"{repository}:{ImageRef.parse(reference).tag}" for reference in plan.references)
-
-
-def smoke_report(reports_dir: Path, plan: BuildPlan, platform: Platform) -> Path:
-    return reports_dir / f"{run_name(plan, platform)}.json"
 
 
 def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platform: Platform) -> str:
@@ -135,11 +132,11 @@ def push_image(engine: ContainerEngine, plan: BuildPlan, *, repository: str, com
                           f"`./dev build --variant {plan.variant.name}{flavour}`")
     held = tuple(Platform.parse(name) for name in engine.image_platforms(image_id, tuple(map(str,
                                                                                             plan.variant.platforms))))
-    problems = [smoke_problem(smoke_report(smoke_dir, plan, platform), image_id=image_id, plan=plan, platform=platform)
-                for platform in held] or [f"{plan.primary_reference} holds none of the variant's platforms "
-                                          f"({', '.join(map(str, plan.variant.platforms))}), so no smoke result can "
-                                          f"vouch for it: rebuild it with `./dev build --variant {plan.variant.name}`"
-                                          ", or push with --force"]
+    problems = [smoke_problem(smoke_summary_path(smoke_dir, run_name(plan, platform)), image_id=image_id,
+                              plan=plan, platform=platform) for platform in held] \
+        or [f"{plan.primary_reference} holds none of the variant's platforms "
+            f"({', '.join(map(str, plan.variant.platforms))}), so no smoke result can vouch for it: rebuild it with "
+            f"`./dev build --variant {plan.variant.name}`, or push with --force"]
     problem = "" if force else next(filter(None, problems), "")
     if problem:
         return PushResult(plan.name, PushStatus.REFUSED, detail=problem)
@@ -216,7 +213,21 @@ def write_report(reports_dir: Path, result: PushResult) -> Path:
     return write_push_record(reports_dir, push_record(result))
 
 
-def summary_table(results: list[PushResult]) -> str:
-    rows = [(r.image, r.status.value, ", ".join(map(str, r.platforms)) or "-", r.compression or "-",
-             human_size(r.size) if r.size else "-", r.digest or "-", r.detail) for r in results]
-    return render_table(["image", "status", "platforms", "layers", "download", "digest", "detail"], rows)
+def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: str, compression: str,
+                reports_dir: Path, smoke_dir: Path, force: bool, out: TextIO = sys.stdout) -> list[PushResult]:
+    """Push each plan's image in turn (push_image) and keep the books in `reports_dir`: an image's old record goes
+    before its push, and a new one, with the gzip digest, comes once every tag is in the registry."""
+    results = []
+    for plan in plans:
+        # a stale entry never reads as this push
+        push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
+        print(f"==> pushing {plan.name} to {repository} ({compression} layers)", file=out, flush=True)
+        results.append(push_image(engine, plan, repository=repository, compression=compression, smoke_dir=smoke_dir,
+                                  force=force, gzipped=read_gzip_digests(reports_dir)))
+        if results[-1].status in (PushStatus.PUSHED, PushStatus.UNCHANGED):
+            write_report(reports_dir, results[-1])
+            if compression == "gzip":
+                record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
+                                   digest=results[-1].digest, size=results[-1].size)
+            print("\n".join(results[-1].pinned()), file=out, flush=True)
+    return results

@@ -3,7 +3,8 @@ reader: one definition of the format that every command reading it shares.
 
 A file that is not what torchdev wrote (cut short, edited by hand, from another version) is a RecordError naming
 the file and what is wrong; the command that reads it adds which command writes it again. The smoke summary's record
-lives with the suite that writes it (smoke/smoke_contract.py).
+lives with the suite that writes it (smoke/smoke_contract.py); where each run's summary lies is here, for `./dev smoke`
+writes it and `./dev push` reads it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from torchdev.errors import TorchdevError
 from torchdev.files import write_atomically
+from torchdev.plan import BuildPlan
+from torchdev.platforms import AMD64, Platform
 
 
 class RecordError(TorchdevError):
@@ -55,6 +58,19 @@ def _strings(path: Path, document: dict, name: str) -> tuple[str, ...]:
 
 
 _KINDS = {str: "a string", int: "a number", list: "a list", dict: "a JSON object"}
+
+
+# --- reports/smoke/<run>.json ----------------------------------------------------------------------------------
+
+def run_name(plan: BuildPlan, platform: Platform) -> str:
+    """One smoke run's name in tables and report files: the image's, plus the platform unless it is linux/amd64
+    (cpu.linux-arm64): the platforms of one multi-platform image are judged, and reported, one by one."""
+    return plan.name if platform == AMD64 else f"{plan.name}.{platform.slug}"
+
+
+def smoke_summary_path(reports_dir: Path, run: str) -> Path:
+    """Where the smoke run `run` (run_name's) leaves its JSON summary (smoke_contract.SmokeSummary)."""
+    return reports_dir / f"{run}.json"
 
 
 # --- reports/push/<image>.json ----------------------------------------------------------------------------------

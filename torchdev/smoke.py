@@ -1,4 +1,4 @@
-"""`invoke smoke`: run the smoke suite inside built images, read-only mounted, and summarise per check.
+"""`invoke smoke`: run the smoke suite inside built images, read-only mounted, and collect its results per check.
 
 The suite lives in smoke/ and is never baked into an image: the same files judge every variant, and a
 fix to a check needs no rebuild. Expectations (versions, CUDA, cuDNN, Python) come from images.yaml.
@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from smoke.smoke_contract import (CHECKS, FAILED, GPUS_OPTION, JUNIT_OPTION, PASSED, SUMMARY_OPTION, VARIANT_OPTION,
-                                  CheckResult, SmokeSummary, SummaryError, expect_option, read_summary)
+from smoke.smoke_contract import (CHECKS, GPUS_OPTION, JUNIT_OPTION, SUMMARY_OPTION, VARIANT_OPTION, CheckResult,
+                                  SmokeSummary, SummaryError, expect_option, read_summary)
 from torchdev.engine import ContainerEngine, ContainerSpec, Limit, Mount, RunStatus
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
@@ -28,7 +28,7 @@ from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
 from torchdev.profile import SMOKE, UNLIMITED, sdk_fields, sdk_limits
-from torchdev.table import render_table
+from torchdev.records import run_name, smoke_summary_path
 
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
@@ -61,12 +61,6 @@ def select_checks(text: str | None) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"unknown check '{unknown[0]}': the suite's checks are {', '.join(CHECKS)}")
     return chosen
-
-
-def run_name(plan: BuildPlan, platform: Platform) -> str:
-    """One smoke run's name in tables and report files: the image's, plus the platform unless it is linux/amd64
-    (cpu.linux-arm64): the platforms of one multi-platform image are judged, and reported, one by one."""
-    return plan.name if platform == AMD64 else f"{plan.name}.{platform.slug}"
 
 
 def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform: Platform = AMD64,
@@ -106,10 +100,11 @@ def suite_container(*, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, scrat
                          platform=str(platform), **profile)
 
 
-def run_suite(engine: ContainerEngine, *, plan: BuildPlan, gpus: GpuRequest, suite_dir: Path, reports_dir: Path,
-              timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout,
+def run_suite(engine: ContainerEngine, *, plan: BuildPlan, image_id: str, gpus: GpuRequest, suite_dir: Path,
+              reports_dir: Path, timeout: float = SUITE_TIMEOUT, memlock: int = -1, out: TextIO = sys.stdout,
               platform: Platform = AMD64, checks: tuple[str, ...] = ()) -> SuiteRun:
-    """Run the suite in a container as the image's default user, and read the JSON summary it wrote.
+    """Run the suite in a container of `plan`'s image (`image_id`) as the image's default user, and read the JSON
+    summary it wrote.
 
     The container writes into a scratch folder it may write to; the files are then copied into reports_dir
     by this process, so they belong to the host user, whoever the image's user is.
@@ -127,8 +122,7 @@ def run_suite(engine: ContainerEngine, *, plan: BuildPlan, gpus: GpuRequest, sui
             return SuiteRun(name, SuiteStatus.TIMED_OUT, detail=f"timed out after {timeout:.0f} s and was "
                                                                 "killed (see the output above)")
         try:
-            summary = _collect_reports(Path(scratch), reports_dir, image=name,
-                                       image_id=engine.image_id(plan.primary_reference) or "")
+            summary = _collect_reports(Path(scratch), reports_dir, image=name, image_id=image_id)
         except SummaryError as error:
             return SuiteRun(name, SuiteStatus.BAD_SUMMARY,
                             detail=f"the suite exited {result.exit_code} with a summary ({name}.json) that is not "
@@ -147,10 +141,11 @@ def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: 
     reports_dir.mkdir(parents=True, exist_ok=True)
     if (scratch / f"{image}.xml").is_file():
         shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
-    if not (scratch / f"{image}.json").is_file():
+    written = smoke_summary_path(scratch, image)
+    if not written.is_file():
         return None
-    summary = replace(read_summary(scratch / f"{image}.json"), image_id=image_id)
-    write_atomically(reports_dir / f"{image}.json", json.dumps(summary.to_dict(), indent=1) + "\n")
+    summary = replace(read_summary(written), image_id=image_id)
+    write_atomically(smoke_summary_path(reports_dir, image), json.dumps(summary.to_dict(), indent=1) + "\n")
     return summary
 
 
@@ -172,16 +167,22 @@ def missing_image(plan: BuildPlan) -> str:
             "(or pass --build to `./dev smoke`)")
 
 
-def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, gpus: dict[str, GpuRequest], suite_dir: Path,
-            reports_dir: Path, stop_at_missing: bool, not_built: dict[str, str], memlock: int = -1,
-            checks: tuple[str, ...] = (), out: TextIO = sys.stdout) -> list[SuiteRun]:
-    """The suite in each plan's image, on each of its platforms, one after another. A missing image is that image's
-    row (`not_built` says why when a build was tried and failed), or, with stop_at_missing, an error naming the
-    build command."""
+def image_ids(engine: ContainerEngine, plans: list[BuildPlan]) -> dict[str, str | None]:
+    """Each plan's image ID by the plan's name, None when it is not built: asked once for a whole smoke run."""
+    return {plan.name: engine.image_id(plan.primary_reference) for plan in plans}
+
+
+def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, images: dict[str, str | None],
+            gpus: dict[str, GpuRequest], suite_dir: Path, reports_dir: Path, stop_at_missing: bool,
+            not_built: dict[str, str], memlock: int = -1, checks: tuple[str, ...] = (),
+            out: TextIO = sys.stdout) -> list[SuiteRun]:
+    """The suite in each plan's image (`images`: image_ids'), on each of its platforms, one after another. A missing
+    image is that image's row (`not_built` says why when a build was tried and failed), or, with stop_at_missing, an
+    error naming the build command."""
     runs = []
     for plan in plans:
-        name, reference = plan.name, plan.primary_reference
-        if engine.image_id(reference) is None:
+        name, reference, image_id = plan.name, plan.primary_reference, images[plan.name]
+        if image_id is None:
             reason = not_built.get(name) or missing_image(plan)
             if stop_at_missing:
                 raise TorchdevError(reason)
@@ -191,35 +192,15 @@ def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, gpus: dict[str, 
         for platform in plan.platforms:
             print(f"==> smoke {run_name(plan, platform)} in {reference} on {platform} (gpus: {request.suite_option}"
                   f"{f' via {request.route.value}' if request.count else ''})", file=out, flush=True)
-            runs.append(run_suite(engine, plan=plan, gpus=request, suite_dir=suite_dir, reports_dir=reports_dir,
-                                  memlock=memlock, out=out, platform=platform, checks=checks))
+            runs.append(run_suite(engine, plan=plan, image_id=image_id, gpus=request, suite_dir=suite_dir,
+                                  reports_dir=reports_dir, memlock=memlock, out=out, platform=platform,
+                                  checks=checks))
     return runs
 
 
-def check_cell(checks: tuple[CheckResult, ...], check: str) -> str:
-    """One table cell: failed beats passed beats skipped; a skip shows its reason."""
-    rows = [c for c in checks if c.check == check]
-    if not rows:
-        return "-"
-    failed = [c for c in rows if c.outcome == FAILED]
-    passed = [c for c in rows if c.outcome == PASSED]
-    if failed:
-        return f"FAILED {len(failed)}/{len(rows)}"
-    if passed:
-        skipped = len(rows) - len(passed)
-        return f"passed {len(passed)}" + (f" (+{skipped} skipped)" if skipped else "")
-    return f"skipped: {rows[0].reason[:40]}"
-
-
-def summary_table(runs: list[SuiteRun]) -> str:
-    """Image x check; an image that did not run says why in its first cell."""
-    rows = []
-    for run in runs:
-        if run.status is SuiteStatus.RAN:
-            rows.append((run.image, *(check_cell(run.checks, check) for check in CHECKS)))
-        else:
-            rows.append((run.image, run.status.value, *(["-"] * (len(CHECKS) - 1))))
-    return render_table(["image", *CHECKS], rows)
+def gpu_probe_image(plans: list[BuildPlan], images: dict[str, str | None]) -> str | None:
+    """A built CUDA image to ask the engine with whether --gpus works (gpuprobe.find_access), None when none is."""
+    return next((plan.primary_reference for plan in plans if plan.variant.cuda and images[plan.name]), None)
 
 
 def untested_gpus(runs: list[SuiteRun], *, plans: list[BuildPlan], gpus: dict[str, GpuRequest],
@@ -230,15 +211,3 @@ def untested_gpus(runs: list[SuiteRun], *, plans: list[BuildPlan], gpus: dict[st
             "(docs/troubleshooting.md), or pass --gpus all to let the engine answer"
             for run in runs if run.status is SuiteStatus.RAN and run.image in cuda
             and gpus[run.image].chosen_by_auto and gpus[run.image].count == 0]
-
-
-def failures(runs: list[SuiteRun]) -> list[str]:
-    """One line per failed check or variant that did not run: variant, test or status, and the reason."""
-    lines = []
-    for run in runs:
-        if run.status is not SuiteStatus.RAN:
-            lines.append(f"{run.image}: {run.status.value}: {run.detail}")
-            continue
-        lines += [f"{run.image}: {c.nodeid}: {c.reason.splitlines()[0] if c.reason else 'failed'}"
-                  for c in run.checks if c.outcome == FAILED]
-    return lines

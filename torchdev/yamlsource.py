@@ -79,6 +79,20 @@ def load_yaml(path: Path) -> SourcedDict:
     return data
 
 
+def key_origins(data: SourcedDict, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Origin]:
+    """Where every key of `data` was written, nested ones too, by its path from the top: ("variants", "cu117",
+    "lock") -> images.yaml or the overlay, and the line. What parsing keeps once the raw YAML is gone."""
+    found: dict[tuple[str, ...], Origin] = {}
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        origin = data.origin(key)
+        if origin is not None:
+            found[path] = origin
+        if isinstance(value, SourcedDict):
+            found.update(key_origins(value, path))
+    return found
+
+
 def deep_merge(base: Any, overlay: Any) -> Any:
     """Merge overlay into base: mappings merge key by key, anything else is replaced by the overlay."""
     if not (isinstance(base, SourcedDict) and isinstance(overlay, SourcedDict)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import Callable, Iterator, Mapping, TextIO
 
 from tests.helpers.oci_archive import loaded_image, multi_platform_archive
 from torchdev.engine import BuildRequest, ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
@@ -65,7 +65,7 @@ class FakeEngine:
         return image_id
 
     @classmethod
-    def connect(cls, *, timeout: float = 600) -> FakeEngine:
+    def connect(cls, *, timeout: float = 600, environ: Mapping[str, str] | None = None) -> FakeEngine:
         return cls()
 
     def close(self) -> None:

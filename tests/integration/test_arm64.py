@@ -47,7 +47,8 @@ def arm64_image(docker_client, arm64_overlay):
     from tests.helpers.tags import TrackedTags
     from torchdev.engine import Engine
     from torchdev.matrix import load_matrix
-    from torchdev.project import plans_for
+    from torchdev.checkout import read_plans
+    from torchdev.project import Paths
 
     if subprocess.run(["bash", str(ROOT / "scripts" / "emulation.sh"), "status"], capture_output=True).returncode:
         unavailable("linux/arm64 binaries do not run here: scripts/emulation.sh enable")
@@ -60,7 +61,7 @@ def arm64_image(docker_client, arm64_overlay):
     record("arm64 (emulated) cpu build", time.monotonic() - started)
     assert result.returncode == 0, f"the arm64 image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
     matrix = load_matrix(ROOT / "images.yaml", overlay=str(arm64_overlay))
-    references = plans_for(matrix, [matrix.variant(VARIANT)])[0].references
+    references = read_plans(Paths.at(ROOT), matrix, [matrix.variant(VARIANT)])[0].references
     yield docker_client.images.get(references[0]), references, result.stdout
     assert tracked.remove_all() == []
 

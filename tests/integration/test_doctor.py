@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from torchdev.doctor import TOOLKIT_FIX
 from torchdev.matrix import load_matrix
-from torchdev.project import MATRIX_FILE
 
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import ROOT, run_cli
 
-CUDA_VARIANTS = [v.name for v in load_matrix(MATRIX_FILE, overlay=None).variants if v.cuda]
+CUDA_VARIANTS = [v.name for v in load_matrix(ROOT / "images.yaml", overlay=None).variants if v.cuda]
 CHECKS = ["engine", "buildx", "compose", "platform", "gpu runtime", "gpus",
           *(f"{check} for {name}" for name in CUDA_VARIANTS for check in ("driver", "kernels")), "/dev/shm", "memlock",
           "disk"]

@@ -1,6 +1,7 @@
 """What a failed build reports, and the summary table."""
-from torchdev.build import BuildResult, BuildStatus, failure_cause, summary_table
+from torchdev.build import BuildResult, BuildStatus, failure_cause
 from torchdev.engine import ImageSizes
+from torchdev.presenter import build_table
 from torchdev.table import human_size
 
 
@@ -16,7 +17,7 @@ def test_otherwise_the_last_buildkit_error_is_the_cause():
 
 
 def test_the_summary_has_one_row_per_image_with_status_both_sizes_and_cause():
-    table = summary_table([BuildResult("cpu", BuildStatus.BUILT, 61.2, ("torchdev:2.0.1-cpu-py3.10",),
+    table = build_table([BuildResult("cpu", BuildStatus.BUILT, 61.2, ("torchdev:2.0.1-cpu-py3.10",),
                                        "sha256:" + "a" * 64, ImageSizes(on_disk=5 * 1024 ** 3, download=2 * 1024 ** 3)),
                            BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve")])
     header, rule, cpu, cu118 = table.splitlines()

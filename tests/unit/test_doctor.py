@@ -3,10 +3,10 @@ import pytest
 
 from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult,
                              HostGpu, compose_check, disk_check, driver_check, engine_unreachable, exit_status,
-                             gpu_runtime_check, gpus_check, kernels_check, plugin_check, report, shm_check,
-                             version_tuple)
+                             gpu_runtime_check, gpus_check, kernels_check, plugin_check, shm_check, version_tuple)
 from torchdev.engine import CommandResult
 from torchdev.gpus import GpuAccess, Route
+from torchdev.presenter import doctor_report
 from tests.helpers.variants import make_variant
 
 GiB = 1 << 30
@@ -146,7 +146,7 @@ def test_plugins_and_compose_v2():
 def test_the_report_has_one_line_per_check_with_fixes_only_where_something_is_wrong():
     results = [CheckResult("engine", OK, "Docker 26.1.5", "never shown"), CheckResult("gpus", SKIP, "no nvidia-smi"),
                CheckResult("/dev/shm", WARN, "64.00 MiB", "enlarge it")]
-    lines = report(results).splitlines()
+    lines = doctor_report(results).splitlines()
     assert lines[0].split() == ["check", "status", "detail"] and len(lines) == 2 + len(results)
     assert lines[2].split() == ["engine", "ok", "Docker", "26.1.5"]
     assert lines[4].endswith("64.00 MiB; fix: enlarge it")
@@ -166,23 +166,28 @@ def test_memlock_is_found_by_trying_and_a_refusal_names_the_setting():
     assert memlock_check(None, rootless=False).status == SKIP
 
 
-def test_with_no_engine_every_check_still_answers_and_the_plugins_are_asked_of_the_docker_cli(monkeypatch):
+def test_with_no_engine_every_check_still_answers_and_the_plugins_are_asked_of_the_docker_cli():
+    from tests.helpers.cli import ROOT
     from torchdev import doctor
+    from torchdev.checkout import read_plans
     from torchdev.engine import EngineUnreachable
     from torchdev.matrix import load_matrix
-    from torchdev.project import MATRIX_FILE
+    from torchdev.platforms import AMD64
+    from torchdev.project import Paths
 
-    def unreachable(**options):
+    def unreachable(timeout):
         raise EngineUnreachable("Error while fetching server API version: ('Connection aborted.', "
                                 "FileNotFoundError(2, 'No such file or directory'))")
 
     answers = {"buildx": CommandResult(0, "github.com/docker/buildx v0.13.1 abc"),
                "compose": CommandResult(0, "Docker Compose version v2.29.1")}
-    monkeypatch.setattr(doctor.Engine, "connect", unreachable)
-    monkeypatch.setattr(doctor, "cli_plugin", answers.get)
-    monkeypatch.setattr(doctor, "_nvidia_smi", lambda: None)
-    results = {result.name: result for result in doctor.diagnose(load_matrix(MATRIX_FILE))}
+    matrix = load_matrix(ROOT / "images.yaml")
+    plans = read_plans(Paths.at(ROOT), matrix, [variant for variant in matrix.variants if variant.cuda])
+    results = {result.name: result for result in doctor.diagnose(
+        matrix, plans, connect=unreachable, native=AMD64, environ={"DOCKER_HOST": "unix:///nowhere.sock"},
+        cli=answers.get, nvidia_smi=lambda: None)}
     assert (results["engine"].status, results["buildx"].status, results["compose"].status) == (FAIL, OK, OK)
     assert results["compose"].detail == "Docker Compose version v2.29.1"
     assert [name for name, result in results.items() if result.detail == "needs the engine"] == \
         ["platform", "gpu runtime", "memlock"]
+    assert results["engine"].detail == "no Docker engine answers: no socket at unix:///nowhere.sock"

@@ -149,16 +149,27 @@ def test_an_output_written_to_a_file_names_it_after_its_type():
     assert output.dest is None, "frozen: to() makes another output"
 
 
-def test_the_docker_clis_plugins_answer_through_one_function_that_needs_no_engine(monkeypatch):
-    asked = []
-    monkeypatch.setattr(engine_module.shutil, "which", lambda name: "/usr/bin/docker")
-    monkeypatch.setattr(engine_module, "probe", lambda command, **options: asked.append(command) or
-                        engine_module.CommandResult(0 if command[1] == "compose" else 1, "not a docker command"))
+STAND_IN_DOCKER = """#!/bin/sh
+echo "$*" >> "${0%/*}/asked"
+[ "$1" = compose ] && exit 0
+echo "docker: '$1' is not a docker command."
+exit 1
+"""
+"""A docker CLI that has the compose plugin and not buildx, and notes what it was asked."""
+
+
+def test_the_docker_clis_plugins_answer_through_one_function_that_needs_no_engine(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "docker").write_text(STAND_IN_DOCKER)
+    (tmp_path / "bin" / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert cli_plugin("compose").status == 0 and cli_plugin("buildx").status == 1
-    assert asked == [["docker", "compose", "version"], ["docker", "buildx", "version"]]
+    assert cli_plugin("buildx").output == "docker: 'buildx' is not a docker command."
+    assert (tmp_path / "bin" / "asked").read_text().splitlines() == ["compose version", "buildx version",
+                                                                     "buildx version"]
     with pytest.raises(TorchdevError, match="docker buildx is missing: install the buildx plugin"):
         require_buildx()
-    monkeypatch.setattr(engine_module.shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     assert cli_plugin("buildx") is None
     with pytest.raises(TorchdevError, match="the docker command is not on PATH: install the Docker CLI"):
         require_buildx()

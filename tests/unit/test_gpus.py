@@ -9,8 +9,8 @@ from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_variant
 from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev.errors import UsageError
-from torchdev.gpus import (GpuAccess, Route, check_option, detect, find_access, parse_option, read_spec_devices,
-                           request_for, start_failure)
+from torchdev.gpuprobe import find_access, read_spec_devices
+from torchdev.gpus import GpuAccess, Route, check_option, detect, parse_option, request_for, start_failure
 
 RUNC = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
 NO_DRIVER = ('Error response from daemon: could not select device driver "" with capabilities: [[gpu]]')

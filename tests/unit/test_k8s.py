@@ -16,9 +16,11 @@ import pytest
 from tests.helpers.k8s import (argv, container_env, crd_validator, example_dir, expand, indexed_job_env,
                                operator_env, parse_torchrun, pod_templates, preflight_and_torchrun, vendored_crd,
                                webhook_errors)
+from tests.helpers.context import make_context, output
 from tests.helpers.pss import containers as all_containers, restricted_violations
 from torchdev import commands, k8s
 from torchdev.errors import TorchdevError, UsageError
+from torchdev.presenter import show
 from torchdev.records import PushRecord, write_push_record
 from train import preflight as PREFLIGHT
 
@@ -370,33 +372,36 @@ def test_the_committed_examples_are_what_the_renderer_writes(folder):
             f"deploy/k8s/examples/{folder}/{file_name} is stale: render it again with the command in its header"
 
 
-def render(tmp_path, monkeypatch, **options):
-    monkeypatch.setattr(commands, "REPORTS_DIR", tmp_path / "reports")
+def render(tmp_path, **options) -> tuple[int, str]:
+    """`./dev k8s` with reports/ in tmp_path: its exit status and what it printed (its errors raise)."""
+    ctx = make_context(reports=tmp_path / "reports")
     defaults = dict(variant="cu118", image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi",
                     train_args="--task mlp", out=str(tmp_path / "out"), overlay=None)
-    return commands.k8s(**{**defaults, **options})
+    status = show(commands.k8s(ctx, **{**defaults, **options}), out=ctx.out, err=ctx.err)
+    return status, output(ctx)[0]
 
 
-def test_without_a_pushed_image_the_command_says_to_push_first(tmp_path, monkeypatch):
+def test_without_a_pushed_image_the_command_says_to_push_first(tmp_path):
     with pytest.raises(TorchdevError, match=r"no pushed cu118 image recorded .* run `./dev push --variant cu118`"):
-        render(tmp_path, monkeypatch)
+        render(tmp_path)
 
 
-def test_without_an_image_the_command_writes_the_job_images_dockerfile_from_the_pushed_digest(tmp_path, monkeypatch,
-                                                                                              capsys):
+def test_without_an_image_the_command_writes_the_job_images_dockerfile_from_the_pushed_digest(tmp_path):
     repository, digest = BASE.split(":2.0.1")[0], BASE.split("@")[1]
     write_push_record(tmp_path / "reports" / "push", PushRecord(
         image="cu118", tags=("2.0.1-cu118-py3.10",), repository=repository, digest=digest, references=(BASE,),
         size=1, compression="gzip", platforms=("linux/amd64",)))
-    assert render(tmp_path, monkeypatch) == 0
+    status, printed = render(tmp_path)
+    assert status == 0
     dockerfile = (tmp_path / "out" / "Dockerfile").read_text()
     assert f"\nFROM {BASE}\n" in dockerfile and "COPY --chown=torchdev:torchdev train/ /workspace/train/" in dockerfile
-    assert "--image REGISTRY/NAME@sha256:" in capsys.readouterr().out
+    assert "--image REGISTRY/NAME@sha256:" in printed
     assert not (tmp_path / "out" / "pytorchjob.yaml").exists()
 
 
-def test_with_an_image_the_command_writes_both_manifests_with_one_gpu_per_node_by_default(tmp_path, monkeypatch):
-    assert render(tmp_path, monkeypatch, image=IMAGE, nodes=3) == 0
+def test_with_an_image_the_command_writes_both_manifests_with_one_gpu_per_node_by_default(tmp_path):
+    status, printed = render(tmp_path, image=IMAGE, nodes=3)
+    assert status == 0 and f"wrote {tmp_path / 'out' / 'indexed-job.yaml'}\n" in printed
     job = (tmp_path / "out" / "indexed-job.yaml").read_text()
     assert "nvidia.com/gpu: 1\n" in job and "- --nnodes=3\n" in job and "- --nproc-per-node=1\n" in job
     assert f"image: {IMAGE}\n" in (tmp_path / "out" / "pytorchjob.yaml").read_text()
@@ -416,9 +421,9 @@ def test_with_an_image_the_command_writes_both_manifests_with_one_gpu_per_node_b
     (dict(image=IMAGE, memory="32GB"), "--memory 32GB: memory each pod requests"),
     (dict(image=IMAGE, variant="cu999"), "unknown variant 'cu999'"),
 ])
-def test_each_unusable_value_is_one_line_naming_it(tmp_path, monkeypatch, options, says):
+def test_each_unusable_value_is_one_line_naming_it(tmp_path, options, says):
     with pytest.raises(UsageError, match=says.replace("(", r"\(")) as caught:
-        render(tmp_path, monkeypatch, **options)
+        render(tmp_path, **options)
     assert "\n" not in str(caught.value)
 
 

@@ -1,21 +1,56 @@
-"""torchdev's dependencies point one way: tasks -> commands -> features -> core -> engine. Only the engine
-module talks to Docker, so the rest can be tested against tests/helpers/fake_engine.py. The smoke suite's interface
-(smoke/smoke_contract.py) is a leaf outside the layers: any module may import it, and it imports nothing but the
-standard library, since it also runs inside images that have no torchdev."""
+"""torchdev's modules in layers whose imports point one way, down: each layer may import the layers below it, and
+its own modules may import each other, except the features, which must not (what two features share lives a layer
+below them). The smoke suite's interface (smoke/smoke_contract.py) is a leaf outside the layers: any module may import
+it, and it imports nothing but the standard library, since it also runs inside images that have no torchdev.
+
+What each layer may do is its `does` below; only the engine module talks to Docker, so everything above it can be
+tested against tests/helpers/fake_engine.py."""
 import ast
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "torchdev"
-LAYERS = {
-    "engine": 0, "errors": 0,
-    "oci": 1, "yamlsource": 1, "platforms": 1, "matrix": 1, "tags": 1, "plan": 1, "gitinfo": 1, "table": 1, "files": 1,
-    "project": 1, "gpus": 1, "records": 1, "profile": 1,
-    "build": 2, "smoke": 2, "images": 2, "bases": 2, "lock": 2, "doctor": 2, "repro": 2, "push": 2, "k8s": 2,
-    "commands": 3,
-}
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    modules: tuple[str, ...]
+    does: str
+    peers: bool = True
+    """Whether its modules may import each other."""
+
+
+LAYERS = (
+    Layer("base", ("errors", "files", "table", "engine", "oci"),
+          "pure utilities and the engine boundary: the engine alone talks to Docker (oci re-compresses an image's "
+          "layers through it); none knows images.yaml"),
+    Layer("configuration", ("yamlsource", "platforms", "matrix"),
+          "reads images.yaml and its overlay into validated values that remember where each key was written"),
+    Layer("planning", ("tags", "plan", "profile", "records", "gpus", "project"),
+          "pure decisions from configuration and values handed in: plans, tags, the container profile, GPU "
+          "requests, the checkout's paths; records defines the files under reports/ and reads and writes them whole; "
+          "nothing here runs git, probes the host or calls the engine"),
+    Layer("probes", ("gitinfo", "checkout", "gpuprobe"),
+          "read the world a plan or a GPU request depends on (git, the checkout's files, the host's platform, the "
+          "engine's GPU routes) into values, and hand them to planning; they decide nothing themselves"),
+    Layer("features", ("build", "smoke", "push", "images", "bases", "lock", "doctor", "repro", "k8s"),
+          "one job each, through the engine and the paths they are handed; they return results and print only "
+          "progress, to the stream they are given; none imports another", peers=False),
+    Layer("interface", ("context", "results"),
+          "what a command is given (the context: paths, the engine, the environment, the output) and what it "
+          "returns (results)"),
+    Layer("commands", ("commands",),
+          "one function per task: load the matrix, choose plans, call features, return a result"),
+    Layer("presenter", ("presenter",),
+          "turns results and known errors into the lines users see and an exit status; reads and runs nothing"),
+    Layer("runner", ("runner",),
+          "the edge tasks.py calls: builds the context from this host, runs a command, presents it, exits"),
+)
+LAYER_OF = {module: number for number, layer in enumerate(LAYERS) for module in layer.modules}
 
 
 def module_names(module: Path) -> set[str]:
@@ -40,14 +75,22 @@ def imports(module: Path) -> set[str]:
 MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 
-def test_every_module_has_a_layer():
-    assert sorted(p.stem for p in MODULES) == sorted(LAYERS)
+def test_every_module_has_one_layer():
+    assert sorted(LAYER_OF) == sorted(p.stem for p in MODULES)
+    assert sum(len(layer.modules) for layer in LAYERS) == len(LAYER_OF), "a module is in two layers"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
 def test_no_module_imports_from_a_layer_above_its_own(module):
-    upward = [name for name in imports(module) if not name.startswith("!") and LAYERS[name] > LAYERS[module.stem]]
-    assert upward == [], f"{module.stem} (layer {LAYERS[module.stem]}) imports {upward}"
+    upward = [name for name in imports(module) if not name.startswith("!") and LAYER_OF[name] > LAYER_OF[module.stem]]
+    assert upward == [], f"{module.stem} ({LAYERS[LAYER_OF[module.stem]].name}) imports {upward}"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
+def test_a_module_imports_its_own_layer_only_where_the_layer_allows_it(module):
+    layer = LAYERS[LAYER_OF[module.stem]]
+    peers = [name for name in imports(module) if name in layer.modules and name != module.stem]
+    assert layer.peers or peers == [], f"{module.stem} imports {peers}, of its own layer ({layer.name}: {layer.does})"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)

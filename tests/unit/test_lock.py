@@ -11,6 +11,7 @@ from torchdev.platforms import AMD64
 from torchdev.lock import (LockSpec, drift, format_header, lock_spec, parse_header, pin_problems,
                            project_text, render_lock, resolution_error, tomllib, unfit_lock, uv_command)
 from torchdev.matrix import ImageSettings, Matrix
+from torchdev.yamlsource import Origin
 
 SPEC = LockSpec(variant="cu118", python="3.10", platform=AMD64.wheel_platform, torch="2.0.1", torchvision="0.15.2",
                 torchaudio="2.0.2", index="https://download.pytorch.org/whl/cu118", pip_index="default",
@@ -194,17 +195,17 @@ def lock_for(tmp_path, **fields):
 def test_a_lock_that_fits_or_no_lock_at_all_lets_the_build_go(tmp_path):
     variant, path = lock_for(tmp_path)
     matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
-    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
+    assert unfit_lock(matrix=matrix, variant=variant) == ""
     renamed = replace(variant, name="cu117-copy")
-    assert unfit_lock(matrix=matrix, variant=renamed, overlay_owns_lock=False) == "", "the same files fit a copy"
+    assert unfit_lock(matrix=matrix, variant=renamed) == "", "the same files fit a copy"
     path.unlink()
-    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False) == ""
+    assert unfit_lock(matrix=matrix, variant=variant) == ""
 
 
 def test_a_lock_that_does_not_fit_names_the_field_and_the_lock_command(tmp_path):
     variant, path = lock_for(tmp_path, python="3.11")
     matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
-    problem = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False)
+    problem = unfit_lock(matrix=matrix, variant=variant)
     assert problem == (f"the lock {path} does not fit variant 'cu117' on linux/amd64 (python 3.10 in the lock, 3.11 "
                        "in the matrix): run `./dev lock --variant cu117`")
 
@@ -213,11 +214,12 @@ def test_an_overlay_sharing_images_yamls_lock_is_told_to_get_its_own_not_to_over
     variant, path = lock_for(tmp_path, python="3.11")
     overlay = tmp_path / "site.yaml"
     matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml", overlay))
-    shared = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False)
+    shared = unfit_lock(matrix=matrix, variant=variant)
     assert f"the overlay {overlay} changes the variant but shares images.yaml's lock" in shared
     assert f"`lock: {tmp_path / 'site' / 'cu117.lock.txt'}` under variants.cu117" in shared
     assert shared.endswith(f"then run `./dev lock --variant cu117 --overlay {overlay}`")
-    owned = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=True)
+    with_own_lock = replace(matrix, origins={("variants", "cu117", "lock"): Origin(str(overlay), 3)})
+    owned = unfit_lock(matrix=with_own_lock, variant=variant)
     assert owned.endswith(f": run `./dev lock --variant cu117 --overlay {overlay}`") and "shares" not in owned
 
 

@@ -104,7 +104,19 @@ def test_an_overlay_redirects_base_and_index_and_keeps_the_rest(tmp_path):
     matrix = load_matrix(write(tmp_path, VALID), overlay=str(overlay))
     variant = matrix.variant("cu118")
     assert (variant.base, variant.index, variant.cuda) == ("mirror.local:5000/cuda:11.8", "default", "11.8")
-    assert matrix.sources[-1] == overlay
+    assert matrix.sources[-1] == matrix.overlay == overlay
+
+
+def test_the_parsed_matrix_knows_where_each_key_was_written_and_which_file_is_the_overlay(tmp_path):
+    overlay = write(tmp_path, "variants:\n  cu118:\n    base: mirror.local:5000/cuda:11.8\n", "mirror.yaml")
+    matrix = load_matrix(write(tmp_path, VALID), overlay=str(overlay))
+    assert str(matrix.origin("variants", "cu118", "base")) == f"{overlay}:3"
+    assert str(matrix.origin("variants", "cu118", "python")) == f"{tmp_path / 'images.yaml'}:7"
+    assert matrix.origin("variants", "cu118", "lock") is None, "declared nowhere"
+    assert matrix.declared_by_overlay("variants", "cu118", "base")
+    assert not matrix.declared_by_overlay("variants", "cu118", "python")
+    alone = load_matrix(write(tmp_path, VALID), environ={})
+    assert alone.overlay is None and not alone.declared_by_overlay("variants", "cu118", "base")
 
 
 def test_an_overlay_can_add_a_variant_and_is_validated_naming_its_own_file(tmp_path):
@@ -113,15 +125,13 @@ def test_an_overlay_can_add_a_variant_and_is_validated_naming_its_own_file(tmp_p
     assert f"{overlay}:2: variant 'tiny': missing key 'python'" in message
 
 
-def test_images_local_yaml_beside_the_matrix_is_applied_automatically(tmp_path, monkeypatch):
-    monkeypatch.delenv("TORCHDEV_OVERLAY", raising=False)
+def test_images_local_yaml_beside_the_matrix_is_applied_automatically(tmp_path):
     write(tmp_path, "image:\n  repository: registry.example:5000/team/torchdev\n", "images.local.yaml")
-    assert load_matrix(write(tmp_path, VALID)).image.repository == "registry.example:5000/team/torchdev"
+    assert load_matrix(write(tmp_path, VALID), environ={}).image.repository == "registry.example:5000/team/torchdev"
 
 
-def test_the_overlay_variable_names_a_missing_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCHDEV_OVERLAY", str(tmp_path / "absent.yaml"))
-    assert "overlay file not found" in error_for(tmp_path, VALID)
+def test_the_overlay_variable_names_a_missing_file(tmp_path):
+    assert "overlay file not found" in error_for(tmp_path, VALID, environ={"TORCHDEV_OVERLAY": str(tmp_path / "no")})
 
 
 def test_an_unknown_variant_lists_the_known_ones_and_where_they_are_declared(tmp_path):
@@ -133,14 +143,16 @@ def test_an_unknown_variant_lists_the_known_ones_and_where_they_are_declared(tmp
     assert str(caught.value) == f"unknown variant 'cu121': images.yaml with the overlay {overlay} declares cu118"
 
 
-def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted(capsys, monkeypatch):
+def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted():
+    from tests.helpers.context import make_context, output
     from torchdev.commands import show_matrix
+    from torchdev.runner import execute
 
-    monkeypatch.delenv("TORCHDEV_OVERLAY", raising=False)
     if (ROOT / "images.local.yaml").exists():
         pytest.skip("images.local.yaml is present and would be merged in")
-    show_matrix(overlay=None)
-    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:5]}
+    ctx = make_context()
+    assert execute(ctx, show_matrix, overlay=None) == 0
+    rows = {line.split()[0]: line for line in output(ctx)[0].splitlines()[2:5]}
     assert "locks/cu117.txt" in rows["cu117"] and " none " in rows["cpu"]
     matrix = load_matrix(ROOT / "images.yaml")
     assert all(f" {matrix.variant(name).apt_snapshot} " in row for name, row in rows.items())

@@ -12,18 +12,22 @@ import pytest
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import TEST_PROVENANCE, TEST_SETTINGS, make_plans, make_variant
 from tests.unit.test_matrix import VALID, error_for, write
-from torchdev import commands
-from torchdev.build import run_buildx
+from torchdev.build import emulation_notes, run_buildx
+from torchdev.checkout import read_plans
 from torchdev.doctor import OK, WARN, platform_check
 from torchdev.engine import buildx_command
 from torchdev.errors import ConfigError, TorchdevError, UsageError
 from torchdev.gpus import GpuRequest
-from torchdev.lock import drift, format_header, lock_spec, lock_variants, regenerate_command, unfit_lock
-from torchdev.matrix import Flavour, Matrix, load_matrix, load_sources, parse_matrix
+from torchdev.lock import (drift, format_header, lock_spec, lock_variants, regenerate_command, require_fitting_locks,
+                           unfit_lock)
+from torchdev.matrix import Flavour, Matrix, load_matrix
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
 from torchdev.plan import LockInput, base_archives, make_plan
-from torchdev.project import lock_file, plans_for, select_platforms
-from torchdev.smoke import CHECKS, SUITE_MOUNT, run_all, run_name, select_checks, suite_arguments
+from torchdev.presenter import Presentation, present
+from torchdev.project import Paths, select_platforms
+from torchdev.records import run_name
+from torchdev.results import LockReport
+from torchdev.smoke import CHECKS, SUITE_MOUNT, image_ids, run_all, select_checks, suite_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = ROOT / "overlays" / "local-debian.yaml"
@@ -249,25 +253,26 @@ def test_an_amd64_lock_copied_to_the_arm64_name_does_not_fit_and_the_fix_names_t
     matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
     locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
     locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, AMD64)
-    assert unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False, platform=AMD64) == ""
-    problem = unfit_lock(matrix=matrix, variant=variant, overlay_owns_lock=False, platform=ARM64)
+    assert unfit_lock(matrix=matrix, variant=variant, platform=AMD64) == ""
+    problem = unfit_lock(matrix=matrix, variant=variant, platform=ARM64)
     assert problem == (f"the lock {tmp_path / 'cpu.linux-arm64.txt'} does not fit variant 'cpu' on linux/arm64 "
                        "(platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix): run "
                        "`./dev lock --variant cpu --platform linux/arm64`")
 
 
-def test_lock_check_judges_each_platform_of_each_variant(tmp_path, capsys):
+def test_lock_check_judges_each_platform_of_each_variant(tmp_path):
     variant = replace(CPU, lock=str(tmp_path / "cpu.txt"))
     matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
     locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
-    assert lock_variants(matrix, [variant], check=True) == 1
-    out, err = capsys.readouterr()
-    assert f"cpu on linux/amd64: {tmp_path / 'cpu.txt'} matches the matrix" in out
-    assert err == (f"torchdev: lock drift: variant 'cpu' on linux/arm64 ({tmp_path / 'cpu.linux-arm64.txt'}): no lock "
-                   "file: run `./dev lock --variant cpu --platform linux/arm64`\n")
-    assert lock_variants(matrix, [variant], check=True, platforms=lambda v: (AMD64,)) == 0
+    out = io.StringIO()
+    problems = lock_variants(matrix, [variant], check=True, out=out)
+    assert f"cpu on linux/amd64: {tmp_path / 'cpu.txt'} matches the matrix" in out.getvalue()
+    assert present(LockReport(tuple(problems))) == Presentation(err=(
+        f"torchdev: lock drift: variant 'cpu' on linux/arm64 ({tmp_path / 'cpu.linux-arm64.txt'}): no lock "
+        "file: run `./dev lock --variant cpu --platform linux/arm64`",), status=1)
+    assert lock_variants(matrix, [variant], check=True, platforms=lambda v: (AMD64,), out=io.StringIO()) == []
     locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, ARM64)
-    assert lock_variants(matrix, [variant], check=True) == 0
+    assert lock_variants(matrix, [variant], check=True, out=io.StringIO()) == []
 
 
 def test_a_variant_with_one_platform_regenerates_without_platform():
@@ -316,8 +321,9 @@ def test_run_all_runs_the_suite_once_per_platform_of_the_plan_in_a_container_of_
     plan = plan_of(CPU, platforms=(AMD64, ARM64))
     engine = FakeEngine()
     engine.add_image(*plan.references)
-    runs = run_all(engine, [plan], gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path, reports_dir=tmp_path / "r",
-                   stop_at_missing=False, not_built={}, checks=("environment",), out=io.StringIO())
+    runs = run_all(engine, [plan], images=image_ids(engine, [plan]), gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path,
+                   reports_dir=tmp_path / "r", stop_at_missing=False, not_built={}, checks=("environment",),
+                   out=io.StringIO())
     assert [run.image for run in runs] == ["cpu", "cpu.linux-arm64"]
     assert [spec.platform for spec in engine.ran] == ["linux/amd64", "linux/arm64"]
     assert all(spec.command[3] == f"{SUITE_MOUNT}/test_environment.py" for spec in engine.ran)
@@ -351,10 +357,9 @@ def test_an_engine_torch_has_no_wheels_for_is_a_warning():
     assert result.status == WARN and "which torch 2.0 has no wheels for" in result.detail
 
 
-def test_building_another_platform_than_the_hosts_says_it_is_emulated(monkeypatch):
-    monkeypatch.setattr(commands, "native_platform", lambda: AMD64)
+def test_building_another_platform_than_the_hosts_says_it_is_emulated():
     plan = plan_of(CPU, platforms=(AMD64, ARM64))
-    assert commands.emulation_notes([plan]) == [
+    assert emulation_notes([plan], native=AMD64) == [
         "cpu: linux/arm64 is not this host's platform (linux/amd64): it builds and runs under emulation (qemu), "
         "several times slower"]
 
@@ -367,7 +372,7 @@ def test_the_committed_cpu_variant_is_built_for_both_platforms_and_the_cuda_ones
     assert {v.name: v.platforms for v in matrix.variants} == {"cpu": (AMD64, ARM64), "cu117": (AMD64,),
                                                               "cu118": (AMD64,)}
     assert "ubuntu-ports" in dict(matrix.image.apt_snapshot_urls)
-    plan, = plans_for(matrix, [matrix.variant("cpu")], platform="all")
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")], platform="all")
     assert plan.platforms == (AMD64, ARM64)
     assert "ubuntu-ports=http://snapshot.ubuntu.com/ubuntu-ports/" in plan.build_args["APT_SNAPSHOT"]
 
@@ -376,18 +381,18 @@ def test_the_ci_overlays_cpu_is_arm64_only_with_an_arm64_lock_that_fits():
     matrix = committed_matrix(OVERLAY)
     cpu = matrix.variant("cpu")
     assert cpu.platforms == (ARM64,) and matrix.variant("cu117").platforms == (AMD64,)
-    path = lock_file(cpu, ARM64)
+    path = matrix.lock_file(cpu, ARM64)
     assert path == ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt" and path.is_file()
     text = path.read_text()
     assert drift(expected=lock_spec(matrix=matrix, variant=cpu, platform=ARM64), text=text) == []
-    assert unfit_lock(matrix=matrix, variant=cpu, overlay_owns_lock=True, platform=ARM64) == ""
+    assert unfit_lock(matrix=matrix, variant=cpu, platform=ARM64) == ""
     assert text.splitlines()[1] == f"# Regenerate: {regenerate_command(matrix=matrix, variant=cpu, platform=ARM64)}"
     assert select_platforms(cpu, platform=None, native=AMD64) == (ARM64,), "an amd64 host builds it emulated"
 
 
 def test_the_ci_overlays_cpu_plan_carries_the_arm64_locks_hash():
     matrix = committed_matrix(OVERLAY)
-    plan, = plans_for(matrix, [matrix.variant("cpu")])
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
     digest = hashlib.sha256((ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt").read_bytes())
     assert plan.platforms == (ARM64,)
     assert plan.build_args["LOCK_SHA256"] == f"linux-arm64={digest.hexdigest()}"
@@ -399,11 +404,10 @@ def test_a_build_refuses_an_arm64_lock_that_does_not_fit_naming_the_platform(tmp
         pytest.skip("images.local.yaml is present and would be merged in")
     overlay = write(tmp_path, "variants:\n  cpu:\n    lock: overlays/local-debian/cpu.lock.txt\n"
                               "    platforms: [linux/arm64]\n", name="arm.yaml")
-    data, sources = load_sources(commands.MATRIX_FILE, overlay=str(overlay))
-    matrix = parse_matrix(data, sources=sources)
-    plans = plans_for(matrix, [matrix.variant("cpu")])
+    matrix = load_matrix(ROOT / "images.yaml", overlay=str(overlay))
+    plans = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
     with pytest.raises(TorchdevError) as caught:
-        commands.check_locks(data, matrix, plans)
+        require_fitting_locks(matrix, plans)
     message = str(caught.value)
     assert message.startswith("the lock overlays/local-debian/cpu.lock.linux-arm64.txt does not fit variant 'cpu' "
                               "on linux/arm64 (")

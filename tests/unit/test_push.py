@@ -7,15 +7,19 @@ from dataclasses import replace
 
 import pytest
 
+from tests.helpers.context import make_context
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.summaries import write_counts
 from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
 from torchdev import commands
+from torchdev.checkout import read_plans
 from torchdev.errors import UsageError
-from torchdev.project import plans_for
+from torchdev.matrix import load_matrix
 from torchdev.platforms import AMD64, ARM64
-from torchdev.push import PushStatus, destination, push_failure, push_image, summary_table, write_report
+from torchdev.presenter import push_table
+from torchdev.push import PushStatus, destination, push_failure, push_image, write_report
 from torchdev.records import read_gzip_digests, read_push_record, record_gzip_digest
+from torchdev.runner import execute
 
 REPOSITORY = "registry.test:5000/ml/torchdev"
 
@@ -129,23 +133,23 @@ def test_a_registry_that_wants_a_login_fails_with_the_login_line(plan, tmp_path)
     assert not [name for name in engine.names if name.startswith("registry.test")]
 
 
-def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_path, monkeypatch):
+def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_path):
     engine = FakeEngine()
-    monkeypatch.setattr(commands, "REPORTS_DIR", tmp_path)
-    monkeypatch.setattr(commands.Engine, "connect", lambda: engine)
-    matrix = commands.load_matrix(commands.MATRIX_FILE)
-    cpu = plans_for(matrix, [matrix.variant("cpu")])[0]
+    ctx = make_context(engine=engine, reports=tmp_path)
+    matrix = load_matrix(ctx.paths.matrix_file, environ=ctx.environ)
+    cpu = read_plans(ctx.paths, matrix, [matrix.variant("cpu")], environ=ctx.environ, native=ctx.native_platform)[0]
     built(engine, cpu, tmp_path / "smoke")
     stale = tmp_path / "push" / f"{cpu.name}.json"
     stale.parent.mkdir()
     stale.write_text("{}")
     engine.pushes_before_interrupt = 1
     with pytest.raises(KeyboardInterrupt):
-        commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY)
+        execute(ctx, commands.push, variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY)
     assert not stale.exists(), "a report may only say what was pushed"
     assert not [name for name in engine.names if name.startswith("registry.test")]
     engine.pushes_before_interrupt = None
-    assert commands.push(variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY) == 0
+    assert execute(ctx, commands.push, variant="cpu", every=False, flavour="runtime", overlay=None,
+                   to=REPOSITORY) == 0
     report = read_push_record(stale)
     assert report.digest in report.references[0] and report.compression == "gzip"
     assert report.tags[0] == cpu.primary_reference.split(":", 1)[1]
@@ -184,7 +188,7 @@ def test_a_multi_platform_image_goes_out_once_each_platform_passed_and_the_repor
     assert result.status is PushStatus.PUSHED and result.platforms == (AMD64, ARM64)
     report = read_push_record(write_report(tmp_path / "push", result))
     assert report.platforms == ("linux/amd64", "linux/arm64")
-    header, _, row = summary_table([result]).splitlines()[:3]
+    header, _, row = push_table([result]).splitlines()[:3]
     assert "platforms" in header and "linux/amd64, linux/arm64" in row
 
 

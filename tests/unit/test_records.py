@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.helpers.context import make_context
 from torchdev import commands
 from torchdev.errors import TorchdevError
 from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, push_record_path, read_gzip_digests,
@@ -41,13 +42,12 @@ def test_a_push_record_that_is_not_one_names_the_file_and_the_problem(tmp_path, 
     assert str(caught.value).startswith(f"{tmp_path / 'cu118.json'} is unreadable ({says}")
 
 
-def test_k8s_says_which_push_writes_a_broken_record_again(tmp_path, monkeypatch):
-    monkeypatch.setattr(commands, "REPORTS_DIR", tmp_path)
+def test_k8s_says_which_push_writes_a_broken_record_again(tmp_path):
     (tmp_path / "push").mkdir()
     (tmp_path / "push" / "cu118.json").write_text('{"image": "cu118"')
     with pytest.raises(TorchdevError) as caught:
-        commands.k8s(variant="cu118", image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi",
-                     train_args="--task mlp", out=str(tmp_path / "out"), overlay=None)
+        commands.k8s(make_context(reports=tmp_path), variant="cu118", image=None, nodes=2, gpus=None, nproc=None,
+                     name=None, shm_size="2Gi", train_args="--task mlp", out=str(tmp_path / "out"), overlay=None)
     message = str(caught.value)
     assert message.startswith(f"{tmp_path / 'push' / 'cu118.json'} is unreadable (it is not JSON, or cut short")
     assert message.endswith("): run `./dev push --variant cu118` to write it again") and "\n" not in message

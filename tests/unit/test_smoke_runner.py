@@ -4,7 +4,8 @@ from tests.helpers.summaries import check
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.gpus import GpuRequest, Route
 from torchdev.matrix import CudaRelease, Flavour
-from torchdev.smoke import SuiteRun, SuiteStatus, container_limits, failures, suite_arguments, summary_table
+from torchdev.presenter import smoke_failures, smoke_table
+from torchdev.smoke import SuiteRun, SuiteStatus, container_limits, suite_arguments
 
 CU118 = make_variant("cu118")
 CPU = make_variant("cpu", cuda=None)
@@ -55,11 +56,11 @@ def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
     runs = [ran("cu117", ("environment", "passed", ""), ("environment", "failed", "expected CUDA 11.8, got 11.7\nmore"),
                 ("gpu", "skipped", "no GPUs requested"), ("ddp", "passed", ""), ("ddp", "skipped", "x")),
             SuiteRun("cu118", SuiteStatus.NOT_BUILT, detail="image torchdev:cu118 is not built")]
-    header, _, cu117, cu118 = summary_table(runs).splitlines()
+    header, _, cu117, cu118 = smoke_table(runs).splitlines()
     assert header.split() == ["image", "environment", "flavour", "gpu", "convergence", "ddp", "shm"]
     assert "FAILED 1/2" in cu117 and "skipped: no GPUs requested" in cu117 and "passed 1 (+1 skipped)" in cu117
     assert cu118.split()[:3] == ["cu118", "not", "built"]
-    assert failures(runs) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7",
+    assert smoke_failures(runs) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7",
                               "cu118: not built: image torchdev:cu118 is not built"]
 
 

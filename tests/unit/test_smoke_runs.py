@@ -11,7 +11,8 @@ from tests.helpers.variants import make_plans, make_variant
 from torchdev.engine import RunResult, RunStatus
 from torchdev.errors import TorchdevError
 from torchdev.gpus import GpuAccess, GpuRequest, Route
-from torchdev.smoke import REPORTS_MOUNT, SuiteStatus, failures, run_all, summary_table, untested_gpus
+from torchdev.presenter import smoke_failures, smoke_table
+from torchdev.smoke import REPORTS_MOUNT, SuiteStatus, image_ids, run_all, untested_gpus
 
 START_ERROR = ("failed to create task for container: failed to create shim task: OCI runtime create failed: "
                "runc create failed: unable to start container process: error during container init: error running "
@@ -44,8 +45,8 @@ def plans(engine):
 
 def run(engine, plans, tmp_path, gpus=None, **options):
     gpus = gpus or {plan.variant.name: GpuRequest(0) for plan in plans}
-    return run_all(engine, plans, gpus=gpus, suite_dir=tmp_path / "suite", reports_dir=tmp_path / "reports",
-                   **{"stop_at_missing": False, "not_built": {}, **options})
+    return run_all(engine, plans, images=image_ids(engine, plans), gpus=gpus, suite_dir=tmp_path / "suite",
+                   reports_dir=tmp_path / "reports", **{"stop_at_missing": False, "not_built": {}, **options})
 
 
 def test_a_container_that_cannot_start_is_its_variants_row_and_the_others_still_run(engine, plans, tmp_path):
@@ -54,9 +55,9 @@ def test_a_container_that_cannot_start_is_its_variants_row_and_the_others_still_
     assert [(r.image, r.status) for r in runs] == [("cu118", SuiteStatus.START_FAILED), ("cpu", SuiteStatus.RAN)]
     assert runs[0].detail.startswith("the host's NVIDIA driver is too old for this image (the NVIDIA toolkit "
                                      "refused: unsatisfied condition: cuda>=11.8): upgrade the driver")
-    table = summary_table(runs).splitlines()
+    table = smoke_table(runs).splitlines()
     assert table[2].split()[:4] == ["cu118", "could", "not", "start"] and table[3].startswith("cpu  ")
-    assert failures(runs)[0].startswith("cu118: could not start: ")
+    assert smoke_failures(runs)[0].startswith("cu118: could not start: ")
     assert len(engine.ran) == 2
 
 
@@ -65,7 +66,7 @@ def test_a_container_past_its_deadline_is_reported_as_timed_out(engine, plans, t
     runs = run(engine, plans, tmp_path)
     assert [r.status for r in runs] == [SuiteStatus.RAN, SuiteStatus.TIMED_OUT]
     assert runs[1].detail.startswith("timed out after 900 s and was killed")
-    assert failures(runs) == [f"cpu: timed out: {runs[1].detail}"]
+    assert smoke_failures(runs) == [f"cpu: timed out: {runs[1].detail}"]
 
 
 def test_a_suite_that_writes_no_summary_says_so_with_its_exit_status(engine, plans, tmp_path):
@@ -84,7 +85,7 @@ def test_a_suite_whose_summary_is_not_one_is_its_variants_row_and_the_others_sti
     runs = run(engine, plans, tmp_path)
     assert [r.status for r in runs] == [SuiteStatus.BAD_SUMMARY, SuiteStatus.RAN]
     assert runs[0].detail.startswith("the suite exited 0 with a summary (cu118.json) that is not one: it is not JSON")
-    assert summary_table(runs).splitlines()[2].split()[:5] == ["cu118", "wrote", "a", "bad", "summary"]
+    assert smoke_table(runs).splitlines()[2].split()[:5] == ["cu118", "wrote", "a", "bad", "summary"]
     assert not (tmp_path / "reports" / "cu118.json").exists() and (tmp_path / "reports" / "cpu.json").is_file()
 
 

@@ -1,0 +1,88 @@
+"""The runner and the presenter: a command's result or its known error becomes what the user sees and one exit
+status, every result type has its presentation, and a command writes only to the context's streams."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import ROOT
+from tests.helpers.context import make_context, output
+from tests.helpers.fake_engine import FakeEngine
+from torchdev import commands, presenter, results
+from torchdev.build import BuildResult, BuildStatus
+from torchdev.errors import ConfigError, TorchdevError, UsageError
+from torchdev.runner import execute
+
+FAILED_BUILD = BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve", log=Path("/l/cu118.log"))
+
+
+def failing(error: Exception):
+    def command(ctx, **options):
+        raise error
+    return command
+
+
+@pytest.mark.parametrize("error, status", [(TorchdevError("the engine refused"), 1),
+                                           (UsageError("say which image"), 2), (ConfigError("images.yaml:3: bad"), 2)])
+def test_a_known_error_is_its_line_on_stderr_and_its_exit_status(error, status):
+    ctx = make_context()
+    assert execute(ctx, failing(error)) == status
+    assert output(ctx) == ("", f"torchdev: {error}\n")
+
+
+def test_each_line_of_an_error_is_a_torchdev_line_once():
+    ctx = make_context()
+    assert execute(ctx, failing(TorchdevError("first problem\ntorchdev: second problem"))) == 1
+    assert output(ctx)[1] == "torchdev: first problem\ntorchdev: second problem\n"
+
+
+def test_a_result_is_presented_with_its_failures_on_stderr_and_its_status(tmp_path):
+    ctx = make_context()
+    assert execute(ctx, lambda ctx, **options: results.BuildReport((FAILED_BUILD,))) == 1
+    out, err = output(ctx)
+    assert out.startswith("\nimage ") and "ERROR: failed to solve" in out
+    assert err == "torchdev: cu118 failed: ERROR: failed to solve (full log: /l/cu118.log)\n"
+
+
+def test_a_command_can_show_a_result_on_its_way_and_end_with_another():
+    def up_like(ctx):
+        ctx.show(results.BuildReport((FAILED_BUILD,)))
+        print("==> more work", file=ctx.out)
+        return results.Exited(3)
+
+    ctx = make_context()
+    assert execute(ctx, up_like) == 3
+    out, err = output(ctx)
+    assert out.index("cu118") < out.index("==> more work") and err.startswith("torchdev: cu118 failed")
+
+
+def test_an_unexpected_exception_is_not_taken_for_a_known_error():
+    with pytest.raises(KeyError):
+        execute(make_context(), failing(KeyError("bug")))
+
+
+def test_every_result_a_command_returns_has_a_presentation():
+    kinds = [kind for _, kind in inspect.getmembers(results, inspect.isclass)
+             if dataclasses.is_dataclass(kind) and kind.__module__ == results.__name__]
+    assert len(kinds) > 10
+    missing = [kind.__name__ for kind in kinds if presenter.present.dispatch(kind) is presenter.present.dispatch(object)]
+    assert missing == []
+    with pytest.raises(TypeError, match="cannot present a str"):
+        presenter.present("a result nobody presents")
+
+
+def test_commands_write_to_the_contexts_streams_only(tmp_path, capsys):
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    ctx = make_context(engine=FakeEngine(), reports=tmp_path)
+    assert execute(ctx, commands.show_matrix, overlay=None) == 0
+    assert execute(ctx, commands.build, variant="cpu", every=False, dry_run=True, overlay=None) == 0
+    assert execute(ctx, commands.list_images, overlay=None) == 0
+    assert execute(ctx, commands.lock, variant="cu117", every=False, check=True, overlay=None) == 0
+    assert capsys.readouterr() == ("", "")
+    out, err = output(ctx)
+    assert "repository: " in out and "cpu: build plan" in out and "no torchdev images yet" in out
+    assert "cu117 on linux/amd64: locks/cu117.txt matches the matrix" in out and err == ""

@@ -1,0 +1,288 @@
+"""What a user sees of each command's result (torchdev.results) and of an error: the tables and notes on stdout, the
+`torchdev: ...` failure lines on stderr, and the exit status. The one place results become text, so one command's
+output reads like another's; progress lines are the only output written elsewhere (as they happen, through the
+context's output).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import singledispatch
+from typing import TextIO
+
+from smoke.smoke_contract import CHECKS, FAILED, PASSED, CheckResult
+from torchdev import build as builds, doctor as doctors
+from torchdev.bases import PinOutcome
+from torchdev.build import BuildResult, BuildStatus
+from torchdev.doctor import FAIL, WARN
+from torchdev.engine import ImageRef
+from torchdev.errors import TorchdevError
+from torchdev.images import BuiltImage
+from torchdev.plan import BuildPlan, describe_plan
+from torchdev.push import PushResult, PushStatus
+from torchdev.results import (BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList, ImageManifest,
+                              JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases, PinReport,
+                              PushReport, ReproReport, SavedArchives, SmokeReport)
+from torchdev.smoke import SuiteRun, SuiteStatus
+from torchdev.table import SIZE_HEADERS, human_size, render_table, size_cells
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What one result looks like: lines for stdout, then lines for stderr, and the exit status."""
+
+    out: tuple[str, ...] = ()
+    err: tuple[str, ...] = ()
+    status: int = 0
+
+
+def write(shown: Presentation, *, out: TextIO, err: TextIO) -> int:
+    """Print a presentation; its exit status."""
+    for line in shown.out:
+        print(line, file=out)
+    for line in shown.err:
+        print(line, file=err)
+    return shown.status
+
+
+def show(result: object, *, out: TextIO, err: TextIO) -> int:
+    """Present `result` and print it; its exit status."""
+    return write(present(result), out=out, err=err)
+
+
+def present_error(error: TorchdevError) -> Presentation:
+    """A known error: each line of its message on stderr as `torchdev: ...`, and its exit status (2 for usage and
+    configuration, 1 otherwise)."""
+    return Presentation(err=tuple(line if line.startswith("torchdev:") else f"torchdev: {line}"
+                                  for line in str(error).splitlines()), status=error.exit_status)
+
+
+@singledispatch
+def present(result: object) -> Presentation:
+    raise TypeError(f"torchdev.presenter cannot present a {type(result).__name__}")
+
+
+def _shown(out: tuple[str, ...], failures: list[str], *, status: int | None = None) -> Presentation:
+    """`out` on stdout, then a `torchdev: ...` line on stderr per failure; status 1 when anything failed, unless
+    `status` says otherwise."""
+    return Presentation(out=out, err=tuple(f"torchdev: {line}" for line in failures),
+                        status=(1 if failures else 0) if status is None else status)
+
+
+# --- ./dev matrix -------------------------------------------------------------------------------------------------
+
+@present.register
+def _matrix(result: MatrixView) -> Presentation:
+    rows = [(p.variant.name, p.flavour.name, ", ".join(map(str, p.variant.platforms)), p.build_args["BASE_IMAGE"],
+             p.variant.python, f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}",
+             p.variant.cuda or "-", p.variant.cudnn or "-", p.variant.index, locks_cell(p, result.locked),
+             p.variant.apt_snapshot or "live", toolchain(p),
+             ", ".join(str(ImageRef.parse(reference).tag) for reference in p.references)) for p in result.plans]
+    table = render_table(["variant", "flavour", "platforms", "base", "python", "torch/vision/audio", "cuda", "cudnn",
+                          "index", "locks", "apt snapshot", "toolchain", "tags"], rows)
+    sources = ", ".join(str(source) for source in result.matrix.sources)
+    return Presentation(out=(table, f"\nrepository: {result.matrix.image.repository}   from: {sources}"))
+
+
+def locks_cell(plan: BuildPlan, locked: frozenset) -> str:
+    """The variant's lock per platform, or none (such builds resolve at build time)."""
+    variant = plan.variant
+    return ", ".join(variant.lock_path_for(platform) if (variant.name, platform) in locked else "none"
+                     for platform in variant.platforms)
+
+
+def toolchain(plan: BuildPlan) -> str:
+    """What a flavour adds, in a few words: its packages, and nvcc's CUDA release for a CUDA variant."""
+    if plan.flavour.is_runtime:
+        return "-"
+    args = plan.build_args
+    nvcc = f"nvcc {args['CUDA_RELEASE']}" if args["CUDA_RELEASE"] else ("no nvcc" if plan.variant.cuda else "")
+    return ", ".join(filter(None, [*plan.flavour.apt_packages, *plan.flavour.pip_packages, nvcc]))
+
+
+# --- ./dev build, and the builds of smoke --build and up ----------------------------------------------------------
+
+@present.register
+def _dry_run(result: DryRun) -> Presentation:
+    return Presentation(out=("\n\n".join(describe_plan(plan) for plan in result.plans),))
+
+
+@present.register
+def _builds(result: BuildReport) -> Presentation:
+    failed = [f"{r.image} failed: {r.cause} (full log: {r.log})" for r in result.results
+              if r.status is BuildStatus.FAILED]
+    return _shown(("\n" + build_table(list(result.results)),), failed, status=builds.exit_status(list(result.results)))
+
+
+def build_table(results: list[BuildResult]) -> str:
+    """One row per image: how it went, how long it took, its sizes, what it produced or why it failed."""
+    rows = [(r.image, r.status.value, f"{r.seconds:.0f} s", *size_cells(r.sizes),
+             r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
+            for r in results]
+    return render_table(["image", "status", "time", *SIZE_HEADERS, "primary tag", "image id / cause"], rows)
+
+
+@present.register
+def _repro(result: ReproReport) -> Presentation:
+    first, second = result.digests
+    table = "\n" + render_table(["build", "digest"], [(1, first), (2, second)])
+    if first != second:
+        return _shown((table, result.differences),
+                      [f"{result.variant} is not reproducible: two builds from the same inputs gave two digests"])
+    if result.recorded and result.recorded != first:
+        return _shown((table,), [f"{result.variant} builds reproducibly as {first}, but images.yaml records "
+                                 f"{result.recorded}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)"])
+    return Presentation(out=(table, f"\n{result.variant} is reproducible: {first}"))
+
+
+# --- ./dev lock, ./dev doctor -------------------------------------------------------------------------------------
+
+@present.register
+def _locks(result: LockReport) -> Presentation:
+    return _shown((), list(result.problems))
+
+
+@present.register
+def _doctor(result: DoctorReport) -> Presentation:
+    return Presentation(out=(doctor_report(list(result.checks)),), status=doctors.exit_status(list(result.checks)))
+
+
+def doctor_report(results: list[doctors.CheckResult]) -> str:
+    """One line per check; a warning or a failure carries its fix on the same line."""
+    rows = [(r.name, r.status, f"{r.detail.rstrip('.')}; fix: {r.fix}" if r.status in (WARN, FAIL) else r.detail)
+            for r in results]
+    return render_table(["check", "status", "detail"], rows)
+
+
+# --- ./dev images -------------------------------------------------------------------------------------------------
+
+@present.register
+def _images(result: ImageList) -> Presentation:
+    if not result.images:
+        return Presentation(out=(f"no {result.repository} images yet: run `./dev build --variant NAME`",))
+    return Presentation(out=(images_table(list(result.images)),))
+
+
+def images_table(images: list[BuiltImage]) -> str:
+    rows = [(i.variant, i.flavour, ", ".join(i.tags), *size_cells(i.sizes), i.created, i.image_id[:19])
+            for i in images]
+    return render_table(["variant", "flavour", "tags", *SIZE_HEADERS, "created", "digest"], rows)
+
+
+@present.register
+def _manifest(result: ImageManifest) -> Presentation:
+    """The manifest an image carries: its base, lock, Python packages, and how many Debian packages."""
+    content = result.manifest
+    packages = [(package["name"], package["version"]) for package in content["python"]["packages"]]
+    return Presentation(out=(
+        f"{result.reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
+        f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages",
+        render_table(["python package", "version"], packages)))
+
+
+# --- ./dev smoke --------------------------------------------------------------------------------------------------
+
+@present.register
+def _smoke(result: SmokeReport) -> Presentation:
+    runs = list(result.runs)
+    return _shown(("\n" + smoke_table(runs) + f"\n\nreports: {result.reports_dir}",
+                   *(f"note: {note}" for note in result.notes)),
+                  [f"failed: {line}" for line in smoke_failures(runs)])
+
+
+def check_cell(checks: tuple[CheckResult, ...], check: str) -> str:
+    """One table cell: failed beats passed beats skipped; a skip shows its reason."""
+    rows = [c for c in checks if c.check == check]
+    if not rows:
+        return "-"
+    failed = [c for c in rows if c.outcome == FAILED]
+    passed = [c for c in rows if c.outcome == PASSED]
+    if failed:
+        return f"FAILED {len(failed)}/{len(rows)}"
+    if passed:
+        skipped = len(rows) - len(passed)
+        return f"passed {len(passed)}" + (f" (+{skipped} skipped)" if skipped else "")
+    return f"skipped: {rows[0].reason[:40]}"
+
+
+def smoke_table(runs: list[SuiteRun]) -> str:
+    """Image x check; an image that did not run says why in its first cell."""
+    rows = []
+    for run in runs:
+        if run.status is SuiteStatus.RAN:
+            rows.append((run.image, *(check_cell(run.checks, check) for check in CHECKS)))
+        else:
+            rows.append((run.image, run.status.value, *(["-"] * (len(CHECKS) - 1))))
+    return render_table(["image", *CHECKS], rows)
+
+
+def smoke_failures(runs: list[SuiteRun]) -> list[str]:
+    """One line per failed check or variant that did not run: variant, test or status, and the reason."""
+    lines = []
+    for run in runs:
+        if run.status is not SuiteStatus.RAN:
+            lines.append(f"{run.image}: {run.status.value}: {run.detail}")
+            continue
+        lines += [f"{run.image}: {c.nodeid}: {c.reason.splitlines()[0] if c.reason else 'failed'}"
+                  for c in run.checks if c.outcome == FAILED]
+    return lines
+
+
+# --- ./dev pin, ./dev save-bases, ./dev base ----------------------------------------------------------------------
+
+@present.register
+def _pins(result: PinReport) -> Presentation:
+    table = render_table(["variant", "base", "outcome", "detail"],
+                         [(r.variant, r.base, r.outcome.value, r.detail) for r in result.results])
+    return _shown((table,), [f"{r.variant}: {r.detail}" for r in result.results if r.outcome is PinOutcome.FAILED])
+
+
+@present.register
+def _archives(result: SavedArchives) -> Presentation:
+    return Presentation(out=("\n".join(f"saved {path} (restore: docker load -i {path})" for path in result.paths),))
+
+
+@present.register
+def _mirrored(result: MirroredBases) -> Presentation:
+    return Presentation(out=(render_table(["variant", "base", "copy (use as `base:` in an overlay)"],
+                                          result.copies),))
+
+
+@present.register
+def _base(result: BaseExists) -> Presentation:
+    return Presentation(out=(f"base: {result.name} exists for {','.join(result.platforms)}",))
+
+
+@present.register
+def _exited(result: Exited) -> Presentation:
+    return Presentation(status=result.status)
+
+
+# --- ./dev push, ./dev k8s ----------------------------------------------------------------------------------------
+
+@present.register
+def _pushes(result: PushReport) -> Presentation:
+    return _shown(("\n" + push_table(list(result.results)),),
+                  [f"{r.image}: {r.status.value}: {r.detail}" for r in result.results
+                   if r.status in (PushStatus.REFUSED, PushStatus.FAILED)])
+
+
+def push_table(results: list[PushResult]) -> str:
+    rows = [(r.image, r.status.value, ", ".join(map(str, r.platforms)) or "-", r.compression or "-",
+             human_size(r.size) if r.size else "-", r.digest or "-", r.detail) for r in results]
+    return render_table(["image", "status", "platforms", "layers", "download", "digest", "detail"], rows)
+
+
+@present.register
+def _job_dockerfile(result: JobDockerfile) -> Presentation:
+    return Presentation(out=(
+        f"wrote {result.path}: FROM {result.base}, plus train/\n"
+        f"next: docker build -f {result.path} -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
+        f"then: ./dev k8s --variant {result.variant} --image REGISTRY/NAME@sha256:<the digest docker push printed>",))
+
+
+@present.register
+def _job_manifests(result: JobManifests) -> Presentation:
+    folder = result.folder
+    apply = (f"apply one: kubectl apply -f {folder / 'pytorchjob.yaml'}   (Kubeflow training operator)\n"
+             f"       or: kubectl apply -f {folder / 'indexed-job.yaml'}   (plain Kubernetes)")
+    return Presentation(out=(*(f"wrote {folder / name}" for name in result.files), apply))

@@ -1,0 +1,143 @@
+"""What each command returns: a frozen record of what it did or found (values, and the lines a feature has already
+phrased: a lock's drift, a note), which torchdev.presenter alone turns into what a user sees and an exit status."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchdev.bases import PinResult
+from torchdev.build import BuildResult
+from torchdev.doctor import CheckResult
+from torchdev.images import BuiltImage
+from torchdev.matrix import Matrix
+from torchdev.plan import BuildPlan
+from torchdev.platforms import Platform
+from torchdev.push import PushResult
+from torchdev.smoke import SuiteRun
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    """`./dev matrix`: the plan of every variant in every flavour, and which (variant, platform) has a lock file."""
+
+    matrix: Matrix
+    plans: tuple[BuildPlan, ...]
+    locked: frozenset[tuple[str, Platform]]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """`./dev build --dry-run`: the plans a build would follow."""
+
+    plans: tuple[BuildPlan, ...]
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """Builds that ran, one result per image, in order (`build`; `smoke --build` and `up` show one on the way)."""
+
+    results: tuple[BuildResult, ...]
+
+
+@dataclass(frozen=True)
+class LockReport:
+    """`./dev lock`: a line per lock that failed or drifted (its progress was said as it went)."""
+
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: tuple[CheckResult, ...]
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """`./dev images`: the repository's built images."""
+
+    repository: str
+    images: tuple[BuiltImage, ...]
+
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """`./dev images --manifest VARIANT`: the manifest the image carries."""
+
+    reference: str
+    manifest: dict
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    """`./dev smoke`: each run, where the reports went, and notes on what was not tested."""
+
+    runs: tuple[SuiteRun, ...]
+    reports_dir: Path
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReproReport:
+    """`./dev verify-repro`: the digests of two builds from the same inputs, what differs when they differ, and the
+    digest images.yaml records ("" when none)."""
+
+    variant: str
+    digests: tuple[str, str]
+    differences: str
+    recorded: str
+
+
+@dataclass(frozen=True)
+class PinReport:
+    results: tuple[PinResult, ...]
+
+
+@dataclass(frozen=True)
+class SavedArchives:
+    """`./dev save-bases --to-archive`: the archives written."""
+
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class MirroredBases:
+    """`./dev save-bases --to-registry`: (variant, base, its copy by digest) per variant."""
+
+    copies: tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class PushReport:
+    results: tuple[PushResult, ...]
+
+
+@dataclass(frozen=True)
+class JobDockerfile:
+    """`./dev k8s` without --image: the job image's Dockerfile, FROM the pushed image `base`."""
+
+    path: Path
+    base: str
+    variant: str
+
+
+@dataclass(frozen=True)
+class JobManifests:
+    """`./dev k8s --image`: the manifests written into `folder`."""
+
+    folder: Path
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BaseExists:
+    """`./dev base`: the image already holds every platform asked for."""
+
+    name: str
+    platforms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A program that ran attached to the terminal and said what it had to (compose, make-base.sh): its status."""
+
+    status: int
