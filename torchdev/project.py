@@ -27,10 +27,13 @@ class Reports:
     """What each push put in the registry (torchdev.records), read by `./dev k8s` and deployment files."""
     k8s: Path
     """A job's files from `./dev k8s`, a folder per job, unless it is told where."""
+    bugs: Path
+    """The traceback of each unexpected error (a bug in torchdev), which the user is pointed to."""
 
     @classmethod
     def at(cls, folder: Path) -> Reports:
-        return cls(build=folder / "build", smoke=folder / "smoke", push=folder / "push", k8s=folder / "k8s")
+        return cls(build=folder / "build", smoke=folder / "smoke", push=folder / "push", k8s=folder / "k8s",
+                   bugs=folder / "bugs")
 
 
 @dataclass(frozen=True)

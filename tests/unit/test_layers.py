@@ -47,8 +47,9 @@ LAYERS = (
           "one function per task: load the matrix, choose plans, call features, return a result"),
     Layer("presenter", ("presenter",),
           "turns results and known errors into the lines users see and an exit status; reads and runs nothing"),
-    Layer("runner", ("runner",),
-          "the edge tasks.py calls: builds the context from this host, runs a command, presents it, exits"),
+    Layer("runner", ("runner", "cli"),
+          "the edge: the program ./dev runs (invoke's, its command-line errors as usage lines), and what tasks.py "
+          "calls: builds the context from this host, runs a command, presents it or its error, exits"),
 )
 LAYER_OF = {module: number for number, layer in enumerate(LAYERS) for module in layer.modules}
 
