@@ -55,16 +55,18 @@ def test_a_valid_file_parses_into_typed_variants(tmp_path):
 
 @pytest.mark.parametrize("change, expected", [
     (("torch: 2.0.1", "torch: 2.1.0"), "images.yaml:8: variant 'cu118': key 'torch': '2.1.0' is not a PyTorch 2.0"),
-    (('python: "3.10"', "python: 3.10"), "images.yaml:7: variant 'cu118': key 'python': expected a string, got number"),
+    (('python: "3.10"', "python: 3.10"), "images.yaml:7: variant 'cu118': key 'python': expected a string, got a number (3.1): "
+                                           'write it quoted: python: "3.10"'),
     (("cudnn: 8", "cudnn: eight"), "images.yaml:13: variant 'cu118': key 'cudnn': expected the cuDNN major version"),
     (("    cudnn: 8\n", "    cudnn: 8\n    colour: blue\n"), "images.yaml:14: variant 'cu118': key 'colour': unknown key"),
     (("    cudnn: 8\n", ""), "images.yaml:5: variant 'cu118': missing key 'cudnn'"),
-    (("base: nvidia/cuda:11.8.0", "base: NVIDIA/Cuda:11.8.0"), "key 'base': 'NVIDIA/Cuda:11.8.0-cudnn8-runtime-ubuntu22.04' is not a valid image reference"),
+    (("base: nvidia/cuda:11.8.0", "base: NVIDIA/Cuda:11.8.0"), "key 'base': 'NVIDIA/Cuda:11.8.0-cudnn8-runtime-ubuntu22.04' is not an image repository name: lower-case"),
     (("index: https://", "index: ftp://"), "key 'index': 'ftp://download.pytorch.org/whl/cu118' is not a URL"),
-    (("torchvision: 0.15.2", "torchvision: 0.15.1"), "key 'torchvision': 0.15.1 is not built for torch 2.0.1; use 0.15.2"),
+    (("torchvision: 0.15.2", "torchvision: 0.15.1"), "key 'torchvision': 0.15.1 is not built for torch 2.0.1: use 0.15.2"),
     (('cuda: "11.8"', "cuda: null"), "key 'cudnn': must be null when cuda is null"),
-    (("{variant}\"]", "{flavour}\"]"), "images.yaml:3: image: key 'tags': '{flavour}' unknown placeholder {flavour}"),
-    (("repository: torchdev", "repository: Torch Dev"), "image: key 'repository': 'Torch Dev' is not a valid image repository"),
+    (("{variant}\"]", "{flavour}\"]"), "images.yaml:3: image: key 'tags': '{flavour}' has the unknown placeholder {flavour}: use the placeholders "
+                                         "variant, torch,"),
+    (("repository: torchdev", "repository: Torch Dev"), "image: key 'repository': 'Torch Dev' is not an image repository name"),
 ])
 def test_each_bad_field_is_named_with_its_file_line_variant_and_key(tmp_path, change, expected):
     old, new = change
