@@ -104,12 +104,17 @@ def push_base(engine: ContainerEngine, *, base: str, registry: str) -> str:
     return pinned_reference(target, resolve_digest(engine, target))
 
 
+def archive_path(folder: Path, base: str) -> Path:
+    """Where `./dev save-bases --to-archive FOLDER` writes one base: named after it, without its digest."""
+    return folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ImageRef.parse(base).without_digest())) + ".tar")
+
+
 def save_archives(engine: ContainerEngine, *, bases: list[str], folder: Path) -> list[Path]:
     """Each base as a `docker load`-able archive in `folder`, named after it, written atomically."""
     written = []
     for base in bases:
         image, name = local_base(engine, base), str(ImageRef.parse(base).without_digest())
-        archive = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".tar")
+        archive = archive_path(folder, base)
         write_atomically(archive, engine.save(name if name in image.tags else image.id, named=name in image.tags))
         written.append(archive)
     return written

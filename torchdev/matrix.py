@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from torchdev.errors import CONFIGURATION, ConfigError, Problem, TorchdevError, UsageError
+from torchdev.errors import CONFIGURATION, USAGE, ConfigError, Problem, TorchdevError, UsageError
 from torchdev.files import input_file
 from torchdev.grammar import (TAG_RE, reference_problem, repository_problem, requirement_problem, tag_problem,
                               url_problem, version_problem)
@@ -240,6 +240,9 @@ NO_CUDA_RELEASE = Problem("CUDA {cuda} has no entry in cuda_releases, which flav
 NOT_A_VARIANT = Problem("is not a variant (known: {known})", "name one of them", ConfigError, CONFIGURATION)
 NO_RUNTIME_FLAVOUR = Problem("expected a mapping of flavours that includes '{runtime}' (the default)",
                              "add `{runtime}: {{}}`", ConfigError, CONFIGURATION)
+EMPTY_OVERLAY = Problem("{source} is empty", "name the overlay file, or leave it out", UsageError, USAGE)
+NO_OVERLAY = Problem("{path}: overlay file not found (from --overlay or TORCHDEV_OVERLAY)",
+                     "check the path, or unset TORCHDEV_OVERLAY", ConfigError, CONFIGURATION)
 BAD_LOCK_PATH = Problem("{path} ({role}) {reason}", "{fix}", ConfigError, CONFIGURATION)
 
 RELEASES = tuple(COMPANIONS)
@@ -729,11 +732,14 @@ def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
 def overlay_path(*, matrix_path: Path, explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
     """The overlay to apply: --overlay, else $TORCHDEV_OVERLAY (in `environ`, by default this process's), else
     images.local.yaml when it exists."""
-    chosen = explicit or (os.environ if environ is None else environ).get("TORCHDEV_OVERLAY")
-    if chosen:
+    variable = (os.environ if environ is None else environ).get("TORCHDEV_OVERLAY")
+    chosen = explicit if explicit is not None else variable
+    if chosen is not None:
+        if not chosen.strip():
+            raise EMPTY_OVERLAY(source="--overlay" if explicit is not None else "TORCHDEV_OVERLAY")
         path = Path(chosen)
-        if not path.is_file():
-            raise ConfigError(f"{path}: overlay file not found (from --overlay or TORCHDEV_OVERLAY)")
+        if input_file(path, role="the overlay, from --overlay or TORCHDEV_OVERLAY") is None:
+            raise NO_OVERLAY(path=path)
         return path
     local = matrix_path.with_name("images.local.yaml")
     return local if local.is_file() else None

@@ -22,7 +22,8 @@ from typing import TextIO
 from smoke.smoke_contract import (CHECKS, GPUS_OPTION, JUNIT_OPTION, SUMMARY_OPTION, VARIANT_OPTION, CheckResult,
                                   SmokeSummary, SummaryError, expect_option, read_summary)
 from torchdev.engine import ContainerEngine, ContainerSpec, Limit, Mount, RunStatus
-from torchdev.errors import TorchdevError, UsageError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+from torchdev.options import names
 from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
@@ -33,6 +34,9 @@ from torchdev.records import run_name, smoke_summary_path
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
+STOPPED = Problem("{reason}", "", TorchdevError, RUNTIME)
+"""A build `./dev smoke --build` tried failed (its cause and the fix are in the build's row)."""
+UNKNOWN_CHECK = Problem("unknown check '{check}'", "the suite's checks are {known}", UsageError, USAGE)
 
 
 class SuiteStatus(enum.Enum):
@@ -56,10 +60,10 @@ class SuiteRun:
 
 def select_checks(text: str | None) -> tuple[str, ...]:
     """--checks environment,convergence: only those modules of the suite (every one when not given)."""
-    chosen = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    chosen = names("--checks", text)
     unknown = [name for name in chosen if name not in CHECKS]
     if unknown:
-        raise UsageError(f"unknown check '{unknown[0]}': the suite's checks are {', '.join(CHECKS)}")
+        raise UNKNOWN_CHECK(check=unknown[0], known=", ".join(CHECKS))
     return chosen
 
 
@@ -161,10 +165,17 @@ def platform_failure(plan: BuildPlan, platform: Platform, output: str) -> str:
     return ""
 
 
+NOT_BUILT = Problem("image {reference} is not built", "run `./dev build --variant {variant}{flavour}` (or pass "
+                    "--build to `./dev smoke`)", TorchdevError, RUNTIME)
+
+
+def missing_image_fields(plan: BuildPlan) -> dict[str, str]:
+    return {"reference": plan.primary_reference, "variant": plan.variant.name,
+            "flavour": "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"}
+
+
 def missing_image(plan: BuildPlan) -> str:
-    flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
-    return (f"image {plan.primary_reference} is not built: run `./dev build --variant {plan.variant.name}{flavour}` "
-            "(or pass --build to `./dev smoke`)")
+    return NOT_BUILT.line(**missing_image_fields(plan))
 
 
 def image_ids(engine: ContainerEngine, plans: list[BuildPlan]) -> dict[str, str | None]:
@@ -185,7 +196,7 @@ def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, images: dict[str
         if image_id is None:
             reason = not_built.get(name) or missing_image(plan)
             if stop_at_missing:
-                raise TorchdevError(reason)
+                raise NOT_BUILT(**missing_image_fields(plan)) if name not in not_built else STOPPED(reason=reason)
             runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
             continue
         request = gpus[name]

@@ -25,9 +25,10 @@ class Layer:
 
 
 LAYERS = (
-    Layer("base", ("errors", "files", "grammar", "table", "engine", "oci"),
+    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci"),
           "pure utilities and the engine boundary: the engine alone talks to Docker (oci re-compresses an image's "
-          "layers through it); the grammars of references, tags, Kubernetes names, requirements and URLs; none "
+          "layers through it); the grammars of references, tags, Kubernetes names, requirements and URLs; what "
+          "option values mean; none "
           "knows images.yaml"),
     Layer("configuration", ("yamlsource", "platforms", "matrix"),
           "reads images.yaml and its overlay into validated values that remember where each key was written"),

@@ -78,7 +78,10 @@ def test_each_platform_names_itself_for_uname_wheels_and_file_names():
 
 
 def test_a_list_keeps_its_order_and_names_each_platform_once():
-    assert parse_list("linux/arm64, linux/amd64,linux/aarch64,") == (ARM64, AMD64)
+    assert parse_list("linux/arm64, linux/amd64,linux/aarch64") == (ARM64, AMD64)
+    with pytest.raises(UsageError, match="^--platform linux/arm64,,linux/amd64: an empty name between commas: write "
+                                         "--platform linux/arm64,linux/amd64$"):
+        parse_list("linux/arm64,,linux/amd64")
     with pytest.raises(UsageError, match="unknown platform 'linux/riscv64'"):
         parse_list("linux/amd64,linux/riscv64")
 
@@ -292,8 +295,11 @@ def test_a_smoke_run_is_named_after_the_image_plus_any_platform_but_amd64():
 
 
 def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
-    assert select_checks(None) == () and select_checks("") == ()
-    assert select_checks(" environment,convergence ,") == ("environment", "convergence")
+    assert select_checks(None) == ()
+    assert select_checks(" environment,convergence ") == ("environment", "convergence")
+    for empty in ("", " ", "environment,"):
+        with pytest.raises(UsageError, match="^--checks "):
+            select_checks(empty)
     with pytest.raises(UsageError) as caught:
         select_checks("environment,gpus")
     assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "
