@@ -109,7 +109,8 @@ def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = Non
         plan = _plans(ctx, matrix, [chosen], flavours[:1])[0]
         if engine.image_id(plan.primary_reference) is None:
             raise smoke.NOT_BUILT(**smoke.missing_image_fields(plan))
-        return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference))
+        return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference,
+                                                                    variant=chosen.name))
     return ImageList(matrix.image.repository, tuple(built_images(engine, repository=matrix.image.repository)))
 
 

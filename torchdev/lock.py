@@ -23,6 +23,7 @@ try:
 except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
+from torchdev.records import RecordError, read_text
 from torchdev.errors import TorchdevError
 from torchdev.files import write_atomically
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
@@ -237,6 +238,17 @@ def _shown(path: Path, *, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+def lock_text(path: Path, *, command: str) -> str | None:
+    """The lock at `path` (None when there is none); one line naming it and `command`, which writes it again, when it
+    is no text file."""
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+    except RecordError as error:
+        raise RecordError(path, error.problem, fix=f"run `{command}` to write it again") from None
+
+
 def regenerate_command(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
     overlay = [f"--overlay {shlex.quote(_shown(matrix.overlay, root=matrix.folder))}"] if matrix.overlay else []
     only = [f"--platform {platform}"] if len(variant.platforms) > 1 else []
@@ -256,7 +268,7 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
         shown = _shown(path, root=matrix.folder)
         command = regenerate_command(matrix=matrix, variant=chosen, platform=platform)
         if check:
-            changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
+            changes = drift(expected=spec, text=lock_text(path, command=command))
             if changes:
                 problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({shown}): "
                                 f"{'; '.join(changes)}: run `{command}`")
@@ -284,9 +296,9 @@ def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) 
     A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
     overwrites it, it gives the overlay a lock of its own."""
     path = matrix.lock_file(variant, platform)
-    if not path.is_file():
+    text = lock_text(path, command=regenerate_command(matrix=matrix, variant=variant, platform=platform))
+    if text is None:
         return ""
-    text = path.read_text()
     found = parse_header(text.partition("\n")[0])
     expected = lock_spec(matrix=matrix, variant=variant, platform=platform)
     # The variant's name only labels a lock (`lock --check` still reports it): another variant with the same Python,

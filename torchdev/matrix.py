@@ -742,7 +742,7 @@ def overlay_path(*, matrix_path: Path, explicit: str | None, environ: Mapping[st
             raise NO_OVERLAY(path=path)
         return path
     local = matrix_path.with_name("images.local.yaml")
-    return local if local.is_file() else None
+    return input_file(local, role="the local overlay beside images.yaml")
 
 
 def load_sources(matrix_path: Path, *, overlay: str | None = None,
