@@ -8,11 +8,13 @@ import sys
 from invoke import Program
 from invoke.exceptions import Exit, ParseError
 
-from torchdev.errors import Problem, UsageError
+from torchdev.errors import USAGE, Problem, UsageError
 
-BAD_COMMAND_LINE = Problem("{message}", "`./dev --list` lists the tasks, `./dev --help TASK` a task's options",
-                           UsageError, topic="usage")
-"""invoke's own parse errors: an unknown task or option, an option without its value."""
+HELP = "`./dev --list` lists the tasks, `./dev --help TASK` a task's options"
+NEEDS_VALUE = Problem("--{option} needs a value", HELP, UsageError, USAGE)
+UNKNOWN_WORD = Problem("unknown task or option '{word}'", HELP, UsageError, USAGE)
+BAD_COMMAND_LINE = Problem("{message}", HELP, UsageError, USAGE)
+"""invoke's other parse errors, in its words."""
 
 
 class DevProgram(Program):
@@ -37,10 +39,12 @@ def _usage_line(error: ParseError) -> str:
     needs = re.match(r"Flag <Argument: ([\w-]+).*> needed value", message)
     unknown = re.match(r"No idea what '(.*)' is!", message)
     if needs:
-        message = f"--{needs.group(1).replace('_', '-')} needs a value"
+        line = NEEDS_VALUE.line(option=needs.group(1).replace("_", "-"))
     elif unknown:
-        message = f"unknown task or option '{unknown.group(1)}'"
-    return f"torchdev: {BAD_COMMAND_LINE.line(message=message.rstrip('!'))}"
+        line = UNKNOWN_WORD.line(word=unknown.group(1))
+    else:
+        line = BAD_COMMAND_LINE.line(message=message.rstrip("!"))
+    return f"torchdev: {line}"
 
 
 def main(argv: list[str] | None = None) -> None:

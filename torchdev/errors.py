@@ -78,6 +78,11 @@ class Problem:
         return self.cause.format(**shown), self.fix.format(**shown)
 
 
+def joined(lines: list[str], kind: type[TorchdevError] = ConfigError) -> TorchdevError:
+    """Several problems found at once (each line a Problem's), reported together: one line each."""
+    return kind("\n".join(lines))
+
+
 def catalogue(package: str = "torchdev") -> Iterator[tuple[str, str, Problem]]:
     """(module, name, problem) for every Problem declared at module level in the package's modules, by module."""
     root = importlib.import_module(package)

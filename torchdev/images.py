@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchdev.engine import ContainerEngine, ImageRef, ImageSizes
+from torchdev.engine import ContainerEngine, EngineError, ImageRef, ImageSizes
 from torchdev.plan import LABEL_PREFIX
 from torchdev.project import MANIFEST_IN_IMAGE
 from torchdev.records import RecordError, parse_image_manifest
@@ -40,6 +40,9 @@ def image_manifest(engine: ContainerEngine, reference: str, *, variant: str = "V
     source = f"{reference}:{MANIFEST_IN_IMAGE}"
     try:
         return parse_image_manifest(source, engine.output(reference, "cat", MANIFEST_IN_IMAGE)).document
+    except EngineError as error:
+        raise RecordError(source, f"the image has none: {str(error).strip()[-160:]}",
+                          fix=f"rebuild the image (`./dev build --variant {variant}`)") from None
     except RecordError as error:
         raise RecordError(source, error.problem, fix=f"rebuild the image (`./dev build --variant {variant}`): "
                           "torchdev images built before it wrote a manifest carry none") from None

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from torchdev.errors import CONFIGURATION, USAGE, ConfigError, Problem, TorchdevError, UsageError
+from torchdev.errors import CONFIGURATION, USAGE, ConfigError, Problem, TorchdevError, UsageError, joined
 from torchdev.files import input_file
 from torchdev.grammar import (TAG_RE, reference_problem, repository_problem, requirement_problem, tag_problem,
                               url_problem, version_problem)
@@ -36,6 +36,8 @@ FLAVOUR_NAME_MAX = 20
 DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 CUDA_COMPONENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 RUNTIME = "runtime"
+UNKNOWN_VARIANT = Problem("unknown variant '{name}'", "{declared_by} declares {known}", UsageError, USAGE)
+UNKNOWN_FLAVOUR = Problem("unknown flavour '{name}'", "the matrix declares {known}", UsageError, USAGE)
 """The default flavour, built from the variant's base: its tags carry no suffix; every other flavour builds on it."""
 
 
@@ -159,7 +161,7 @@ class Matrix:
         for flavour in self.flavours:
             if flavour.name == name:
                 return flavour
-        raise UsageError(f"unknown flavour '{name}': the matrix declares {', '.join(f.name for f in self.flavours)}")
+        raise UNKNOWN_FLAVOUR(name=name, known=", ".join(f.name for f in self.flavours))
 
     def cuda_release(self, version: str | None) -> CudaRelease | None:
         return next((release for release in self.cuda_releases if release.version == version), None)
@@ -171,7 +173,7 @@ class Matrix:
         known = ", ".join(v.name for v in self.variants)
         names = [source.name if number == 0 else str(source) for number, source in enumerate(self.sources)]
         declared_by = " with the overlay ".join(names) or "the matrix"
-        raise UsageError(f"unknown variant '{name}': {declared_by} declares {known}")
+        raise UNKNOWN_VARIANT(name=name, declared_by=declared_by, known=known)
 
 
 class _Problems:
@@ -189,7 +191,7 @@ class _Problems:
 
     def raise_if_any(self) -> None:
         if self.lines:
-            raise ConfigError("\n".join(self.lines))
+            raise joined(self.lines)
 
 
 def _c(cause: str, fix: str) -> Problem:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from torchdev.engine import BuildOutput, BuildRequest, buildx_command
-from torchdev.errors import CONFIGURATION, ConfigError, Problem
+from torchdev.errors import CONFIGURATION, ConfigError, Problem, joined
 from torchdev.files import input_file
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
 from torchdev.platforms import AMD64, Platform
@@ -256,7 +256,7 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         uncovered = uncovered_archives(matrix=matrix, variant=variant, platform=platform,
                                        base=flavour.base_for(variant))
         if uncovered:
-            raise ConfigError(uncovered)  # UNCOVERED_ARCHIVE's line
+            raise joined([uncovered])  # UNCOVERED_ARCHIVE's line
     locks = tuple(lock for lock in locks if lock.platform in platforms)
     args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
                       flavour=flavour)

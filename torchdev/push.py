@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
-from torchdev.errors import UsageError
+from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
@@ -24,6 +24,8 @@ from torchdev.records import (PushRecord, RecordError, push_record_path, read_gz
                               record_gzip_digest, run_name, smoke_summary_path, write_push_record)
 
 COMPRESSIONS = ("gzip", "zstd")
+NO_REGISTRY = Problem("'{repository}' names no registry", "push with --to REGISTRY[:PORT]/NAMESPACE/NAME (e.g. "
+                      "registry.corp:5000/ml/torchdev), or set image.repository in images.yaml", UsageError, USAGE)
 
 
 class PushStatus(enum.Enum):
@@ -55,8 +57,7 @@ def destination(repository: str) -> str:
     """The registry repository to push to; one without a registry host would go to Docker Hub's library/."""
     ref, host = ImageRef.parse(repository), repository.split("/")[0]
     if ref.tag or ref.digest or "/" not in repository or not (re.search(r"[.:]", host) or host == "localhost"):
-        raise UsageError(f"'{repository}' names no registry: push with --to REGISTRY[:PORT]/NAMESPACE/NAME "
-                         "(e.g. registry.corp:5000/ml/torchdev), or set image.repository in images.yaml")
+        raise NO_REGISTRY(repository=repository)
     return repository
 
 
