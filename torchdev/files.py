@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from torchdev.errors import USAGE, Problem, UsageError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
 
 NOT_A_FILE = Problem("{path} is {what}, not a regular file", "{fix}", UsageError, topic=USAGE)
 """An output path that names something else; the fix is the caller's (choose another path, remove it)."""
@@ -26,6 +26,10 @@ NOT_A_FOLDER = Problem("{path} is {what}, not a folder", "name a folder (torchde
                        "move that away", UsageError, topic=USAGE)
 UNWRITABLE = Problem("{path} cannot be written ({reason})", "choose a folder you may write to, or change its "
                      "permissions", UsageError, topic=USAGE)
+BAD_PATH = Problem("{path!r} is no usable path ({reason})", "name the file or folder without NUL characters, within "
+                   "the file system's length limits", UsageError, USAGE)
+WRITE_FAILED = Problem("cannot write {path} ({reason})", "free some space, or choose a folder you may write to",
+                       TorchdevError, RUNTIME)
 INPUT_NOT_A_FILE = Problem("{path} ({role}) is {what}, not a regular file", "name the file itself", UsageError,
                            topic=USAGE)
 INPUT_UNREADABLE = Problem("{path} ({role}) cannot be read ({reason})", "make it readable, or name another file",
@@ -42,10 +46,19 @@ def kind_of(mode: int) -> str:
                 "an unknown kind of file")
 
 
+def usable(path: Path) -> Path:
+    """`path`, unless the operating system cannot take it at all (a NUL character, a name too long)."""
+    if "\0" in str(path):
+        raise BAD_PATH(path=str(path), reason="it holds a NUL character")
+    if any(len(os.fsencode(part)) > 255 for part in path.parts) or len(os.fsencode(str(path))) > 4095:
+        raise BAD_PATH(path=str(path)[:80] + "...", reason="a name in it, or the whole, is too long")
+    return path
+
+
 def check_output_folder(folder: Path) -> None:
     """Refuse a folder that is something else, or that (or, while missing, its nearest existing parent) cannot be
     written. A folder that is a symbolic link to a folder is a folder: the user put it there."""
-    probe = folder
+    probe = usable(folder)
     while not os.path.lexists(probe):
         if probe.parent == probe:
             break
@@ -63,7 +76,7 @@ def check_output_folder(folder: Path) -> None:
 def output_target(path: Path) -> Path:
     """The regular file writing `path` replaces (the path itself, or where a link inside its folder leads), once it
     is known to be safe to write; a refusal in one line otherwise."""
-    check_output_folder(path.parent)
+    check_output_folder(usable(path).parent)
     if not os.path.lexists(path):
         return path
     if path.is_symlink():
@@ -90,16 +103,22 @@ def write_atomically(path: Path, content: str | bytes | Iterable[bytes]) -> None
     """Write beside `path`, then rename over it; a failure part-way leaves `path` as it was and no temporary file.
     The file keeps the mode of the one it replaces (0644 when new). Only a regular file is replaced (output_target)."""
     path = output_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WRITE_FAILED(path=path, reason=error.strerror or str(error)) from None
     chunks = [content.encode()] if isinstance(content, str) else [content] if isinstance(content, bytes) else content
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             for chunk in chunks:
                 stream.write(chunk)
         os.chmod(temporary, mode)
         os.replace(temporary, path)
+    except OSError as error:
+        os.unlink(temporary)
+        raise WRITE_FAILED(path=path, reason=error.strerror or str(error)) from None
     except BaseException:
         os.unlink(temporary)
         raise
@@ -109,7 +128,7 @@ def input_file(path: Path, *, role: str) -> Path | None:
     """`path` when it is a regular file (or a link to one) that can be read, None when nothing is there; a folder, a
     device or an unreadable file is refused in one line naming its `role` (the overlay, variant cu118's lock, ...)."""
     try:
-        mode = path.stat().st_mode
+        mode = usable(path).stat().st_mode
     except FileNotFoundError:
         return None
     except OSError as error:
