@@ -7,6 +7,7 @@ immutable tag (one whose template has {inputs}) is never moved to other content 
 from __future__ import annotations
 
 import enum
+import os
 import re
 import shutil
 import sys
@@ -24,7 +25,16 @@ from torchdev.platforms import Platform
 from torchdev.project import MANIFEST_IN_IMAGE
 from torchdev.records import RecordError, read_build_metadata
 
-REBUILD = "build again; if it happens again, buildx wrote a metadata file torchdev does not know (its version?)"
+REBUILD = ("build again; if it happens again, buildx wrote a metadata file torchdev does not know (`docker buildx "
+           "version` says which buildx)")
+
+
+def buildx_metadata(path: Path) -> dict[str, str]:
+    """What buildx's metadata file says of the image it made; one line with the fix when it is no such file."""
+    try:
+        return read_build_metadata(path)
+    except RecordError as error:
+        raise RecordError(path, f"buildx's metadata: {error.problem}", fix=REBUILD) from None
 NO_DIGEST_HELD = Problem("buildx reported success but the engine holds none of its digests ({metadata})",
                          "build again; `docker buildx ls` should show the default builder on the engine's own driver",
                          TorchdevError, RUNTIME)
@@ -130,7 +140,7 @@ def digest_mismatch(plan: BuildPlan, image_id: str) -> str:
 
 def archive_digest(metadata_file: Path) -> str:
     """The manifest digest of the image a build wrote to an OCI archive, from buildx's metadata."""
-    digest = read_build_metadata(metadata_file).get("containerimage.digest")
+    digest = buildx_metadata(metadata_file).get("containerimage.digest")
     if not digest:
         raise RecordError(metadata_file, "it names no containerimage.digest", fix=REBUILD)
     return digest
@@ -139,7 +149,7 @@ def archive_digest(metadata_file: Path) -> str:
 def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
     """The built image's ID from buildx's metadata: the manifest digest on the containerd image store,
     the config digest on the classic store; whichever the engine knows."""
-    metadata = read_build_metadata(metadata_file)
+    metadata = buildx_metadata(metadata_file)
     for key in ("containerimage.digest", "containerimage.config.digest"):
         digest = metadata.get(key)
         if digest and engine.image_id(digest):
@@ -181,7 +191,7 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
             archive = Path(scratch) / "image.oci.tar" if reproducible else None
             status, lines, metadata_file = run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
                                                       no_cache=no_cache, oci_archive=archive, out=out)
-            if status != 0 or not metadata_file.is_file():
+            if status != 0 or not os.path.lexists(metadata_file):
                 return failed(failure_cause(lines))
             if archive:
                 engine.load(archive)

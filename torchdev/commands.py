@@ -128,6 +128,7 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(ctx.environ)
     plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    check_outputs(smoke.report_paths(plans, reports_dir))
     engine = ctx.engine()
     images = smoke.image_ids(engine, plans)
     not_built: dict[str, str] = {}

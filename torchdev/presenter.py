@@ -52,7 +52,7 @@ def show(result: object, *, out: TextIO, err: TextIO) -> int:
 def present_error(error: TorchdevError) -> Presentation:
     """A known error: each line of its message on stderr as `torchdev: ...`, and its exit status (2 for usage and
     configuration, 1 otherwise)."""
-    return Presentation(err=tuple(line if line.startswith("torchdev:") else f"torchdev: {line}"
+    return Presentation(err=tuple(line if line.startswith("torchdev: ") else f"torchdev: {line}"
                                   for line in str(error).splitlines() or [type(error).__name__]),
                         status=error.exit_status)
 

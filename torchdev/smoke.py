@@ -12,7 +12,6 @@ import enum
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -142,9 +141,8 @@ def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: 
     """Copy the suite's reports out; the JSON summary gains the ID of the image it judged (`invoke push` pushes only
     an image whose last run passed, and must know it was this one). SummaryError when the suite's summary is not
     one: nothing is written then."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
     if (scratch / f"{image}.xml").is_file():
-        shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
+        write_atomically(reports_dir / f"{image}.xml", (scratch / f"{image}.xml").read_bytes())
     written = smoke_summary_path(scratch, image)
     if not written.is_file():
         return None
@@ -167,6 +165,12 @@ def platform_failure(plan: BuildPlan, platform: Platform, output: str) -> str:
 
 NOT_BUILT = Problem("image {reference} is not built", "run `./dev build --variant {variant}{flavour}` (or pass "
                     "--build to `./dev smoke`)", TorchdevError, RUNTIME)
+
+
+def report_paths(plans: list[BuildPlan], reports_dir: Path) -> list[Path]:
+    """Every file a smoke run of `plans` writes into `reports_dir`: each run's JSON summary and JUnit XML."""
+    runs = [run_name(plan, platform) for plan in plans for platform in plan.platforms]
+    return [path for run in runs for path in (smoke_summary_path(reports_dir, run), reports_dir / f"{run}.xml")]
 
 
 def missing_image_fields(plan: BuildPlan) -> dict[str, str]:
