@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke
+from torchdev import (admission, bases, build as builds, k8s as kube, lock as locks, push as pushes, records, smoke,
+                      trust)
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
@@ -148,9 +149,19 @@ def doctor(*, overlay: str | None) -> int:
     return run_doctor(matrix=load_matrix(MATRIX_FILE, overlay=overlay))
 
 
-def list_images(*, overlay: str | None, manifest: str | None = None, flavour: str | None = None) -> int:
+def list_images(*, overlay: str | None, manifest: str | None = None, flavour: str | None = None,
+                sbom: str | None = None, provenance: str | None = None, out: str | None = None) -> int:
+    if sum(map(bool, (manifest, sbom, provenance))) > 1:
+        raise UsageError("--manifest, --sbom and --provenance each show one thing: name one of them")
+    if out and not (sbom or provenance):
+        raise UsageError("--out writes the SBOM or the provenance: use it with --sbom VARIANT or --provenance VARIANT")
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     engine = Engine.connect()
+    if sbom or provenance:
+        plan = plans_for(matrix, [matrix.variant(sbom or provenance)],
+                         select_flavours(matrix, flavour=flavour, every=False)[:1])[0]
+        return show_attestation(engine, plan, kind="sbom" if sbom else "provenance", out=out,
+                                sources=matrix.sources)
     if manifest:
         flavours = select_flavours(matrix, flavour=flavour, every=False)
         return show_manifest(engine, plan=plans_for(matrix, [matrix.variant(manifest)], flavours[:1])[0])
@@ -172,6 +183,24 @@ def show_manifest(engine: Engine, *, plan: BuildPlan) -> int:
           f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages")
     print(render_table(["python package", "version"],
                        [(p["name"], p["version"]) for p in content["python"]["packages"]]))
+    return 0
+
+
+def show_attestation(engine: Engine, plan: BuildPlan, *, kind: str, out: str | None,
+                     sources: tuple[Path, ...]) -> int:
+    """The image's SBOM (SPDX 2.3 JSON) or provenance (SLSA v1 statement), on stdout or into --out: as pushed when
+    reports/push records this build, else as the engine holds it."""
+    from torchdev import signing  # spdx-tools takes a third of a second to import: only the commands that use it
+
+    described = signing.describe_local(engine, plan, reports_dir=REPORTS_DIR / "push")
+    text = (signing.render_sbom(engine, plan, described) if kind == "sbom"
+            else signing.to_json(signing.provenance_statement(engine, plan, described, sources=sources)))
+    if not out:
+        sys.stdout.write(text)
+        return 0
+    write_atomically(Path(out), text)
+    where = "as pushed" if described.pushed else "as built (not pushed yet: its digest in this engine)"
+    print(f"wrote {out}: the {kind} of {described.repository}@{described.digest}, {where}")
     return 0
 
 
@@ -289,7 +318,7 @@ def save_bases(*, variant: str | None, every: bool, overlay: str | None, to_regi
 
 
 def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str | None, to: str | None = None,
-         compression: str = "gzip", force: bool = False) -> int:
+         compression: str = "gzip", force: bool = False, sign: str | None = None, tlog: bool = False) -> int:
     """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
     digest, and reports/push/<image>.json once all its tags are in the registry."""
     if compression not in pushes.COMPRESSIONS:
@@ -300,10 +329,12 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
                       select_flavours(matrix, flavour=flavour, every=True))
     engine = Engine.connect()
     reports_dir = REPORTS_DIR / "push"
-    results = []
+    signer = _signer(sign, tlog=tlog, registry=pushes.registry_of(repository), engine=engine)
+    results, unsigned = [], []
     for plan in plans:
         # a stale entry never reads as this push
         records.push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
+        records.signature_record_path(reports_dir, plan.name).unlink(missing_ok=True)
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", flush=True)
         results.append(pushes.push_image(engine, plan, repository=repository, compression=compression,
                                          smoke_dir=REPORTS_DIR / "smoke", force=force,
@@ -314,21 +345,72 @@ def push(*, variant: str | None, every: bool, flavour: str | None, overlay: str 
                 records.record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
                                            digest=results[-1].digest, size=results[-1].size)
             print("\n".join(results[-1].pinned()), flush=True)
+            if signer:
+                unsigned += _sign(signer, engine, plan, results[-1], reports_dir=reports_dir, sources=matrix.sources)
     print("\n" + pushes.summary_table(results))
     failed = [r for r in results if r.status in (pushes.PushStatus.REFUSED, pushes.PushStatus.FAILED)]
     for result in failed:
         print(f"torchdev: {result.image}: {result.status.value}: {result.detail}", file=sys.stderr)
-    return 1 if failed else 0
+    for line in unsigned:
+        print(f"torchdev: {line}", file=sys.stderr)
+    return 1 if failed or unsigned else 0
+
+
+def _signer(sign: str | None, *, tlog: bool, registry: str, engine: Engine):
+    """With --sign: cosign, the key (opened now, so a wrong password stops the push before anything goes out) and the
+    registry flags; else None."""
+    if not sign:
+        return None
+    from torchdev import signing
+    from torchdev.cosign import Cosign
+
+    cosign = Cosign.find(tlog=tlog)
+    return cosign, signing.open_key(cosign, sign), trust.registry_flags(registry, engine_info=engine.info())
+
+
+def _sign(signer, engine: Engine, plan: BuildPlan, result: pushes.PushResult, *, reports_dir: Path,
+          sources: tuple[Path, ...]) -> list[str]:
+    """Sign one pushed image and attach its attestations; the line that says why not, or none."""
+    from torchdev import signing
+
+    cosign, key, flags = signer
+    try:
+        record = signing.sign_pushed(engine, cosign, plan, key=key, repository=result.references[0].rsplit(":", 1)[0],
+                                     digest=result.digest, tags=tuple(r.rsplit(":", 1)[1] for r in result.references),
+                                     sources=sources, reports_dir=reports_dir, registry_flags=flags)
+    except TorchdevError as error:
+        return [f"{result.image}: pushed, but not signed: {error}"]
+    print(f"signed {record.repository}@{record.digest} with key {record.key_fingerprint}; attached its SBOM and "
+          f"provenance", flush=True)
+    return []
+
+
+def verify(*, reference: str, key: str, tlog: bool = False) -> int:
+    """Check a pushed image's signature and both attestations against a public key; a few lines saying who signed,
+    when, from which commit and lock, or one line with the cause (exit 1)."""
+    from torchdev import signing
+    from torchdev.cosign import Cosign
+
+    ref = ImageRef.parse(reference)
+    if "/" not in ref.repository or not (ref.tag or ref.digest):
+        raise UsageError(f"{reference}: name a pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...")
+    cosign = Cosign.find(tlog=tlog)
+    flags = trust.registry_flags(ref.repository.split("/")[0], engine_info=signing.engine_info_or_none())
+    verified = signing.verify(cosign, reference, key=key, reports_dir=REPORTS_DIR / "push", flags=flags)
+    print("\n".join(signing.report(verified, key=key, tlog=tlog)))
+    return 0
 
 
 def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, nproc: str | int | None,
-        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None) -> int:
+        name: str | None, shm_size: str, train_args: str, out: str | None, overlay: str | None,
+        policy_key: str | None = None) -> int:
     """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest, and what to run next.
     With --image: the PyTorchJob and the Indexed Job for that image."""
     gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
     chosen = load_matrix(MATRIX_FILE, overlay=overlay).variant(variant)
     name = name or f"torchdev-{chosen.name}"
     folder = Path(out) if out else REPORTS_DIR / "k8s" / name
+    policy = _policy_key(policy_key) if policy_key else None
     if not image:
         base = kube.pushed_reference(REPORTS_DIR / "push", chosen.name)
         dockerfile = folder / "Dockerfile"
@@ -336,6 +418,8 @@ def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, 
         print(f"wrote {dockerfile}: FROM {base}, plus train/\n"
               f"next: docker build -f {dockerfile} -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
               f"then: ./dev k8s --variant {chosen.name} --image REGISTRY/NAME@sha256:<the digest docker push printed>")
+        if policy:
+            write_policy(folder, name=name, variant=chosen.name, image=None, key=policy)
         return 0
     if gpus and not chosen.cuda:
         raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
@@ -345,9 +429,40 @@ def k8s(*, variant: str, image: str | None, nodes: int, gpus: str | int | None, 
     for file_name, text in kube.manifests(job, variant=chosen.name).items():
         write_atomically(folder / file_name, text)
         print(f"wrote {folder / file_name}")
+    if policy:
+        write_policy(folder, name=name, variant=chosen.name, image=image, key=policy)
     print(f"apply one: kubectl apply -f {folder / 'pytorchjob.yaml'}   (Kubeflow training operator)\n"
           f"       or: kubectl apply -f {folder / 'indexed-job.yaml'}   (plain Kubernetes)")
     return 0
+
+
+def _policy_key(path: str) -> tuple[str, str]:
+    """(path, PEM) of --policy-key, checked before anything is written."""
+    key = Path(path)
+    if not key.is_file():
+        raise UsageError(f"--policy-key {path}: no such public key file (cosign generate-key-pair writes cosign.pub)")
+    pem = key.read_text()
+    try:
+        trust.key_fingerprint(pem)
+    except TorchdevError:
+        raise UsageError(f"--policy-key {path}: not a PEM public key") from None
+    return path, pem
+
+
+def write_policy(folder: Path, *, name: str, variant: str, image: str | None, key: tuple[str, str]) -> None:
+    """clusterimagepolicy.yaml: sigstore policy-controller admits the pushed torchdev images only when signed with
+    the key and attested (SBOM, provenance), and the job image only when signed with it."""
+    public_key, pem = key
+    repository = ImageRef.parse(kube.pushed_reference(REPORTS_DIR / "push", variant)).repository
+    job = ImageRef.parse(image).repository if image else None
+    documents = admission.policies(name=name, torchdev_repository=repository, public_key=pem, job_repository=job)
+    path = folder / "clusterimagepolicy.yaml"
+    write_atomically(path, kube.to_yaml(documents, header=(
+        f"sigstore policy-controller ClusterImagePolicy: pods in namespaces labelled "
+        f"policy.sigstore.dev/include=true\nrun {repository} images only when signed by {public_key} and attested "
+        "(SBOM, provenance)" + (f", and {job} only when signed by it" if job else "") +
+        ".\nApply: kubectl apply -f clusterimagepolicy.yaml (docs/publishing.md)")))
+    print(f"wrote {path}")
 
 
 def _count(flag: str, value: str | int | None) -> int | None:

@@ -1,5 +1,5 @@
 """torchdev's dependencies point one way: tasks -> commands -> features -> core -> engine. Only the engine
-module talks to Docker, so the rest can be tested against tests/helpers/fake_engine.py. The smoke suite's interface
+module talks to Docker (and only the cosign module runs cosign: the I/O at the edge, like the engine), so the rest can be tested against tests/helpers/fake_engine.py. The smoke suite's interface
 (smoke/smoke_contract.py) is a leaf outside the layers: any module may import it, and it imports nothing but the
 standard library, since it also runs inside images that have no torchdev."""
 import ast
@@ -10,10 +10,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "torchdev"
 LAYERS = {
-    "engine": 0, "errors": 0, "oci": 0,
+    "engine": 0, "errors": 0, "oci": 0, "cosign": 0,
     "yamlsource": 1, "platforms": 1, "matrix": 1, "tags": 1, "plan": 1, "gitinfo": 1, "table": 1, "files": 1,
-    "project": 1, "gpus": 1, "records": 1,
+    "project": 1, "gpus": 1, "records": 1, "sbom": 1, "provenance": 1, "trust": 1, "admission": 1,
     "build": 2, "smoke": 2, "images": 2, "bases": 2, "lock": 2, "doctor": 2, "repro": 2, "push": 2, "k8s": 2,
+    "signing": 2,
     "commands": 3,
 }
 
@@ -54,6 +55,15 @@ def test_no_module_imports_from_a_layer_above_its_own(module):
 def test_only_the_engine_module_imports_the_docker_sdk_or_requests(module):
     sdk = {"!docker", "!requests"} & imports(module)
     assert not sdk or module.stem == "engine", f"{module.stem} imports {sorted(sdk)}"
+
+
+@pytest.mark.parametrize("core", ["sbom", "provenance", "trust", "admission"])
+def test_the_signing_cores_are_pure_and_only_signing_runs_cosign(core):
+    """The SBOM, the provenance, what a signature means and the admission policy are computed, not run: cosign (like
+    Docker) is I/O at the edge, behind torchdev/cosign.py, which only the signing feature uses."""
+    assert not {"!subprocess", "engine", "cosign"} & imports(PACKAGE / f"{core}.py")
+    users = sorted(p.stem for p in MODULES if "cosign" in imports(p))
+    assert users in (["signing"], ["commands", "signing"])
 
 
 CONTRACT = PACKAGE.parent / "smoke" / "smoke_contract.py"
