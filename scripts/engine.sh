@@ -12,43 +12,16 @@
 set -euo pipefail
 PIDFILE=/run/torchdev-dockerd.pid
 LOG=/var/log/torchdev-dockerd.log
-APT_DIR=${TORCHDEV_APT_DIR:-/etc/apt}
 PACKAGES=(docker.io docker-buildx docker-compose)
 ROUTES="install Docker Engine from Docker's own packages for your distribution (docs.docker.com/engine/install/debian, \
 or .../ubuntu), or Docker Desktop (docs.docker.com/desktop)"
 
+# debian_uri and write_trixie_source: shared with scripts/cosign.sh, which installs cosign from trixie the same way.
+. "$(dirname "$0")/trixie-source.sh"
+
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 engine_installed() {
   command -v dockerd >/dev/null && docker buildx version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
-}
-
-# The first Debian archive URI of this host's apt sources (deb822 *.sources or one-line *.list), security excluded.
-debian_uri() {
-  local uri=""
-  if compgen -G "$APT_DIR/sources.list.d/*.sources" >/dev/null; then
-    uri=$(sed -n -E 's/^URIs:[[:space:]]*([^[:space:]]+).*/\1/p' "$APT_DIR"/sources.list.d/*.sources \
-          | grep -v security | head -n 1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    uri=$(cat "$APT_DIR/sources.list" "$APT_DIR"/sources.list.d/*.list 2>/dev/null \
-          | sed -n -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/\2/p' \
-          | grep -v security | head -n 1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    echo "engine: no Debian archive URI in $APT_DIR/sources.list or $APT_DIR/sources.list.d/ (*.sources, *.list):" \
-         "add the Debian mirror this host uses (e.g. deb http://deb.debian.org/debian bookworm main), then rerun" >&2
-    return 1
-  fi
-  printf '%s\n' "$uri"
-}
-
-# Write the trixie source and its low-priority pin into folder $1 (sources) and $2 (preferences).
-write_trixie_source() {
-  local uri=$1 sources=$2 preferences=$3
-  mkdir -p "$sources" "$preferences"
-  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$uri" >"$sources/torchdev-trixie.sources"
-  printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$preferences/torchdev-trixie"
 }
 
 # What installing from trixie would upgrade here, from apt's own simulation in a throw-away apt state.
