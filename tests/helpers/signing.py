@@ -67,3 +67,19 @@ def attestation(reference: str, public_key: Path, kind: str) -> dict:
     import base64
     envelope = json.loads(done.stdout.splitlines()[-1])
     return json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+
+
+def sample_manifest(*, debian: int = 3) -> dict:
+    """A manifest as docker/write_manifest.py writes it, for unit tests: Debian packages whose names and versions
+    hold the characters SPDX IDs and purls must cope with (+, ~, :), and Python distributions in mixed case."""
+    names = ["libstdc++6", "g++", "g--", "libc6", "python3.11"][:max(debian, 1)]
+    versions = ["12.2.0-14", "4:12.2.0-3", "1.0~rc1", "2.36-9+deb12u7", "3.11.2-6"]
+    return {"declared": {"variant": "cu117", "flavour": "runtime"},
+            "base": {"image": "ubuntu:22.04@sha256:" + "b" * 64, "digest": "sha256:" + "b" * 64},
+            "lock_sha256": "c" * 64, "apt_snapshot": {"ubuntu": "http://snapshot.ubuntu.com/ubuntu/20261101T000000Z"},
+            "python": {"version": "3.10.12", "packages": [
+                {"name": "PyYAML", "version": "6.0.2", "record_sha256": "d" * 64},
+                {"name": "nvidia_cudnn_cu11", "version": "8.5.0.96", "record_sha256": "e" * 64},
+                {"name": "torch", "version": "2.0.1", "record_sha256": "f" * 64}]},
+            "torch_cuda_architectures": [],
+            "debian_packages": [{"name": n, "version": v, "architecture": "amd64"} for n, v in zip(names, versions)]}

@@ -44,8 +44,10 @@ def overlay(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records_kept():
-    """reports/push/<variant>.json and .signature.json as they were before the module, put back after it."""
-    paths = [REPORTS / f"{TEST_VARIANT}.json", REPORTS / f"{TEST_VARIANT}.signature.json"]
+    """reports/push/<variant>.json, .signature.json and gzip-digests.json as they were before the module, put back
+    after it."""
+    paths = [REPORTS / f"{TEST_VARIANT}.json", REPORTS / f"{TEST_VARIANT}.signature.json",
+             REPORTS / "gzip-digests.json"]
     saved = {path: path.read_bytes() for path in paths if path.is_file()}
     yield
     for path in paths:
