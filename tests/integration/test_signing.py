@@ -85,7 +85,7 @@ def one_line(result) -> str:
 
 
 def test_a_signed_push_verifies_with_its_key_and_fails_in_one_line_otherwise(
-        registry, keys, small, overlay, docker_client, tracked_tags, records_kept):
+        registry, keys, small, overlay, docker_client, tracked_tags, records_kept, tmp_path):
     plan, content = small
     repository = tracked_tags.repository(f"{registry}/ml/torchdev")
     result = push(overlay, repository, "--sign", str(keys["signer"][0]))
@@ -112,6 +112,9 @@ def test_a_signed_push_verifies_with_its_key_and_fails_in_one_line_otherwise(
     assert listed_packages(sbom) == manifest_packages(content), "exactly the manifest's packages"
     provenance = attestation(f"{repository}@{digest}", keys["signer"][1], "slsaprovenance1")
     assert provenance["buildDefinition"]["externalParameters"]["variant"] == TEST_VARIANT
+    shown = run_cli("images", "--sbom", TEST_VARIANT, "--overlay", str(overlay), "--out", str(tmp_path / "sbom.json"))
+    assert shown.returncode == 0 and "as pushed" in shown.stdout, shown.stdout + shown.stderr
+    assert json.loads((tmp_path / "sbom.json").read_text()) == sbom, "`./dev images --sbom` shows what was attached"
 
     # The tag moved: another image pushed under it, never signed.
     docker_client.images.get(BASE).tag(tracked_tags.reference(moving))
