@@ -115,6 +115,11 @@ def test_a_signed_push_verifies_with_its_key_and_fails_in_one_line_otherwise(
     shown = run_cli("images", "--sbom", TEST_VARIANT, "--overlay", str(overlay), "--out", str(tmp_path / "sbom.json"))
     assert shown.returncode == 0 and "as pushed" in shown.stdout, shown.stdout + shown.stderr
     assert json.loads((tmp_path / "sbom.json").read_text()) == sbom, "`./dev images --sbom` shows what was attached"
+    shown = run_cli("images", "--provenance", TEST_VARIANT, "--overlay", str(overlay))
+    assert shown.returncode == 0, shown.stderr
+    attached = {**provenance, "runDetails": {k: v for k, v in provenance["runDetails"].items() if k != "metadata"}}
+    assert provenance["runDetails"].get("metadata") == {}, "cosign 2.5 adds an empty metadata, nothing else"
+    assert json.loads(shown.stdout)["predicate"] == attached, "`./dev images --provenance`: the attached predicate"
 
     # The tag moved: another image pushed under it, never signed.
     docker_client.images.get(BASE).tag(tracked_tags.reference(moving))
