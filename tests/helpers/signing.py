@@ -6,6 +6,7 @@ provenance): torchdev-base:bookworm plus /usr/share/torchdev/manifest.json listi
 minutes."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -64,7 +65,6 @@ def attestation(reference: str, public_key: Path, kind: str) -> dict:
     done = subprocess.run(["cosign", "verify-attestation", "--key", str(public_key), "--insecure-ignore-tlog=true",
                            "--allow-http-registry", "--allow-insecure-registry", "--type", kind, reference],
                           capture_output=True, text=True, check=True, timeout=120)
-    import base64
     envelope = json.loads(done.stdout.splitlines()[-1])
     return json.loads(base64.b64decode(envelope["payload"]))["predicate"]
 

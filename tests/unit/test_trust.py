@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -24,7 +25,6 @@ PEM = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPGgLefyO
 def test_the_fingerprint_is_the_sha256_of_the_keys_der_as_openssl_computes_it(tmp_path):
     der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=PEM.encode(), capture_output=True,
                          check=True).stdout
-    import hashlib
     assert trust.key_fingerprint(PEM) == "sha256:" + hashlib.sha256(der).hexdigest()
     assert trust.key_fingerprint(PEM.replace("\n", "\r\n")) == trust.key_fingerprint(PEM)
     with pytest.raises(TorchdevError):
