@@ -154,3 +154,63 @@ def record_gzip_digest(reports_dir: Path, image_id: str, *, digest: str, size: i
     """Remember what the image became gzipped, once the registry holds it."""
     known = {**read_gzip_digests(reports_dir), image_id: (digest, size)}
     write_atomically(reports_dir / GZIP_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
+# --- reports/push/<image>.signature.json ------------------------------------------------------------------------
+
+SIGNATURE_SUFFIX = ".signature.json"
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """What one `./dev push --sign` signed: the digest, the tags it was pushed under, the key (by fingerprint, never
+    the key itself) and when, and the sha256 of the SBOM and provenance attached. `./dev verify` reads it to tell a
+    tag moved since signing from one never signed; it is written only once the signature and both attestations are
+    in the registry."""
+
+    image: str
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    key_fingerprint: str
+    signed_at: str
+    sbom_sha256: str
+    provenance_sha256: str
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "repository": self.repository, "digest": self.digest, "tags": list(self.tags),
+                "key_fingerprint": self.key_fingerprint, "signed_at": self.signed_at,
+                "sbom_sha256": self.sbom_sha256, "provenance_sha256": self.provenance_sha256}
+
+
+def signature_record_path(reports_dir: Path, image: str) -> Path:
+    return reports_dir / f"{image}{SIGNATURE_SUFFIX}"
+
+
+def write_signature_record(reports_dir: Path, record: SignatureRecord) -> Path:
+    path = signature_record_path(reports_dir, record.image)
+    write_atomically(path, json.dumps(record.to_dict(), indent=1) + "\n")
+    return path
+
+
+def read_signature_record(path: Path) -> SignatureRecord:
+    """The record in `path`, field by field; RecordError when it is anything else."""
+    document = _load(path)
+    if not isinstance(document, dict):
+        raise RecordError(path, "it is not a JSON object")
+    text = {name: _field(path, document, name, str) for name in
+            ("image", "repository", "digest", "key_fingerprint", "signed_at", "sbom_sha256", "provenance_sha256")}
+    return SignatureRecord(tags=_strings(path, document, "tags"), **text)
+
+
+def read_signature_records(reports_dir: Path) -> list[SignatureRecord]:
+    """Every signature record under `reports_dir`, oldest image name first; RecordError, with the fix, for one that
+    is not such a record."""
+    records = []
+    for path in sorted(reports_dir.glob(f"*{SIGNATURE_SUFFIX}")):
+        try:
+            records.append(read_signature_record(path))
+        except RecordError as error:
+            raise RecordError(path, error.problem, fix=f"delete it (`rm {path}`) and sign again with "
+                                                       "`./dev push --sign KEY`") from None
+    return records

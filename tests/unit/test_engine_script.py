@@ -16,7 +16,7 @@ import pytest
 from tests.helpers.cli import ROOT
 
 SCRIPT = ROOT / "scripts" / "engine.sh"
-MARKER = "# Written by scripts/engine.sh start --install-from-trixie; scripts/engine.sh stop removes it."
+MARKER = "# Written by torchdev (scripts/engine.sh or scripts/cosign.sh); scripts/engine.sh stop removes it."
 TOOLS = ("bash", "sed", "grep", "head", "cat", "cp", "mkdir", "mktemp", "rm", "wc", "id", "seq", "sleep", "timeout",
          "ln", "dirname")
 FAKE_APT = r"""#!/bin/bash
@@ -125,7 +125,7 @@ def test_stop_removes_the_trixie_source_and_pin_that_start_wrote_and_nothing_els
     result = run(host, "stop")
     assert result.returncode == 0, result.stderr
     assert files(apt) == ["preferences.d", "sources.list", "sources.list.d", "sources.list.d/debian.sources"]
-    assert result.stderr.startswith("engine: removed the Debian trixie apt source and pin that start added (")
+    assert result.stderr.startswith("engine: removed the Debian trixie apt source and pin that torchdev added (")
     assert "apt-get purge docker.io docker-buildx docker-compose" in result.stderr
 
 
