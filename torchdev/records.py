@@ -40,6 +40,19 @@ def _load(path: Path) -> object:
         raise RecordError(path, f"it is not JSON, or cut short ({error})") from None
 
 
+def _load_object(path: Path) -> dict:
+    """A record file's JSON object, or RecordError for anything else."""
+    document = _load(path)
+    if not isinstance(document, dict):
+        raise RecordError(path, "it is not a JSON object")
+    return document
+
+
+def _write(path: Path, document: dict) -> Path:
+    write_atomically(path, json.dumps(document, indent=1) + "\n")
+    return path
+
+
 def _field(path: Path, document: dict, name: str, kind: type) -> object:
     """`document[name]`, which must be of `kind` (a boolean is no number)."""
     if name not in document:
@@ -101,16 +114,12 @@ def push_record_path(reports_dir: Path, image: str) -> Path:
 
 
 def write_push_record(reports_dir: Path, record: PushRecord) -> Path:
-    path = push_record_path(reports_dir, record.image)
-    write_atomically(path, json.dumps(record.to_dict(), indent=1) + "\n")
-    return path
+    return _write(push_record_path(reports_dir, record.image), record.to_dict())
 
 
 def read_push_record(path: Path) -> PushRecord:
     """The record in `path`, field by field; RecordError when it is anything else (OSError when there is none)."""
-    document = _load(path)
-    if not isinstance(document, dict):
-        raise RecordError(path, "it is not a JSON object")
+    document = _load_object(path)
     return PushRecord(image=_field(path, document, "image", str), tags=_strings(path, document, "tags"),
                       repository=_field(path, document, "repository", str),
                       digest=_field(path, document, "digest", str),
@@ -140,9 +149,7 @@ def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
 
 
 def _gzip_digests(path: Path) -> dict[str, tuple[str, int]]:
-    document = _load(path)
-    if not isinstance(document, dict):
-        raise RecordError(path, "it is not a JSON object")
+    document = _load_object(path)
     for image_id, value in document.items():
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
                 and isinstance(value[1], int) and not isinstance(value[1], bool)):
@@ -188,16 +195,12 @@ def signature_record_path(reports_dir: Path, image: str) -> Path:
 
 
 def write_signature_record(reports_dir: Path, record: SignatureRecord) -> Path:
-    path = signature_record_path(reports_dir, record.image)
-    write_atomically(path, json.dumps(record.to_dict(), indent=1) + "\n")
-    return path
+    return _write(signature_record_path(reports_dir, record.image), record.to_dict())
 
 
 def read_signature_record(path: Path) -> SignatureRecord:
     """The record in `path`, field by field; RecordError when it is anything else."""
-    document = _load(path)
-    if not isinstance(document, dict):
-        raise RecordError(path, "it is not a JSON object")
+    document = _load_object(path)
     text = {name: _field(path, document, name, str) for name in
             ("image", "repository", "digest", "key_fingerprint", "signed_at", "sbom_sha256", "provenance_sha256")}
     return SignatureRecord(tags=_strings(path, document, "tags"), **text)
