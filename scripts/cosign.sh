@@ -15,18 +15,8 @@ or, on Debian 13 (trixie), apt-get install cosign"
 
 # What installing cosign from trixie would change here, from apt's simulation in a throw-away apt state.
 show_install() {
-  local uri=$1 state simulated=""
-  state=$(mktemp -d)
-  mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/parts"
-  cp "$APT_DIR"/sources.list.d/* "$state/parts/" 2>/dev/null || true
-  write_trixie_source "$uri" "$state/parts" "$state/preferences"
-  local options=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o "Dir::Etc::SourceParts=$state/parts"
-                 -o "Dir::Etc::PreferencesParts=$state/preferences" -o "Dir::State::Lists=$state/lists"
-                 -o "Dir::Cache=$state/cache" -o "Debug::NoLocking=true")
-  if apt-get "${options[@]}" update -qq >"$state/update.log" 2>&1; then
-    simulated=$(apt-get "${options[@]}" -s install -t trixie cosign 2>&1 || true)
-  fi
-  rm -rf "$state"
+  local uri=$1 simulated
+  simulated=$(simulate_trixie_install "$uri" cosign)
   if [ -z "$simulated" ]; then
     echo "cosign: (apt could not read trixie's package lists here, so what it would install is unknown)" >&2
     return

@@ -32,20 +32,8 @@ engine_installed() {
 
 # What installing from trixie would upgrade here, from apt's own simulation in a throw-away apt state.
 show_upgrades() {
-  local uri=$1 state
-  state=$(mktemp -d)
-  mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/parts"
-  cp "$APT_DIR"/sources.list.d/* "$state/parts/" 2>/dev/null || true
-  write_trixie_source "$uri" "$state/parts" "$state/preferences"
-  local options=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o "Dir::Etc::SourceParts=$state/parts"
-                 -o "Dir::Etc::PreferencesParts=$state/preferences" -o "Dir::State::Lists=$state/lists"
-                 -o "Dir::Cache=$state/cache" -o "Debug::NoLocking=true")
-  local simulated=""
-  if apt-get "${options[@]}" update -qq >"$state/update.log" 2>&1; then
-    simulated=$(apt-get "${options[@]}" -s install -t trixie "${PACKAGES[@]}" 2>&1 || true)
-  fi
-  rm -rf "$state"
-  local upgrades
+  local uri=$1 simulated upgrades
+  simulated=$(simulate_trixie_install "$uri" "${PACKAGES[@]}")
   upgrades=$(printf '%s\n' "$simulated" | sed -n -E 's/^Inst ([^ ]+) \[([^]]+)\] \(([^ ]+) .*/\1 \2 -> \3/p')
   if [ -z "$simulated" ]; then
     echo "engine: (apt could not read trixie's package lists here, so what would be upgraded is unknown)" >&2
