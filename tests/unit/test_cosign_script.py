@@ -6,11 +6,11 @@ it does that only with consent, and otherwise says what apt would install and th
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_apt import fake_host, files, run_script
 
 SCRIPT = ROOT / "scripts" / "cosign.sh"
 TOOLS = ("bash", "sed", "grep", "head", "cat", "cp", "mkdir", "mktemp", "rm", "tr", "id", "dirname")
@@ -28,27 +28,13 @@ esac
 @pytest.fixture()
 def host(tmp_path):
     """A PATH without cosign and with a fake apt; an apt layout with one Debian source."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    (bin_dir / "apt-get").write_text(FAKE_APT)
-    (bin_dir / "apt-get").chmod(0o755)
-    apt = tmp_path / "apt"
-    (apt / "sources.list.d").mkdir(parents=True)
-    (apt / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
-    return bin_dir, apt, tmp_path / "apt.log"
+    found = fake_host(tmp_path, tools=TOOLS, fakes={"apt-get": FAKE_APT})
+    (found[1] / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    return found
 
 
-def run(host, *args, script: Path = SCRIPT, **env):
-    bin_dir, apt, log = host
-    environ = {"PATH": str(bin_dir), "TORCHDEV_APT_DIR": str(apt), "FAKE_APT_LOG": str(log), "HOME": str(apt), **env}
-    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=environ, timeout=60,
-                          check=False)
-
-
-def files(folder: Path) -> list[str]:
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+def run(host, *args, **env):
+    return run_script(SCRIPT, host, *args, **env)
 
 
 def test_without_consent_it_says_what_apt_would_install_and_changes_nothing(host):
@@ -96,8 +82,8 @@ def test_scripts_engine_sh_stop_removes_the_source_and_pin_it_added(host, tmp_pa
     _, apt, _ = host
     assert run(host, "install", "--install-from-trixie").returncode == 100  # the fake apt refuses the real install
     assert (apt / "preferences.d" / "torchdev-trixie").exists()
-    stopped = run(host, "stop", script=ROOT / "scripts" / "engine.sh",
-                  TORCHDEV_ENGINE_PIDFILE=str(tmp_path / "dockerd.pid"))
+    stopped = run_script(ROOT / "scripts" / "engine.sh", host, "stop",
+                         TORCHDEV_ENGINE_PIDFILE=str(tmp_path / "dockerd.pid"))
     assert stopped.returncode == 0, stopped.stderr
     assert files(apt) == ["preferences.d", "sources.list", "sources.list.d"]
 
