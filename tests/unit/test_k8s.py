@@ -523,3 +523,10 @@ def test_a_policy_key_that_is_no_key_stops_before_anything_is_written(tmp_path):
         render(tmp_path, image=IMAGE, policy_key=str(key))
     assert not (tmp_path / "out").exists()
 
+
+def test_a_policy_without_a_pushed_image_to_name_stops_before_the_manifests_are_written(tmp_path):
+    key = tmp_path / "cosign.pub"
+    key.write_text(PEM)
+    with pytest.raises(TorchdevError, match=r"no pushed cu118 image recorded"):
+        render(tmp_path, image=IMAGE, policy_key=str(key))
+    assert not (tmp_path / "out").exists()
