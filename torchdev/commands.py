@@ -5,6 +5,9 @@ Each takes the Context first (torchdev.context): the checkout's paths, the engin
 from there, and the engine is connected only once a command needs it. A command prints nothing itself but progress
 through the context's output while long work runs. A command never calls another for its side effects: `smoke
 --build` and `up` build through the same `build.build_images` as `build`, and act on what it returns.
+
+torchdev.signing is imported only by the commands that use it: spdx-tools, behind its SBOM, takes a third of a second
+to import, which every other command would pay.
 """
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from torchdev import bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro, smoke
+from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
+                      smoke, trust)
 from torchdev.checkout import read_plan_inputs, read_plans
 from torchdev.context import Context
-from torchdev.engine import require_buildx
+from torchdev.engine import ContainerEngine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.files import write_atomically
 from torchdev.gpuprobe import find_access
@@ -26,9 +30,10 @@ from torchdev.plan import BuildPlan
 from torchdev.platforms import parse_list
 from torchdev.profile import memlock_limit
 from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
-from torchdev.results import (BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList, ImageManifest,
-                              JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases, PinReport,
-                              PushReport, ReproReport, SavedArchives, SmokeReport)
+from torchdev.records import PushRecord
+from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
+                              ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
+                              PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
 
 
 def _load(ctx: Context, overlay: str | None) -> Matrix:
@@ -83,10 +88,20 @@ def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
                                                environ=ctx.environ)))
 
 
-def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None,
-                flavour: str | None = None) -> ImageList | ImageManifest:
+def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None, flavour: str | None = None,
+                sbom: str | None = None, provenance: str | None = None,
+                out: str | None = None) -> ImageList | ImageManifest | Attestation:
+    if sum(map(bool, (manifest, sbom, provenance))) > 1:
+        raise UsageError("--manifest, --sbom and --provenance each show one thing: name one of them")
+    if out and not (sbom or provenance):
+        raise UsageError("--out writes the SBOM or the provenance: use it with --sbom VARIANT or --provenance VARIANT")
     matrix = _load(ctx, overlay)
     engine = ctx.engine()
+    attested = sbom or provenance
+    if attested:
+        plan = _plans(ctx, matrix, [matrix.variant(attested)],
+                      select_flavours(matrix, flavour=flavour, every=False)[:1])[0]
+        return _attestation(ctx, engine, plan, kind="sbom" if sbom else "provenance", out=out, matrix=matrix)
     if manifest:
         flavours = select_flavours(matrix, flavour=flavour, every=False)
         plan = _plans(ctx, matrix, [matrix.variant(manifest)], flavours[:1])[0]
@@ -94,6 +109,22 @@ def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = Non
             raise TorchdevError(smoke.missing_image(plan))
         return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference))
     return ImageList(matrix.image.repository, tuple(built_images(engine, repository=matrix.image.repository)))
+
+
+def _attestation(ctx: Context, engine: ContainerEngine, plan: BuildPlan, *, kind: str, out: str | None,
+                 matrix: Matrix) -> Attestation:
+    """The image's SBOM (SPDX 2.3 JSON) or provenance (SLSA v1 statement), written to --out when given: as pushed
+    when reports/push records this build, else as the engine holds it."""
+    from torchdev import signing
+
+    described = signing.describe_local(engine, plan, reports_dir=ctx.paths.reports.push)
+    text = (signing.render_sbom(engine, plan, described) if kind == "sbom"
+            else signing.to_json(signing.provenance_statement(engine, plan, described, checkout=signing.Checkout(
+                ctx.paths.root, ctx.paths.docker, matrix.sources))))
+    if out:
+        write_atomically(Path(out), text)
+    return Attestation(kind, text, described.repository, described.digest, described.pushed,
+                       Path(out) if out else None)
 
 
 def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, build_missing: bool,
@@ -208,9 +239,11 @@ def save_bases(ctx: Context, *, variant: str | None, every: bool, overlay: str |
 
 
 def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None, overlay: str | None,
-         to: str | None = None, compression: str = "gzip", force: bool = False) -> PushReport:
+         to: str | None = None, compression: str = "gzip", force: bool = False, sign: str | None = None,
+         tlog: bool = False) -> PushReport:
     """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
-    digest, and reports/push/<image>.json once all its tags are in the registry."""
+    digest, and reports/push/<image>.json once all its tags are in the registry. With --sign, each image is signed
+    as soon as its tags are all in the registry, with the key opened before anything is pushed."""
     if compression not in pushes.COMPRESSIONS:
         raise UsageError(f"--compression {compression}: use one of {', '.join(pushes.COMPRESSIONS)}")
     matrix = _load(ctx, overlay)
@@ -218,24 +251,61 @@ def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None,
     plans = _plans(ctx, matrix, select_variants(matrix, variant=variant, every=every),
                    select_flavours(matrix, flavour=flavour, every=True))
     engine = ctx.engine()
-    return PushReport(tuple(pushes.push_images(engine, plans, repository=repository, compression=compression,
-                                               reports_dir=ctx.paths.reports.push,
-                                               smoke_dir=ctx.paths.reports.smoke, force=force, out=ctx.out)))
+    unsigned: list[str] = []
+    then = _signing(ctx, engine, sign, tlog=tlog, registry=pushes.registry_of(repository), matrix=matrix,
+                    unsigned=unsigned) if sign else None
+    results = pushes.push_images(engine, plans, repository=repository, compression=compression,
+                                 reports_dir=ctx.paths.reports.push, smoke_dir=ctx.paths.reports.smoke, force=force,
+                                 out=ctx.out, then=then)
+    return PushReport(tuple(results), tuple(unsigned))
+
+
+def _signing(ctx: Context, engine: ContainerEngine, key: str, *, tlog: bool, registry: str, matrix: Matrix,
+             unsigned: list[str]) -> pushes.Pushed:
+    """What `push --sign KEY` does with each pushed image: sign it, adding to `unsigned` the line that says why not.
+    The key is opened here, before anything is pushed, so a wrong password stops the push."""
+    from torchdev import signing
+
+    signer = signing.open_signer(key, tlog=tlog, registry=registry, engine=engine, reports_dir=ctx.paths.reports.push,
+                                 checkout=signing.Checkout(ctx.paths.root, ctx.paths.docker, matrix.sources))
+
+    def sign(plan: BuildPlan, pushed: PushRecord) -> None:
+        unsigned.extend(filter(None, [signing.sign_push(engine, signer, plan, pushed, out=ctx.out)]))
+    return sign
+
+
+def verify(ctx: Context, *, reference: str, key: str, tlog: bool = False) -> Verification:
+    """Check a pushed image's signature and both attestations against a public key: a few lines saying who signed,
+    when, from which commit and lock, or one line with the cause (exit 1)."""
+    from torchdev import signing
+    from torchdev.cosign import Cosign
+
+    ref = ImageRef.parse(reference)
+    if "/" not in ref.repository or not (ref.tag or ref.digest):
+        raise UsageError(f"{reference}: name a pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...")
+    cosign = Cosign.find(tlog=tlog)
+    flags = trust.registry_flags(ref.repository.split("/")[0], engine_info=signing.engine_info_or_none(ctx.connect))
+    verified = signing.verify(cosign, reference, key=key, reports_dir=ctx.paths.reports.push, flags=flags)
+    return Verification(tuple(signing.report(verified, key=key, tlog=tlog)))
 
 
 def k8s(ctx: Context, *, variant: str, image: str | None, nodes: int, gpus: str | int | None,
         nproc: str | int | None, name: str | None, shm_size: str, train_args: str, out: str | None,
-        overlay: str | None, cpu: str | None = None, memory: str | None = None) -> JobDockerfile | JobManifests:
+        overlay: str | None, cpu: str | None = None, memory: str | None = None,
+        policy_key: str | None = None) -> JobDockerfile | JobManifests:
     """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest. With --image: the
-    PyTorchJob and the Indexed Job for that image."""
+    PyTorchJob and the Indexed Job for that image. With --policy-key, either way: the ClusterImagePolicy beside
+    them, made before anything is written."""
     gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
     chosen = _load(ctx, overlay).variant(variant)
     name = name or f"torchdev-{chosen.name}"
     folder = Path(out) if out else ctx.paths.reports.k8s / name
+    policy = kube.cluster_image_policy(ctx.paths.reports.push, name=name, variant=chosen.name, image=image,
+                                       key=kube.policy_key(policy_key)) if policy_key else None
     if not image:
         base = kube.pushed_reference(ctx.paths.reports.push, chosen.name)
         write_atomically(folder / "Dockerfile", kube.job_dockerfile(base))
-        return JobDockerfile(folder / "Dockerfile", base, chosen.name)
+        return JobDockerfile(folder / "Dockerfile", base, chosen.name, _write_policy(folder, policy))
     if gpus and not chosen.cuda:
         raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
                          "processes")
@@ -245,7 +315,15 @@ def k8s(ctx: Context, *, variant: str, image: str | None, nodes: int, gpus: str 
     manifests = kube.manifests(job, variant=chosen.name)
     for file_name, text in manifests.items():
         write_atomically(folder / file_name, text)
-    return JobManifests(folder, tuple(manifests))
+    return JobManifests(folder, tuple(manifests), _write_policy(folder, policy))
+
+
+def _write_policy(folder: Path, policy: str | None) -> Path | None:
+    """folder/clusterimagepolicy.yaml when there is a policy (--policy-key); its path."""
+    if policy is None:
+        return None
+    write_atomically(folder / "clusterimagepolicy.yaml", policy)
+    return folder / "clusterimagepolicy.yaml"
 
 
 def _count(flag: str, value: str | int | None) -> int | None:

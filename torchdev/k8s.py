@@ -17,6 +17,9 @@ a NetworkPolicy that lets only the job's own pods in: the rendezvous store and N
 use ephemeral ports, so every port is open between the job's pods and none to anything else; out, they reach each
 other and DNS.
 
+With --policy-key, a sigstore policy-controller ClusterImagePolicy (torchdev.admission) goes beside them: the
+pushed torchdev images run only when signed with the key and attested, the job image only when signed with it.
+
 Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as YAML.
 """
 from __future__ import annotations
@@ -30,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from torchdev import admission, trust
+from torchdev.engine import ImageRef
 from torchdev.errors import TorchdevError, UsageError
 from torchdev.profile import (GIB, KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
                               kubernetes_quantity, kubernetes_security_context)
@@ -319,3 +324,40 @@ def to_yaml(documents: list[dict], *, header: str) -> str:
     body = "---\n".join(yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=120)
                          for document in documents)
     return comment + body
+
+
+# --- the admission policy (sigstore policy-controller) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyKey:
+    """The cosign public key --policy-key names: its path as given, and its PEM."""
+
+    path: str
+    pem: str
+
+
+def policy_key(path: str) -> PolicyKey:
+    """--policy-key's public key, checked before anything is written."""
+    key = Path(path)
+    if not key.is_file():
+        raise UsageError(f"--policy-key {path}: no such public key file (cosign generate-key-pair writes cosign.pub)")
+    pem = key.read_text()
+    try:
+        trust.key_fingerprint(pem)
+    except TorchdevError:
+        raise UsageError(f"--policy-key {path}: not a PEM public key") from None
+    return PolicyKey(path, pem)
+
+
+def cluster_image_policy(reports_dir: Path, *, name: str, variant: str, image: str | None, key: PolicyKey) -> str:
+    """clusterimagepolicy.yaml: sigstore policy-controller admits the pushed torchdev images (the repository
+    reports/push records for the variant) only when signed with the key and attested (SBOM, provenance), and the job
+    image only when signed with it."""
+    repository = ImageRef.parse(pushed_reference(reports_dir, variant)).repository
+    job = ImageRef.parse(image).repository if image else None
+    documents = admission.policies(name=name, torchdev_repository=repository, public_key=key.pem, job_repository=job)
+    return to_yaml(documents, header=(
+        f"sigstore policy-controller ClusterImagePolicy: pods in namespaces labelled "
+        f"policy.sigstore.dev/include=true\nrun {repository} images only when signed by {key.path} and attested "
+        "(SBOM, provenance)" + (f", and {job} only when signed by it" if job else "") +
+        ".\nApply: kubectl apply -f clusterimagepolicy.yaml (docs/publishing.md)"))
