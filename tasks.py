@@ -50,10 +50,14 @@ def verify_repro(c, variant, overlay=None):
 
 
 @task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image",
-            "flavour": "with --manifest: the flavour's image (default runtime)"})
-def images(c, overlay=None, manifest=None, flavour=None):
+            "flavour": "with --manifest, --sbom or --provenance: the flavour's image (default runtime)",
+            "sbom": "the variant's SBOM (SPDX 2.3 JSON): every Debian and Python package, the base, the image",
+            "provenance": "the variant's SLSA v1 provenance statement: parameters, commit, locks, base, builder",
+            "out": "with --sbom or --provenance: write it to this file instead of printing it"})
+def images(c, overlay=None, manifest=None, flavour=None, sbom=None, provenance=None, out=None):
     """List built torchdev images: variant, flavour, tags, on-disk and download sizes, created, digest."""
-    run(commands.list_images, overlay=overlay, manifest=manifest, flavour=flavour)
+    run(commands.list_images, overlay=overlay, manifest=manifest, flavour=flavour, sbom=sbom, provenance=provenance,
+        out=out)
 
 
 @task(help={"name": "image name for the local Debian base",
@@ -118,11 +122,24 @@ def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_a
             "to": "registry repository, e.g. registry.corp:5000/ml/torchdev (default: images.yaml's repository)",
             "compression": "layer compression: gzip (default; every engine pulls it) or zstd (Docker 23+, "
                            "containerd 1.5+)",
-            "force": "push even when the image's last smoke run did not pass on it"})
-def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compression="gzip", force=False):
+            "force": "push even when the image's last smoke run did not pass on it",
+            "sign": "cosign private key: sign each pushed digest and attach its SBOM and provenance (the key's "
+                    "password from COSIGN_PASSWORD)",
+            "tlog": "with --sign: upload to the public transparency log (Rekor; needs the internet)"})
+def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compression="gzip", force=False, sign=None,
+         tlog=False):
     """Push built images with every tag; print and record (reports/push/) the digest each tag names."""
     run(commands.push, variant=variant, every=all_, flavour=flavour, overlay=overlay, to=to, compression=compression,
-        force=force)
+        force=force, sign=sign, tlog=tlog)
+
+
+@task(help={"reference": "the pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...",
+            "key": "the cosign public key (cosign.pub) it must be signed with",
+            "tlog": "also require the transparency log entry (for images signed with push --sign --tlog)"})
+def verify(c, reference, key, tlog=False):
+    """Check a pushed image's signature, SBOM and provenance against a public key: who signed, when, which commit
+    and lock; or one line with the cause."""
+    run(commands.verify, reference=reference, key=key, tlog=tlog)
 
 
 @task(help={"variant": "variant whose pushed image the job builds on, e.g. cu118",
@@ -134,9 +151,11 @@ def push(c, variant=None, all_=False, flavour=None, overlay=None, to=None, compr
             "cpu": "CPUs each pod requests (default: one per process)",
             "memory": "memory each pod requests (default: 4Gi per process plus --shm-size)",
             "train_args": "train/train.py's flags (default '--task mlp')",
-            "out": "folder to write into (default reports/k8s/NAME)", "overlay": OVERLAY_HELP})
+            "out": "folder to write into (default reports/k8s/NAME)", "overlay": OVERLAY_HELP,
+            "policy_key": "cosign public key: also write a sigstore policy-controller ClusterImagePolicy requiring "
+                          "it"})
 def k8s(c, variant, image=None, nodes=None, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
-        out=None, overlay=None, cpu=None, memory=None):
+        out=None, overlay=None, cpu=None, memory=None, policy_key=None):
     """Kubernetes manifests for train/train.py: a Kubeflow PyTorchJob and an Indexed Job, the image by digest."""
     run(commands.k8s, variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc, name=name, shm_size=shm_size,
-        train_args=train_args, out=out, overlay=overlay, cpu=cpu, memory=memory)
+        train_args=train_args, out=out, overlay=overlay, cpu=cpu, memory=memory, policy_key=policy_key)

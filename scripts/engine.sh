@@ -2,8 +2,9 @@
 # CI's script: make a Docker engine (with buildx and Compose v2) answer on a Debian host, or say why not.
 #   scripts/engine.sh start [--install-from-trixie]   start dockerd if none answers; install it first only with consent
 #   scripts/engine.sh stop                            stop the dockerd that `start` launched (pid file) and remove the
-#                                                     trixie apt source and pin that `start` wrote (a marker line in
-#                                                     each says so), nothing else; installed packages stay
+#                                                     trixie apt source and pin that `start` or scripts/cosign.sh
+#                                                     wrote (a marker line in each says so), nothing else; installed
+#                                                     packages stay
 # Why trixie: bookworm's docker.io is Engine 20.10, too old for the containerd image store that OCI export and
 # reproducible digests need. But installing trixie's Engine 26 on Debian 12 also upgrades libc6, the default
 # python3, systemd and apt to trixie's: fine on a throw-away CI machine, not on someone's workstation. So it
@@ -15,63 +16,24 @@
 set -euo pipefail
 PIDFILE=${TORCHDEV_ENGINE_PIDFILE:-/run/torchdev-dockerd.pid}
 LOG=/var/log/torchdev-dockerd.log
-APT_DIR=${TORCHDEV_APT_DIR:-/etc/apt}
 PACKAGES=(docker.io docker-buildx docker-compose)
-MARKER="# Written by scripts/engine.sh start --install-from-trixie; scripts/engine.sh stop removes it."
-TRIXIE_FILES=(sources.list.d/torchdev-trixie.sources preferences.d/torchdev-trixie)  # under $APT_DIR
 ROUTES="install Docker Engine from Docker's own packages for your distribution (docs.docker.com/engine/install/debian, \
 or .../ubuntu), or Docker Desktop (docs.docker.com/desktop)"
+
+# debian_uri, write_trixie_source and the marker its files carry (MARKER, TRIXIE_FILES): shared with scripts/cosign.sh,
+# which installs cosign from trixie the same way.
+# shellcheck source=SCRIPTDIR/trixie-source.sh
+. "$(dirname "$0")/trixie-source.sh"
 
 engine_answers() { timeout 10 docker info >/dev/null 2>&1; }
 engine_installed() {
   command -v dockerd >/dev/null && docker buildx version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
 }
 
-# The first Debian archive URI of this host's apt sources (deb822 *.sources or one-line *.list), security excluded.
-debian_uri() {
-  local uri=""
-  if compgen -G "$APT_DIR/sources.list.d/*.sources" >/dev/null; then
-    uri=$(sed -n -E 's/^URIs:[[:space:]]*([^[:space:]]+).*/\1/p' "$APT_DIR"/sources.list.d/*.sources \
-          | grep -v security | head -n 1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    uri=$(cat "$APT_DIR/sources.list" "$APT_DIR"/sources.list.d/*.list 2>/dev/null \
-          | sed -n -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]].*/\2/p' \
-          | grep -v security | head -n 1 || true)
-  fi
-  if [ -z "$uri" ]; then
-    echo "engine: no Debian archive URI in $APT_DIR/sources.list or $APT_DIR/sources.list.d/ (*.sources, *.list):" \
-         "add the Debian mirror this host uses (e.g. deb http://deb.debian.org/debian bookworm main), then rerun" >&2
-    return 1
-  fi
-  printf '%s\n' "$uri"
-}
-
-# Write the trixie source and its low-priority pin into folder $1 (sources) and $2 (preferences).
-write_trixie_source() {
-  local uri=$1 sources=$2 preferences=$3
-  mkdir -p "$sources" "$preferences"
-  printf '%s\nTypes: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-    "$MARKER" "$uri" >"$sources/torchdev-trixie.sources"
-  printf '%s\nPackage: *\nPin: release n=trixie\nPin-Priority: 100\n' "$MARKER" >"$preferences/torchdev-trixie"
-}
-
 # What installing from trixie would upgrade here, from apt's own simulation in a throw-away apt state.
 show_upgrades() {
-  local uri=$1 state
-  state=$(mktemp -d)
-  mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/parts"
-  cp "$APT_DIR"/sources.list.d/* "$state/parts/" 2>/dev/null || true
-  write_trixie_source "$uri" "$state/parts" "$state/preferences"
-  local options=(-o "Dir::Etc::SourceList=$APT_DIR/sources.list" -o "Dir::Etc::SourceParts=$state/parts"
-                 -o "Dir::Etc::PreferencesParts=$state/preferences" -o "Dir::State::Lists=$state/lists"
-                 -o "Dir::Cache=$state/cache" -o "Debug::NoLocking=true")
-  local simulated=""
-  if apt-get "${options[@]}" update -qq >"$state/update.log" 2>&1; then
-    simulated=$(apt-get "${options[@]}" -s install -t trixie "${PACKAGES[@]}" 2>&1 || true)
-  fi
-  rm -rf "$state"
-  local upgrades
+  local uri=$1 simulated upgrades
+  simulated=$(simulate_trixie_install "$uri" "${PACKAGES[@]}")
   upgrades=$(printf '%s\n' "$simulated" | sed -n -E 's/^Inst ([^ ]+) \[([^]]+)\] \(([^ ]+) .*/\1 \2 -> \3/p')
   if [ -z "$simulated" ]; then
     echo "engine: (apt could not read trixie's package lists here, so what would be upgraded is unknown)" >&2
@@ -141,7 +103,8 @@ stop_engine() {
   remove_trixie_source
 }
 
-# The trixie source and pin go only where they carry this script's marker line; the packages installed stay.
+# The trixie source and pin go only where they carry the marker line (this script's or scripts/cosign.sh's: one run's
+# CI adds them with either); the packages installed stay.
 remove_trixie_source() {
   local file removed=()
   for file in "${TRIXIE_FILES[@]/#/$APT_DIR/}"; do
@@ -149,7 +112,7 @@ remove_trixie_source() {
     if grep -qxF -- "$MARKER" "$file"; then rm -f "$file"; removed+=("$file")
     else echo "engine: $file has no line saying this script wrote it: left as it is" >&2; fi
   done
-  [ ${#removed[@]} = 0 ] || echo "engine: removed the Debian trixie apt source and pin that start added" \
+  [ ${#removed[@]} = 0 ] || echo "engine: removed the Debian trixie apt source and pin that torchdev added" \
     "(${removed[*]}); what was installed from them stays (apt-get purge ${PACKAGES[*]} removes the engine)" >&2
 }
 

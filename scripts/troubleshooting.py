@@ -2,8 +2,8 @@
 """Write the section of docs/troubleshooting.md that lists every error line torchdev prints, with its fix, from the
 Problems declared in torchdev/ (torchdev.errors.catalogue), so the page cannot drift from the code.
 
-    python3 scripts/troubleshooting.py           # rewrite the section in place
-    python3 scripts/troubleshooting.py --check   # exit 1 when the committed page differs (the unit test does this)
+    .venv/bin/python scripts/troubleshooting.py           # rewrite the section in place
+    .venv/bin/python scripts/troubleshooting.py --check   # exit 1 when the committed page differs (the unit test does this)
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     wanted = page(current)
     if "--check" in argv:
         if current != wanted:
-            print(f"{PAGE} differs from the error definitions: run python3 scripts/troubleshooting.py",
+            print(f"{PAGE} differs from the error definitions: run .venv/bin/python scripts/troubleshooting.py",
                   file=sys.stderr)
             return 1
         return 0

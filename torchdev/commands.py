@@ -5,6 +5,9 @@ Each takes the Context first (torchdev.context): the checkout's paths, the engin
 from there, and the engine is connected only once a command needs it. A command prints nothing itself but progress
 through the context's output while long work runs. A command never calls another for its side effects: `smoke
 --build` and `up` build through the same `build.build_images` as `build`, and act on what it returns.
+
+torchdev.signing is imported only by the commands that use it: spdx-tools, behind its SBOM, takes a third of a second
+to import, which every other command would pay.
 """
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from torchdev import bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro, smoke
+from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
+                      smoke, trust)
 from torchdev.checkout import read_plan_inputs, read_plans
 from torchdev.context import Context
-from torchdev.engine import require_buildx
+from torchdev.engine import ContainerEngine, ImageRef, require_buildx
 from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
 from torchdev.files import check_output_folder, check_outputs, write_atomically
 from torchdev.grammar import reference_problem, repository_problem
@@ -28,9 +32,10 @@ from torchdev.options import CONTRADICTION, count, not_empty, one_name
 from torchdev.platforms import parse_list
 from torchdev.profile import memlock_limit
 from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
-from torchdev.results import (BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList, ImageManifest,
-                              JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases, PinReport,
-                              PushReport, ReproReport, SavedArchives, SmokeReport)
+from torchdev.records import PushRecord
+from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
+                              ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
+                              PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
 
 
 NO_DESTINATION = Problem("say where the bases go", "--to-registry HOST[:PORT]/PREFIX or --to-archive FOLDER",
@@ -41,6 +46,11 @@ GPUS_FOR_CPU = Problem("--gpus {gpus}: {variant} is a CPU variant", "use a CUDA 
                        UsageError, USAGE)
 REPRO_BUILD_FAILED = Problem("build {number} of {variant} failed: {cause}", "see its log, {log}", TorchdevError,
                              RUNTIME)
+NOT_A_PUSHED_IMAGE = Problem("{reference}: not a pushed image",
+                             "name a pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...", UsageError, USAGE)
+ONE_THING = Problem("--manifest, --sbom and --provenance each show one thing", "name one of them", UsageError, USAGE)
+OUT_WITHOUT_ATTESTATION = Problem("--out writes the SBOM or the provenance",
+                                  "use it with --sbom VARIANT or --provenance VARIANT", UsageError, USAGE)
 BAD_IMAGE_NAME = Problem("{option} {value}: not {what}", "{fix}", UsageError, USAGE)
 
 
@@ -96,14 +106,28 @@ def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
                                                environ=ctx.environ)))
 
 
-def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None,
-                flavour: str | None = None) -> ImageList | ImageManifest:
-    if flavour is not None and manifest is None:
-        raise CONTRADICTION(first="--flavour", second="a list of every image", fix="add --manifest VARIANT to see "
-                            "one flavour's manifest, or leave --flavour out")
+def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None, flavour: str | None = None,
+                sbom: str | None = None, provenance: str | None = None,
+                out: str | None = None) -> ImageList | ImageManifest | Attestation:
+    manifest, sbom = not_empty("--manifest", manifest), not_empty("--sbom", sbom)
+    provenance, out = not_empty("--provenance", provenance), not_empty("--out", out)
+    if sum(value is not None for value in (manifest, sbom, provenance)) > 1:
+        raise ONE_THING()
+    if out is not None and sbom is None and provenance is None:
+        raise OUT_WITHOUT_ATTESTATION()
+    if flavour is not None and manifest is None and sbom is None and provenance is None:
+        raise CONTRADICTION(first="--flavour", second="a list of every image", fix="add --manifest VARIANT (or "
+                            "--sbom, --provenance) to see one flavour's, or leave --flavour out")
     matrix = _load(ctx, overlay)
     chosen = matrix.variant(one_name("--manifest", manifest)) if manifest is not None else None
     engine = ctx.engine()
+    attested = sbom or provenance
+    if attested:
+        plan = _plans(ctx, matrix, [matrix.variant(one_name("--sbom" if sbom else "--provenance", attested))],
+                      select_flavours(matrix, flavour=flavour, every=False)[:1])[0]
+        if out is not None:
+            check_outputs([Path(out)])
+        return _attestation(ctx, engine, plan, kind="sbom" if sbom else "provenance", out=out, matrix=matrix)
     if chosen:
         flavours = select_flavours(matrix, flavour=flavour, every=False)
         plan = _plans(ctx, matrix, [chosen], flavours[:1])[0]
@@ -112,6 +136,22 @@ def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = Non
         return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference,
                                                                     variant=chosen.name))
     return ImageList(matrix.image.repository, tuple(built_images(engine, repository=matrix.image.repository)))
+
+
+def _attestation(ctx: Context, engine: ContainerEngine, plan: BuildPlan, *, kind: str, out: str | None,
+                 matrix: Matrix) -> Attestation:
+    """The image's SBOM (SPDX 2.3 JSON) or provenance (SLSA v1 statement), written to --out when given: as pushed
+    when reports/push records this build, else as the engine holds it."""
+    from torchdev import signing
+
+    described = signing.describe_local(engine, plan, reports_dir=ctx.paths.reports.push)
+    text = (signing.render_sbom(engine, plan, described) if kind == "sbom"
+            else signing.to_json(signing.provenance_statement(engine, plan, described, checkout=signing.Checkout(
+                ctx.paths.root, ctx.paths.docker, matrix.sources))))
+    if out:
+        write_atomically(Path(out), text)
+    return Attestation(kind, text, described.repository, described.digest, described.pushed,
+                       Path(out) if out else None)
 
 
 def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, build_missing: bool,
@@ -244,9 +284,11 @@ def save_bases(ctx: Context, *, variant: str | None, every: bool, overlay: str |
 
 
 def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None, overlay: str | None,
-         to: str | None = None, compression: str = "gzip", force: bool = False) -> PushReport:
+         to: str | None = None, compression: str = "gzip", force: bool = False, sign: str | None = None,
+         tlog: bool = False) -> PushReport:
     """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
-    digest, and reports/push/<image>.json once all its tags are in the registry."""
+    digest, and reports/push/<image>.json once all its tags are in the registry. With --sign, each image is signed
+    as soon as its tags are all in the registry, with the key opened before anything is pushed."""
     if compression not in pushes.COMPRESSIONS:
         raise BAD_COMPRESSION(value=compression, known=", ".join(pushes.COMPRESSIONS))
     matrix = _load(ctx, overlay)
@@ -254,27 +296,69 @@ def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None,
     plans = _plans(ctx, matrix, select_variants(matrix, variant=variant, every=every),
                    select_flavours(matrix, flavour=flavour, every=True))
     engine = ctx.engine()
-    return PushReport(tuple(pushes.push_images(engine, plans, repository=repository, compression=compression,
-                                               reports_dir=ctx.paths.reports.push,
-                                               smoke_dir=ctx.paths.reports.smoke, force=force, out=ctx.out)))
+    unsigned: list[str] = []
+    then = _signing(ctx, engine, sign, tlog=tlog, registry=pushes.registry_of(repository), matrix=matrix,
+                    unsigned=unsigned) if sign else None
+    results = pushes.push_images(engine, plans, repository=repository, compression=compression,
+                                 reports_dir=ctx.paths.reports.push, smoke_dir=ctx.paths.reports.smoke, force=force,
+                                 out=ctx.out, then=then)
+    return PushReport(tuple(results), tuple(unsigned))
+
+
+def _signing(ctx: Context, engine: ContainerEngine, key: str, *, tlog: bool, registry: str, matrix: Matrix,
+             unsigned: list[str]) -> pushes.Pushed:
+    """What `push --sign KEY` does with each pushed image: sign it, adding to `unsigned` the line that says why not.
+    The key is opened here, before anything is pushed, so a wrong password stops the push."""
+    from torchdev import signing
+
+    signer = signing.open_signer(key, tlog=tlog, registry=registry, engine=engine, reports_dir=ctx.paths.reports.push,
+                                 checkout=signing.Checkout(ctx.paths.root, ctx.paths.docker, matrix.sources))
+
+    def sign(plan: BuildPlan, pushed: PushRecord) -> None:
+        unsigned.extend(filter(None, [signing.sign_push(engine, signer, plan, pushed, out=ctx.out)]))
+    return sign
+
+
+def verify(ctx: Context, *, reference: str, key: str, tlog: bool = False) -> Verification:
+    """Check a pushed image's signature and both attestations against a public key: a few lines saying who signed,
+    when, from which commit and lock, or one line with the cause (exit 1)."""
+    from torchdev import signing
+    from torchdev.cosign import Cosign
+
+    if reference_problem(reference):
+        raise NOT_A_PUSHED_IMAGE(reference=reference)
+    ref = ImageRef.parse(reference)
+    if "/" not in ref.repository or not (ref.tag or ref.digest):
+        raise NOT_A_PUSHED_IMAGE(reference=reference)
+    cosign = Cosign.find(tlog=tlog)
+    flags = trust.registry_flags(ref.repository.split("/")[0], engine_info=signing.engine_info_or_none(ctx.connect))
+    verified = signing.verify(cosign, reference, key=key, reports_dir=ctx.paths.reports.push, flags=flags)
+    return Verification(tuple(signing.report(verified, key=key, tlog=tlog)))
 
 
 def k8s(ctx: Context, *, variant: str, image: str | None, nodes: str | int | None, gpus: str | int | None,
         nproc: str | int | None, name: str | None, shm_size: str, train_args: str, out: str | None,
-        overlay: str | None, cpu: str | None = None, memory: str | None = None) -> JobDockerfile | JobManifests:
+        overlay: str | None, cpu: str | None = None, memory: str | None = None,
+        policy_key: str | None = None) -> JobDockerfile | JobManifests:
     """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest. With --image: the
-    PyTorchJob and the Indexed Job for that image."""
+    PyTorchJob and the Indexed Job for that image. With --policy-key, either way: the ClusterImagePolicy beside
+    them, made before anything is written."""
     nodes = count("--nodes", nodes, minimum=1, maximum=kube.NODES_MAX, why="an Indexed Job runs 1 to 100000 pods")
     gpus = count("--gpus", gpus, minimum=0, maximum=kube.PER_NODE_MAX, why="GPUs per node")
     nproc = count("--nproc", nproc, minimum=1, maximum=kube.PER_NODE_MAX, why="processes per node")
     chosen = _load(ctx, overlay).variant(one_name("--variant", variant))
     name = not_empty("--name", name) or f"torchdev-{chosen.name}"
     folder = Path(not_empty("--out", out)) if out is not None else ctx.paths.reports.k8s / name
+    policy_key = not_empty("--policy-key", policy_key)
+    policy = kube.cluster_image_policy(ctx.paths.reports.push, name=name, variant=chosen.name, image=image,
+                                       key=kube.policy_key(policy_key)) if policy_key else None
+    if policy is not None:
+        check_outputs([folder / "clusterimagepolicy.yaml"])
     if not image:
         check_outputs([folder / "Dockerfile"])
         base = kube.pushed_reference(ctx.paths.reports.push, chosen.name)
         write_atomically(folder / "Dockerfile", kube.job_dockerfile(base))
-        return JobDockerfile(folder / "Dockerfile", base, chosen.name)
+        return JobDockerfile(folder / "Dockerfile", base, chosen.name, _write_policy(folder, policy))
     if gpus and not chosen.cuda:
         raise GPUS_FOR_CPU(gpus=gpus, variant=chosen.name)
     job = kube.train_job(name=name, image=image, nodes=2 if nodes is None else nodes,
@@ -284,4 +368,12 @@ def k8s(ctx: Context, *, variant: str, image: str | None, nodes: str | int | Non
     check_outputs(folder / file_name for file_name in manifests)
     for file_name, text in manifests.items():
         write_atomically(folder / file_name, text)
-    return JobManifests(folder, tuple(manifests))
+    return JobManifests(folder, tuple(manifests), _write_policy(folder, policy))
+
+
+def _write_policy(folder: Path, policy: str | None) -> Path | None:
+    """folder/clusterimagepolicy.yaml when there is a policy (--policy-key); its path."""
+    if policy is None:
+        return None
+    write_atomically(folder / "clusterimagepolicy.yaml", policy)
+    return folder / "clusterimagepolicy.yaml"

@@ -124,6 +124,17 @@ def write_atomically(path: Path, content: str | bytes | Iterable[bytes]) -> None
         raise
 
 
+def input_text(path: Path, *, role: str) -> str | None:
+    """The text of a file torchdev is told to read (input_file's checks), None when nothing is there."""
+    if input_file(path, role=role) is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "it is not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error.strerror or str(error)
+        raise INPUT_UNREADABLE(path=path, role=role, reason=reason) from None
+
+
 def input_file(path: Path, *, role: str) -> Path | None:
     """`path` when it is a regular file (or a link to one) that can be read, None when nothing is there; a folder, a
     device or an unreadable file is refused in one line naming its `role` (the overlay, variant cu118's lock, ...)."""

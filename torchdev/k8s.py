@@ -17,6 +17,9 @@ a NetworkPolicy that lets only the job's own pods in: the rendezvous store and N
 use ephemeral ports, so every port is open between the job's pods and none to anything else; out, they reach each
 other and DNS.
 
+With --policy-key, a sigstore policy-controller ClusterImagePolicy (torchdev.admission) goes beside them: the
+pushed torchdev images run only when signed with the key and attested, the job image only when signed with it.
+
 Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as YAML.
 """
 from __future__ import annotations
@@ -32,7 +35,10 @@ from pathlib import Path
 
 import yaml
 
+from torchdev import admission, trust
+from torchdev.engine import ImageRef
 from torchdev.errors import STATE, USAGE, Problem, TorchdevError, UsageError
+from torchdev.files import input_text
 from torchdev.grammar import dns_label_problem, reference_problem
 from torchdev.options import words
 from torchdev.profile import (GIB, KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
@@ -78,6 +84,8 @@ BAD_QUANTITY = Problem("--{option} {value}: {what} must be a Kubernetes quantity
                        UsageError, USAGE)
 TOO_LARGE_OBJECT = Problem("the {kind} for {file} would take {size} bytes, more than the {limit} a Kubernetes API "
                            "server takes", "shorten --train-args, or use fewer --nodes", UsageError, USAGE)
+NO_KEY_FILE = Problem("{option} {path}: no such public key file", "name cosign.pub (`cosign generate-key-pair` "
+                      "writes it)", UsageError, USAGE)
 NOT_PUSHED = Problem("no pushed {image} image recorded ({path})", "run `./dev push --variant {image}` first; the job "
                      "image is built FROM it", TorchdevError, STATE)
 PUSH_RECORD_BAD = Problem("{error}", "run `./dev push --variant {image}` to write it again", TorchdevError, STATE)
@@ -356,3 +364,36 @@ def to_yaml(documents: list[dict], *, header: str) -> str:
     body = "---\n".join(yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=120)
                          for document in documents)
     return comment + body
+
+
+# --- the admission policy (sigstore policy-controller) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PolicyKey:
+    """The cosign public key --policy-key names: its path as given, and its PEM."""
+
+    path: str
+    pem: str
+
+
+def policy_key(path: str) -> PolicyKey:
+    """--policy-key's public key, checked before anything is written."""
+    pem = input_text(Path(path), role="--policy-key")
+    if pem is None:
+        raise NO_KEY_FILE(option="--policy-key", path=path)
+    trust.key_fingerprint(pem, path=f"--policy-key {path}")
+    return PolicyKey(path, pem)
+
+
+def cluster_image_policy(reports_dir: Path, *, name: str, variant: str, image: str | None, key: PolicyKey) -> str:
+    """clusterimagepolicy.yaml: sigstore policy-controller admits the pushed torchdev images (the repository
+    reports/push records for the variant) only when signed with the key and attested (SBOM, provenance), and the job
+    image only when signed with it."""
+    repository = ImageRef.parse(pushed_reference(reports_dir, variant)).repository
+    job = ImageRef.parse(image).repository if image else None
+    documents = admission.policies(name=name, torchdev_repository=repository, public_key=key.pem, job_repository=job)
+    return to_yaml(documents, header=(
+        f"sigstore policy-controller ClusterImagePolicy: pods in namespaces labelled "
+        f"policy.sigstore.dev/include=true\nrun {repository} images only when signed by {key.path} and attested "
+        "(SBOM, provenance)" + (f", and {job} only when signed by it" if job else "") +
+        ".\nApply: kubectl apply -f clusterimagepolicy.yaml (docs/publishing.md)"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import singledispatch
+from pathlib import Path
 from typing import TextIO
 
 from smoke.smoke_contract import CHECKS, FAILED, PASSED, CheckResult
@@ -19,9 +20,9 @@ from torchdev.errors import TorchdevError
 from torchdev.images import BuiltImage
 from torchdev.plan import BuildPlan, describe_plan
 from torchdev.push import PushResult, PushStatus
-from torchdev.results import (BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList, ImageManifest,
-                              JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases, PinReport,
-                              PushReport, ReproReport, SavedArchives, SmokeReport)
+from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
+                              ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
+                              PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
 from torchdev.smoke import SuiteRun, SuiteStatus
 from torchdev.table import SIZE_HEADERS, human_size, render_table, size_cells
 
@@ -201,6 +202,16 @@ def _manifest(result: ImageManifest) -> Presentation:
         render_table(["python package", "version"], packages)))
 
 
+@present.register
+def _attestation(result: Attestation) -> Presentation:
+    """The document itself on stdout (its bytes as written: it ends in a newline), or where --out put it."""
+    if result.path is None:
+        return Presentation(out=(result.text.removesuffix("\n"),))
+    where = "as pushed" if result.pushed else "as built (not pushed yet: its digest in this engine)"
+    return Presentation(out=(f"wrote {result.path}: the {result.kind} of {result.repository}@{result.digest}, "
+                             f"{where}",))
+
+
 # --- ./dev smoke --------------------------------------------------------------------------------------------------
 
 @present.register
@@ -279,13 +290,13 @@ def _exited(result: Exited) -> Presentation:
     return Presentation(status=result.status)
 
 
-# --- ./dev push, ./dev k8s ----------------------------------------------------------------------------------------
+# --- ./dev push, ./dev verify, ./dev k8s --------------------------------------------------------------------------
 
 @present.register
 def _pushes(result: PushReport) -> Presentation:
     return _shown(("\n" + push_table(list(result.results)),),
                   [f"{r.image}: {r.status.value}: {r.detail}" for r in result.results
-                   if r.status in (PushStatus.REFUSED, PushStatus.FAILED)])
+                   if r.status in (PushStatus.REFUSED, PushStatus.FAILED)] + list(result.unsigned))
 
 
 def push_table(results: list[PushResult]) -> str:
@@ -295,11 +306,17 @@ def push_table(results: list[PushResult]) -> str:
 
 
 @present.register
+def _verification(result: Verification) -> Presentation:
+    return Presentation(out=result.lines)
+
+
+@present.register
 def _job_dockerfile(result: JobDockerfile) -> Presentation:
     return Presentation(out=(
         f"wrote {result.path}: FROM {result.base}, plus train/\n"
         f"next: docker build -f {result.path} -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
-        f"then: ./dev k8s --variant {result.variant} --image REGISTRY/NAME@sha256:<the digest docker push printed>",))
+        f"then: ./dev k8s --variant {result.variant} --image REGISTRY/NAME@sha256:<the digest docker push printed>",
+        *wrote_policy(result.policy)))
 
 
 @present.register
@@ -307,4 +324,9 @@ def _job_manifests(result: JobManifests) -> Presentation:
     folder = result.folder
     apply = (f"apply one: kubectl apply -f {folder / 'pytorchjob.yaml'}   (Kubeflow training operator)\n"
              f"       or: kubectl apply -f {folder / 'indexed-job.yaml'}   (plain Kubernetes)")
-    return Presentation(out=(*(f"wrote {folder / name}" for name in result.files), apply))
+    return Presentation(out=(*(f"wrote {folder / name}" for name in result.files), *wrote_policy(result.policy),
+                             apply))
+
+
+def wrote_policy(path: Path | None) -> tuple[str, ...]:
+    return (f"wrote {path}",) if path else ()

@@ -13,7 +13,7 @@ import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
 from torchdev.errors import USAGE, Problem, UsageError
@@ -21,7 +21,8 @@ from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
 from torchdev.records import (PushRecord, RecordError, push_record_path, read_gzip_digests, read_smoke_summary,
-                              record_gzip_digest, run_name, smoke_summary_path, write_push_record)
+                              record_gzip_digest, run_name, signature_record_path, smoke_summary_path,
+                              write_push_record)
 
 COMPRESSIONS = ("gzip", "zstd")
 NO_REGISTRY = Problem("'{repository}' names no registry", "push with --to REGISTRY[:PORT]/NAMESPACE/NAME (e.g. "
@@ -213,14 +214,22 @@ def write_report(reports_dir: Path, result: PushResult) -> Path:
     return write_push_record(reports_dir, push_record(result))
 
 
+Pushed = Callable[[BuildPlan, PushRecord], None]
+"""What a push does next with an image once every tag is in the registry and its record is written (`push --sign`
+signs it there and then, before the next image goes)."""
+
+
 def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: str, compression: str,
-                reports_dir: Path, smoke_dir: Path, force: bool, out: TextIO = sys.stdout) -> list[PushResult]:
-    """Push each plan's image in turn (push_image) and keep the books in `reports_dir`: an image's old record goes
-    before its push, and a new one, with the gzip digest, comes once every tag is in the registry."""
+                reports_dir: Path, smoke_dir: Path, force: bool, out: TextIO = sys.stdout,
+                then: Pushed | None = None) -> list[PushResult]:
+    """Push each plan's image in turn (push_image) and keep the books in `reports_dir`: an image's old records (the
+    push's and the signature's) go before its push, and a new push record, with the gzip digest, comes once every tag
+    is in the registry; then `then`, if given."""
     results = []
     for plan in plans:
         # a stale entry never reads as this push
         push_record_path(reports_dir, plan.name).unlink(missing_ok=True)
+        signature_record_path(reports_dir, plan.name).unlink(missing_ok=True)
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", file=out, flush=True)
         results.append(push_image(engine, plan, repository=repository, compression=compression, smoke_dir=smoke_dir,
                                   force=force, gzipped=read_gzip_digests(reports_dir)))
@@ -230,4 +239,6 @@ def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: 
                 record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
                                    digest=results[-1].digest, size=results[-1].size)
             print("\n".join(results[-1].pinned()), file=out, flush=True)
+            if then:
+                then(plan, push_record(results[-1]))
     return results

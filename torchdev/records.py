@@ -68,6 +68,19 @@ def _load(path: Path) -> object:
     return parse_json(path, read_text(path))
 
 
+def _load_object(path: Path) -> dict:
+    """A record file's JSON object, or RecordError for anything else."""
+    document = _load(path)
+    if not isinstance(document, dict):
+        raise RecordError(path, "it is not a JSON object")
+    return document
+
+
+def _write(path: Path, document: dict) -> Path:
+    write_atomically(path, json.dumps(document, indent=1) + "\n")
+    return path
+
+
 def _field(path: Path, document: dict, name: str, kind: type) -> object:
     """`document[name]`, which must be of `kind` (a boolean is no number)."""
     if name not in document:
@@ -192,16 +205,12 @@ def push_record_path(reports_dir: Path, image: str) -> Path:
 
 
 def write_push_record(reports_dir: Path, record: PushRecord) -> Path:
-    path = push_record_path(reports_dir, record.image)
-    write_atomically(path, json.dumps(record.to_dict(), indent=1) + "\n")
-    return path
+    return _write(push_record_path(reports_dir, record.image), record.to_dict())
 
 
 def read_push_record(path: Path) -> PushRecord:
     """The record in `path`, field by field; RecordError when it is anything else (OSError when there is none)."""
-    document = _load(path)
-    if not isinstance(document, dict):
-        raise RecordError(path, "it is not a JSON object")
+    document = _load_object(path)
     return PushRecord(image=_field(path, document, "image", str), tags=_strings(path, document, "tags"),
                       repository=_field(path, document, "repository", str),
                       digest=_field(path, document, "digest", str),
@@ -231,9 +240,7 @@ def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
 
 
 def _gzip_digests(path: Path) -> dict[str, tuple[str, int]]:
-    document = _load(path)
-    if not isinstance(document, dict):
-        raise RecordError(path, "it is not a JSON object")
+    document = _load_object(path)
     for image_id, value in document.items():
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
                 and isinstance(value[1], int) and not isinstance(value[1], bool)):
@@ -245,3 +252,59 @@ def record_gzip_digest(reports_dir: Path, image_id: str, *, digest: str, size: i
     """Remember what the image became gzipped, once the registry holds it."""
     known = {**read_gzip_digests(reports_dir), image_id: (digest, size)}
     write_atomically(reports_dir / GZIP_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
+# --- reports/push/<image>.signature.json ------------------------------------------------------------------------
+
+SIGNATURE_SUFFIX = ".signature.json"
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """What one `./dev push --sign` signed: the digest, the tags it was pushed under, the key (by fingerprint, never
+    the key itself) and when, and the sha256 of the SBOM and provenance attached. `./dev verify` reads it to tell a
+    tag moved since signing from one never signed; it is written only once the signature and both attestations are
+    in the registry."""
+
+    image: str
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    key_fingerprint: str
+    signed_at: str
+    sbom_sha256: str
+    provenance_sha256: str
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "repository": self.repository, "digest": self.digest, "tags": list(self.tags),
+                "key_fingerprint": self.key_fingerprint, "signed_at": self.signed_at,
+                "sbom_sha256": self.sbom_sha256, "provenance_sha256": self.provenance_sha256}
+
+
+def signature_record_path(reports_dir: Path, image: str) -> Path:
+    return reports_dir / f"{image}{SIGNATURE_SUFFIX}"
+
+
+def write_signature_record(reports_dir: Path, record: SignatureRecord) -> Path:
+    return _write(signature_record_path(reports_dir, record.image), record.to_dict())
+
+
+def read_signature_record(path: Path) -> SignatureRecord:
+    """The record in `path`, field by field; RecordError when it is anything else."""
+    document = _load_object(path)
+    text = {name: _field(path, document, name, str) for name in
+            ("image", "repository", "digest", "key_fingerprint", "signed_at", "sbom_sha256", "provenance_sha256")}
+    return SignatureRecord(tags=_strings(path, document, "tags"), **text)
+
+
+def read_signature_records(reports_dir: Path) -> list[SignatureRecord]:
+    """Every signature record under `reports_dir`, oldest image name first; RecordError, with the fix, for one that
+    is not such a record."""
+    records = []
+    for path in sorted(reports_dir.glob(f"*{SIGNATURE_SUFFIX}")):
+        try:
+            records.append(read_signature_record(path))
+        except RecordError as error:
+            raise RecordError(path, error.problem, fix=f"delete it (`rm {path}`) and sign again with "
+                                                       "`./dev push --sign KEY`") from None
+    return records

@@ -68,6 +68,20 @@ class ImageManifest:
 
 
 @dataclass(frozen=True)
+class Attestation:
+    """`./dev images --sbom VARIANT` or `--provenance VARIANT`: the document (`kind` "sbom" or "provenance") of the
+    image at `repository@digest`, as pushed (reports/push records this build) or as built; written to `path` with
+    --out, else shown."""
+
+    kind: str
+    text: str
+    repository: str
+    digest: str
+    pushed: bool
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
 class SmokeReport:
     """`./dev smoke`: each run, where the reports went, and notes on what was not tested."""
 
@@ -108,7 +122,18 @@ class MirroredBases:
 
 @dataclass(frozen=True)
 class PushReport:
+    """`./dev push`: one result per image; with --sign, a line per pushed image that was not signed, and why."""
+
     results: tuple[PushResult, ...]
+    unsigned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verification:
+    """`./dev verify`: the signature and both attestations verified; the lines torchdev.signing phrased from them
+    (who signed, when, the commit, the lock, the SBOM). A failed check is a VerifyFailure instead."""
+
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,8 @@ class JobDockerfile:
     path: Path
     base: str
     variant: str
+    policy: Path | None = None
+    """With --policy-key: the ClusterImagePolicy written beside it."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,8 @@ class JobManifests:
 
     folder: Path
     files: tuple[str, ...]
+    policy: Path | None = None
+    """With --policy-key: the ClusterImagePolicy written beside them."""
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,36 @@ def pod_templates(document: dict) -> list[tuple[str, dict]]:
     if document["kind"] == "PyTorchJob":
         return [(kind, replica["template"]) for kind, replica in document["spec"]["pytorchReplicaSpecs"].items()]
     return []
+
+
+# --- sigstore policy-controller ------------------------------------------------------------------------------------
+
+POLICY_CRD_FILE = ROOT / "deploy" / "k8s" / "schemas" / "policy.sigstore.dev_clusterimagepolicies.yaml"
+END_OF_HEADER = "# ---- end of header ----\n"
+
+
+def vendored_policy_crd() -> tuple[str, str, dict]:
+    """(sha256 the header records, sha256 of the text after the end-of-header line, the CRD). The upstream file
+    starts with comments of its own, so the header ends at an explicit line."""
+    header, _, body = POLICY_CRD_FILE.read_text().partition(END_OF_HEADER)
+    recorded = re.search(r"sha256 ([0-9a-f]{64})", header).group(1)
+    return recorded, hashlib.sha256(body.encode()).hexdigest(), yaml.load(body, Loader=_Loader)
+
+
+def served_validator(crd: dict, version: str) -> jsonschema.Draft4Validator:
+    """A served version's openAPIV3Schema, made strict (policy-controller serves v1alpha1 and v1beta1), with the
+    fields the API server gives every custom resource whether its schema names them or not (this one does not)."""
+    found = next(v for v in crd["spec"]["versions"] if v["name"] == version and v["served"])
+    schema = found["schema"]["openAPIV3Schema"]
+    implicit = {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    return jsonschema.Draft4Validator(strict({**schema, "properties": {**implicit, **schema["properties"]}}))
+
+
+def policy_glob_match(glob: str, image: str) -> bool:
+    """policy-controller v0.15.1's glob match (pkg/apis/glob/glob.go): `*` is any run of characters but `/`, `**`
+    any run at all, the whole reference must match; a tag or digest reference is matched as written (it is fully
+    qualified already when it names a registry host)."""
+    if not re.fullmatch(r"[a-zA-Z0-9-_:/*.@]+", glob):
+        raise ValueError(f"invalid glob {glob!r}")
+    pattern = glob.replace(".", r"\.").replace("**", "#").replace("*", "[^/]*").replace("#", ".*")
+    return re.fullmatch(pattern, image) is not None

@@ -157,7 +157,8 @@ def task_options():
         st.tuples(st.just(commands.lock), st.fixed_dictionaries(
             {"variant": text, "every": flag, "check": st.just(True), "overlay": st.none(), "platform": text})),
         st.tuples(st.just(commands.list_images), st.fixed_dictionaries(
-            {"overlay": st.none(), "manifest": text, "flavour": text})),
+            {"overlay": st.none(), "manifest": text, "flavour": text, "sbom": text, "provenance": text,
+             "out": text})),
         st.tuples(st.just(commands.run_smoke), st.fixed_dictionaries(
             {"variant": text, "every": flag, "gpus": text.map(lambda v: "auto" if v is None else v),
              "build_missing": st.just(False), "overlay": st.none(), "reports": text, "flavour": text,

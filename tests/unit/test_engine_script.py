@@ -7,16 +7,14 @@ tools it needs, a `docker` that finds no engine, and a fake `apt-get` that logs 
 `-s install` with what trixie's apt answered on Debian 12.
 """
 import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_apt import fake_host, files, run_script
 
 SCRIPT = ROOT / "scripts" / "engine.sh"
-MARKER = "# Written by scripts/engine.sh start --install-from-trixie; scripts/engine.sh stop removes it."
+MARKER = "# Written by torchdev (scripts/engine.sh or scripts/cosign.sh); scripts/engine.sh stop removes it."
 TOOLS = ("bash", "sed", "grep", "head", "cat", "cp", "mkdir", "mktemp", "rm", "wc", "id", "seq", "sleep", "timeout",
          "ln", "dirname")
 FAKE_APT = r"""#!/bin/bash
@@ -37,30 +35,12 @@ esac
 @pytest.fixture()
 def host(tmp_path):
     """A PATH with no Docker engine and a fake apt, and an empty apt layout."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    (bin_dir / "docker").write_text("#!/bin/bash\nexit 1\n")
-    (bin_dir / "apt-get").write_text(FAKE_APT)
-    for fake in ("docker", "apt-get"):
-        (bin_dir / fake).chmod(0o755)
-    apt = tmp_path / "apt"
-    (apt / "sources.list.d").mkdir(parents=True)
-    return bin_dir, apt, tmp_path / "apt.log"
+    return fake_host(tmp_path, tools=TOOLS, fakes={"docker": "#!/bin/bash\nexit 1\n", "apt-get": FAKE_APT})
 
 
 def run(host, *args, **env):
     """The script on the fake host; its pid file is a test's own, so `stop` can never reach a real dockerd."""
-    bin_dir, apt, log = host
-    environ = {"PATH": str(bin_dir), "TORCHDEV_APT_DIR": str(apt), "FAKE_APT_LOG": str(log), "HOME": str(apt),
-               "TORCHDEV_ENGINE_PIDFILE": str(apt.parent / "dockerd.pid"), **env}
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environ, timeout=60,
-                          check=False)
-
-
-def files(folder: Path) -> list[str]:
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+    return run_script(SCRIPT, host, *args, TORCHDEV_ENGINE_PIDFILE=str(host[1].parent / "dockerd.pid"), **env)
 
 
 def test_without_consent_it_shows_the_upgrades_and_the_usual_routes_and_changes_nothing(host):
@@ -125,7 +105,7 @@ def test_stop_removes_the_trixie_source_and_pin_that_start_wrote_and_nothing_els
     result = run(host, "stop")
     assert result.returncode == 0, result.stderr
     assert files(apt) == ["preferences.d", "sources.list", "sources.list.d", "sources.list.d/debian.sources"]
-    assert result.stderr.startswith("engine: removed the Debian trixie apt source and pin that start added (")
+    assert result.stderr.startswith("engine: removed the Debian trixie apt source and pin that torchdev added (")
     assert "apt-get purge docker.io docker-buildx docker-compose" in result.stderr
 
 

@@ -3,8 +3,9 @@ its own modules may import each other, except the features, which must not (what
 below them). The smoke suite's interface (smoke/smoke_contract.py) is a leaf outside the layers: any module may import
 it, and it imports nothing but the standard library, since it also runs inside images that have no torchdev.
 
-What each layer may do is its `does` below; only the engine module talks to Docker, so everything above it can be
-tested against tests/helpers/fake_engine.py."""
+What each layer may do is its `does` below; only the engine module talks to Docker (and only the cosign module runs
+cosign: the I/O at the edge, like the engine), so everything above them can be tested against
+tests/helpers/fake_engine.py and a fake cosign."""
 import ast
 import sys
 from dataclasses import dataclass
@@ -25,21 +26,23 @@ class Layer:
 
 
 LAYERS = (
-    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci"),
-          "pure utilities and the engine boundary: the engine alone talks to Docker (oci re-compresses an image's "
-          "layers through it); the grammars of references, tags, Kubernetes names, requirements and URLs; what "
-          "option values mean; none "
-          "knows images.yaml"),
+    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci", "cosign"),
+          "pure utilities and the boundaries: the engine alone talks to Docker (oci re-compresses an image's "
+          "layers through it), cosign alone runs cosign; the grammars of references, tags, Kubernetes names, "
+          "requirements and URLs; what option values mean; none knows images.yaml"),
     Layer("configuration", ("yamlsource", "platforms", "matrix"),
           "reads images.yaml and its overlay into validated values that remember where each key was written"),
-    Layer("planning", ("tags", "plan", "profile", "records", "gpus", "project"),
+    Layer("planning", ("tags", "plan", "profile", "records", "gpus", "project", "sbom", "provenance", "trust",
+                       "admission"),
           "pure decisions from configuration and values handed in: plans, tags, the container profile, GPU "
-          "requests, the checkout's paths; records defines the files under reports/ and reads and writes them whole; "
-          "nothing here runs git, probes the host or calls the engine"),
-    Layer("probes", ("gitinfo", "checkout", "gpuprobe"),
-          "read the world a plan or a GPU request depends on (git, the checkout's files, the host's platform, the "
-          "engine's GPU routes) into values, and hand them to planning; they decide nothing themselves"),
-    Layer("features", ("build", "smoke", "push", "images", "bases", "lock", "doctor", "repro", "k8s"),
+          "requests, the checkout's paths, the SBOM, the provenance, what a signature means, the admission policy; "
+          "records defines the files under reports/ and reads and writes them whole; nothing here runs git or "
+          "cosign, probes the host or calls the engine"),
+    Layer("probes", ("gitinfo", "checkout", "gpuprobe", "images"),
+          "read the world a plan, a GPU request or an SBOM depends on (git, the checkout's files, the host's platform, "
+          "the engine's GPU routes, the images it holds and the manifest each carries) into values, and hand them to "
+          "planning; they decide nothing themselves"),
+    Layer("features", ("build", "smoke", "push", "bases", "lock", "doctor", "repro", "k8s", "signing"),
           "one job each, through the engine and the paths they are handed; they return results and print only "
           "progress, to the stream they are given; none imports another", peers=False),
     Layer("interface", ("context", "results"),
@@ -100,6 +103,15 @@ def test_a_module_imports_its_own_layer_only_where_the_layer_allows_it(module):
 def test_only_the_engine_module_imports_the_docker_sdk_or_requests(module):
     sdk = {"!docker", "!requests"} & imports(module)
     assert not sdk or module.stem == "engine", f"{module.stem} imports {sorted(sdk)}"
+
+
+@pytest.mark.parametrize("core", ["sbom", "provenance", "trust", "admission"])
+def test_the_signing_cores_are_pure_and_only_signing_runs_cosign(core):
+    """The SBOM, the provenance, what a signature means and the admission policy are computed, not run: cosign (like
+    Docker) is I/O at the edge, behind torchdev/cosign.py, which only the signing feature uses."""
+    assert not {"!subprocess", "engine", "cosign"} & imports(PACKAGE / f"{core}.py")
+    users = sorted(p.stem for p in MODULES if "cosign" in imports(p))
+    assert users in (["signing"], ["commands", "signing"])
 
 
 CONTRACT = PACKAGE.parent / "smoke" / "smoke_contract.py"

@@ -3,12 +3,12 @@ needs, a `docker` that has no base image, no mmdebstrap, and a fake `apt-get` th
 nothing. Like scripts/engine.sh, it installs only under CI=true or with --install-mmdebstrap; otherwise it names
 the package and the command and changes nothing. (Making the base for real is tests/integration's.)"""
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_apt import tool_folder
 
 SCRIPT = ROOT / "scripts" / "make-base.sh"
 TOOLS = ("bash", "uname", "id", "dirname", "mktemp", "rm", "cat")
@@ -16,16 +16,10 @@ TOOLS = ("bash", "uname", "id", "dirname", "mktemp", "rm", "cat")
 
 @pytest.fixture()
 def host(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in TOOLS:
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    (bin_dir / "docker").write_text("#!/bin/bash\nexit 1\n")  # no image of any platform
-    (bin_dir / "apt-get").write_text('#!/bin/bash\necho "apt-get $*" >>"$FAKE_APT_LOG"\n'
-                                     'case " $* " in *" install "*) exit 100 ;; esac\n')
-    for fake in ("docker", "apt-get"):
-        (bin_dir / fake).chmod(0o755)
-    return bin_dir, tmp_path / "apt.log"
+    fakes = {"docker": "#!/bin/bash\nexit 1\n",  # no image of any platform
+             "apt-get": '#!/bin/bash\necho "apt-get $*" >>"$FAKE_APT_LOG"\n'
+                        'case " $* " in *" install "*) exit 100 ;; esac\n'}
+    return tool_folder(tmp_path / "bin", TOOLS, fakes), tmp_path / "apt.log"
 
 
 def run(host, *args, **env):

@@ -3,6 +3,7 @@ overwritten, an identical re-push a no-op, only smoke-tested images, one line pe
 push that did not finish. tests/integration/test_push.py does the same against a real registry."""
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import pytest
@@ -17,7 +18,7 @@ from torchdev.errors import UsageError
 from torchdev.matrix import load_matrix
 from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import push_table
-from torchdev.push import PushStatus, destination, push_failure, push_image, write_report
+from torchdev.push import PushStatus, destination, push_failure, push_image, push_images, write_report
 from torchdev.records import read_gzip_digests, read_push_record, record_gzip_digest
 from torchdev.runner import execute
 
@@ -155,6 +156,29 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     report = read_push_record(stale)
     assert report.digest in report.references[0] and report.compression == "gzip"
     assert report.tags[0] == cpu.primary_reference.split(":", 1)[1]
+
+
+def test_each_pushed_image_is_handed_on_with_its_record_once_written_and_a_stale_signature_record_goes(plan, tmp_path):
+    """What `push --sign` hooks into: the image's push record, written already, for each image whose tags are all in
+    the registry (a refused one is not handed on); a signature record from an earlier push never outlives a push."""
+    engine, reports = FakeEngine(), tmp_path / "push"
+    built(engine, plan, tmp_path / "smoke")
+    stale = reports / f"{plan.name}.signature.json"
+    stale.parent.mkdir()
+    stale.write_text("{}")
+    handed: list = []
+
+    def then(pushed_plan, record):
+        handed.append((pushed_plan, record, read_push_record(reports / f"{plan.name}.json")))
+
+    refused = make_plans(make_variant("cu117"), settings=replace(TEST_SETTINGS, repository="torchdev"))[0]  # unbuilt
+    results = push_images(engine, [plan, refused], repository=REPOSITORY, compression="gzip", reports_dir=reports,
+                          smoke_dir=tmp_path / "smoke", force=False, out=io.StringIO(), then=then)
+    assert [r.status for r in results] == [PushStatus.PUSHED, PushStatus.REFUSED]
+    assert len(handed) == 1 and handed[0][0] is plan and handed[0][1] == handed[0][2]
+    assert handed[0][1].digest == results[0].digest and handed[0][1].tags == tuple(
+        r.split(":", 1)[1] for r in plan.references)
+    assert not stale.exists()
 
 
 @pytest.fixture()

@@ -9,8 +9,9 @@ import pytest
 from tests.helpers.context import make_context
 from torchdev import commands
 from torchdev.errors import TorchdevError
-from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, push_record_path, read_gzip_digests,
-                              read_push_record, record_gzip_digest, write_push_record)
+from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, SignatureRecord, push_record_path,
+                              read_gzip_digests, read_push_record, read_signature_record, read_signature_records,
+                              record_gzip_digest, signature_record_path, write_push_record, write_signature_record)
 
 DIGEST = "sha256:" + "1" * 64
 RECORD = PushRecord(image="cu118", tags=("2.0.1-cu118-py3.10", "cu118"), repository="registry.test:5000/ml/torchdev",
@@ -71,3 +72,23 @@ def test_broken_gzip_digests_say_to_delete_the_file(tmp_path, content, says):
         read_gzip_digests(tmp_path)
     assert str(caught.value).startswith(f"{tmp_path / GZIP_DIGESTS} is unreadable ({says}")
     assert f"delete it (`rm {tmp_path / GZIP_DIGESTS}`): the next `./dev push`" in str(caught.value)
+
+
+SIGNED = SignatureRecord(image="cu118", repository="registry.test:5000/ml/torchdev", digest=DIGEST,
+                         tags=("2.0.1-cu118-py3.10", "cu118"), key_fingerprint="sha256:" + "2" * 64,
+                         signed_at="2026-12-03T08:00:00Z", sbom_sha256="3" * 64, provenance_sha256="4" * 64)
+
+
+def test_a_signature_record_reads_back_as_written_beside_the_push_record_and_holds_no_key(tmp_path):
+    path = write_signature_record(tmp_path, SIGNED)
+    write_push_record(tmp_path, RECORD)
+    assert path == signature_record_path(tmp_path, "cu118") == tmp_path / "cu118.signature.json"
+    assert read_signature_record(path) == SIGNED and read_signature_records(tmp_path) == [SIGNED]
+    assert read_push_record(push_record_path(tmp_path, "cu118")) == RECORD, "the two files do not collide"
+    assert "PRIVATE" not in path.read_text() and "PUBLIC KEY" not in path.read_text()
+
+
+def test_a_signature_record_that_is_not_one_names_the_file_and_the_fix(tmp_path):
+    (tmp_path / "cu118.signature.json").write_text('{"image": "cu118"}')
+    with pytest.raises(RecordError, match=r"cu118.signature.json is unreadable \(it has no 'repository'\): delete it"):
+        read_signature_records(tmp_path)

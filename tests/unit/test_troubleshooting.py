@@ -25,7 +25,7 @@ def load_script():
 def test_the_committed_page_lists_every_error_line_as_the_code_declares_it():
     script = load_script()
     page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
-    assert script.page(page) == page, "docs/troubleshooting.md drifted: run python3 scripts/troubleshooting.py"
+    assert script.page(page) == page, "docs/troubleshooting.md drifted: run .venv/bin/python scripts/troubleshooting.py"
     assert "## NCCL: `Error while creating shared memory segment`" in page, "the hand-written sections stay"
 
 
