@@ -734,11 +734,11 @@ def parse_matrix(data: SourcedDict, *, sources: tuple[Path, ...]) -> Matrix:
 def overlay_path(*, matrix_path: Path, explicit: str | None, environ: Mapping[str, str] | None = None) -> Path | None:
     """The overlay to apply: --overlay, else $TORCHDEV_OVERLAY (in `environ`, by default this process's), else
     images.local.yaml when it exists."""
-    variable = (os.environ if environ is None else environ).get("TORCHDEV_OVERLAY")
+    variable = (os.environ if environ is None else environ).get("TORCHDEV_OVERLAY") or None  # empty: unset
     chosen = explicit if explicit is not None else variable
     if chosen is not None:
         if not chosen.strip():
-            raise EMPTY_OVERLAY(source="--overlay" if explicit is not None else "TORCHDEV_OVERLAY")
+            raise EMPTY_OVERLAY(source="--overlay")
         path = Path(chosen)
         if input_file(path, role="the overlay, from --overlay or TORCHDEV_OVERLAY") is None:
             raise NO_OVERLAY(path=path)
