@@ -144,7 +144,7 @@ def verify(c, reference, key, tlog=False):
 
 @task(help={"variant": "variant whose pushed image the job builds on, e.g. cu118",
             "image": "the job image by digest (NAME@sha256:...); without it, write its Dockerfile instead",
-            "nodes": "pods, one per node (default 2)",
+            "nodes": "pods, one per node (default 2; an Indexed Job runs at most 100000)",
             "gpus": "GPUs per node, one process each (default 1 for a CUDA variant, 0 for cpu)",
             "nproc": "processes per node without GPUs (default 1)",
             "name": "job name (default torchdev-VARIANT)", "shm_size": "/dev/shm per pod (default 2Gi)",
@@ -154,7 +154,7 @@ def verify(c, reference, key, tlog=False):
             "out": "folder to write into (default reports/k8s/NAME)", "overlay": OVERLAY_HELP,
             "policy_key": "cosign public key: also write a sigstore policy-controller ClusterImagePolicy requiring "
                           "it"})
-def k8s(c, variant, image=None, nodes=2, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
+def k8s(c, variant, image=None, nodes=None, gpus=None, nproc=None, name=None, shm_size="2Gi", train_args="--task mlp",
         out=None, overlay=None, cpu=None, memory=None, policy_key=None):
     """Kubernetes manifests for train/train.py: a Kubeflow PyTorchJob and an Indexed Job, the image by digest."""
     run(commands.k8s, variant=variant, image=image, nodes=nodes, gpus=gpus, nproc=nproc, name=name, shm_size=shm_size,

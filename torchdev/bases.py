@@ -11,10 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchdev.engine import ContainerEngine, EngineError, ImageInfo, ImageRef
-from torchdev.errors import TorchdevError
+from torchdev.errors import RUNTIME, Problem, TorchdevError
 from torchdev.files import write_atomically
 from torchdev.matrix import Variant
 from torchdev.yamlsource import Origin
+
+
+UNRESOLVABLE = Problem("cannot resolve {base} in its registry ({error})", "run `./dev pin` where that registry is "
+                       "reachable, or pin a mirror's copy", TorchdevError, RUNTIME)
+LINE_MOVED = Problem("{origin}: expected the base {old} on this line", "edit it by hand to {new}", TorchdevError,
+                     RUNTIME)
+UNPULLABLE = Problem("cannot pull {base} ({error})", "it may be gone upstream; point the overlay at a mirror that "
+                     "still has it", TorchdevError, RUNTIME)
+MIRROR_PUSH_FAILED = Problem("pushing {target} failed: {error}", "check the registry's address and your login "
+                             "(`docker login`)", TorchdevError, RUNTIME)
 
 
 class PinOutcome(enum.Enum):
@@ -45,8 +55,7 @@ def resolve_digest(engine: ContainerEngine, base: str) -> str:
     try:
         return engine.registry_digest(base)
     except EngineError as error:
-        raise TorchdevError(f"cannot resolve {base} in its registry ({error}): run `./dev pin` where that "
-                            "registry is reachable, or pin a mirror's copy") from None
+        raise UNRESOLVABLE(base=base, error=error) from None
 
 
 def rewrite_base_line(*, origin: Origin, old: str, new: str) -> None:
@@ -55,7 +64,7 @@ def rewrite_base_line(*, origin: Origin, old: str, new: str) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     line = lines[origin.line - 1]
     if old not in line:
-        raise TorchdevError(f"{origin}: expected the base {old} on this line; edit it by hand to {new}")
+        raise LINE_MOVED(origin=origin, old=old, new=new)
     lines[origin.line - 1] = line.replace(old, new, 1)
     write_atomically(path, "".join(lines))
 
@@ -80,8 +89,7 @@ def local_base(engine: ContainerEngine, base: str) -> ImageInfo:
     try:
         return engine.pull(base)
     except EngineError as error:
-        raise TorchdevError(f"cannot pull {base} ({error}): it may be gone upstream; point the overlay at a mirror "
-                            "that still has it") from None
+        raise UNPULLABLE(base=base, error=error) from None
 
 
 def mirror_reference(base: str, registry: str) -> str:
@@ -98,10 +106,15 @@ def push_base(engine: ContainerEngine, *, base: str, registry: str) -> str:
     try:
         engine.push(target)
     except EngineError as error:
-        raise TorchdevError(f"pushing {target} failed: {error}") from None
+        raise MIRROR_PUSH_FAILED(target=target, error=error) from None
     finally:
         engine.untag(target)
     return pinned_reference(target, resolve_digest(engine, target))
+
+
+def archive_path(folder: Path, base: str) -> Path:
+    """Where `./dev save-bases --to-archive FOLDER` writes one base: named after it, without its digest."""
+    return folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ImageRef.parse(base).without_digest())) + ".tar")
 
 
 def save_archives(engine: ContainerEngine, *, bases: list[str], folder: Path) -> list[Path]:
@@ -109,7 +122,7 @@ def save_archives(engine: ContainerEngine, *, bases: list[str], folder: Path) ->
     written = []
     for base in bases:
         image, name = local_base(engine, base), str(ImageRef.parse(base).without_digest())
-        archive = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".tar")
+        archive = archive_path(folder, base)
         write_atomically(archive, engine.save(name if name in image.tags else image.id, named=name in image.tags))
         written.append(archive)
     return written

@@ -7,7 +7,7 @@ immutable tag (one whose template has {inputs}) is never moved to other content 
 from __future__ import annotations
 
 import enum
-import json
+import os
 import re
 import shutil
 import sys
@@ -18,11 +18,29 @@ from pathlib import Path
 from typing import TextIO
 
 from torchdev.engine import ContainerEngine, EngineError, ImageSizes, require_buildx
-from torchdev.errors import TorchdevError
+from torchdev.errors import RUNTIME, Problem, TorchdevError
 from torchdev.files import write_atomically
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
 from torchdev.project import MANIFEST_IN_IMAGE
+from torchdev.records import RecordError, read_build_metadata
+
+REBUILD = ("build again; if it happens again, buildx wrote a metadata file torchdev does not know (`docker buildx "
+           "version` says which buildx)")
+
+
+def buildx_metadata(path: Path) -> dict[str, str]:
+    """What buildx's metadata file says of the image it made; one line with the fix when it is no such file."""
+    try:
+        return read_build_metadata(path)
+    except RecordError as error:
+        raise RecordError(path, f"buildx's metadata: {error.problem}", fix=REBUILD) from None
+NO_DIGEST_HELD = Problem("buildx reported success but the engine holds none of its digests ({metadata})",
+                         "build again; `docker buildx ls` should show the default builder on the engine's own driver",
+                         TorchdevError, RUNTIME)
+TAG_REFUSED = Problem("the engine refused to tag {image} as {reference}: {error}; no tag was moved",
+                      "see the engine's reason; `docker image ls` shows the tags as they were", TorchdevError,
+                      RUNTIME)
 
 
 class BuildStatus(enum.Enum):
@@ -88,8 +106,7 @@ def apply_tags(engine: ContainerEngine, *, image_id: str, references: tuple[str,
     except BaseException as error:
         _restore_tags(engine, moved=moved, previous=previous)
         if isinstance(error, EngineError):
-            raise TorchdevError(f"the engine refused to tag {image_id[:19]} as {reference}: {error}; "
-                                "no tag was moved") from None
+            raise TAG_REFUSED(image=image_id[:19], reference=reference, error=error) from None
         raise
 
 
@@ -123,18 +140,21 @@ def digest_mismatch(plan: BuildPlan, image_id: str) -> str:
 
 def archive_digest(metadata_file: Path) -> str:
     """The manifest digest of the image a build wrote to an OCI archive, from buildx's metadata."""
-    return json.loads(metadata_file.read_text())["containerimage.digest"]
+    digest = buildx_metadata(metadata_file).get("containerimage.digest")
+    if not digest:
+        raise RecordError(metadata_file, "it names no containerimage.digest", fix=REBUILD)
+    return digest
 
 
 def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
     """The built image's ID from buildx's metadata: the manifest digest on the containerd image store,
     the config digest on the classic store; whichever the engine knows."""
-    metadata = json.loads(metadata_file.read_text())
+    metadata = buildx_metadata(metadata_file)
     for key in ("containerimage.digest", "containerimage.config.digest"):
         digest = metadata.get(key)
         if digest and engine.image_id(digest):
             return digest
-    raise TorchdevError(f"buildx reported success but the engine holds none of its digests ({metadata_file})")
+    raise NO_DIGEST_HELD(metadata=metadata_file)
 
 
 def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
@@ -171,7 +191,7 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
             archive = Path(scratch) / "image.oci.tar" if reproducible else None
             status, lines, metadata_file = run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
                                                       no_cache=no_cache, oci_archive=archive, out=out)
-            if status != 0 or not metadata_file.is_file():
+            if status != 0 or not os.path.lexists(metadata_file):
                 return failed(failure_cause(lines))
             if archive:
                 engine.load(archive)

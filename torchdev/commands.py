@@ -20,13 +20,15 @@ from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lo
 from torchdev.checkout import read_plan_inputs, read_plans
 from torchdev.context import Context
 from torchdev.engine import ContainerEngine, ImageRef, require_buildx
-from torchdev.errors import TorchdevError, UsageError
-from torchdev.files import write_atomically
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+from torchdev.files import check_output_folder, check_outputs, write_atomically
+from torchdev.grammar import reference_problem, repository_problem
 from torchdev.gpuprobe import find_access
 from torchdev.gpus import GPUS_AUTO, check_option, parse_option, request_for
 from torchdev.images import built_images, image_manifest
 from torchdev.matrix import Flavour, Matrix, Variant, load_matrix
 from torchdev.plan import BuildPlan
+from torchdev.options import CONTRADICTION, count, not_empty, one_name
 from torchdev.platforms import parse_list
 from torchdev.profile import memlock_limit
 from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
@@ -34,6 +36,22 @@ from torchdev.records import PushRecord
 from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
                               ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
                               PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
+
+
+NO_DESTINATION = Problem("say where the bases go", "--to-registry HOST[:PORT]/PREFIX or --to-archive FOLDER",
+                         UsageError, USAGE)
+NOT_PINNED = Problem("the base of {variants} is not pinned by digest", "run `./dev pin` first", TorchdevError, RUNTIME)
+BAD_COMPRESSION = Problem("--compression {value}: not a layer compression", "use one of {known}", UsageError, USAGE)
+GPUS_FOR_CPU = Problem("--gpus {gpus}: {variant} is a CPU variant", "use a CUDA variant, or --nproc for CPU processes",
+                       UsageError, USAGE)
+REPRO_BUILD_FAILED = Problem("build {number} of {variant} failed: {cause}", "see its log, {log}", TorchdevError,
+                             RUNTIME)
+NOT_A_PUSHED_IMAGE = Problem("{reference}: not a pushed image",
+                             "name a pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...", UsageError, USAGE)
+ONE_THING = Problem("--manifest, --sbom and --provenance each show one thing", "name one of them", UsageError, USAGE)
+OUT_WITHOUT_ATTESTATION = Problem("--out writes the SBOM or the provenance",
+                                  "use it with --sbom VARIANT or --provenance VARIANT", UsageError, USAGE)
+BAD_IMAGE_NAME = Problem("{option} {value}: not {what}", "{fix}", UsageError, USAGE)
 
 
 def _load(ctx: Context, overlay: str | None) -> Matrix:
@@ -91,23 +109,32 @@ def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
 def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None, flavour: str | None = None,
                 sbom: str | None = None, provenance: str | None = None,
                 out: str | None = None) -> ImageList | ImageManifest | Attestation:
-    if sum(map(bool, (manifest, sbom, provenance))) > 1:
-        raise UsageError("--manifest, --sbom and --provenance each show one thing: name one of them")
-    if out and not (sbom or provenance):
-        raise UsageError("--out writes the SBOM or the provenance: use it with --sbom VARIANT or --provenance VARIANT")
+    manifest, sbom = not_empty("--manifest", manifest), not_empty("--sbom", sbom)
+    provenance, out = not_empty("--provenance", provenance), not_empty("--out", out)
+    if sum(value is not None for value in (manifest, sbom, provenance)) > 1:
+        raise ONE_THING()
+    if out is not None and sbom is None and provenance is None:
+        raise OUT_WITHOUT_ATTESTATION()
+    if flavour is not None and manifest is None and sbom is None and provenance is None:
+        raise CONTRADICTION(first="--flavour", second="a list of every image", fix="add --manifest VARIANT (or "
+                            "--sbom, --provenance) to see one flavour's, or leave --flavour out")
     matrix = _load(ctx, overlay)
+    chosen = matrix.variant(one_name("--manifest", manifest)) if manifest is not None else None
     engine = ctx.engine()
     attested = sbom or provenance
     if attested:
-        plan = _plans(ctx, matrix, [matrix.variant(attested)],
+        plan = _plans(ctx, matrix, [matrix.variant(one_name("--sbom" if sbom else "--provenance", attested))],
                       select_flavours(matrix, flavour=flavour, every=False)[:1])[0]
+        if out is not None:
+            check_outputs([Path(out)])
         return _attestation(ctx, engine, plan, kind="sbom" if sbom else "provenance", out=out, matrix=matrix)
-    if manifest:
+    if chosen:
         flavours = select_flavours(matrix, flavour=flavour, every=False)
-        plan = _plans(ctx, matrix, [matrix.variant(manifest)], flavours[:1])[0]
+        plan = _plans(ctx, matrix, [chosen], flavours[:1])[0]
         if engine.image_id(plan.primary_reference) is None:
-            raise TorchdevError(smoke.missing_image(plan))
-        return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference))
+            raise smoke.NOT_BUILT(**smoke.missing_image_fields(plan))
+        return ImageManifest(plan.primary_reference, image_manifest(engine, plan.primary_reference,
+                                                                    variant=chosen.name))
     return ImageList(matrix.image.repository, tuple(built_images(engine, repository=matrix.image.repository)))
 
 
@@ -132,6 +159,8 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
               platform: str | None = None, checks: str | None = None) -> SmokeReport:
     """Run the smoke suite in each selected image (building the missing ones first with --build); it fails when any
     check fails or an image is missing."""
+    reports_dir = Path(not_empty("--reports", reports)) if reports is not None else ctx.paths.reports.smoke
+    check_output_folder(reports_dir)
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     gpu_count = parse_option(gpus)
@@ -139,8 +168,8 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(ctx.environ)
     plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    check_outputs(smoke.report_paths(plans, reports_dir))
     engine = ctx.engine()
-    reports_dir = Path(reports) if reports else ctx.paths.reports.smoke
     images = smoke.image_ids(engine, plans)
     not_built: dict[str, str] = {}
     missing = [plan for plan in plans if images[plan.name] is None]
@@ -163,6 +192,7 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
 def up(ctx: Context, *, variant: str, overlay: str | None) -> Exited:
     """The main job: build one image (a no-op when it is current), then train in it through compose."""
     matrix = _load(ctx, overlay)
+    variant = one_name("--variant", variant)
     plans = _plans(ctx, matrix, [matrix.variant(variant)])
     locks.require_fitting_locks(matrix, plans)
     engine = ctx.engine()
@@ -179,7 +209,11 @@ def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exite
     """`./dev base`: the local Debian base, made by scripts/make-base.sh only when the image lacks a platform asked
     for. The engine's own probe (Engine.image_platforms) tells; the script then makes every platform asked for, as
     one multi-platform image under the name."""
-    wanted = tuple(map(str, parse_list(platform) if platform else (ctx.native_platform,)))
+    problem = reference_problem(name)
+    if problem:
+        raise BAD_IMAGE_NAME(option="--name", value=name, what=problem, fix="name the image, e.g. "
+                             "torchdev-base:bookworm")
+    wanted = tuple(map(str, parse_list(platform) if platform is not None else (ctx.native_platform,)))
     if ctx.engine().image_platforms(name, wanted) == wanted:
         return BaseExists(name, wanted)
     script = ctx.paths.scripts / "make-base.sh"
@@ -190,6 +224,7 @@ def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproRep
     """Build twice with no layer cache into OCI archives; reproducible only when both digests are equal (and equal
     to the one images.yaml records, if it records one)."""
     matrix = _load(ctx, overlay)
+    variant = one_name("--variant", variant)
     plan = _plans(ctx, matrix, [matrix.variant(variant)])[0]
     engine = ctx.engine()
     require_buildx()
@@ -204,8 +239,8 @@ def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproRep
             status, lines, metadata = builds.run_buildx(engine, plan, scratch=build_dir, log_path=log_path,
                                                         no_cache=True, oci_archive=archives[-1], out=ctx.out)
             if status != 0:
-                raise TorchdevError(f"build {number} of {variant} failed: {builds.failure_cause(lines)} "
-                                    f"(log: {log_path})")
+                raise REPRO_BUILD_FAILED(number=number, variant=variant, cause=builds.failure_cause(lines),
+                                         log=log_path)
             digests.append(builds.archive_digest(metadata))
         differences = repro.describe_differences(archives[0], archives[1]) if digests[0] != digests[1] else ""
     return ReproReport(variant, (digests[0], digests[1]), differences, plan.variant.digest)
@@ -223,17 +258,27 @@ def pin(ctx: Context, *, variant: str | None, every: bool, overlay: str | None) 
 def save_bases(ctx: Context, *, variant: str | None, every: bool, overlay: str | None, to_registry: str | None,
                to_archive: str | None) -> SavedArchives | MirroredBases:
     """Copy the selected variants' pinned bases to a registry or into archives the user controls."""
-    if bool(to_registry) == bool(to_archive):
-        raise UsageError("say where the bases go: --to-registry HOST[:PORT]/PREFIX or --to-archive FOLDER")
+    to_registry, to_archive = not_empty("--to-registry", to_registry), not_empty("--to-archive", to_archive)
+    if to_registry is not None and to_archive is not None:
+        raise CONTRADICTION(first="--to-registry", second="--to-archive", fix="give one of them")
+    if to_registry is None and to_archive is None:
+        raise NO_DESTINATION()
+    problem = repository_problem(to_registry.rstrip("/")) if to_registry is not None else ""
+    if problem:
+        raise BAD_IMAGE_NAME(option="--to-registry", value=to_registry, what=problem,
+                             fix="write HOST[:PORT]/PREFIX, e.g. registry.corp:5000/mirror")
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     unpinned = [v.name for v in chosen if not bases.is_pinned(v.base)]
     if unpinned:
-        raise TorchdevError(f"the base of {', '.join(unpinned)} is not pinned by digest: run `./dev pin` first")
-    engine = ctx.engine()
-    if to_archive:
+        raise NOT_PINNED(variants=", ".join(unpinned))
+    if to_archive is not None:
+        folder = Path(to_archive)
+        check_outputs(bases.archive_path(folder, base) for base in sorted({v.base for v in chosen}))
+        engine = ctx.engine()
         return SavedArchives(tuple(bases.save_archives(engine, bases=sorted({v.base for v in chosen}),
-                                                       folder=Path(to_archive))))
+                                                       folder=folder)))
+    engine = ctx.engine()
     return MirroredBases(tuple((v.name, v.base, bases.push_base(engine, base=v.base, registry=to_registry))
                                for v in chosen))
 
@@ -245,9 +290,9 @@ def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None,
     digest, and reports/push/<image>.json once all its tags are in the registry. With --sign, each image is signed
     as soon as its tags are all in the registry, with the key opened before anything is pushed."""
     if compression not in pushes.COMPRESSIONS:
-        raise UsageError(f"--compression {compression}: use one of {', '.join(pushes.COMPRESSIONS)}")
+        raise BAD_COMPRESSION(value=compression, known=", ".join(pushes.COMPRESSIONS))
     matrix = _load(ctx, overlay)
-    repository = pushes.destination(to or matrix.image.repository)
+    repository = pushes.destination(not_empty("--to", to) or matrix.image.repository)
     plans = _plans(ctx, matrix, select_variants(matrix, variant=variant, every=every),
                    select_flavours(matrix, flavour=flavour, every=True))
     engine = ctx.engine()
@@ -280,39 +325,47 @@ def verify(ctx: Context, *, reference: str, key: str, tlog: bool = False) -> Ver
     from torchdev import signing
     from torchdev.cosign import Cosign
 
+    if reference_problem(reference):
+        raise NOT_A_PUSHED_IMAGE(reference=reference)
     ref = ImageRef.parse(reference)
     if "/" not in ref.repository or not (ref.tag or ref.digest):
-        raise UsageError(f"{reference}: name a pushed image, REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:...")
+        raise NOT_A_PUSHED_IMAGE(reference=reference)
     cosign = Cosign.find(tlog=tlog)
     flags = trust.registry_flags(ref.repository.split("/")[0], engine_info=signing.engine_info_or_none(ctx.connect))
     verified = signing.verify(cosign, reference, key=key, reports_dir=ctx.paths.reports.push, flags=flags)
     return Verification(tuple(signing.report(verified, key=key, tlog=tlog)))
 
 
-def k8s(ctx: Context, *, variant: str, image: str | None, nodes: int, gpus: str | int | None,
+def k8s(ctx: Context, *, variant: str, image: str | None, nodes: str | int | None, gpus: str | int | None,
         nproc: str | int | None, name: str | None, shm_size: str, train_args: str, out: str | None,
         overlay: str | None, cpu: str | None = None, memory: str | None = None,
         policy_key: str | None = None) -> JobDockerfile | JobManifests:
     """Without --image: the job image's Dockerfile, FROM the pushed torchdev image by digest. With --image: the
     PyTorchJob and the Indexed Job for that image. With --policy-key, either way: the ClusterImagePolicy beside
     them, made before anything is written."""
-    gpus, nproc = _count("--gpus", gpus), _count("--nproc", nproc)
-    chosen = _load(ctx, overlay).variant(variant)
-    name = name or f"torchdev-{chosen.name}"
-    folder = Path(out) if out else ctx.paths.reports.k8s / name
+    nodes = count("--nodes", nodes, minimum=1, maximum=kube.NODES_MAX, why="an Indexed Job runs 1 to 100000 pods")
+    gpus = count("--gpus", gpus, minimum=0, maximum=kube.PER_NODE_MAX, why="GPUs per node")
+    nproc = count("--nproc", nproc, minimum=1, maximum=kube.PER_NODE_MAX, why="processes per node")
+    chosen = _load(ctx, overlay).variant(one_name("--variant", variant))
+    name = not_empty("--name", name) or f"torchdev-{chosen.name}"
+    folder = Path(not_empty("--out", out)) if out is not None else ctx.paths.reports.k8s / name
+    policy_key = not_empty("--policy-key", policy_key)
     policy = kube.cluster_image_policy(ctx.paths.reports.push, name=name, variant=chosen.name, image=image,
                                        key=kube.policy_key(policy_key)) if policy_key else None
+    if policy is not None:
+        check_outputs([folder / "clusterimagepolicy.yaml"])
     if not image:
+        check_outputs([folder / "Dockerfile"])
         base = kube.pushed_reference(ctx.paths.reports.push, chosen.name)
         write_atomically(folder / "Dockerfile", kube.job_dockerfile(base))
         return JobDockerfile(folder / "Dockerfile", base, chosen.name, _write_policy(folder, policy))
     if gpus and not chosen.cuda:
-        raise UsageError(f"--gpus {gpus}: {chosen.name} is a CPU variant; use a CUDA variant, or --nproc for CPU "
-                         "processes")
-    job = kube.train_job(name=name, image=image, nodes=nodes, gpus_per_node=1 if gpus is None and chosen.cuda
-                         else gpus or 0, nproc_per_node=nproc, shm_size=shm_size, train_args=train_args, cpu=cpu,
-                         memory=memory)
+        raise GPUS_FOR_CPU(gpus=gpus, variant=chosen.name)
+    job = kube.train_job(name=name, image=image, nodes=2 if nodes is None else nodes,
+                         gpus_per_node=1 if gpus is None and chosen.cuda else gpus or 0, nproc_per_node=nproc,
+                         shm_size=shm_size, train_args=train_args, cpu=cpu, memory=memory)
     manifests = kube.manifests(job, variant=chosen.name)
+    check_outputs(folder / file_name for file_name in manifests)
     for file_name, text in manifests.items():
         write_atomically(folder / file_name, text)
     return JobManifests(folder, tuple(manifests), _write_policy(folder, policy))
@@ -324,10 +377,3 @@ def _write_policy(folder: Path, policy: str | None) -> Path | None:
         return None
     write_atomically(folder / "clusterimagepolicy.yaml", policy)
     return folder / "clusterimagepolicy.yaml"
-
-
-def _count(flag: str, value: str | int | None) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except ValueError:
-        raise UsageError(f"{flag} {value}: a whole number") from None

@@ -16,11 +16,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchdev.errors import TorchdevError
+from torchdev.errors import RUNTIME, Problem, TorchdevError
 
 COSIGN_FIX = ("install cosign: `sudo scripts/cosign.sh install` (Debian's cosign 2.5 from trixie), or sigstore's "
               "own packages (docs.sigstore.dev/cosign/system_config/installation)")
 TIMEOUT_S = 300
+NO_COSIGN = Problem("cosign is not on PATH", COSIGN_FIX, TorchdevError, RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Cosign:
     def find(cls, *, tlog: bool = False) -> Cosign:
         binary = shutil.which("cosign")
         if binary is None:
-            raise TorchdevError(f"cosign is not on PATH: {COSIGN_FIX}")
+            raise NO_COSIGN()
         return cls(binary, tlog=tlog)
 
     def _run(self, *args: str) -> CosignResult:

@@ -5,7 +5,6 @@ report "skip", and the others still say what they can. Warnings do not fail the 
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -19,7 +18,9 @@ from torchdev.engine import (BUILDX_FIX, CLI_FIX, ENGINE_FIX, CommandResult, Con
                              EngineError, EngineUnreachable, RunResult, RunStatus, cli_plugin, probe)
 from torchdev.errors import UsageError
 from torchdev.gpuprobe import find_access
+from torchdev.records import RecordError, parse_json
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
+from torchdev.records import RecordError, parse_json
 from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, kernel_support, version_tuple
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX, BuildPlan
@@ -343,9 +344,13 @@ def _variant_checks(engine: ContainerEngine | None, matrix: Matrix, plans: list[
 def _architectures(engine: ContainerEngine, reference: str) -> list[str] | None:
     """torch's CUDA architectures as the image's manifest records them (None for images built before it did)."""
     try:
-        return json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE)).get("torch_cuda_architectures")
-    except (EngineError, ValueError):
+        text = engine.output(reference, "cat", MANIFEST_IN_IMAGE)
+        found = parse_json(f"{reference}:{MANIFEST_IN_IMAGE}", text)
+    except (EngineError, RecordError):
         return None
+    architectures = found.get("torch_cuda_architectures") if isinstance(found, dict) else None
+    return architectures if isinstance(architectures, list) and all(isinstance(a, str) for a in architectures) \
+        else None
 
 
 def _connect(connect: Callable[[float], ContainerEngine], *,

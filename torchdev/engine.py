@@ -26,7 +26,7 @@ from docker.types import DeviceRequest, Ulimit
 from docker.utils import parse_repository_tag
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
-from torchdev.errors import TorchdevError
+from torchdev.errors import RUNTIME, Problem, TorchdevError
 
 ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`; macOS/Windows: start Docker Desktop) or point "
               "DOCKER_HOST at a running engine; no engine installed: docs.docker.com/engine/install")
@@ -34,6 +34,12 @@ BUILDX_FIX = ("install the buildx plugin: docker-buildx-plugin from Docker's rep
               "Debian/Ubuntu, or Docker Desktop")
 CLI_FIX = "install the Docker CLI (docs.docker.com/engine/install) or Docker Desktop"
 REMOVE_TIMEOUT = 60
+NO_DOCKER_CLI = Problem("the docker command is not on PATH", CLI_FIX, TorchdevError, RUNTIME)
+NO_BUILDX = Problem("docker buildx is missing", BUILDX_FIX, TorchdevError, RUNTIME)
+NO_ENGINE = Problem("no Docker engine answers ({cause})", ENGINE_FIX, TorchdevError, RUNTIME)
+ENGINE_REFUSED = Problem("{explanation}", "", TorchdevError, RUNTIME)
+"""The engine's own explanation of a refusal (EngineError): most commands turn it into their own line with a fix
+(push, pin, save-bases); where one reaches the user as it is, it is the engine's words."""
 
 
 class EngineError(TorchdevError):
@@ -44,7 +50,7 @@ class EngineUnreachable(TorchdevError):
     """No engine answers; `cause` is the SDK's reason (no socket, permission denied, refused)."""
 
     def __init__(self, cause: str) -> None:
-        super().__init__(f"no Docker engine answers ({cause.split(':')[0]}): {ENGINE_FIX}")
+        super().__init__(NO_ENGINE.line(cause=cause.split(':')[0]))
         self.cause = cause
 
 
@@ -260,9 +266,9 @@ def require_buildx() -> None:
     """Builds need BuildKit through the buildx plugin; say how to get it before a build starts."""
     answer = cli_plugin("buildx")
     if answer is None:
-        raise TorchdevError(f"the docker command is not on PATH: {CLI_FIX}")
+        raise NO_DOCKER_CLI()
     if answer.status != 0:
-        raise TorchdevError(f"docker buildx is missing: {BUILDX_FIX}")
+        raise NO_BUILDX()
 
 
 class ContainerEngine(Protocol):

@@ -7,7 +7,10 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from torchdev.errors import ConfigError
+from torchdev.errors import CONFIGURATION, ConfigError, Problem
+
+BAD_EPOCH = Problem("SOURCE_DATE_EPOCH={epoch} is not a number of seconds since 1970", "fix or unset it", ConfigError,
+                    CONFIGURATION)
 from torchdev.plan import Provenance
 from torchdev.tags import BuildStamp
 
@@ -33,7 +36,7 @@ def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[s
         short += "-dirty"
     epoch = environ.get("SOURCE_DATE_EPOCH") or _git(root, "log", "-1", "--format=%ct", "--", *inputs) or "0"
     if not epoch.isdigit():
-        raise ConfigError(f"SOURCE_DATE_EPOCH={epoch} is not a number of seconds since 1970: fix or unset it")
+        raise BAD_EPOCH(epoch=epoch)
     now = today or datetime.now(tz=timezone.utc)
     source = re.sub(r"//[^/@]+@", "//", _git(root, "remote", "get-url", "origin")) or "local"  # no credentials
     return Provenance(stamp=BuildStamp(day=now.date(), git_sha=short), revision=revision,

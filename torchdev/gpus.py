@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from smoke.smoke_contract import GPUS_AUTO, GpusError, KernelSupport, format_gpus, parse_gpus
 from smoke.smoke_contract import kernel_support as support_on  # gpus.kernel_support takes "9.0", as the doctor has it
 from torchdev.engine import GpuDevices, RunResult, RunStatus
-from torchdev.errors import UsageError
+from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.matrix import Variant
 
 CDI_KIND = "nvidia.com/gpu"
+BAD_GPUS = Problem("--gpus must be auto, all, none or a count, not '{value}'", "write one of them", UsageError, USAGE)
+GPUS_FOR_CPU = Problem("--gpus {gpus} asks GPUs for {variants}, which has no CUDA", "use --gpus auto (GPUs only where "
+                       "CUDA is) or --gpus none, or choose CUDA variants", UsageError, USAGE)
 NO_DRIVER = re.compile(r'could not select device driver "[^"]*" with capabilities: \[\[gpu\]\]')
 TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then either `sudo nvidia-ctk runtime configure --runtime=docker` "
                "and restart Docker, or `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml` with CDI enabled "
@@ -108,15 +111,14 @@ def parse_option(value: str) -> int | None:
     try:
         return parse_gpus(value)
     except GpusError as error:
-        raise UsageError(str(error)) from None
+        raise BAD_GPUS(value=value) from None
 
 
 def check_option(count: int | None, variants: list[Variant]) -> None:
     """GPUs asked for by name or count (parse_option's) go to CUDA variants only: a CPU build cannot use them."""
     cpu = [variant.name for variant in variants if variant.cuda is None]
     if count and cpu:
-        raise UsageError(f"--gpus {format_gpus(count)} asks GPUs for {', '.join(cpu)}, which has no CUDA: use --gpus "
-                         "auto (GPUs only where CUDA is) or --gpus none, or choose CUDA variants")
+        raise GPUS_FOR_CPU(gpus=format_gpus(count), variants=", ".join(cpu))
 
 
 def request_for(variant: Variant, count: int | None, access: GpuAccess) -> GpuRequest:

@@ -1,12 +1,12 @@
 """What is built: torchdev images found in the engine by their labels."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from torchdev.engine import ContainerEngine, ImageRef, ImageSizes
+from torchdev.engine import ContainerEngine, EngineError, ImageRef, ImageSizes
 from torchdev.plan import LABEL_PREFIX
 from torchdev.project import MANIFEST_IN_IMAGE
+from torchdev.records import RecordError, parse_image_manifest
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,14 @@ def built_images(engine: ContainerEngine, *, repository: str) -> list[BuiltImage
     return sorted(found, key=lambda built: (built.variant, built.flavour != "runtime", built.created))
 
 
-def image_manifest(engine: ContainerEngine, reference: str) -> dict:
+def image_manifest(engine: ContainerEngine, reference: str, *, variant: str = "VARIANT") -> dict:
     """The manifest the image carries (docker/write_manifest.py wrote it): base, lock, Python and Debian packages."""
-    return json.loads(engine.output(reference, "cat", MANIFEST_IN_IMAGE))
+    source = f"{reference}:{MANIFEST_IN_IMAGE}"
+    try:
+        return parse_image_manifest(source, engine.output(reference, "cat", MANIFEST_IN_IMAGE)).document
+    except EngineError as error:
+        raise RecordError(source, f"the image has none: {str(error).strip()[-160:]}",
+                          fix=f"rebuild the image (`./dev build --variant {variant}`)") from None
+    except RecordError as error:
+        raise RecordError(source, error.problem, fix=f"rebuild the image (`./dev build --variant {variant}`): "
+                          "torchdev images built before it wrote a manifest carry none") from None

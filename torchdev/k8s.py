@@ -24,7 +24,9 @@ Rendering is pure: a TrainJob in, plain dicts out; commands.k8s writes them as Y
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 import shlex
 from dataclasses import dataclass, replace
@@ -35,7 +37,10 @@ import yaml
 
 from torchdev import admission, trust
 from torchdev.engine import ImageRef
-from torchdev.errors import TorchdevError, UsageError
+from torchdev.errors import STATE, USAGE, Problem, TorchdevError, UsageError
+from torchdev.files import input_text
+from torchdev.grammar import dns_label_problem, reference_problem
+from torchdev.options import words
 from torchdev.profile import (GIB, KUBERNETES, ContainerProfile, SharedMemory, kubernetes_container, kubernetes_pod,
                               kubernetes_quantity, kubernetes_security_context)
 from torchdev.records import RecordError, push_record_path, read_push_record
@@ -59,7 +64,33 @@ QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 CPU_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
 UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
          "Ti": 1 << 40}
+OBJECT_MAX = 1_000_000
+"""Bytes one rendered object may take: etcd refuses a request over 1.5 MiB (its default), and an object is stored with
+more than its YAML; clusters with a smaller limit exist, none with a larger default."""
+NODES_MAX = 100_000
+"""An Indexed Job's completions and parallelism may be at most 100000."""
+PER_NODE_MAX = 1024
+"""Processes or GPUs per node: more than any node has; beyond it a typo, not a job."""
 DEFAULT_SHM = kubernetes_quantity(KUBERNETES.shm.size)
+
+BAD_NAME = Problem("--name {name}: not {what}", "use lower-case letters, digits and '-', starting with a letter, at "
+                   "most {limit} characters (it names pods, Services and hostnames)", UsageError, USAGE)
+NOT_BY_DIGEST = Problem("--image {image}: not {what}", "name the job image by digest, NAME@sha256:<64 hex> (`docker "
+                        "push` prints it), so every node runs the same bytes", UsageError, USAGE)
+TOO_FEW = Problem("--{option} {value}: at least {minimum}", "give {minimum} or more", UsageError, USAGE)
+NPROC_WITH_GPUS = Problem("--nproc {nproc} with --gpus {gpus}: each process trains on its own GPU (cuda:LOCAL_RANK)",
+                          "leave --nproc out", UsageError, USAGE)
+BAD_QUANTITY = Problem("--{option} {value}: {what} must be a Kubernetes quantity", "write one such as {example}",
+                       UsageError, USAGE)
+TOO_LARGE_OBJECT = Problem("the {kind} for {file} would take {size} bytes, more than the {limit} a Kubernetes API "
+                           "server takes", "shorten --train-args, or use fewer --nodes", UsageError, USAGE)
+NO_KEY_FILE = Problem("{option} {path}: no such public key file", "name cosign.pub (`cosign generate-key-pair` "
+                      "writes it)", UsageError, USAGE)
+NOT_PUSHED = Problem("no pushed {image} image recorded ({path})", "run `./dev push --variant {image}` first; the job "
+                     "image is built FROM it", TorchdevError, STATE)
+PUSH_RECORD_BAD = Problem("{error}", "run `./dev push --variant {image}` to write it again", TorchdevError, STATE)
+NO_DIGEST_RECORDED = Problem("{path} names no image by digest", "run `./dev push --variant {image}` again",
+                             TorchdevError, STATE)
 MEMORY_PER_PROCESS = 4 * GIB
 """The default memory request is this per training process plus the /dev/shm emptyDir (memory the pod is charged
 for as it fills): a model, its optimizer state and a DataLoader's batches on the host side of a GPU, or on CPU."""
@@ -121,31 +152,30 @@ def train_job(*, name: str, image: str, nodes: int, gpus_per_node: int, nproc_pe
               shm_size: str = DEFAULT_SHM, train_args: str = "--task mlp", cpu: str | None = None,
               memory: str | None = None) -> TrainJob:
     """A TrainJob from command-line values, or a UsageError naming the value to change."""
-    if not DNS_1035.match(name) or len(name) > NAME_MAX:
-        raise UsageError(f"--name {name}: use lower-case letters, digits and '-', starting with a letter, at most "
-                         f"{NAME_MAX} characters (it names pods, Services and hostnames)")
-    if not DIGEST.match(image):
-        raise UsageError(f"--image {image}: name the job image by digest, NAME@sha256:<64 hex> (`docker push` "
-                         "prints it), so every node runs the same bytes")
+    problem = dns_label_problem(name, letter_first=True, max_length=NAME_MAX)
+    if problem:
+        raise BAD_NAME(name=name, what=problem, limit=NAME_MAX)
+    problem = reference_problem(image, digest_required=True)
+    if problem:
+        raise NOT_BY_DIGEST(image=image, what=problem)
     if nodes < 1:
-        raise UsageError(f"--nodes {nodes}: at least 1")
+        raise TOO_FEW(option="nodes", value=nodes, minimum=1)
     if gpus_per_node < 0:
-        raise UsageError(f"--gpus {gpus_per_node}: 0 or more")
+        raise TOO_FEW(option="gpus", value=gpus_per_node, minimum=0)
     if gpus_per_node and nproc_per_node not in (None, gpus_per_node):
-        raise UsageError(f"--nproc {nproc_per_node} with --gpus {gpus_per_node}: each process trains on its own "
-                         "GPU (cuda:LOCAL_RANK), so leave --nproc out")
+        raise NPROC_WITH_GPUS(nproc=nproc_per_node, gpus=gpus_per_node)
     nproc = gpus_per_node or nproc_per_node or 1
     if nproc < 1:
-        raise UsageError(f"--nproc {nproc}: at least 1")
-    if not QUANTITY.match(shm_size):
-        raise UsageError(f"--shm-size {shm_size}: a Kubernetes quantity such as 2Gi or 512Mi")
+        raise TOO_FEW(option="nproc", value=nproc, minimum=1)
+    if not QUANTITY.match(shm_size) or not quantity_bytes(shm_size):
+        raise BAD_QUANTITY(option="shm-size", value=shm_size, what="a size for /dev/shm", example="2Gi or 512Mi")
     if cpu is not None and (not CPU_QUANTITY.match(cpu) or not Fraction(cpu.rstrip("m"))):
-        raise UsageError(f"--cpu {cpu}: CPUs each pod requests, a Kubernetes quantity such as 8 or 500m")
+        raise BAD_QUANTITY(option="cpu", value=cpu, what="CPUs each pod requests", example="8 or 500m")
     if memory is not None and (not QUANTITY.match(memory) or not quantity_bytes(memory)):
-        raise UsageError(f"--memory {memory}: memory each pod requests, a Kubernetes quantity such as 32Gi")
+        raise BAD_QUANTITY(option="memory", value=memory, what="memory each pod requests", example="32Gi")
     default_cpu, default_memory = default_requests(nproc, shm_size)
     return TrainJob(name=name, image=image, nodes=nodes, nproc_per_node=nproc, gpus_per_node=gpus_per_node,
-                    shm_size=shm_size, train_args=tuple(shlex.split(train_args)), cpu=cpu or default_cpu,
+                    shm_size=shm_size, train_args=words("--train-args", train_args), cpu=cpu or default_cpu,
                     memory=memory or default_memory)
 
 
@@ -260,15 +290,14 @@ def indexed_job(job: TrainJob) -> list[dict]:
 def pushed_reference(reports_dir: Path, image: str) -> str:
     """The pushed image's first tag, pinned by digest (reports/push/<image>.json, written by `./dev push`)."""
     path = push_record_path(reports_dir, image)
-    if not path.is_file():
-        raise TorchdevError(f"no pushed {image} image recorded ({path}): run `./dev push --variant {image}` first; "
-                            "the job image is built FROM it")
+    if not os.path.lexists(path):
+        raise NOT_PUSHED(image=image, path=path)
     try:
         references = read_push_record(path).references
     except RecordError as error:
-        raise TorchdevError(f"{error}: run `./dev push --variant {image}` to write it again") from None
+        raise PUSH_RECORD_BAD(error=error, image=image) from None
     if not references or not DIGEST.match(references[0]):
-        raise TorchdevError(f"{path} names no image by digest: run `./dev push --variant {image}` again")
+        raise NO_DIGEST_RECORDED(path=path, image=image)
     return references[0]
 
 
@@ -304,6 +333,9 @@ def manifests(job: TrainJob, *, variant: str) -> dict[str, str]:
     world = (f"{job.nodes} {_plural(job.nodes, 'node')} x {job.nproc_per_node} {_plural(job.nproc_per_node, 'process')}"
              + (f" on {job.gpus_per_node} {_plural(job.gpus_per_node, 'GPU')} each" if job.gpus_per_node
                 else ", CPU only"))
+    for file, documents in (("pytorchjob.yaml", [network_policy(job), pytorchjob(job)]),
+                            ("indexed-job.yaml", [network_policy(job), *indexed_job(job)])):
+        check_size(file, documents)
     return {
         "pytorchjob.yaml": to_yaml([network_policy(job), pytorchjob(job)], header=(
             f"Kubeflow PyTorchJob (kubeflow.org/v1, training operator v1.7 or later): {world}.\n{made}\n"
@@ -312,6 +344,14 @@ def manifests(job: TrainJob, *, variant: str) -> dict[str, str]:
             f"Indexed Job + headless Service, no operator needed (Kubernetes 1.24+): {world}.\n{made}\n"
             f"Apply: kubectl apply -f indexed-job.yaml; logs: kubectl logs -f -l job-name={job.name} --prefix")),
     }
+
+
+def check_size(file: str, documents: list[dict]) -> None:
+    """Refuse an object the API server would refuse (OBJECT_MAX), before anything is written."""
+    for document in documents:
+        size = len(json.dumps(document))
+        if size > OBJECT_MAX:
+            raise TOO_LARGE_OBJECT(kind=document["kind"], file=file, size=size, limit=OBJECT_MAX)
 
 
 def _plural(count: int, word: str) -> str:
@@ -338,14 +378,10 @@ class PolicyKey:
 
 def policy_key(path: str) -> PolicyKey:
     """--policy-key's public key, checked before anything is written."""
-    key = Path(path)
-    if not key.is_file():
-        raise UsageError(f"--policy-key {path}: no such public key file (cosign generate-key-pair writes cosign.pub)")
-    pem = key.read_text()
-    try:
-        trust.key_fingerprint(pem)
-    except TorchdevError:
-        raise UsageError(f"--policy-key {path}: not a PEM public key") from None
+    pem = input_text(Path(path), role="--policy-key")
+    if pem is None:
+        raise NO_KEY_FILE(option="--policy-key", path=path)
+    trust.key_fingerprint(pem, path=f"--policy-key {path}")
     return PolicyKey(path, pem)
 
 

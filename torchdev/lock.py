@@ -23,7 +23,8 @@ try:
 except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
-from torchdev.errors import TorchdevError
+from torchdev.records import RecordError, read_text
+from torchdev.errors import RUNTIME, Problem, TorchdevError, joined
 from torchdev.files import write_atomically
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
 from torchdev.plan import BuildPlan
@@ -32,6 +33,17 @@ from torchdev.platforms import AMD64, Platform
 TORCH_FAMILY = ("torch", "torchvision", "torchaudio")
 HEADER = "# torchdev lock: "
 REQUIREMENT_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,]+)(.*)$")
+
+NO_FILE = Problem("variant '{variant}': {package}: uv found no file for it", "check the variant's index and "
+                  "pip_index: neither serves that release for the variant's Python and platform", TorchdevError,
+                  RUNTIME)
+NO_SHA256 = Problem("variant '{variant}': {name}: its index gives no sha256, so it cannot be locked",
+                    "use an index that publishes hashes (PEP 503's #sha256=), as PyPI and download.pytorch.org do",
+                    TorchdevError, RUNTIME)
+NO_UV = Problem("uv is not installed in {prefix}", "run ./dev once (it installs requirements.txt)", TorchdevError,
+                RUNTIME)
+UNRESOLVED = Problem("{line}", "", TorchdevError, RUNTIME)
+"""uv's failure as one line with its fix (resolution_error)."""
 
 
 @dataclass(frozen=True)
@@ -173,11 +185,11 @@ def _file_lines(package: dict, *, variant: str) -> list[str]:
     """The --hash options and file-name comments of one package: its wheels, or its sdist when it has none."""
     files = package.get("wheels") or ([package["sdist"]] if "sdist" in package else [])
     if not files:
-        raise TorchdevError(f"variant '{variant}': {package['name']}=={package['version']}: uv found no file for it")
+        raise NO_FILE(variant=variant, package=f"{package['name']}=={package['version']}")
     named = sorted((file.get("name") or unquote(file["url"].rsplit("/", 1)[-1]), file) for file in files)
     for name, file in named:
         if not file.get("hashes", {}).get("sha256"):
-            raise TorchdevError(f"variant '{variant}': {name}: its index gives no sha256, so it cannot be locked")
+            raise NO_SHA256(variant=variant, name=name)
     hashes = [f"    --hash=sha256:{file['hashes']['sha256']}" for _, file in named]
     return [line + " \\" for line in hashes[:-1]] + hashes[-1:] + [f"    # {name}" for name, _ in named]
 
@@ -214,8 +226,7 @@ def _uv_binary() -> str:
     try:
         from uv import find_uv_bin
     except ModuleNotFoundError:
-        raise TorchdevError(f"uv is not installed in {sys.prefix}: run ./dev once (it installs requirements.txt)") \
-            from None
+        raise NO_UV(prefix=sys.prefix) from None
     return find_uv_bin()
 
 
@@ -227,7 +238,7 @@ def resolve(spec: LockSpec) -> dict:
         result = subprocess.run(uv_command(uv=_uv_binary(), project=project, spec=spec), cwd=folder,
                                 capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise TorchdevError(resolution_error(spec=spec, stderr=result.stderr))
+        raise UNRESOLVED(line=resolution_error(spec=spec, stderr=result.stderr))
     return tomllib.loads(result.stdout)
 
 
@@ -235,6 +246,17 @@ def _shown(path: Path, *, root: Path) -> str:
     """`path` as written from the checkout's root, where ./dev runs (absolute when it lies elsewhere)."""
     path, root = path.absolute(), root.absolute()
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def lock_text(path: Path, *, command: str) -> str | None:
+    """The lock at `path` (None when there is none); one line naming it and `command`, which writes it again, when it
+    is no text file."""
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+    except RecordError as error:
+        raise RecordError(path, error.problem, fix=f"run `{command}` to write it again") from None
 
 
 def regenerate_command(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
@@ -256,7 +278,7 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
         shown = _shown(path, root=matrix.folder)
         command = regenerate_command(matrix=matrix, variant=chosen, platform=platform)
         if check:
-            changes = drift(expected=spec, text=path.read_text() if path.is_file() else None)
+            changes = drift(expected=spec, text=lock_text(path, command=command))
             if changes:
                 problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({shown}): "
                                 f"{'; '.join(changes)}: run `{command}`")
@@ -284,9 +306,9 @@ def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) 
     A lock images.yaml names is shared with every overlay that does not name its own: the advice then never
     overwrites it, it gives the overlay a lock of its own."""
     path = matrix.lock_file(variant, platform)
-    if not path.is_file():
+    text = lock_text(path, command=regenerate_command(matrix=matrix, variant=variant, platform=platform))
+    if text is None:
         return ""
-    text = path.read_text()
     found = parse_header(text.partition("\n")[0])
     expected = lock_spec(matrix=matrix, variant=variant, platform=platform)
     # The variant's name only labels a lock (`lock --check` still reports it): another variant with the same Python,
@@ -313,4 +335,4 @@ def require_fitting_locks(matrix: Matrix, plans: list[BuildPlan]) -> None:
     problems = [unfit_lock(matrix=matrix, variant=plan.variant, platform=platform)
                 for plan in plans for platform in plan.platforms]
     if any(problems):
-        raise TorchdevError("\n".join(dict.fromkeys(problem for problem in problems if problem)))
+        raise joined(list(dict.fromkeys(problem for problem in problems if problem)), TorchdevError)

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from torchdev.engine import BuildOutput, BuildRequest, buildx_command
-from torchdev.errors import ConfigError
+from torchdev.errors import CONFIGURATION, ConfigError, Problem, joined
+from torchdev.files import input_file
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
 from torchdev.platforms import AMD64, Platform
 from torchdev.tags import BuildStamp, flavour_suffix, image_tags, immutable_tags
@@ -23,6 +24,12 @@ CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Host variables that point at a CA bundle; the first one set is passed to the build as a secret."""
 
 LABEL_PREFIX = "io.torchdev"
+NO_CA_BUNDLE = Problem("{variable}={value} names no file", "fix the path or unset {variable}", ConfigError,
+                       CONFIGURATION)
+UNCOVERED_ARCHIVE = Problem("variant '{variant}' on {platform}: its base {base} reads the apt archive '{archive}', "
+                            "which apt_snapshot_urls does not cover", "add `{archive}: <snapshot URL with "
+                            "{{timestamp}}>` to apt_snapshot_urls in images.yaml, or set the variant's apt_snapshot: "
+                            "null", ConfigError, CONFIGURATION)
 
 ENGINE_OUTPUT = BuildOutput("docker", (("compression", "zstd"), ("compression-level", "3"),
                                         ("force-compression", "true"), ("oci-mediatypes", "true")))
@@ -122,8 +129,8 @@ def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
         if not value:
             continue
         path = Path(value)
-        if not path.is_file():
-            raise ConfigError(f"{variable}={value} names no file: fix the path or unset {variable}")
+        if input_file(path, role=f"the CA bundle {variable} names") is None:
+            raise NO_CA_BUNDLE(variable=variable, value=value)
         return (Secret(id="ca_bundle", source=path, variable=variable),)
     return ()
 
@@ -158,9 +165,7 @@ def uncovered_archives(*, matrix: Matrix, variant: Variant, platform: Platform, 
     missing = [archive for archive in base_archives(base, platform) if archive not in known]
     if not missing:
         return ""
-    return (f"variant '{variant.name}' on {platform}: its base {base} reads the apt archive '{missing[0]}', which "
-            f"apt_snapshot_urls does not cover: add `{missing[0]}: <snapshot URL with {{timestamp}}>` to "
-            "apt_snapshot_urls in images.yaml, or set the variant's apt_snapshot: null")
+    return UNCOVERED_ARCHIVE.line(variant=variant.name, platform=platform, base=base, archive=missing[0])
 
 
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, locks: tuple[LockInput, ...],
@@ -251,7 +256,7 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         uncovered = uncovered_archives(matrix=matrix, variant=variant, platform=platform,
                                        base=flavour.base_for(variant))
         if uncovered:
-            raise ConfigError(uncovered)
+            raise joined([uncovered])  # UNCOVERED_ARCHIVE's line
     locks = tuple(lock for lock in locks if lock.platform in platforms)
     args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
                       flavour=flavour)

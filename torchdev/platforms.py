@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torchdev.errors import UsageError
+from torchdev.errors import USAGE, Problem, UsageError
+from torchdev.options import names
+
+UNKNOWN_PLATFORM = Problem("unknown platform '{text}'", "torch 2.0 has wheels for {known}", UsageError, USAGE)
 
 MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 """The architectures torch 2.0 has Linux wheels for, with what `uname -m` and wheel tags call them."""
@@ -26,7 +29,7 @@ class Platform:
         os_name, _, arch = text.strip().partition("/")
         platform = cls(os_name, ALIASES.get(arch, arch))
         if platform not in KNOWN:
-            raise UsageError(f"unknown platform '{text}': torch 2.0 has wheels for {', '.join(map(str, KNOWN))}")
+            raise UNKNOWN_PLATFORM(text=text, known=", ".join(map(str, KNOWN)))
         return platform
 
     def __str__(self) -> str:
@@ -55,4 +58,4 @@ KNOWN = (AMD64, ARM64)
 
 def parse_list(text: str) -> tuple[Platform, ...]:
     """`linux/amd64,linux/arm64` as buildx takes it, in the order given, each once."""
-    return tuple(dict.fromkeys(Platform.parse(word) for word in text.split(",") if word.strip()))
+    return tuple(dict.fromkeys(Platform.parse(word) for word in names("--platform", text)))

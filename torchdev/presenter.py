@@ -53,8 +53,30 @@ def show(result: object, *, out: TextIO, err: TextIO) -> int:
 def present_error(error: TorchdevError) -> Presentation:
     """A known error: each line of its message on stderr as `torchdev: ...`, and its exit status (2 for usage and
     configuration, 1 otherwise)."""
-    return Presentation(err=tuple(line if line.startswith("torchdev:") else f"torchdev: {line}"
-                                  for line in str(error).splitlines()), status=error.exit_status)
+    return Presentation(err=tuple(line if line.startswith("torchdev: ") else f"torchdev: {line}"
+                                  for line in str(error).splitlines() or [type(error).__name__]),
+                        status=error.exit_status)
+
+
+INTERRUPTED = 130
+"""What a shell reports for Ctrl-C (128 + SIGINT)."""
+BUG = 70
+"""EX_SOFTWARE (sysexits.h), an internal software error: a bug in torchdev exits neither 1 (a failure the user can
+act on, such as a failed build) nor 2 (a usage or configuration error), so a script or CI can tell the three apart."""
+
+
+def present_interrupt() -> Presentation:
+    return Presentation(err=("torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was started",),
+                        status=INTERRUPTED)
+
+
+def present_bug(error: BaseException, log: str, *, traceback: str = "") -> Presentation:
+    """An exception no one expected: one line saying it is a bug, where its traceback is, and what to do; the
+    traceback itself only when asked for (TORCHDEV_DEBUG=1, ./dev --debug)."""
+    line = (f"torchdev: a bug in torchdev: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+            .rstrip(": ") + f" (traceback in {log}): please report it with that file; TORCHDEV_DEBUG=1 or "
+            "./dev --debug shows the traceback here")
+    return Presentation(err=(*traceback.rstrip("\n").splitlines(), line) if traceback else (line,), status=BUG)
 
 
 @singledispatch

@@ -43,7 +43,12 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from torchdev.engine import Limit
-from torchdev.errors import UsageError
+from torchdev.errors import CONFIGURATION, Problem, UsageError
+
+BAD_MEMLOCK = Problem("{variable}={value} is not a number of bytes or -1", "fix it or unset it", UsageError,
+                      CONFIGURATION)
+BAD_SHM = Problem("{variable}={value} is not a size such as 8g or 512m", "fix it or unset it (default {default})",
+                  UsageError, CONFIGURATION)
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -178,7 +183,7 @@ def memlock_limit(environ: Mapping[str, str]) -> int:
     setting the dev containers, compose.gpu.yaml and `./dev smoke` share, for engines that refuse unlimited."""
     value = environ.get(MEMLOCK_VARIABLE) or str(UNLIMITED)
     if not re.fullmatch(r"-1|\d+", value):
-        raise UsageError(f"{MEMLOCK_VARIABLE}={value} is not a number of bytes or -1: fix it or unset it")
+        raise BAD_MEMLOCK(variable=MEMLOCK_VARIABLE, value=value)
     return int(value)
 
 
@@ -193,8 +198,7 @@ def shm_bytes(shm: SharedMemory, environ: Mapping[str, str]) -> int:
         return shm.size
     found = re.fullmatch(r"([1-9][0-9]*)\s*([bkmg]?)b?", value.strip().lower())
     if not found:
-        raise UsageError(f"{shm.variable}={value} is not a size such as 8g or 512m: fix it or unset it "
-                         f"(default {docker_size(shm.size)})")
+        raise BAD_SHM(variable=shm.variable, value=value, default=docker_size(shm.size))
     return int(found.group(1)) * DOCKER_UNITS[found.group(2)]
 
 

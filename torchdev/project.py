@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from torchdev.errors import UsageError
+from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.matrix import Flavour, Matrix, Variant
+from torchdev.options import CONTRADICTION, names
 from torchdev.plan import BuildPlan, LockInput, Provenance, make_plan
 from torchdev.platforms import Platform, parse_list
 
@@ -27,10 +28,13 @@ class Reports:
     """What each push put in the registry (torchdev.records), read by `./dev k8s` and deployment files."""
     k8s: Path
     """A job's files from `./dev k8s`, a folder per job, unless it is told where."""
+    bugs: Path
+    """The traceback of each unexpected error (a bug in torchdev), which the user is pointed to."""
 
     @classmethod
     def at(cls, folder: Path) -> Reports:
-        return cls(build=folder / "build", smoke=folder / "smoke", push=folder / "push", k8s=folder / "k8s")
+        return cls(build=folder / "build", smoke=folder / "smoke", push=folder / "push", k8s=folder / "k8s",
+                   bugs=folder / "bugs")
 
 
 @dataclass(frozen=True)
@@ -68,20 +72,28 @@ class PlanInputs:
     """The environment the build runs in (its CA bundle variables become secrets)."""
 
 
+NO_IMAGE_NAMED = Problem("say which image", "--variant NAME (one of {known}) or --all", UsageError, USAGE)
+NOT_BUILT_FOR = Problem("variant '{variant}' is built for {platforms} only{why}, not {wanted}",
+                        "drop --platform {wanted}, or add it to the variant's platforms", UsageError, USAGE)
+
+
 def select_variants(matrix: Matrix, *, variant: str | None, every: bool) -> list[Variant]:
-    """--variant NAME (several with commas) or --all; neither is a usage error naming both."""
-    if every == bool(variant):
-        raise UsageError("say which image: --variant NAME (one of "
-                         f"{', '.join(v.name for v in matrix.variants)}) or --all")
+    """--variant NAME (several with commas) or --all; neither, or both, is a usage error naming them."""
+    chosen = names("--variant", variant)
+    if every and chosen:
+        raise CONTRADICTION(first="--variant", second="--all", fix="give one of them")
+    if not every and not chosen:
+        raise NO_IMAGE_NAMED(known=", ".join(v.name for v in matrix.variants))
     if every:
         return list(matrix.variants)
-    return [matrix.variant(name.strip()) for name in variant.split(",")]
+    return [matrix.variant(name) for name in chosen]
 
 
 def select_flavours(matrix: Matrix, *, flavour: str | None, every: bool) -> list[Flavour]:
     """--flavour NAME (several with commas); without it --all means every flavour, --variant the runtime one."""
-    if flavour:
-        return [matrix.flavour(name.strip()) for name in flavour.split(",")]
+    chosen = names("--flavour", flavour)
+    if chosen:
+        return [matrix.flavour(name) for name in chosen]
     return list(matrix.flavours) if every else [matrix.flavours[0]]
 
 
@@ -90,14 +102,14 @@ def select_platforms(variant: Variant, *, platform: str | None, native: Platform
     when the variant has it, else its first (emulated)."""
     if platform is None:
         return (native,) if native in variant.platforms else variant.platforms[:1]
-    if platform == "all":
+    if platform.strip() == "all":
         return variant.platforms
     chosen = parse_list(platform)
     for wanted in chosen:
         if wanted not in variant.platforms:
             why = " (torch 2.0 has CUDA wheels for linux/amd64 only)" if variant.cuda else ""
-            raise UsageError(f"variant '{variant.name}' is built for {', '.join(map(str, variant.platforms))} only"
-                             f"{why}, not {wanted}: drop --platform {wanted}, or add it to the variant's platforms")
+            raise NOT_BUILT_FOR(variant=variant.name, platforms=", ".join(map(str, variant.platforms)), why=why,
+                                wanted=wanted)
     return chosen
 
 

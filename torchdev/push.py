@@ -15,16 +15,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TextIO
 
-from smoke.smoke_contract import SummaryError, read_summary
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
-from torchdev.errors import UsageError
+from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.oci import gzip_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
-from torchdev.records import (PushRecord, push_record_path, read_gzip_digests, record_gzip_digest, run_name,
-                              signature_record_path, smoke_summary_path, write_push_record)
+from torchdev.records import (PushRecord, RecordError, push_record_path, read_gzip_digests, read_smoke_summary,
+                              record_gzip_digest, run_name, signature_record_path, smoke_summary_path,
+                              write_push_record)
 
 COMPRESSIONS = ("gzip", "zstd")
+NO_REGISTRY = Problem("'{repository}' names no registry", "push with --to REGISTRY[:PORT]/NAMESPACE/NAME (e.g. "
+                      "registry.corp:5000/ml/torchdev), or set image.repository in images.yaml", UsageError, USAGE)
 
 
 class PushStatus(enum.Enum):
@@ -56,8 +58,7 @@ def destination(repository: str) -> str:
     """The registry repository to push to; one without a registry host would go to Docker Hub's library/."""
     ref, host = ImageRef.parse(repository), repository.split("/")[0]
     if ref.tag or ref.digest or "/" not in repository or not (re.search(r"[.:]", host) or host == "localhost"):
-        raise UsageError(f"'{repository}' names no registry: push with --to REGISTRY[:PORT]/NAMESPACE/NAME "
-                         "(e.g. registry.corp:5000/ml/torchdev), or set image.repository in images.yaml")
+        raise NO_REGISTRY(repository=repository)
     return repository
 
 
@@ -76,12 +77,12 @@ def smoke_problem(summary_path: Path, *, image_id: str, plan: BuildPlan, platfor
     name = run_name(plan, platform)
     again = (f"run `./dev smoke --variant {plan.variant.name} --flavour {plan.flavour.name} --platform {platform}`, "
              "or push with --force")
-    if not summary_path.is_file():
-        return f"{name} has no smoke result ({summary_path}): {again}"
     try:
-        summary = read_summary(summary_path)
-    except SummaryError as error:
-        return f"{summary_path} is not a smoke summary ({error}): {again}"
+        summary = read_smoke_summary(summary_path)
+    except RecordError as error:
+        return f"{summary_path} is not a smoke summary ({error.problem}): {again}"
+    if summary is None:
+        return f"{name} has no smoke result ({summary_path}): {again}"
     if summary.image_id != image_id:
         return f"the last smoke run of {name} was on {str(summary.image_id)[:19]}, not on this build " \
                f"{image_id[:19]}: {again}"

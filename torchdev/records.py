@@ -9,35 +9,63 @@ writes it and `./dev push` reads it.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchdev.errors import TorchdevError
-from torchdev.files import write_atomically
+from smoke.smoke_contract import SmokeSummary, SummaryError, read_summary
+from torchdev.errors import STATE, Problem, TorchdevError
+from torchdev.files import kind_of, write_atomically
 from torchdev.plan import BuildPlan
 from torchdev.platforms import AMD64, Platform
 
 
+UNREADABLE_RECORD = Problem("{path} is unreadable ({problem})", "{fix}", TorchdevError, STATE)
+"""A file torchdev wrote and reads back that is not what it wrote; the fix names the command that writes it again."""
+
+
 class RecordError(TorchdevError):
-    """A record file that is not what torchdev writes; str() names the file, the problem and, when given, the fix."""
+    """A record file that is not what torchdev writes; str() names the file, the problem and, when given, the fix
+    (UNREADABLE_RECORD's line)."""
 
     def __init__(self, path: Path, problem: str, fix: str = ""):
-        super().__init__(f"{path} is unreadable ({problem})" + (f": {fix}" if fix else ""))
+        super().__init__(UNREADABLE_RECORD.line(path=path, problem=problem, fix=fix).rstrip(": "))
         self.path, self.problem = path, problem
 
 
-def _load(path: Path) -> object:
-    """A record file's JSON, or RecordError for an empty, cut short or non-JSON one."""
+def read_text(path: Path) -> str:
+    """A file torchdev reads back, as text: RecordError when it is a folder, a device, unreadable or not UTF-8
+    (FileNotFoundError when there is none: whether that is a problem is the reader's to say)."""
     try:
-        text = path.read_text()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise RecordError(path, error.strerror or str(error)) from None
+    if not stat.S_ISREG(mode):
+        raise RecordError(path, f"it is {kind_of(mode)}, not a file")
+    try:
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise RecordError(path, "it is not text") from None
+    except OSError as error:
+        raise RecordError(path, error.strerror or str(error)) from None
+
+
+def parse_json(path: Path | str, text: str) -> object:
+    """A record's JSON, or RecordError for an empty, cut short or non-JSON one (`path` names where it came from)."""
     if not text.strip():
         raise RecordError(path, "it is empty")
     try:
         return json.loads(text)
-    except ValueError as error:
-        raise RecordError(path, f"it is not JSON, or cut short ({error})") from None
+    except (ValueError, RecursionError) as error:
+        raise RecordError(path, f"it is not JSON, or cut short ({str(error)[:120]})") from None
+
+
+def _load(path: Path) -> object:
+    """A record file's JSON, or RecordError for an empty, cut short, non-JSON or unreadable one."""
+    return parse_json(path, read_text(path))
 
 
 def _load_object(path: Path) -> dict:
@@ -84,6 +112,69 @@ def run_name(plan: BuildPlan, platform: Platform) -> str:
 def smoke_summary_path(reports_dir: Path, run: str) -> Path:
     """Where the smoke run `run` (run_name's) leaves its JSON summary (smoke_contract.SmokeSummary)."""
     return reports_dir / f"{run}.json"
+
+
+def read_smoke_summary(path: Path) -> SmokeSummary | None:
+    """The summary in `path` (smoke_contract.read_summary's checks), None when there is none; RecordError for one that
+    is not a summary, a folder, a device or unreadable."""
+    if not os.path.lexists(path):
+        return None
+    read_text(path)
+    try:
+        return read_summary(path)
+    except SummaryError as error:
+        raise RecordError(path, str(error)) from None
+    except OSError as error:
+        raise RecordError(path, error.strerror or str(error)) from None
+
+
+# --- buildx's metadata file (in a build's scratch folder) -------------------------------------------------------
+
+def read_build_metadata(path: Path) -> dict[str, str]:
+    """What buildx wrote of the image it made: its digests by key (containerimage.digest, ...), strings only."""
+    document = _load(path)
+    if not isinstance(document, dict):
+        raise RecordError(path, "it is not a JSON object")
+    return {key: value for key, value in document.items() if isinstance(value, str)}
+
+
+# --- /usr/share/torchdev/manifest.json inside an image, and its copy in reports/build ---------------------------
+
+@dataclass(frozen=True)
+class ImageManifestRecord:
+    """What an image's build recorded of it (docker/write_manifest.py): its base, lock, Python and Debian packages;
+    `document` is the whole JSON, as the image carries it."""
+
+    base_image: str
+    base_digest: str
+    lock_sha256: str
+    python_packages: tuple[tuple[str, str], ...]
+    debian_packages: int
+    document: dict
+
+
+def parse_image_manifest(source: str, text: str) -> ImageManifestRecord:
+    """The manifest an image carries (`source` says which image and file), field by field."""
+    document = parse_json(source, text)
+    if not isinstance(document, dict):
+        raise RecordError(source, "it is not a JSON object")
+    base = _field(source, document, "base", dict)
+    python = _field(source, document, "python", dict)
+    packages = _field(source, python, "packages", list)
+    if not all(isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("version"), str)
+               for p in packages):
+        raise RecordError(source, "its python packages are not {name, version} objects")
+    if not isinstance(base.get("image"), str) or not isinstance(base.get("digest", ""), (str, type(None))):
+        raise RecordError(source, "its base is not {image, digest}")
+    if "lock_sha256" not in document or not isinstance(document["lock_sha256"], (str, type(None))):
+        raise RecordError(source, "its 'lock_sha256' is not a string or null")
+    base.setdefault("digest", None)
+    lock = document["lock_sha256"]
+    debian = _field(source, document, "debian_packages", list)
+    return ImageManifestRecord(base_image=str(base.get("image") or ""), base_digest=str(base.get("digest") or ""),
+                               lock_sha256=lock if isinstance(lock, str) else "",
+                               python_packages=tuple((p["name"], p["version"]) for p in packages),
+                               debian_packages=len(debian), document=document)
 
 
 # --- reports/push/<image>.json ----------------------------------------------------------------------------------
@@ -139,7 +230,7 @@ def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
     """What earlier pushes recorded ({} before the first); RecordError, with the fix, for a file that is not such a
     record."""
     path = reports_dir / GZIP_DIGESTS
-    if not path.is_file():
+    if not os.path.lexists(path):
         return {}
     try:
         return _gzip_digests(path)

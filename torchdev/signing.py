@@ -11,6 +11,7 @@ the file the user keeps it in; its password reaches cosign as COSIGN_PASSWORD, w
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import re
 import tempfile
@@ -23,7 +24,8 @@ from torchdev import provenance, sbom, trust
 from torchdev.checkout import BUILD_INPUTS, context_digest
 from torchdev.cosign import Cosign, CosignResult
 from torchdev.engine import ContainerEngine, EngineError, ImageRef, probe
-from torchdev.errors import TorchdevError, UsageError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+from torchdev.files import input_file, input_text
 from torchdev.gitinfo import read_provenance
 from torchdev.images import image_manifest
 from torchdev.plan import BuildPlan
@@ -37,32 +39,39 @@ class SigningKey:
     path: Path
     fingerprint: str
 
+NO_SIGNING_KEY = Problem("--sign {path}: no such key file", "make a pair with `cosign generate-key-pair` (it writes "
+                         "cosign.key and cosign.pub)", UsageError, USAGE)
+NO_KEY_FILE = Problem("{option} {path}: no such public key file", "name cosign.pub (`cosign generate-key-pair` "
+                      "writes it)", UsageError, USAGE)
+KEY_WONT_OPEN = Problem("cosign cannot open {path} ({cause})", "{fix}", TorchdevError, RUNTIME)
+NOT_BUILT = Problem("{reference} is not built", "run `./dev build --variant {variant}{flavour}`", TorchdevError,
+                    RUNTIME)
+COSIGN_FAILED = Problem("{what} failed: {cause}", "", TorchdevError, RUNTIME)
+"""cosign's failure, with the registry's usual refusals turned into their fix (trust.registry_problem)."""
+NO_MANIFEST_FOR_SBOM = Problem("reading {reference}'s manifest for its SBOM failed: {error}",
+                               "rebuild the image (`./dev build --variant {variant}`)", TorchdevError, RUNTIME)
+
 
 def open_key(cosign: Cosign, path: str) -> SigningKey:
     """The key for `push --sign`, checked before anything is pushed: it exists and its password opens it."""
     key = Path(path)
-    if not key.is_file():
-        raise UsageError(f"--sign {path}: no such key file; make a pair with `cosign generate-key-pair` (it writes "
-                         "cosign.key and cosign.pub)")
+    if input_file(key, role="--sign") is None:
+        raise NO_SIGNING_KEY(path=path)
     answer = cosign.public_key(key)
     if not answer.ok:
         cause = trust.cosign_cause(answer.stderr)
         fix = ("set COSIGN_PASSWORD to the key's password" if "decrypt" in cause or "password" in cause
                else "is it a cosign private key?")
-        raise TorchdevError(f"cosign cannot open {path} ({cause}): {fix}")
+        raise KEY_WONT_OPEN(path=path, cause=cause, fix=fix)
     return SigningKey(key, trust.key_fingerprint(answer.stdout))
 
 
 def public_key(path: str) -> tuple[str, str]:
     """(PEM, fingerprint) of a public key file, or a UsageError naming the file."""
-    key = Path(path)
-    if not key.is_file():
-        raise UsageError(f"--key {path}: no such public key file (cosign generate-key-pair writes cosign.pub)")
-    pem = key.read_text()
-    try:
-        return pem, trust.key_fingerprint(pem)
-    except TorchdevError:
-        raise UsageError(f"--key {path}: not a PEM public key (cosign.pub from `cosign generate-key-pair`)") from None
+    pem = input_text(Path(path), role="--key")
+    if pem is None:
+        raise NO_KEY_FILE(option="--key", path=path)
+    return pem, trust.key_fingerprint(pem, path=f"--key {path}")
 
 
 def engine_info_or_none(connect: Callable[[float], ContainerEngine]) -> dict | None:
@@ -163,16 +172,16 @@ def describe_local(engine: ContainerEngine, plan: BuildPlan, *, reports_dir: Pat
     image_id = engine.image_id(plan.primary_reference)
     if image_id is None:
         flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
-        raise TorchdevError(f"{plan.primary_reference} is not built: run `./dev build --variant "
-                            f"{plan.variant.name}{flavour}`")
+        raise NOT_BUILT(reference=plan.primary_reference, variant=plan.variant.name, flavour=flavour)
     tags = tuple(ImageRef.parse(reference).tag for reference in plan.references)
     path = push_record_path(reports_dir, plan.name)
     immutable = {ImageRef.parse(reference).tag for reference in plan.immutable_references}
-    if path.is_file():
+    if os.path.lexists(path):
         try:
             record = read_push_record(path)
         except RecordError as error:
-            raise TorchdevError(f"{error}: run `./dev push --variant {plan.variant.name}` to write it again") from None
+            raise RecordError(path, error.problem, fix=f"run `./dev push --variant {plan.variant.name}` to write it "
+                              "again") from None
         if immutable and immutable <= set(record.tags):
             return Described(record.repository, record.digest, record.tags, pushed=True)
     return Described(ImageRef.parse(plan.primary_reference).repository, image_id, tags, pushed=False)
@@ -197,8 +206,8 @@ def to_json(document: dict) -> str:
 
 def _require(answer: CosignResult, what: str, registry: str) -> None:
     if not answer.ok:
-        raise TorchdevError(f"{what} failed: "
-                            f"{trust.registry_problem(answer.stderr, registry) or trust.cosign_cause(answer.stderr)}")
+        raise COSIGN_FAILED(what=what, cause=trust.registry_problem(answer.stderr, registry)
+                            or trust.cosign_cause(answer.stderr))
 
 
 def sign_pushed(engine: ContainerEngine, cosign: Cosign, plan: BuildPlan, *, key: SigningKey, repository: str,
@@ -215,7 +224,8 @@ def sign_pushed(engine: ContainerEngine, cosign: Cosign, plan: BuildPlan, *, key
                      trust.PROVENANCE_TYPE: to_json(provenance_statement(engine, plan, described,
                                                                           checkout=checkout)["predicate"])}
     except EngineError as error:
-        raise TorchdevError(f"reading {plan.primary_reference}'s manifest for its SBOM failed: {error}") from None
+        raise NO_MANIFEST_FOR_SBOM(reference=plan.primary_reference, error=error,
+                                   variant=plan.variant.name) from None
     signed_at = datetime.now(tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     annotations = trust.signature_annotations(image=plan.name, tags=tags, signed_at=signed_at)
     _require(cosign.sign(reference, key=key.path, annotations=annotations, registry=registry_flags),

@@ -12,7 +12,6 @@ import enum
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -22,7 +21,8 @@ from typing import TextIO
 from smoke.smoke_contract import (CHECKS, GPUS_OPTION, JUNIT_OPTION, SUMMARY_OPTION, VARIANT_OPTION, CheckResult,
                                   SmokeSummary, SummaryError, expect_option, read_summary)
 from torchdev.engine import ContainerEngine, ContainerSpec, Limit, Mount, RunStatus
-from torchdev.errors import TorchdevError, UsageError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+from torchdev.options import names
 from torchdev.files import write_atomically
 from torchdev.gpus import GpuAccess, GpuRequest, start_failure
 from torchdev.plan import BuildPlan
@@ -33,6 +33,9 @@ from torchdev.records import run_name, smoke_summary_path
 SUITE_MOUNT = "/opt/torchdev-smoke"
 REPORTS_MOUNT = "/reports"
 SUITE_TIMEOUT = 900
+STOPPED = Problem("{reason}", "", TorchdevError, RUNTIME)
+"""A build `./dev smoke --build` tried failed (its cause and the fix are in the build's row)."""
+UNKNOWN_CHECK = Problem("unknown check '{check}'", "the suite's checks are {known}", UsageError, USAGE)
 
 
 class SuiteStatus(enum.Enum):
@@ -56,10 +59,10 @@ class SuiteRun:
 
 def select_checks(text: str | None) -> tuple[str, ...]:
     """--checks environment,convergence: only those modules of the suite (every one when not given)."""
-    chosen = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    chosen = names("--checks", text)
     unknown = [name for name in chosen if name not in CHECKS]
     if unknown:
-        raise UsageError(f"unknown check '{unknown[0]}': the suite's checks are {', '.join(CHECKS)}")
+        raise UNKNOWN_CHECK(check=unknown[0], known=", ".join(CHECKS))
     return chosen
 
 
@@ -138,9 +141,8 @@ def _collect_reports(scratch: Path, reports_dir: Path, *, image: str, image_id: 
     """Copy the suite's reports out; the JSON summary gains the ID of the image it judged (`invoke push` pushes only
     an image whose last run passed, and must know it was this one). SummaryError when the suite's summary is not
     one: nothing is written then."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
     if (scratch / f"{image}.xml").is_file():
-        shutil.copyfile(scratch / f"{image}.xml", reports_dir / f"{image}.xml")
+        write_atomically(reports_dir / f"{image}.xml", (scratch / f"{image}.xml").read_bytes())
     written = smoke_summary_path(scratch, image)
     if not written.is_file():
         return None
@@ -161,10 +163,23 @@ def platform_failure(plan: BuildPlan, platform: Platform, output: str) -> str:
     return ""
 
 
+NOT_BUILT = Problem("image {reference} is not built", "run `./dev build --variant {variant}{flavour}` (or pass "
+                    "--build to `./dev smoke`)", TorchdevError, RUNTIME)
+
+
+def report_paths(plans: list[BuildPlan], reports_dir: Path) -> list[Path]:
+    """Every file a smoke run of `plans` writes into `reports_dir`: each run's JSON summary and JUnit XML."""
+    runs = [run_name(plan, platform) for plan in plans for platform in plan.platforms]
+    return [path for run in runs for path in (smoke_summary_path(reports_dir, run), reports_dir / f"{run}.xml")]
+
+
+def missing_image_fields(plan: BuildPlan) -> dict[str, str]:
+    return {"reference": plan.primary_reference, "variant": plan.variant.name,
+            "flavour": "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"}
+
+
 def missing_image(plan: BuildPlan) -> str:
-    flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
-    return (f"image {plan.primary_reference} is not built: run `./dev build --variant {plan.variant.name}{flavour}` "
-            "(or pass --build to `./dev smoke`)")
+    return NOT_BUILT.line(**missing_image_fields(plan))
 
 
 def image_ids(engine: ContainerEngine, plans: list[BuildPlan]) -> dict[str, str | None]:
@@ -185,7 +200,7 @@ def run_all(engine: ContainerEngine, plans: list[BuildPlan], *, images: dict[str
         if image_id is None:
             reason = not_built.get(name) or missing_image(plan)
             if stop_at_missing:
-                raise TorchdevError(reason)
+                raise NOT_BUILT(**missing_image_fields(plan)) if name not in not_built else STOPPED(reason=reason)
             runs.append(SuiteRun(name, SuiteStatus.NOT_BUILT, detail=reason))
             continue
         request = gpus[name]

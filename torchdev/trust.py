@@ -22,7 +22,14 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from torchdev.errors import TorchdevError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+
+NOT_PEM = Problem("{path}: not a PEM public key", "name cosign.pub, as `cosign generate-key-pair` writes it",
+                  UsageError, USAGE)
+UNEXPECTED_COSIGN_OUTPUT = Problem("{command} printed what torchdev cannot read ({error})", "check `cosign "
+                                   "version`: torchdev expects cosign 2", TorchdevError, RUNTIME)
+NOT_A_SIGNATURE_LOCATION = Problem("cosign triangulate answered {answer}, not a signature location",
+                                   "check `cosign version`: torchdev expects cosign 2", TorchdevError, RUNTIME)
 
 TAGS_ANNOTATION = "io.torchdev.tags"
 """The tags the digest was pushed under, space-separated (cosign's annotation flag splits values at commas)."""
@@ -41,15 +48,15 @@ class VerifyFailure(TorchdevError):
     """One check of `./dev verify` failed; str() is the one line that says which and why (exit 1)."""
 
 
-def key_fingerprint(pem: str) -> str:
+def key_fingerprint(pem: str, *, path: str = "the key") -> str:
     """sha256 of the key's DER (SubjectPublicKeyInfo), as `sha256:<hex>`: the same for the same key in any file."""
     body = "".join(line.strip() for line in pem.strip().splitlines() if not line.startswith("-----"))
     try:
         der = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise TorchdevError("not a PEM public key") from None
+        raise NOT_PEM(path=path) from None
     if not body or "PUBLIC KEY" not in pem:
-        raise TorchdevError("not a PEM public key")
+        raise NOT_PEM(path=path)
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
@@ -87,7 +94,7 @@ def triangulated_digest(output: str) -> str:
     algorithm, _, rest = tag.partition("-")
     value = rest.removesuffix(".sig")
     if algorithm != "sha256" or len(value) != 64:
-        raise TorchdevError(f"cosign triangulate answered {output.strip()!r}, not a signature location")
+        raise NOT_A_SIGNATURE_LOCATION(answer=repr(output.strip()))
     return f"sha256:{value}"
 
 
@@ -103,7 +110,15 @@ class Signed:
 
 
 def signatures(output: str) -> list[Signed]:
-    """The signatures `cosign verify --output json` printed (each a simple-signing payload)."""
+    """The signatures `cosign verify --output json` printed (each a simple-signing payload); one line when cosign
+    printed something else."""
+    try:
+        return _signatures(output)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UNEXPECTED_COSIGN_OUTPUT(command="cosign verify", error=f"{type(error).__name__}: {error}") from None
+
+
+def _signatures(output: str) -> list[Signed]:
     found = []
     for payload in json.loads(output or "[]"):
         optional = payload.get("optional") or {}
@@ -116,12 +131,17 @@ def signatures(output: str) -> list[Signed]:
 
 
 def statements(output: str) -> list[dict]:
-    """The in-toto statements in the DSSE envelopes `cosign verify-attestation` printed, one per line."""
+    """The in-toto statements in the DSSE envelopes `cosign verify-attestation` printed, one per line; one line when
+    cosign printed something else."""
     found = []
-    for line in output.splitlines():
-        if line.strip().startswith("{"):
-            envelope = json.loads(line)
-            found.append(json.loads(base64.b64decode(envelope["payload"])))
+    try:
+        for line in output.splitlines():
+            if line.strip().startswith("{"):
+                envelope = json.loads(line)
+                found.append(json.loads(base64.b64decode(envelope["payload"])))
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise UNEXPECTED_COSIGN_OUTPUT(command="cosign verify-attestation",
+                                       error=f"{type(error).__name__}: {error}") from None
     return found
 
 

@@ -20,6 +20,6 @@ def unavailable(reason: str) -> None:
 
 
 def run_cli(*args: str, timeout: float = 1800, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a torchdev task exactly as a user would (`invoke ...` from the repository root)."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
+    """Run a torchdev task exactly as a user would (`./dev ...`: torchdev.cli, from the repository root)."""
+    return subprocess.run([sys.executable, "-m", "torchdev.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})}, check=False)

@@ -64,7 +64,7 @@ def test_a_malformed_overlay_stops_before_docker_with_exit_2(tmp_path):
                      env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert result.returncode == 2
     assert result.stderr.strip() == (f"torchdev: {overlay}:3: variant 'cu118': key 'torch': '2.2.0' is not a "
-                                     "PyTorch 2.0 release (2.0.x): torchdev images are PyTorch 2.0")
+                                     "PyTorch 2.0 release (torchdev images are PyTorch 2.0): use one of 2.0.0, 2.0.1")
 
 
 def test_an_unknown_variant_exits_2_naming_the_known_ones():

@@ -33,22 +33,20 @@ def test_the_suite_passes_in_the_test_image_and_reports_per_check(built_image, t
     assert table.splitlines()[2].startswith(TEST_VARIANT)
 
 
-def test_wrong_declared_contents_make_smoke_fail_naming_the_mismatch(built_image, test_overlay, tracked_tags,
-                                                                     tmp_path):
-    """An image built from a variant that declares cuDNN 9 (the wheel carries 8): the build cannot see it,
-    the smoke suite must."""
+def test_declared_contents_torch_2_0_cannot_have_are_refused_before_a_build(test_overlay, tmp_path):
+    """A variant that declares cuDNN 9 (torch 2.0's wheels bring 8) once built and then failed the smoke suite's
+    cuDNN check; now it never gets that far: the matrix refuses it when it is loaded, naming the line and the fix,
+    before any engine is asked (the suite's own check stays for images built elsewhere)."""
     data = yaml.safe_load(test_overlay.read_text())
-    data["image"]["repository"] = tracked_tags.repository(f"{TEST_REPOSITORY}-wrongcudnn")
     data["variants"]["wrongcudnn"] = {**_declared(TEST_VARIANT), **data["variants"][TEST_VARIANT], "cudnn": 9}
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(yaml.safe_dump(data))
-    built = run_cli("build", "--variant", "wrongcudnn", "--overlay", str(overlay), timeout=900)
-    assert built.returncode == 0, built.stderr
-    result = run_cli("smoke", "--variant", "wrongcudnn", "--overlay", str(overlay), "--reports",
-                     str(tmp_path / "reports"), timeout=900)
-    assert result.returncode == 1
-    assert "torchdev: failed: wrongcudnn: test_environment.py::" in result.stderr
-    assert "major 8, expected 9" in result.stderr, result.stderr
+    result = run_cli("build", "--variant", "wrongcudnn", "--overlay", str(overlay),
+                     env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and f"torchdev: {overlay}:" in result.stderr, result.stderr
+    assert ("variant 'wrongcudnn': key 'cudnn': expected the cuDNN major version torch 2.0's CUDA wheels bring, got 9: "
+            "write cudnn: 8") in result.stderr, result.stderr
 
 
 def _declared(variant: str) -> dict:

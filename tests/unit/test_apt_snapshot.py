@@ -52,7 +52,7 @@ def test_the_committed_matrix_snapshots_every_variant_and_the_ci_overlay_does_no
     (("{timestamp}\n  debian", "latest\n  debian"), "images.yaml:2: apt_snapshot_urls: key 'ubuntu': "
                                                     "'http://snapshot.example/ubuntu/latest' must contain {timestamp}"),
     (("ubuntu: http", "ubuntu: ftp"), "key 'ubuntu': 'ftp://snapshot.example/ubuntu/{timestamp}' is not an http://"),
-    (("  ubuntu:", "  Ubuntu Main:"), "key 'Ubuntu Main': is not an apt archive name"),
+    (("  ubuntu:", "  Ubuntu Main:"), "key 'Ubuntu Main': 'Ubuntu Main' is not an apt archive name"),
 ])
 def test_bad_snapshot_settings_name_file_line_and_key(tmp_path, change, expected):
     assert expected in error_for(tmp_path, WITH_SNAPSHOT.replace(*change))

@@ -42,7 +42,8 @@ def test_a_matrix_without_flavours_has_runtime_only(tmp_path):
 
 @pytest.mark.parametrize("change, expected", [
     (("  runtime: {}\n", ""), "key 'flavours': expected a mapping of flavours that includes 'runtime'"),
-    (("  devel:\n", "  Devel:\n"), "flavour 'Devel': key 'Devel': flavour names are lowercase letters and digits"),
+    (("  devel:\n", "  Devel:\n"), "flavour 'Devel': key 'Devel': 'Devel' is not a flavour name: flavour names are lowercase "
+                                     "letters and digits"),
     (("[g++, python3-dev]", "[g++, Python3-Dev]"), "flavour 'devel': key 'apt_packages': 'Python3-Dev' is not a "
                                                    "Debian package name"),
     (("[ninja==1.11.1.1]", "[ninja]"), "flavour 'devel': key 'pip_packages': 'ninja' is not pinned as name==version"),

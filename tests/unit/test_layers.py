@@ -26,9 +26,10 @@ class Layer:
 
 
 LAYERS = (
-    Layer("base", ("errors", "files", "table", "engine", "oci", "cosign"),
+    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci", "cosign"),
           "pure utilities and the boundaries: the engine alone talks to Docker (oci re-compresses an image's "
-          "layers through it), cosign alone runs cosign; none knows images.yaml"),
+          "layers through it), cosign alone runs cosign; the grammars of references, tags, Kubernetes names, "
+          "requirements and URLs; what option values mean; none knows images.yaml"),
     Layer("configuration", ("yamlsource", "platforms", "matrix"),
           "reads images.yaml and its overlay into validated values that remember where each key was written"),
     Layer("planning", ("tags", "plan", "profile", "records", "gpus", "project", "sbom", "provenance", "trust",
@@ -51,8 +52,9 @@ LAYERS = (
           "one function per task: load the matrix, choose plans, call features, return a result"),
     Layer("presenter", ("presenter",),
           "turns results and known errors into the lines users see and an exit status; reads and runs nothing"),
-    Layer("runner", ("runner",),
-          "the edge tasks.py calls: builds the context from this host, runs a command, presents it, exits"),
+    Layer("runner", ("runner", "cli"),
+          "the edge: the program ./dev runs (invoke's, its command-line errors as usage lines), and what tasks.py "
+          "calls: builds the context from this host, runs a command, presents it or its error, exits"),
 )
 LAYER_OF = {module: number for number, layer in enumerate(LAYERS) for module in layer.modules}
 

@@ -55,16 +55,18 @@ def test_a_valid_file_parses_into_typed_variants(tmp_path):
 
 @pytest.mark.parametrize("change, expected", [
     (("torch: 2.0.1", "torch: 2.1.0"), "images.yaml:8: variant 'cu118': key 'torch': '2.1.0' is not a PyTorch 2.0"),
-    (('python: "3.10"', "python: 3.10"), "images.yaml:7: variant 'cu118': key 'python': expected a string, got number"),
+    (('python: "3.10"', "python: 3.10"), "images.yaml:7: variant 'cu118': key 'python': expected a string, got a number (3.1): "
+                                           'write it quoted: python: "3.10"'),
     (("cudnn: 8", "cudnn: eight"), "images.yaml:13: variant 'cu118': key 'cudnn': expected the cuDNN major version"),
     (("    cudnn: 8\n", "    cudnn: 8\n    colour: blue\n"), "images.yaml:14: variant 'cu118': key 'colour': unknown key"),
     (("    cudnn: 8\n", ""), "images.yaml:5: variant 'cu118': missing key 'cudnn'"),
-    (("base: nvidia/cuda:11.8.0", "base: NVIDIA/Cuda:11.8.0"), "key 'base': 'NVIDIA/Cuda:11.8.0-cudnn8-runtime-ubuntu22.04' is not a valid image reference"),
+    (("base: nvidia/cuda:11.8.0", "base: NVIDIA/Cuda:11.8.0"), "key 'base': 'NVIDIA/Cuda:11.8.0-cudnn8-runtime-ubuntu22.04' is not an image repository name: lower-case"),
     (("index: https://", "index: ftp://"), "key 'index': 'ftp://download.pytorch.org/whl/cu118' is not a URL"),
-    (("torchvision: 0.15.2", "torchvision: 0.15.1"), "key 'torchvision': 0.15.1 is not built for torch 2.0.1; use 0.15.2"),
+    (("torchvision: 0.15.2", "torchvision: 0.15.1"), "key 'torchvision': 0.15.1 is not built for torch 2.0.1: use 0.15.2"),
     (('cuda: "11.8"', "cuda: null"), "key 'cudnn': must be null when cuda is null"),
-    (("{variant}\"]", "{flavour}\"]"), "images.yaml:3: image: key 'tags': '{flavour}' unknown placeholder {flavour}"),
-    (("repository: torchdev", "repository: Torch Dev"), "image: key 'repository': 'Torch Dev' is not a valid image repository"),
+    (("{variant}\"]", "{flavour}\"]"), "images.yaml:3: image: key 'tags': '{flavour}' has the unknown placeholder {flavour}: use the placeholders "
+                                         "variant, torch,"),
+    (("repository: torchdev", "repository: Torch Dev"), "image: key 'repository': 'Torch Dev' is not an image repository name"),
 ])
 def test_each_bad_field_is_named_with_its_file_line_variant_and_key(tmp_path, change, expected):
     old, new = change
@@ -156,3 +158,65 @@ def test_the_matrix_table_shows_which_variants_are_locked_and_snapshotted():
     assert "locks/cu117.txt" in rows["cu117"] and " none " in rows["cpu"]
     matrix = load_matrix(ROOT / "images.yaml")
     assert all(f" {matrix.variant(name).apt_snapshot} " in row for name, row in rows.items())
+
+
+# --- every YAML construct: read as meant, or refused in one line with file:line and what to write -----------------
+
+def test_merge_keys_and_aliases_mean_what_yaml_says_and_keep_each_keys_own_line(tmp_path):
+    """`<<: *anchor` brings the anchored mapping's keys in; the mapping's own keys win; each key keeps its line."""
+    text = VALID.replace("  cu118:\n", "  cu118: &cuda\n") + "  second:\n    <<: *cuda\n    python: \"3.11\"\n"
+    matrix = load_matrix(write(tmp_path, text))
+    second = matrix.variant("second")
+    assert (second.python, second.cuda, second.base) == ("3.11", "11.8", matrix.variant("cu118").base)
+    assert matrix.origin("variants", "second", "python").line == 16
+    assert matrix.origin("variants", "second", "cuda").line == 12, "a merged key keeps the line it was written at"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (VALID.replace("  cu118:", "  11.10:"), "images.yaml:5: the key 11.10 is read by YAML as a number (11.1), not as "
+                                            "text: quote it to mean the text: '11.10':"),
+    (VALID.replace("  cu118:", "  on:"), "the key on is read by YAML as a boolean (true), not as text: quote it"),
+    (VALID.replace("  cu118:", "  null:"), "the key null is read by YAML as null"),
+    (VALID + "packages:\n  - numpy: 1.26\n", "images.yaml:15: key 'packages': item 1 (numpy: 1.26) is read by YAML "
+                                             "as a mapping, not as text: the ': ' makes it one: write - numpy==1.26"),
+    (VALID.replace("cudnn: 8", "cudnn: 9"), "key 'cudnn': expected the cuDNN major version torch 2.0's CUDA wheels "
+                                            "bring, got 9: write cudnn: 8"),
+    (VALID.replace('python: "3.10"', 'python: "3.12"'), "'3.12' is not a Python that torch 2.0 publishes wheels for"),
+    (VALID.replace('cuda: "11.8"', 'cuda: "12.1"'), "'12.1' is not a CUDA version that torch 2.0 is built for"),
+    (VALID.replace("https://download", "https://user:secret@download"), "without credentials"),
+    (VALID.replace("  cu118:", "  " + "c" * 32 + ":"), "is not a variant name: use at most 31 lower-case letters"),
+    (VALID.replace("  cu118:", "  cu_118:"), "'cu_118' is not a variant name"),
+    ("a: &a\n  b: *a\n", "images.yaml:1: an alias refers to a mapping or list it is itself inside of"),
+    ("a: " + "[" * 30 + "]" * 30 + "\n", "nested more than 16 levels deep"),
+    ("a: !!python/name:os.system x\n", "the tag 'tag:yaml.org,2002:python/name:os.system' is not one torchdev "
+                                               "reads"),
+    ("variants:\n  <<: [1]\n", "images.yaml:2: '<<' merges the scalar '1'"),
+])
+def test_each_yaml_construct_that_would_mislead_is_one_line_with_what_to_write(tmp_path, text, expected):
+    message = error_for(tmp_path, text)
+    assert expected in message, message
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_a_matrix_in_any_unicode_encoding_with_a_byte_order_mark_and_crlf_reads_the_same(tmp_path, encoding):
+    bom = {"utf-16-be": "\ufeff"}.get(encoding, "")
+    (tmp_path / "images.yaml").write_bytes((bom + VALID.replace("\n", "\r\n")).encode(encoding))
+    assert load_matrix(tmp_path / "images.yaml").variant("cu118").python == "3.10"
+
+
+@pytest.mark.parametrize("data, expected", [
+    (VALID.replace("cu118:", "cu118: # café").encode("latin-1"), "images.yaml:5: not UTF-8 text (byte 0xe9"),
+    (VALID.encode("utf-16-le"), "images.yaml:1: the file holds NUL bytes (UTF-16 or UTF-32 without a byte-order mark"),
+])
+def test_a_matrix_in_another_encoding_is_one_line_saying_to_save_it_as_utf8(tmp_path, data, expected):
+    (tmp_path / "images.yaml").write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load_matrix(tmp_path / "images.yaml")
+    assert expected in str(caught.value) and str(caught.value).endswith("save the file as UTF-8 (UTF-16 or UTF-32 "
+                                                                        "with a byte-order mark is read too)")
+
+
+def test_a_declared_lock_that_is_a_folder_is_refused_not_skipped(tmp_path):
+    (tmp_path / "locks" / "cu118.txt").mkdir(parents=True)
+    message = error_for(tmp_path, VALID)
+    assert f"{tmp_path / 'locks' / 'cu118.txt'} (its lock) is a folder, not a regular file" in message

@@ -78,7 +78,10 @@ def test_each_platform_names_itself_for_uname_wheels_and_file_names():
 
 
 def test_a_list_keeps_its_order_and_names_each_platform_once():
-    assert parse_list("linux/arm64, linux/amd64,linux/aarch64,") == (ARM64, AMD64)
+    assert parse_list("linux/arm64, linux/amd64,linux/aarch64") == (ARM64, AMD64)
+    with pytest.raises(UsageError, match="^--platform linux/arm64,,linux/amd64: an empty name between commas: write "
+                                         "--platform linux/arm64,linux/amd64$"):
+        parse_list("linux/arm64,,linux/amd64")
     with pytest.raises(UsageError, match="unknown platform 'linux/riscv64'"):
         parse_list("linux/amd64,linux/riscv64")
 
@@ -96,12 +99,12 @@ def test_a_variant_without_platforms_is_amd64_and_a_cpu_variant_may_list_both(tm
 
 def test_an_unknown_platform_is_named_with_its_file_line_variant_and_key(tmp_path):
     message = error_for(tmp_path, VALID + CPU_YAML.replace("linux/arm64]", "linux/s390x]"))
-    assert message == (f"{tmp_path / 'images.yaml'}:23: variant 'cpu': key 'platforms': unknown platform "
-                       "'linux/s390x': torch 2.0 has wheels for linux/amd64, linux/arm64")
+    assert message == (f"{tmp_path / 'images.yaml'}:23: variant 'cpu': key 'platforms': "
+                       "'linux/s390x' is not a platform torch 2.0 has wheels for: list linux/amd64 and/or linux/arm64")
 
 
-@pytest.mark.parametrize("value, expected", [("[]", "expected a non-empty list of strings, got list"),
-                                             ("linux/arm64", "expected a non-empty list of strings, got string")])
+@pytest.mark.parametrize("value, expected", [("[]", "expected a non-empty list of strings, got an empty list"),
+                                             ("linux/arm64", "expected a non-empty list of strings, got text")])
 def test_platforms_must_be_a_non_empty_list(tmp_path, value, expected):
     message = error_for(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", value))
     assert f"variant 'cpu': key 'platforms': {expected}" in message
@@ -110,7 +113,7 @@ def test_platforms_must_be_a_non_empty_list(tmp_path, value, expected):
 def test_a_cuda_variant_for_arm64_is_refused_in_one_line_with_the_reason(tmp_path):
     message = error_for(tmp_path, VALID + "    platforms: [linux/amd64, linux/arm64]\n")
     assert message == (f"{tmp_path / 'images.yaml'}:14: variant 'cu118': key 'platforms': linux/arm64 cannot "
-                       "have CUDA: torch 2.0 publishes CUDA wheels for linux/amd64 only; keep CUDA variants on "
+                       "have CUDA: torch 2.0 publishes CUDA wheels for linux/amd64 only: keep CUDA variants on "
                        "linux/amd64 and build cpu for linux/arm64")
 
 
@@ -292,8 +295,11 @@ def test_a_smoke_run_is_named_after_the_image_plus_any_platform_but_amd64():
 
 
 def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
-    assert select_checks(None) == () and select_checks("") == ()
-    assert select_checks(" environment,convergence ,") == ("environment", "convergence")
+    assert select_checks(None) == ()
+    assert select_checks(" environment,convergence ") == ("environment", "convergence")
+    for empty in ("", " ", "environment,"):
+        with pytest.raises(UsageError, match="^--checks "):
+            select_checks(empty)
     with pytest.raises(UsageError) as caught:
         select_checks("environment,gpus")
     assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.helpers.context import make_context
+from tests.helpers.context import make_context, output
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.summaries import write_counts
 from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant
@@ -144,8 +144,10 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     stale.parent.mkdir()
     stale.write_text("{}")
     engine.pushes_before_interrupt = 1
-    with pytest.raises(KeyboardInterrupt):
-        execute(ctx, commands.push, variant="cpu", every=False, flavour="runtime", overlay=None, to=REPOSITORY)
+    assert execute(ctx, commands.push, variant="cpu", every=False, flavour="runtime", overlay=None,
+                   to=REPOSITORY) == 130
+    assert output(ctx)[1].endswith("torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was "
+                                   "started\n")
     assert not stale.exists(), "a report may only say what was pushed"
     assert not [name for name in engine.names if name.startswith("registry.test")]
     engine.pushes_before_interrupt = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tests.helpers.fake_engine import FakeEngine
 from torchdev import commands, presenter, results
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.errors import ConfigError, TorchdevError, UsageError
+from torchdev.cli import DevProgram
 from torchdev.runner import execute
 
 FAILED_BUILD = BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve", log=Path("/l/cu118.log"))
@@ -59,9 +61,38 @@ def test_a_command_can_show_a_result_on_its_way_and_end_with_another():
     assert out.index("cu118") < out.index("==> more work") and err.startswith("torchdev: cu118 failed")
 
 
-def test_an_unexpected_exception_is_not_taken_for_a_known_error():
-    with pytest.raises(KeyError):
-        execute(make_context(), failing(KeyError("bug")))
+def test_an_unexpected_exception_is_one_line_saying_it_is_a_bug_and_where_its_traceback_is(tmp_path):
+    ctx = make_context(reports=tmp_path)
+    assert execute(ctx, failing(KeyError("bug"))) == 70
+    out, err = output(ctx)
+    [log] = (tmp_path / "bugs").iterdir()
+    assert out == "" and err == (f"torchdev: a bug in torchdev: KeyError: 'bug' (traceback in {log}): please report it "
+                                 "with that file; TORCHDEV_DEBUG=1 or ./dev --debug shows the traceback here\n")
+    assert "Traceback (most recent call last)" in log.read_text() and "raise error" in log.read_text()
+
+
+def test_the_traceback_of_a_bug_goes_to_the_temporary_folder_when_reports_cannot_take_it(tmp_path):
+    (tmp_path / "bugs").write_text("a file where the folder would be")
+    ctx = make_context(reports=tmp_path)
+    assert execute(ctx, failing(ValueError("bug"))) == 70
+    log = Path(output(ctx)[1].split("(traceback in ")[1].split(")")[0])
+    assert log.parent.parent == Path(tempfile.gettempdir()) and "ValueError: bug" in log.read_text()
+    log.unlink()
+
+
+def test_torchdev_debug_shows_the_traceback_of_any_error_on_stderr(tmp_path):
+    ctx = make_context(reports=tmp_path, environ={"TORCHDEV_DEBUG": "1"})
+    assert execute(ctx, failing(KeyError("bug"))) == 70
+    assert output(ctx)[1].startswith("Traceback (most recent call last)") and "a bug in torchdev" in output(ctx)[1]
+    ctx = make_context(reports=tmp_path, environ={"TORCHDEV_DEBUG": "1"})
+    assert execute(ctx, failing(UsageError("say which image"))) == 2
+    assert output(ctx)[1].startswith("Traceback") and output(ctx)[1].endswith("\ntorchdev: say which image\n")
+
+
+def test_an_interrupt_is_one_line_and_exit_status_130():
+    ctx = make_context()
+    assert execute(ctx, failing(KeyboardInterrupt())) == 130
+    assert output(ctx) == ("", "torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was started\n")
 
 
 def test_every_result_a_command_returns_has_a_presentation():
@@ -86,3 +117,16 @@ def test_commands_write_to_the_contexts_streams_only(tmp_path, capsys):
     out, err = output(ctx)
     assert "repository: " in out and "cpu: build plan" in out and "no torchdev images yet" in out
     assert "cu117 on linux/amd64: locks/cu117.txt matches the matrix" in out and err == ""
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["build", "--variant"], "torchdev: --variant needs a value: "),
+    (["build", "--bogus"], "torchdev: unknown task or option '--bogus': "),
+    (["nosuchtask"], "torchdev: unknown task or option 'nosuchtask': "),
+])
+def test_a_command_line_invoke_cannot_parse_is_a_usage_line_with_exit_status_2(argv, line, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exited:
+        DevProgram(name="torchdev", binary="dev", binary_names=["dev"]).run(["dev", *argv])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == line + "`./dev --list` lists the tasks, `./dev --help TASK` a task's options\n"
