@@ -144,3 +144,15 @@ def test_every_stage_that_installs_debian_packages_sees_the_apt_snapshot():
     assert len(installing) == 2, "runtime and devel both install Debian packages"
     for stage in installing:
         assert stage.index("ARG APT_SNAPSHOT") < stage.index("bash /tmp/torchdev/apt-install.sh"), stage[:40]
+
+
+def test_every_run_step_ends_by_clamping_what_it_changed():
+    """docker/clamp-mtimes.sh is what makes every build reproducible: a RUN step without it would leave its files with
+    the build's time, and two builds of the same inputs would differ. It must be mounted and be the step's last word."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    steps = re.findall(r"^RUN (.*?)(?<!\\)\n", dockerfile, flags=re.M | re.S)
+    assert len(steps) >= 9, "runtime and devel stages"
+    for step in steps:
+        assert "--mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh" in step, step[:60]
+        assert step.rstrip().endswith("&& bash /tmp/torchdev/clamp-mtimes.sh"), step[-120:]
+    assert "!clamp-mtimes.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
