@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, smoke
+from torchdev import bases, build as builds, k8s as kube, lock as locks, push as pushes, repro, smoke
 from torchdev.doctor import run_doctor
 from torchdev.engine import Engine, ImageRef, require_buildx
 from torchdev.errors import TorchdevError, UsageError
@@ -97,12 +97,10 @@ def emulation_notes(plans: list[BuildPlan]) -> list[str]:
             "(qemu), several times slower" for plan in plans for platform in plan.platforms if platform != native]
 
 
-def build_and_report(engine: Engine, plans: list[BuildPlan], *, no_cache: bool = False,
-                     reproducible: bool = False) -> list[builds.BuildResult]:
+def build_and_report(engine: Engine, plans: list[BuildPlan], *, no_cache: bool = False) -> list[builds.BuildResult]:
     """Build, save each new image's manifest, print the summary table and each failure's cause."""
     require_buildx()
-    results = builds.build_all(engine, plans, log_dir=REPORTS_DIR / "build", no_cache=no_cache,
-                               reproducible=reproducible)
+    results = builds.build_all(engine, plans, log_dir=REPORTS_DIR / "build", no_cache=no_cache)
     for result in results:
         if result.status is builds.BuildStatus.BUILT:
             save_manifest(engine, image_id=result.image_id, image=result.image)
@@ -121,7 +119,8 @@ def _load(overlay: str | None) -> tuple[SourcedDict, Matrix]:
 
 def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | None, no_cache: bool = False,
           reproducible: bool = False, flavour: str | None = None, platform: str | None = None) -> int:
-    """Build the selected variants in the selected flavours one after another; a failure does not stop the others."""
+    """Build the selected variants in the selected flavours one after another; a failure does not stop the others.
+    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now."""
     data, matrix = _load(overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     plans = plans_for(matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
@@ -129,10 +128,10 @@ def build(*, variant: str | None, every: bool, dry_run: bool, overlay: str | Non
         print("\n\n".join(describe_plan(plan) for plan in plans))
         return 0
     check_locks(data, matrix, plans)
-    for note in emulation_notes(plans):
+    for note in emulation_notes(plans) + ([REPRODUCIBLE_NOTE] if reproducible else []):
         print(f"note: {note}")
     engine = Engine.connect()
-    return builds.exit_status(build_and_report(engine, plans, no_cache=no_cache, reproducible=reproducible))
+    return builds.exit_status(build_and_report(engine, plans, no_cache=no_cache))
 
 
 def lock(*, variant: str | None, every: bool, check: bool, overlay: str | None, platform: str | None = None) -> int:
@@ -222,35 +221,78 @@ def up(*, variant: str, overlay: str | None) -> int:
     return engine.compose("run", "--rm", "train", cwd=ROOT, env=env)
 
 
+REPRODUCIBLE_NOTE = ("--reproducible is no longer needed: every build gives the same image ID from the same inputs "
+                      "(`./dev verify-repro` proves it); the flag changes nothing")
+
+
 def verify_repro(*, variant: str, overlay: str | None) -> int:
-    """Build twice with no layer cache into OCI archives; 0 only when both digests are equal."""
+    """Build twice with no layer cache into the engine; 0 only when both give one image ID. When they differ, both are
+    saved and compared down to the file. Neither build moves a tag; what they made is removed unless a tag names it."""
     matrix = load_matrix(MATRIX_FILE, overlay=overlay)
     plan = plans_for(matrix, [matrix.variant(variant)])[0]
     engine = Engine.connect()
     require_buildx()
-    with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
-        archives, digests = [], []
+    made: list[repro.UncachedBuild] = []
+    try:
         for number in (1, 2):
-            build_dir = Path(scratch) / f"build{number}"
-            build_dir.mkdir()
-            archives.append(build_dir / "image.oci.tar")
-            print(f"==> [{number}/2] reproducible build of {variant}, no layer cache", flush=True)
-            log_path = REPORTS_DIR / "build" / f"{variant}.repro{number}.log"
-            status, lines, metadata = builds.run_buildx(engine, plan, scratch=build_dir, log_path=log_path,
-                                                        no_cache=True, oci_archive=archives[-1])
-            if status != 0:
-                raise TorchdevError(f"build {number} of {variant} failed: {builds.failure_cause(lines)} "
-                                    f"(log: {log_path})")
-            digests.append(json.loads(metadata.read_text())["containerimage.digest"])
-        print("\n" + render_table(["build", "digest"], [(1, digests[0]), (2, digests[1])]))
-        if digests[0] != digests[1]:
-            print(describe_differences(archives[0], archives[1]))
-            raise TorchdevError(f"{variant} is not reproducible: two builds from the same inputs gave two digests")
-    if plan.variant.digest and plan.variant.digest != digests[0]:
-        raise TorchdevError(f"{variant} builds reproducibly as {digests[0]}, but images.yaml records "
-                            f"{plan.variant.digest}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)")
-    print(f"\n{variant} is reproducible: {digests[0]}")
+            print(f"==> [{number}/2] {plan.name} without layer cache (downloads stay cached)", flush=True)
+            made.append(_uncached_build(engine, plan, number))
+        first, second = made
+        print("\n" + render_table(["build", "image ID", "config digest", "RUN steps run"],
+                                  [(n, b.image_id, b.config_digest, len(b.steps)) for n, b in enumerate(made, 1)]))
+        if not first.steps or second.steps != first.steps:
+            raise TorchdevError(f"build 2 ran {len(second.steps)} of build 1's {len(first.steps)} RUN steps: BuildKit "
+                                "shares a step with another build of the same step on this engine even without cache, "
+                                "so nothing was compared; run verify-repro again when no other build of it is running")
+        if first.image_id != second.image_id:
+            with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
+                print("\n" + describe_differences(*(_saved(engine, b.image_id, Path(scratch)) for b in made)))
+            raise TorchdevError(f"{plan.name} is not reproducible: two builds from the same inputs gave two image IDs")
+        mismatch = builds.digest_mismatch(plan, first.image_id, first.config_digest)
+        if mismatch:
+            raise TorchdevError(mismatch.replace("the build gave", f"{plan.name} builds reproducibly as", 1))
+        print(f"\n{plan.name} is reproducible: {first.image_id} (config {first.config_digest})")
+        print(immutable_tag_note(engine, plan, first.image_id))
+    finally:
+        for image_id in {b.image_id for b in made}:
+            builds.discard_unless_tagged(engine, image_id)
     return 0
+
+
+def _uncached_build(engine: Engine, plan: BuildPlan, number: int) -> repro.UncachedBuild:
+    log_path = REPORTS_DIR / "build" / f"{plan.name}.repro{number}.log"
+    with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
+        status, lines, metadata = builds.run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
+                                                    no_cache=True)
+        if status != 0 or not metadata.is_file():
+            raise TorchdevError(f"build {number} of {plan.name} failed: {builds.failure_cause(lines)} (log: {log_path})")
+        return repro.UncachedBuild(builds.built_image_id(engine, metadata), builds.config_digest(metadata),
+                                   repro.executed_steps(lines))
+
+
+def _saved(engine: Engine, image_id: str, folder: Path) -> Path:
+    """`docker save` of one image into `folder`: an OCI archive with the layers as the engine stores them."""
+    path = folder / f"{image_id.split(':')[-1][:12]}.tar"
+    with path.open("wb") as out:
+        for chunk in engine.save(image_id, named=False):
+            out.write(chunk)
+    return path
+
+
+def immutable_tag_note(engine: Engine, plan: BuildPlan, image_id: str) -> str:
+    """Whether the image the immutable tag names (built earlier from the same inputs) is this one: then any build of
+    these inputs, cached or not, takes its tags."""
+    if not plan.immutable_references:
+        return ""
+    reference = plan.immutable_references[0]
+    current = engine.image_id(reference)
+    if not current:
+        return f"no image is tagged {reference} yet: `./dev build --variant {plan.variant.name}` makes this one"
+    if current == image_id:
+        return f"{reference} names this very image"
+    return (f"{reference} names another image, {current[:19]}, built from the same declared inputs: something not "
+            f"pinned has changed since ({', '.join(builds.UNPINNED_INPUTS)}), and builds of these inputs are refused "
+            f"that tag until it is removed (`docker image rm {reference}`)")
 
 
 def pin(*, variant: str | None, every: bool, overlay: str | None) -> int:

@@ -26,12 +26,11 @@ ENGINE_OUTPUT = "type=docker,compression=zstd,compression-level=3,force-compress
 """Load the result into the engine. zstd, not the default gzip: exporting a 4.5 GB torch layer took 77 s
 instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers.
 OCI media types, because zstd layers under Docker's own media types (…diff.tar.zstd) are no standard type:
-the containerd image store then leaves the image out of `docker images` and every image listing."""
-
-
-OCI_OUTPUT = "type=oci,dest={dest},rewrite-timestamp=true,compression=uncompressed"
-"""Reproducible mode: an OCI archive whose file timestamps are clamped to SOURCE_DATE_EPOCH (the engine's
-own exporter cannot rewrite them), uncompressed so no compressor's output can differ."""
+the containerd image store then leaves the image out of `docker images` and every image listing.
+Every build this way is reproducible: each RUN step of docker/Dockerfile ends by giving what it changed one fixed
+modification time (docker/clamp-mtimes.sh), SOURCE_DATE_EPOCH dates the config and history, and zstd at a fixed
+level writes the same bytes for the same layer, so the same inputs give the same image ID with no export-time
+rewrite (BuildKit's rewrite-timestamp cannot export into the engine's store, moby/buildkit#4230)."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +95,12 @@ class BuildPlan:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def buildx_command(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
-                       oci_archive: Path | None = None) -> list[str]:
+    def buildx_command(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False) -> list[str]:
         """The `docker buildx build` command line; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); with
-        `oci_archive` the image goes to that file reproducibly instead of into the engine.
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing).
         """
-        output = OCI_OUTPUT.format(dest=oci_archive) if oci_archive else ENGINE_OUTPUT
-        command = ["docker", "buildx", "build", f"--output={output}", "--provenance=false", "--progress=plain",
+        command = ["docker", "buildx", "build", f"--output={ENGINE_OUTPUT}", "--provenance=false", "--progress=plain",
                    "--platform", ",".join(map(str, self.platforms)), "--file", str(self.dockerfile),
                    "--target", self.target, "--metadata-file", str(metadata_file),
                    "--build-context", f"lock={lock_context}"]

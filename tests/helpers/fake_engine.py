@@ -40,6 +40,10 @@ class FakeEngine:
         """After this many pushes, the next raises KeyboardInterrupt (Ctrl-C half-way)."""
         self.platforms: dict[str, tuple[str, ...]] = {}
         """image ID -> the platforms it holds (a build records its --platform); linux/amd64 when not set."""
+        self.reproducible = False
+        """When True, a build gives the image ID of any earlier build of the same command (as the real engine does
+        for the same inputs); by default every build makes a new image, as a non-reproducible build would."""
+        self._built: dict[tuple[str, ...], str] = {}
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -169,12 +173,26 @@ class FakeEngine:
         lines = [f"#1 fake build of {command[-1]}"]
         if outcome == 0:
             labels = dict(command[i + 1].split("=", 1) for i, word in enumerate(command) if word == "--label")
-            image_id = self.add_image(labels=labels)
+            image_id = self._reproduced(command) or self.add_image(labels=labels)
+            self._built[self._content_key(command)] = image_id
             self.platforms[image_id] = tuple(command[command.index("--platform") + 1].split(","))
             self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
             metadata = Path(command[command.index("--metadata-file") + 1])
-            metadata.write_text(json.dumps({"containerimage.digest": image_id}))
+            metadata.write_text(json.dumps({"containerimage.digest": image_id,
+                                            "containerimage.config.digest": "sha256:" + image_id[-8:].rjust(64, "c")}))
         return outcome, lines
+
+    @staticmethod
+    def _content_key(command: list[str]) -> tuple[str, ...]:
+        """What decides a build's content: its command less the per-build paths and --no-cache."""
+        per_build = {"--metadata-file", "--build-context"}
+        return tuple(word for i, word in enumerate(command)
+                     if word not in per_build and word != "--no-cache" and (i == 0 or command[i - 1] not in per_build))
+
+    def _reproduced(self, command: list[str]) -> str | None:
+        """With `reproducible`, the ID an earlier build of the same content made, while that image is still there."""
+        known = self._built.get(self._content_key(command)) if self.reproducible else None
+        return known if known and self.image(known) else None
 
     def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
         self.compose_calls.append(args)
