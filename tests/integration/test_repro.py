@@ -59,13 +59,14 @@ def test_another_source_date_epoch_reuses_every_layer_but_gives_another_image_wh
 
 
 def engine_build(context: Path, name: str, content: str, mtime: int) -> None:
-    """A one-file image into the engine as torchdev builds (COPY keeps the file's mtime, which the test sets)."""
+    """A one-file image into the engine as torchdev builds. COPY keeps the file's mtime, which the test sets; without
+    --no-cache BuildKit would reuse a layer whose file has the same content, whatever its mtime."""
     (context / "Dockerfile").write_text("FROM scratch\nCOPY payload.txt /etc/payload.txt\n")
     (context / "payload.txt").write_text(content)
     os.utime(context / "payload.txt", (mtime, mtime))
-    subprocess.run(["docker", "buildx", "build", "--provenance=false", "--build-arg", "SOURCE_DATE_EPOCH=0",
-                    f"--output={ENGINE_OUTPUT},name={name}", str(context)], check=True, capture_output=True,
-                   timeout=300)
+    subprocess.run(["docker", "buildx", "build", "--no-cache", "--provenance=false", "--build-arg",
+                    "SOURCE_DATE_EPOCH=0", f"--output={ENGINE_OUTPUT},name={name}", str(context)], check=True,
+                   capture_output=True, timeout=300)
 
 
 def saved(name: str, path: Path) -> Path:
