@@ -3,7 +3,8 @@
 # fixed modification time, so two builds of the same inputs write byte-identical layers and the engine's own exporter
 # stores the same image ID, with no export-time rewrite (BuildKit's rewrite-timestamp cannot write into the engine's
 # image store, moby/buildkit#4230, and rewriting 4.5 GB at export costs minutes).
-#   RUN --mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh ... && bash /tmp/torchdev/clamp-mtimes.sh
+#   RUN --mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh \
+#       ... && bash /tmp/torchdev/clamp-mtimes.sh
 # Why a constant and not SOURCE_DATE_EPOCH: the value is part of every layer, so it would have to be a build arg in
 # scope of every step, and each commit to the build inputs would then rebuild (and re-push, re-pull) the 4.5 GB torch
 # layer whose content did not change. The image config still carries SOURCE_DATE_EPOCH as its creation date.

@@ -265,7 +265,8 @@ def _uncached_build(engine: Engine, plan: BuildPlan, number: int) -> repro.Uncac
         status, lines, metadata = builds.run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
                                                     no_cache=True)
         if status != 0 or not metadata.is_file():
-            raise TorchdevError(f"build {number} of {plan.name} failed: {builds.failure_cause(lines)} (log: {log_path})")
+            raise TorchdevError(f"build {number} of {plan.name} failed: {builds.failure_cause(lines)} "
+                                f"(log: {log_path})")
         return repro.UncachedBuild(builds.built_image_id(engine, metadata), builds.config_digest(metadata),
                                    repro.executed_steps(lines))
 

@@ -117,7 +117,8 @@ def describe_differences(first_path: Path, second_path: Path, *, limit: int = 25
     files are the same (same uncompressed digest) but whose compressed bytes differ is named as such."""
     first, second = read_saved(first_path), read_saved(second_path)
     lines = [f"image IDs differ: {first.manifest_digest} vs {second.manifest_digest}"]
-    config_keys = sorted(k for k in set(first.config) | set(second.config) if first.config.get(k) != second.config.get(k))
+    config_keys = sorted(key for key in set(first.config) | set(second.config)
+                         if first.config.get(key) != second.config.get(key))
     if config_keys:
         lines.append(f"image config differs in: {', '.join(config_keys)}")
     if len(first.layers) != len(second.layers):

@@ -18,7 +18,8 @@ from torchdev.repro import describe_differences, executed_steps, read_saved
 
 @pytest.fixture(scope="module")
 def verified(built_image, test_overlay) -> tuple[str, str, str]:
-    """`invoke verify-repro` on the test variant after the session's ordinary build: (image ID, config digest, output)."""
+    """`invoke verify-repro` on the test variant after the session's ordinary build: (image ID, config digest,
+    output)."""
     result = run_cli("verify-repro", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), timeout=2400)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr
     found = re.search(r"is reproducible: (sha256:[0-9a-f]{64}) \(config (sha256:[0-9a-f]{64})\)", result.stdout)
