@@ -19,7 +19,7 @@ import pytest
 sys.dont_write_bytecode = True
 
 EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python", "flavour", "require-cuda",
-                "cuda-toolchain", "platform")
+                "cuda-toolchain", "platform", "left-out")
 DDP_TIMEOUT_DEFAULT_S = 120.0
 IMAGE_MANIFEST = Path("/usr/share/torchdev/manifest.json")
 REASON_MAX_CHARS = 1500
@@ -73,6 +73,14 @@ def expected(request):
             pytest.skip(f"no expectation given (--expect-{name}) and no torchdev manifest declaring it")
         return value
     return lookup
+
+
+@pytest.fixture
+def left_out(request):
+    """Packages this image's flavour leaves to another by design (--expect-left-out, else its manifest; none outside
+    torchdev images): runtime leaves triton to devel, as triton needs a C compiler and Python.h at first use."""
+    value = request.config.getoption("expect_left_out") or declared_by_image().get("left-out") or ""
+    return tuple(name for name in value.replace(",", " ").split() if name != "none")
 
 
 @pytest.fixture

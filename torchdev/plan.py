@@ -180,6 +180,7 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
         "LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in locks),
+        "RUNTIME_LEAVES_OUT": " ".join(runtime_leaves_out(matrix)),
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
         "REQUIRE_CUDA": required_cuda(variant, release),
@@ -189,6 +190,12 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
         **({} if flavour.is_runtime else toolchain_args(flavour, variant, release)),
     }
+
+
+def runtime_leaves_out(matrix: Matrix) -> tuple[str, ...]:
+    """The lock's packages that other flavours install and runtime does not (flavours.<name>.lock_packages). The
+    same for every flavour's build, since devel is built on the very runtime stage."""
+    return tuple(dict.fromkeys(name for flavour in matrix.flavours for name in flavour.lock_packages))
 
 
 def required_cuda(variant: Variant, release: CudaRelease | None) -> str:
@@ -205,6 +212,7 @@ def toolchain_args(flavour: Flavour, variant: Variant, release: CudaRelease | No
         "FLAVOUR": flavour.name,
         "TOOLCHAIN_APT": " ".join(flavour.apt_packages),
         "TOOLCHAIN_PIP": " ".join(flavour.pip_packages),
+        "LOCK_PACKAGES": " ".join(flavour.lock_packages),
         "CUDA_TOOLCHAIN_URL": flavour.cuda_toolchain if cuda else "",
         "CUDA_RELEASE": release.release if cuda and release else "",
         "CUDA_COMPONENTS": " ".join(flavour.cuda_components) if cuda else "",

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_LIBS = ROOT / "docker" / "shared_libs.py"
 CUDA_TOOLCHAIN = ROOT / "docker" / "cuda_toolchain.py"
+LOCK_PART = ROOT / "docker" / "lock_part.py"
 MACHINE = {"x86_64": "linux-x86_64", "aarch64": "linux-sbsa"}[os.uname().machine]
 
 
@@ -156,3 +157,31 @@ def test_every_run_step_ends_by_clamping_what_it_changed():
         assert "--mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh" in step, step[:60]
         assert step.rstrip().endswith("&& bash /tmp/torchdev/clamp-mtimes.sh"), step[-120:]
     assert "!clamp-mtimes.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
+
+
+def lock_part(lock: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, str(LOCK_PART), str(lock), *args], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+def requirements(text: str) -> dict[str, list[str]]:
+    """name -> its --hash values, as pip would read the requirement file."""
+    found: dict[str, list[str]] = {}
+    for entry in re.split(r"\n(?=[^\s#])", "\n" + text):
+        first = entry.strip().split("\n", 1)[0]
+        if first and not first.startswith("#"):
+            found[first.split("==")[0]] = re.findall(r"--hash=(sha256:[0-9a-f]{64})", entry)
+    return found
+
+
+def test_runtime_and_devel_install_the_two_parts_of_one_lock_with_its_hashes():
+    """Runtime leaves triton (and triton's own cmake, lit) to devel, which takes them from the same lock: together
+    the two parts are the lock, every entry with every one of its hashes."""
+    lock = ROOT / "overlays" / "local-debian" / "cu117.lock.txt"
+    whole = requirements(lock.read_text())
+    runtime = requirements(lock_part(lock, "--without", "triton", "CMake", "lit"))
+    devel = requirements(lock_part(lock, "--only", "triton", "cmake", "lit"))
+    assert sorted(devel) == ["cmake", "lit", "triton"] and not set(devel) & set(runtime)
+    assert {**runtime, **devel} == whole and all(whole.values())
+    assert lock_part(lock, "--only", "triton").startswith("# torchdev lock:"), "the header stays, for people"
+    assert requirements(lock_part(lock, "--only", "not-in-the-lock")) == {}
