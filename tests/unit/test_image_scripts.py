@@ -157,6 +157,8 @@ def test_every_run_step_ends_by_clamping_what_it_changed():
         assert "--mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh" in step, step[:60]
         assert step.rstrip().endswith("&& bash /tmp/torchdev/clamp-mtimes.sh"), step[-120:]
     assert "!clamp-mtimes.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
+    assert not re.search(r"^(COPY|ADD) ", dockerfile, flags=re.M), \
+        "COPY and ADD give the folders they create the build's time: install files from a RUN with a bind mount"
 
 
 def lock_part(lock: Path, *args: str) -> str:
