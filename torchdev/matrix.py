@@ -38,6 +38,7 @@ FLAVOUR_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
 DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 PINNED_REQUIREMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
 CUDA_COMPONENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 RUNTIME = "runtime"
 """The default flavour, built from the variant's base: its tags carry no suffix; every other flavour builds on it."""
 
@@ -102,6 +103,9 @@ class Flavour:
     cuda_components: tuple[str, ...] = ()
     bases: tuple[tuple[str, str], ...] = ()
     """(variant, base) where this flavour is built on another base than the variant's."""
+    lock_packages: tuple[str, ...] = ()
+    """Packages of the variant's lock that this flavour installs and runtime leaves out (triton: runtime cannot
+    use it), from the same lock with the same hashes."""
 
     @property
     def is_runtime(self) -> bool:
@@ -444,19 +448,19 @@ def _read_flavour(name: str, fields: Any, table: SourcedDict, variant_names: set
     if not isinstance(fields, SourcedDict):
         problems.add(table, name, f"expected a mapping, got {_type_name(fields)}", context=context)
         return Flavour(name)
-    toolchain_keys = {"apt_packages", "pip_packages", "cuda_toolchain", "cuda_components"}
+    toolchain_keys = {"apt_packages", "pip_packages", "cuda_toolchain", "cuda_components", "lock_packages"}
     _check_keys(fields, required=set(), optional={"bases"} | (set() if name == RUNTIME else toolchain_keys),
                 problems=problems, context=context)
     lists = {key: _string_list(fields, key, problems, context=context, check=check) if key in fields else ()
              for key, check in (("apt_packages", _debian_package_problem), ("pip_packages", _pinned_problem),
-                                ("cuda_components", _component_problem))}
+                                ("cuda_components", _component_problem), ("lock_packages", _package_problem))}
     toolchain = "" if fields.get("cuda_toolchain") is None else _string(
         fields, "cuda_toolchain", problems, context=context, pattern=re.compile(r"^(https?|file)://\S+$"),
         hint="the URL of NVIDIA's redist folder (https://developer.download.nvidia.com/compute/cuda/redist), or null")
     if toolchain and "cuda_nvcc" not in lists["cuda_components"]:
         problems.add(fields, "cuda_toolchain", "needs cuda_components that include cuda_nvcc", context=context)
     return Flavour(name, lists["apt_packages"], lists["pip_packages"], toolchain, lists["cuda_components"],
-                   _flavour_bases(fields, variant_names, problems, context))
+                   _flavour_bases(fields, variant_names, problems, context), lists["lock_packages"])
 
 
 def _flavour_bases(fields: SourcedDict, variant_names: set[str], problems: _Problems,
@@ -483,6 +487,10 @@ def _debian_package_problem(name: str) -> str:
 
 def _pinned_problem(requirement: str) -> str:
     return "" if PINNED_REQUIREMENT_RE.match(requirement) else "is not pinned as name==version"
+
+
+def _package_problem(name: str) -> str:
+    return "" if PACKAGE_NAME_RE.match(name) else "is not a Python package name (as the lock names it: triton)"
 
 
 def _component_problem(name: str) -> str:

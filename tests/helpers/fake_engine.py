@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TextIO
 
@@ -17,6 +18,11 @@ from tests.helpers.oci_archive import loaded_image, multi_platform_archive
 from torchdev.engine import BuildRequest, ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
 
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
+
+
+def config_digest_of(image_id: str) -> str:
+    """The config digest the fake engine reports for an image (the real one's differs from the image ID too)."""
+    return "sha256:" + image_id[-8:].rjust(64, "c")
 
 
 def oci_archive(content: str, *, labels: dict[str, str], platforms: tuple[str, ...], name: str = "") -> bytes:
@@ -52,6 +58,10 @@ class FakeEngine:
         """After this many pushes, the next raises KeyboardInterrupt (Ctrl-C half-way)."""
         self.platforms: dict[str, tuple[str, ...]] = {}
         """image ID -> the platforms it holds (a build records its --platform); linux/amd64 when not set."""
+        self.reproducible = False
+        """When True, a build gives the image ID of any earlier build of the same request (as the real engine does
+        for the same inputs); by default every build makes a new image, as a non-reproducible build would."""
+        self._built: dict[str, str] = {}
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -183,25 +193,36 @@ class FakeEngine:
         return result.output
 
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
-        """A new image in the engine; or, for an output with a file (the oci exporter), an archive there, the same
-        for the same request (a reproducible build), which `load` then brings in."""
+        """A new image in the engine (with `reproducible`, the earlier one of the same content), named as BuildKit's
+        export names it, and buildx's metadata: the image ID and its config digest (config_digest_of)."""
         self.requests.append(request)
         outcome = self.builds.pop(0) if self.builds else 0
         if isinstance(outcome, BaseException):
             raise outcome
         lines = [f"#1 fake build of {request.context}"]
         if outcome == 0:
-            if request.output.dest:
-                content = json.dumps([request.build_args, request.labels, request.platforms])
-                saved = oci_archive(content, labels=request.labels, platforms=request.platforms)
-                request.output.dest.write_bytes(saved)
-                image_id = loaded_image(saved)[0]
-            else:
-                image_id = self.add_image(labels=request.labels)
-                self.platforms[image_id] = request.platforms
-                self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
-            request.metadata_file.write_text(json.dumps({"containerimage.digest": image_id}))
+            image_id = self._image_of(request)
+            self.platforms[image_id] = request.platforms
+            self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
+            request.metadata_file.write_text(json.dumps({
+                "containerimage.digest": image_id, "containerimage.config.digest": config_digest_of(image_id)}))
         return outcome, lines
+
+    @staticmethod
+    def _content_key(request: BuildRequest) -> str:
+        """What decides a build's content: its request less the per-build files (metadata, the staged lock folder)
+        and --no-cache."""
+        return repr(replace(request, metadata_file=Path(), contexts={}, no_cache=False))
+
+    def _image_of(self, request: BuildRequest) -> str:
+        """A new image; with `reproducible`, the one any earlier build of the same content made (back in the engine
+        if it was removed since), as the real engine gives the same inputs the same image ID."""
+        key = self._content_key(request)
+        if self.reproducible and key in self._built:
+            self.labels.setdefault(self._built[key], dict(request.labels))
+        else:
+            self._built[key] = self.add_image(labels=request.labels)
+        return self._built[key]
 
     def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
         self.compose_calls.append(args)
