@@ -8,8 +8,10 @@ type checker hold both to ContainerEngine.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TextIO
@@ -26,11 +28,21 @@ def config_digest_of(image_id: str) -> str:
 
 
 def oci_archive(content: str, *, labels: dict[str, str], platforms: tuple[str, ...], name: str = "") -> bytes:
-    """An image as an OCI archive: one small layer per platform holding `content`; the same bytes for the same
-    arguments, as a reproducible build or a second `docker save` of one image gives."""
-    layers = {platform.split("/")[1]: f"{content} for {platform}".encode() for platform in platforms}
+    """An image as an OCI archive: one small layer per platform, a tar of one file holding `content`; the same bytes
+    for the same arguments, as a reproducible build or a second `docker save` of one image gives."""
+    layers = {platform.split("/")[1]: one_file_tar("etc/fake-image", f"{content} for {platform}".encode())
+              for platform in platforms}
     annotations = {"io.containerd.image.name": name} if name else None
     return multi_platform_archive(layers, labels=labels, top_annotations=annotations)[0]
+
+
+def one_file_tar(path: str, content: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(path)
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 class FakeEngine:
@@ -44,6 +56,9 @@ class FakeEngine:
         """What each next build does: 0 makes a new image, another number fails with it, an exception is raised."""
         self.requests: list[BuildRequest] = []
         """Every build asked for, in order."""
+        self.steps_run: list[tuple[str, ...]] = []
+        """The RUN steps each next successful build's log says it ran; by default one, `RUN fake-step` (fewer: a build
+        that took a step's result from a concurrent build of it, as BuildKit does even under --no-cache)."""
         self.runs: dict[str, RunScript] = {}
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
@@ -206,6 +221,9 @@ class FakeEngine:
             self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
             request.metadata_file.write_text(json.dumps({
                 "containerimage.digest": image_id, "containerimage.config.digest": config_digest_of(image_id)}))
+            steps = self.steps_run.pop(0) if self.steps_run else ("RUN fake-step",)
+            for number, step in enumerate(steps, start=2):
+                lines += [f"#{number} [{request.target} {number - 1}/{len(steps)}] {step}", f"#{number} DONE 0.1s"]
         return outcome, lines
 
     @staticmethod

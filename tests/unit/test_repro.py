@@ -7,12 +7,22 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 
+from dataclasses import replace
+
+import pytest
 import zstandard
 
+from tests.helpers.context import make_context
+from tests.helpers.fake_engine import FakeEngine, config_digest_of
+from torchdev import commands
+from torchdev.errors import TorchdevError
 from torchdev.oci import GZIP_LAYER, ZSTD_LAYER
+from torchdev.presenter import Presentation, present
 from torchdev.repro import describe_differences, executed_steps, read_saved
+from torchdev.results import ReproReport
 
 
 def layer_tar(files: dict[str, tuple[bytes, int]]) -> bytes:
@@ -100,3 +110,95 @@ def test_the_run_steps_a_build_ran_are_read_from_its_log_and_cached_ones_are_not
     assert executed_steps(log) == ("RUN --mount=type=cache,target=/var/cache/apt apt-install python3",
                                    "RUN python verify.py")
     assert executed_steps(["#14 exporting to image", "#14 DONE 0.3s"]) == ()
+
+
+# --- ./dev verify-repro through the fake engine: what it decides, what it leaves, what it says --------------------
+
+@pytest.fixture()
+def buildx(tmp_path, monkeypatch):
+    """A docker CLI on PATH whose buildx plugin answers, as verify-repro checks before it builds."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "docker").write_text("#!/bin/sh\nexit 0\n")
+    (folder / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def verify(engine: FakeEngine, tmp_path) -> tuple[ReproReport, Presentation]:
+    ctx = make_context(engine=engine, reports=tmp_path / "reports")
+    report = commands.verify_repro(ctx, variant="cpu", overlay=None)
+    return report, present(report)
+
+
+def test_two_builds_that_agree_are_reproducible_and_leave_no_image_and_no_tag_behind(buildx, tmp_path):
+    engine = FakeEngine()
+    engine.reproducible = True
+    report, shown = verify(engine, tmp_path)
+    first, second = report.builds
+    assert report.compared and report.reproducible and first == second and first.steps == ("RUN fake-step",)
+    assert [request.no_cache for request in engine.requests] == [True, True]
+    assert shown.status == 0 and f"cpu is reproducible: {first.image_id} (config {config_digest_of(first.image_id)})" \
+        in "\n".join(shown.out)
+    assert f"no image is tagged {report.immutable_tag} yet: `./dev build --variant cpu` makes this one" in shown.out
+    assert engine.names == {} and engine.labels == {}, "the verification's image is removed: no tag names it"
+
+
+def test_the_immutable_tag_is_said_to_name_this_very_image_or_another_which_keeps_its_tags(buildx, tmp_path):
+    engine = FakeEngine()
+    engine.reproducible = True
+    report, _ = verify(engine, tmp_path)
+    image_id = report.builds[0].image_id
+    engine.labels[image_id] = {}
+    engine.names[report.immutable_tag] = image_id  # as `./dev build` leaves it
+    again, shown = verify(engine, tmp_path)
+    assert again.builds[0].image_id == image_id and f"{report.immutable_tag} names this very image" in shown.out
+    assert engine.names == {report.immutable_tag: image_id}, "a tagged image stays, without the build's own name"
+    other = engine.add_image(report.immutable_tag)
+    note = present(replace(again, tagged=other)).out[-1]
+    assert note.startswith(f"{report.immutable_tag} names another image, {other[:19]}") and "not pinned" in note
+
+
+def test_two_builds_that_differ_are_compared_down_to_the_layer_and_both_are_removed(buildx, tmp_path):
+    engine = FakeEngine()
+    report, shown = verify(engine, tmp_path)
+    first, second = report.builds
+    assert first.image_id != second.image_id and report.compared and not report.reproducible
+    assert report.differences.startswith("image IDs differ: ") and "layer 1:" in report.differences
+    assert shown.status == 1 and shown.err == ("torchdev: cpu is not reproducible: two builds from the same inputs "
+                                               "gave two image IDs",)
+    assert report.differences in "\n".join(shown.out)
+    assert engine.labels == {} and engine.names == {}
+
+
+def test_a_second_build_that_ran_fewer_steps_compared_nothing_and_says_so(buildx, tmp_path):
+    engine = FakeEngine()
+    engine.reproducible = True
+    engine.steps_run = [("RUN a", "RUN b"), ("RUN a",)]
+    report, shown = verify(engine, tmp_path)
+    assert not report.compared and report.differences == "" and report.immutable_tag == ""
+    assert shown.status == 1 and shown.err[0].startswith("torchdev: build 2 ran 1 of build 1's 2 RUN steps")
+
+
+def test_the_result_is_checked_against_a_recorded_image_id_or_config_digest(buildx, tmp_path):
+    engine = FakeEngine()
+    engine.reproducible = True
+    image_id = verify(engine, tmp_path)[0].builds[0].image_id
+    recorded = {"other": "sha256:" + "d" * 64, "image ID": image_id, "config digest": config_digest_of(image_id)}
+    shown = {}
+    for name, digest in recorded.items():
+        overlay = tmp_path / "overlay.yaml"
+        overlay.write_text(f"variants:\n  cpu:\n    digest: '{digest}'\n")
+        ctx = make_context(engine=engine, reports=tmp_path / "reports")
+        shown[name] = present(commands.verify_repro(ctx, variant="cpu", overlay=str(overlay)))
+    assert shown["image ID"].status == shown["config digest"].status == 0
+    assert shown["other"].status == 1 and shown["other"].err == (
+        f"torchdev: cpu builds reproducibly as {image_id} (config {config_digest_of(image_id)}), images.yaml expects "
+        f"{recorded['other']}: run `./dev verify-repro --variant cpu` to see what differs",)
+
+
+def test_a_failed_second_build_removes_the_first(buildx, tmp_path):
+    engine = FakeEngine()
+    engine.builds = [0, 1]
+    with pytest.raises(TorchdevError, match=r"build 2 of cpu failed: .*\(log: .*cpu\.repro2\.log\)"):
+        verify(engine, tmp_path)
+    assert engine.labels == {} and engine.names == {}
