@@ -25,7 +25,7 @@ PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or a
 @task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant in every flavour",
             "flavour": FLAVOUR_HELP, "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
             "no_cache": "rebuild every layer (downloads stay cached)",
-            "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH",
+            "reproducible": "accepted and ignored: every build is reproducible (kept for existing scripts)",
             "platform": PLATFORM_HELP})
 def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False,
           platform=None):
@@ -45,7 +45,7 @@ def lock(c, variant=None, all_=False, check=False, overlay=None, platform=None):
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
 def verify_repro(c, variant, overlay=None):
-    """Build a variant twice with no layer cache: same digest, or a report of the layers and files that differ."""
+    """Build a variant twice with no layer cache: one image ID, or a report of the layers and files that differ."""
     run(commands.verify_repro, variant=variant, overlay=overlay)
 
 
