@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from torchdev.credentials import write_netrc
 from torchdev.engine import ContainerEngine, EngineError, ImageSizes, require_buildx
 from torchdev.errors import RUNTIME, Problem, TorchdevError
 from torchdev.files import write_atomically
@@ -61,6 +62,8 @@ class BuildResult:
     sizes: ImageSizes | None = None
     cause: str = ""
     log: Path | None = None
+    unlocked: bool = False
+    """Built with --unlocked: pip resolved at build time, nothing hash-pinned (said in the table)."""
 
 
 def failure_cause(log_lines: list[str]) -> str:
@@ -166,13 +169,15 @@ def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
 def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
                out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
     """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
-    its TARGETPLATFORM's), and run buildx: (status, log lines, metadata file)."""
+    its TARGETPLATFORM's), and the plan's logins as the netrc secret, in `scratch` (a private temporary folder the
+    caller removes however the build ends), and run buildx: (status, log lines, metadata file)."""
     lock_context = scratch / "lock"
     lock_context.mkdir()
     for lock in plan.locks:
         shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
-    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache)
+    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
+                                 netrc=write_netrc(scratch, plan.logins))
     status, lines = engine.build(request, log_path=log_path, out=out)
     return status, lines, metadata_file
 
@@ -189,7 +194,7 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
 
     def failed(cause: str, image_id: str = "") -> BuildResult:
         return BuildResult(plan.name, BuildStatus.FAILED, time.monotonic() - started, image_id=image_id,
-                           cause=cause, log=log_path)
+                           cause=cause, log=log_path, unlocked=plan.unlocked)
 
     try:
         with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
@@ -209,7 +214,7 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
         return BuildResult(plan.name, BuildStatus.INTERRUPTED, time.monotonic() - started,
                            cause="interrupted: the previous tags are unchanged", log=log_path)
     return BuildResult(plan.name, BuildStatus.BUILT, time.monotonic() - started, plan.references, image_id,
-                       engine.image_sizes(image_id), log=log_path)
+                       engine.image_sizes(image_id), log=log_path, unlocked=plan.unlocked)
 
 
 def discard_unless_tagged(engine: ContainerEngine, image_id: str) -> None:

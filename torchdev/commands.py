@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
                       smoke, trust)
-from torchdev.checkout import read_plan_inputs, read_plans
+from torchdev.checkout import read_logins, read_plan_inputs, read_plans
 from torchdev.context import Context
 from torchdev.engine import ContainerEngine, ImageRef, require_buildx
 from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
@@ -60,9 +60,9 @@ def _load(ctx: Context, overlay: str | None) -> Matrix:
 
 
 def _plans(ctx: Context, matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
-           platform: str | None = None) -> list[BuildPlan]:
+           platform: str | None = None, unlocked: bool = False) -> list[BuildPlan]:
     return read_plans(ctx.paths, matrix, variants, flavours, platform=platform, environ=ctx.environ,
-                      native=ctx.native_platform)
+                      native=ctx.native_platform, unlocked=unlocked)
 
 
 def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
@@ -75,12 +75,14 @@ def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
 
 def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, overlay: str | None,
           no_cache: bool = False, reproducible: bool = False, flavour: str | None = None,
-          platform: str | None = None) -> DryRun | BuildReport:
+          platform: str | None = None, unlocked: bool = False) -> DryRun | BuildReport:
     """Build the selected variants in the selected flavours one after another; a failure does not stop the others.
-    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now."""
+    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now. A variant
+    without a lock is refused unless `unlocked` (--unlocked) says to let pip resolve at build time."""
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform,
+                   unlocked=unlocked)
     if dry_run:
         return DryRun(tuple(plans))
     locks.require_fitting_locks(matrix, plans)
@@ -97,8 +99,10 @@ def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay
     """Every platform of each variant unless --platform names some (a lock is per platform: the wheels differ)."""
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
+    logins = () if check else read_logins(matrix, ctx.environ)
     return LockReport(tuple(locks.lock_variants(matrix, chosen, check=check, out=ctx.out, platforms=lambda v: (
-        select_platforms(v, platform=platform or "all", native=ctx.native_platform)))))
+        select_platforms(v, platform=platform or "all", native=ctx.native_platform)), logins=logins,
+        environ=ctx.environ)))
 
 
 def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
@@ -159,9 +163,9 @@ def _attestation(ctx: Context, engine: ContainerEngine, plan: BuildPlan, *, kind
 
 def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, build_missing: bool,
               overlay: str | None, reports: str | None = None, flavour: str | None = None,
-              platform: str | None = None, checks: str | None = None) -> SmokeReport:
-    """Run the smoke suite in each selected image (building the missing ones first with --build); it fails when any
-    check fails or an image is missing."""
+              platform: str | None = None, checks: str | None = None, unlocked: bool = False) -> SmokeReport:
+    """Run the smoke suite in each selected image (building the missing ones first with --build, --unlocked letting
+    a variant without a lock be built); it fails when any check fails or an image is missing."""
     reports_dir = Path(not_empty("--reports", reports)) if reports is not None else ctx.paths.reports.smoke
     check_output_folder(reports_dir)
     matrix = _load(ctx, overlay)
@@ -170,7 +174,8 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     check_option(gpu_count, chosen)
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(ctx.environ)
-    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform,
+                   unlocked=unlocked)
     check_outputs(smoke.report_paths(plans, reports_dir))
     engine = ctx.engine()
     images = smoke.image_ids(engine, plans)
@@ -192,11 +197,12 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
                        tuple(smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access)))
 
 
-def up(ctx: Context, *, variant: str, overlay: str | None) -> Exited:
-    """The main job: build one image (a no-op when it is current), then train in it through compose."""
+def up(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = False) -> Exited:
+    """The main job: build one image (a no-op when it is current; --unlocked for a variant without a lock), then
+    train in it through compose."""
     matrix = _load(ctx, overlay)
     variant = one_name("--variant", variant)
-    plans = _plans(ctx, matrix, [matrix.variant(variant)])
+    plans = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)
     locks.require_fitting_locks(matrix, plans)
     engine = ctx.engine()
     results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
@@ -227,13 +233,15 @@ REPRODUCIBLE_NOTE = ("--reproducible is no longer needed: every build gives the 
                      "(`./dev verify-repro` proves it); the flag changes nothing")
 
 
-def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproReport:
+def verify_repro(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = False) -> ReproReport:
     """Build twice with no layer cache into the engine; reproducible only when both give one image ID (and it is the
     one images.yaml records, if it records one). When they differ, both are saved and compared down to the file.
-    Neither build moves a tag; what they made is removed unless a tag names it."""
+    Neither build moves a tag; what they made is removed unless a tag names it. A variant without a lock needs
+    --unlocked, as a build does."""
     matrix = _load(ctx, overlay)
     variant = one_name("--variant", variant)
-    plan = _plans(ctx, matrix, [matrix.variant(variant)])[0]
+    plan = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)[0]
+    locks.require_fitting_locks(matrix, [plan])
     engine = ctx.engine()
     require_buildx()
     made: list[repro.UncachedBuild] = []

@@ -133,12 +133,17 @@ def _dry_run(result: DryRun) -> Presentation:
 def _builds(result: BuildReport) -> Presentation:
     failed = [f"{r.image} failed: {r.cause} (full log: {r.log})" for r in result.results
               if r.status is BuildStatus.FAILED]
-    return _shown(("\n" + build_table(list(result.results)),), failed, status=builds.exit_status(list(result.results)))
+    unlocked = [f"note: {r.image} was built with --unlocked: pip resolved its packages at build time, none is "
+                "checked against a hash (`./dev lock` writes the lock that pins them)"
+                for r in result.results if r.unlocked and r.status is BuildStatus.BUILT]
+    return _shown(("\n" + build_table(list(result.results)), *unlocked), failed,
+                  status=builds.exit_status(list(result.results)))
 
 
 def build_table(results: list[BuildResult]) -> str:
-    """One row per image: how it went, how long it took, its sizes, what it produced or why it failed."""
-    rows = [(r.image, r.status.value, f"{r.seconds:.0f} s", *size_cells(r.sizes),
+    """One row per image: how it went (an image built with --unlocked says so: nothing in it is hash-pinned), how
+    long it took, its sizes, what it produced or why it failed."""
+    rows = [(r.image, r.status.value + (" UNLOCKED" if r.unlocked else ""), f"{r.seconds:.0f} s", *size_cells(r.sizes),
              r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
             for r in results]
     return render_table(["image", "status", "time", *SIZE_HEADERS, "primary tag", "image id / cause"], rows)
@@ -219,7 +224,9 @@ def _manifest(result: ImageManifest) -> Presentation:
     packages = [(package["name"], package["version"]) for package in content["python"]["packages"]]
     return Presentation(out=(
         f"{result.reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
-        f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages",
+        f"lock sha256 {content['lock_sha256'] or 'none'}"
+        f"{' (built with --unlocked: nothing hash-pinned)' if content.get('unlocked') else ''}, "
+        f"{len(content['debian_packages'])} Debian packages",
         render_table(["python package", "version"], packages)))
 
 
