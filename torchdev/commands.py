@@ -89,9 +89,20 @@ def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, over
     notes = builds.emulation_notes(plans, native=ctx.native_platform) + ([REPRODUCIBLE_NOTE] if reproducible else [])
     for note in notes:
         print(f"note: {note}", file=ctx.out)
-    engine = ctx.engine()
-    return BuildReport(tuple(builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache,
-                                                 out=ctx.out)))
+    return _build(ctx, ctx.engine(), plans, no_cache=no_cache)
+
+
+def _build(ctx: Context, engine: ContainerEngine, plans: list[BuildPlan], *, no_cache: bool = False) -> BuildReport:
+    """The plans built (build.build_images); interrupted, the table of how far they got is shown before the
+    interrupt goes on to the runner, which says so in one line."""
+    results: list[builds.BuildResult] = []
+    try:
+        builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache, out=ctx.out,
+                            results=results)
+    except KeyboardInterrupt:
+        ctx.show(BuildReport(tuple(results)))
+        raise
+    return BuildReport(tuple(results))
 
 
 def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay: str | None,
@@ -183,8 +194,9 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     missing = [plan for plan in plans if images[plan.name] is None]
     if build_missing and missing:
         locks.require_fitting_locks(matrix, missing)
-        results = builds.build_images(engine, missing, log_dir=ctx.paths.reports.build, out=ctx.out)
-        ctx.show(BuildReport(tuple(results)))
+        report = _build(ctx, engine, missing)
+        ctx.show(report)
+        results = report.results
         not_built = {r.image: f"its build failed: {r.cause}" for r in results
                      if r.status is not builds.BuildStatus.BUILT}
         images = smoke.image_ids(engine, plans)
@@ -205,13 +217,13 @@ def up(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = Fals
     plans = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)
     locks.require_fitting_locks(matrix, plans)
     engine = ctx.engine()
-    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
-    ctx.show(BuildReport(tuple(results)))
-    status = builds.exit_status(results)
+    report = _build(ctx, engine, plans)
+    ctx.show(report)
+    status = builds.exit_status(list(report.results))
     if status:
         return Exited(status)
     env = {**ctx.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
-    return Exited(engine.compose("run", "--rm", "train", cwd=ctx.paths.root, env=env))
+    return Exited(engine.compose_run("train", cwd=ctx.paths.root, env=env))
 
 
 def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exited:

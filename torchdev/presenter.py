@@ -5,6 +5,7 @@ context's output).
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
@@ -16,7 +17,8 @@ from torchdev.bases import PinOutcome
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.doctor import FAIL, WARN
 from torchdev.engine import ImageRef
-from torchdev.errors import TorchdevError
+from torchdev.errors import TorchdevError, signal_of
+from torchdev.grammar import without_userinfo
 from torchdev.images import BuiltImage
 from torchdev.plan import BuildPlan, describe_plan
 from torchdev.push import PushResult, PushStatus
@@ -37,11 +39,12 @@ class Presentation:
 
 
 def write(shown: Presentation, *, out: TextIO, err: TextIO) -> int:
-    """Print a presentation; its exit status."""
+    """Print a presentation, every URL in it without a login (a git remote, an engine's or a tool's message may carry
+    one); its exit status."""
     for line in shown.out:
-        print(line, file=out)
+        print(without_userinfo(line), file=out)
     for line in shown.err:
-        print(line, file=err)
+        print(without_userinfo(line), file=err)
     return shown.status
 
 
@@ -58,16 +61,20 @@ def present_error(error: TorchdevError) -> Presentation:
                         status=error.exit_status)
 
 
-INTERRUPTED = 130
-"""What a shell reports for Ctrl-C (128 + SIGINT)."""
+
 BUG = 70
 """EX_SOFTWARE (sysexits.h), an internal software error: a bug in torchdev exits neither 1 (a failure the user can
 act on, such as a failed build) nor 2 (a usage or configuration error), so a script or CI can tell the three apart."""
 
 
-def present_interrupt() -> Presentation:
-    return Presentation(err=("torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was started",),
-                        status=INTERRUPTED)
+def present_interrupt(error: BaseException, *, task: str = "") -> Presentation:
+    """A command ended by a signal: one line saying which command and which signal, and the signal's status, as a
+    shell reports it (128 + its number: 130 for SIGINT, 143 for SIGTERM)."""
+    number = signal_of(error)
+    how = f"{signal.Signals(number).name}" + (" (Ctrl-C)" if number == signal.SIGINT else "")
+    return Presentation(err=(f"torchdev: {f'./dev {task}' if task else 'the command'} was interrupted by {how}: what "
+                             "it had started is stopped and removed (containers, temporary files), what had "
+                             "finished stays",), status=128 + number)
 
 
 def present_bug(error: BaseException, log: str, *, traceback: str = "") -> Presentation:
