@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
-                      smoke, trust)
+from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, processes, push as pushes,
+                      repro, smoke, trust)
 from torchdev.checkout import read_logins, read_plan_inputs, read_plans
 from torchdev.context import Context
 from torchdev.engine import ContainerEngine, ImageRef, require_buildx
@@ -238,7 +238,8 @@ def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exite
     if ctx.engine().image_platforms(name, wanted) == wanted:
         return BaseExists(name, wanted)
     script = ctx.paths.scripts / "make-base.sh"
-    return Exited(subprocess.run(["bash", str(script), name, "--platform", ",".join(wanted)], check=False).returncode)
+    with subprocess.Popen(["bash", str(script), name, "--platform", ",".join(wanted)]) as process:
+        return Exited(processes.wait(process, group=False))  # an interrupt reaches the script, whose trap cleans up
 
 
 REPRODUCIBLE_NOTE = ("--reproducible is no longer needed: every build gives the same image ID from the same inputs "

@@ -257,3 +257,29 @@ def test_lock_runs_uv_with_a_netrc_of_the_index_logins_alone(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         lock.resolve(replace(SPEC, pip_index="default"), logins=logins, environ={})
     assert seen["netrc"] is None
+
+
+# --- the search the integration test plants a password for can find one -------------------------------------------
+
+def test_the_saved_image_search_finds_a_needle_in_a_zstd_layer_a_file_name_or_across_chunks():
+    import tarfile
+
+    from tests.helpers.oci_archive import lone_manifest_archive
+    from tests.helpers.saved_image import blobs_holding
+
+    def layer(name: str, content: bytes) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        return buffer.getvalue()
+
+    needle = CANARY.encode()
+    for files in (layer("etc/x", b"." * 3_000_000 + needle), layer(f"etc/{CANARY}", b"nothing")):
+        saved, _ = lone_manifest_archive(files)
+        chunks = [saved[start:start + 4096] for start in range(0, len(saved), 4096)]
+        layers, hits = blobs_holding(iter(chunks), needle)
+        assert layers == 1 and len(hits) == 1 and hits[0].startswith("blobs/sha256/")
+    clean, _ = lone_manifest_archive(layer("etc/x", b"nothing to see"))
+    assert blobs_holding(iter([clean]), needle) == (1, [])
