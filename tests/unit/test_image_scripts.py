@@ -246,3 +246,34 @@ def test_a_mirror_behind_a_login_gets_the_netrc_secrets_login_and_without_it_nam
     assert result.returncode == 0, result.stderr
     assert "s3cret" not in result.stdout + result.stderr
     assert (tmp_path / "cuda" / "bin" / "nvcc").is_file()
+
+
+INDEX_LOGIN = ROOT / "docker" / "index_login.py"
+
+
+def test_after_a_failed_pip_the_build_says_whether_an_index_wanted_a_login_it_was_not_given_or_refused_it(tmp_path):
+    """pip skips an index page that answers 401 without a word, then says "No matching distribution found"."""
+    from tests.helpers.auth_index import AuthIndex, canary_wheel
+
+    index = AuthIndex(("127.0.0.1", 0), user="alice", password="s3cret", project="canary",
+                      wheel=canary_wheel("canary", "0.1", "x")).start()
+    try:
+        def probe(netrc: str | None) -> subprocess.CompletedProcess:
+            env = {"PATH": os.environ["PATH"]}
+            if netrc is not None:
+                (tmp_path / "netrc").write_text(netrc)
+                env["NETRC"] = str(tmp_path / "netrc")
+            return subprocess.run([sys.executable, str(INDEX_LOGIN), index.url, ""], capture_output=True, text=True,
+                                  timeout=60, env=env)
+        none = probe(None)
+        assert none.returncode == 0 and none.stderr == (
+            f"torchdev: the index {index.url} asks for a login (HTTP 401) and the build was given none for 127.0.0.1: "
+            "give it through ~/.netrc or the file $NETRC names (machine HOST login USER password TOKEN), or "
+            "TORCHDEV_PIP_INDEX_URL (the index URL with USER:TOKEN@ in it); docs/security.md, Credentials\n")
+        wrong = probe("machine 127.0.0.1 login alice password wrong\n")
+        assert "refused the login the build was given for 127.0.0.1 (HTTP 401)" in wrong.stderr
+        assert "wrong" not in wrong.stderr.replace("refused", "")
+        right = probe("machine 127.0.0.1 login alice password s3cret\n")
+        assert right.stderr == "", "an index that takes the login is not the reason pip failed"
+    finally:
+        index.stop()
