@@ -167,17 +167,16 @@ def _toml_string(value: str) -> str:
 
 def project_text(spec: LockSpec) -> str:
     """A throwaway pyproject.toml for uv: the torch family from the variant's index and from nowhere else
-    (an explicit index: no other package is taken from it), everything else from pip_index. A "default"
-    index is left to uv's own default (PyPI), so no index host is written here."""
+    (an explicit index: no other package is taken from it, read by `uv pip compile` with the input's own sources).
+    Everything else comes from pip_index, which uv_command names: a `default` index in this file would not count,
+    since --no-config keeps uv from reading it as configuration. A "default" index is left to uv's own default
+    (PyPI), so no index host is written here."""
     requirements = [f"{name}=={getattr(spec, name)}" for name in TORCH_FAMILY] + list(spec.packages)
     lines = ["[project]", 'name = "torchdev-lock"', 'version = "0"',
              f"dependencies = [{', '.join(_toml_string(r) for r in requirements)}]", ""]
     if spec.index != DEFAULT_INDEX:
         lines += ["[tool.uv.sources]", *(f'{name} = {{ index = "torch" }}' for name in TORCH_FAMILY), "",
                   "[[tool.uv.index]]", 'name = "torch"', f"url = {_toml_string(spec.index)}", "explicit = true", ""]
-    if spec.pip_index != DEFAULT_INDEX:
-        lines += ["[[tool.uv.index]]", 'name = "packages"', f"url = {_toml_string(spec.pip_index)}",
-                  "default = true", ""]
     return "\n".join(lines)
 
 
@@ -188,8 +187,10 @@ def lock_hosts(spec: LockSpec) -> tuple[str, ...]:
 
 def uv_command(*, uv: str, project: Path, spec: LockSpec) -> list[str]:
     """`uv pip compile` for the variant's Python and platform, as a PEP 751 lock on stdout: it lists, per package,
-    only the files that suit that target, with their hashes. --no-config: no uv.toml of the host's takes part."""
-    return [uv, "--no-config", "--no-python-downloads", "pip", "compile", str(project),
+    only the files that suit that target, with their hashes. --no-config: no uv.toml of the host's takes part;
+    --default-index: pip_index, for every package the torch index does not serve (PyPI when "default")."""
+    default = ["--default-index", spec.pip_index] if spec.pip_index != DEFAULT_INDEX else []
+    return [uv, "--no-config", "--no-python-downloads", "pip", "compile", str(project), *default,
             "--python-version", spec.python, "--python-platform", spec.platform, "--format", "pylock.toml",
             "--no-header"]
 

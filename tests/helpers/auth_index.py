@@ -98,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: AuthIndex
 
+    def do_HEAD(self) -> None:  # noqa: N802 - uv asks a wheel's size before it reads its metadata
+        self.head_only = True
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: N802 (the name http.server looks for)
         authorized = self.headers.get("Authorization") == self.server.expected
         self.server.requests.append((self.path, authorized))
@@ -133,7 +137,8 @@ class _Handler(BaseHTTPRequestHandler):
                            "Cache-Control": "no-store", **(headers or {})}.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if not getattr(self, "head_only", False):
+            self.wfile.write(body)
 
     def log_message(self, *args) -> None:
         pass

@@ -156,11 +156,15 @@ def test_the_torch_family_comes_from_the_variants_index_only_and_the_rest_from_p
         {"name": "torch", "url": "https://download.pytorch.org/whl/cu118", "explicit": True}]
 
 
-def test_default_indexes_are_left_to_uv_and_a_pip_index_becomes_the_default():
+def test_default_indexes_are_left_to_uv_and_a_pip_index_becomes_uvs_default_index_on_its_command_line():
+    """A `default = true` index in the project file is not read under --no-config (uv then asked PyPI for everything,
+    whatever pip_index said): pip_index is uv's --default-index instead."""
     assert "tool" not in tomllib.loads(project_text(replace(SPEC, index="default")))
-    mirrored = tomllib.loads(project_text(replace(SPEC, pip_index="https://pypi.example/simple")))
-    assert mirrored["tool"]["uv"]["index"][-1] == {"name": "packages", "url": "https://pypi.example/simple",
-                                                   "default": True}
+    mirrored = replace(SPEC, pip_index="https://pypi.example/simple")
+    assert "pypi.example" not in project_text(mirrored)
+    command = uv_command(uv="uv", project=Path("/p/pyproject.toml"), spec=mirrored)
+    assert command[command.index("--default-index") + 1] == "https://pypi.example/simple"
+    assert "--default-index" not in uv_command(uv="uv", project=Path("/p/pyproject.toml"), spec=SPEC)
 
 
 def test_an_unreachable_index_is_one_line_naming_variant_index_and_fix():
