@@ -18,6 +18,8 @@ def matrix(c, overlay=None):
 
 FLAVOUR_HELP = ("flavour(s), e.g. devel or runtime,devel (default: runtime with --variant, every flavour with "
                "--all)")
+UNLOCKED_HELP = ("build a variant that has no lock, letting pip resolve at build time with nothing hash-pinned "
+                 "(shown in the table, recorded in the image's manifest); without it such a build is refused")
 PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or all (every one the variant declares); "
                  "default: this host's own when the variant has it, else the variant's first")
 
@@ -26,12 +28,12 @@ PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or a
             "flavour": FLAVOUR_HELP, "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
             "no_cache": "rebuild every layer (downloads stay cached)",
             "reproducible": "accepted and ignored: every build is reproducible (kept for existing scripts)",
-            "platform": PLATFORM_HELP})
+            "platform": PLATFORM_HELP, "unlocked": UNLOCKED_HELP})
 def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False,
-          platform=None):
+          platform=None, unlocked=False):
     """Build images with BuildKit; tags move only after a build fully succeeds (one multi-platform image per tag)."""
     run(commands.build, variant=variant, every=all_, dry_run=dry_run, overlay=overlay, no_cache=no_cache,
-        reproducible=reproducible, flavour=flavour, platform=platform)
+        reproducible=reproducible, flavour=flavour, platform=platform, unlocked=unlocked)
 
 
 @task(help={"variant": "variant(s) to lock, e.g. cu118 or cpu,cu118", "all_": "every variant",
@@ -43,10 +45,10 @@ def lock(c, variant=None, all_=False, check=False, overlay=None, platform=None):
     run(commands.lock, variant=variant, every=all_, check=check, overlay=overlay, platform=platform)
 
 
-@task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
-def verify_repro(c, variant, overlay=None):
+@task(help={"variant": "variant to check", "overlay": OVERLAY_HELP, "unlocked": UNLOCKED_HELP})
+def verify_repro(c, variant, overlay=None, unlocked=False):
     """Build a variant twice with no layer cache: one image ID, or a report of the layers and files that differ."""
-    run(commands.verify_repro, variant=variant, overlay=overlay)
+    run(commands.verify_repro, variant=variant, overlay=overlay, unlocked=unlocked)
 
 
 @task(help={"overlay": OVERLAY_HELP, "manifest": "show what is inside this variant's image",
@@ -76,10 +78,10 @@ def test(c, unit=False):
           pty=False)
 
 
-@task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP})
-def up(c, variant="cpu", overlay=None):
+@task(help={"variant": "image to train on (default cpu)", "overlay": OVERLAY_HELP, "unlocked": UNLOCKED_HELP})
+def up(c, variant="cpu", overlay=None, unlocked=False):
     """Build the variant's image, then train in it: `docker compose run --rm train`."""
-    run(commands.up, variant=variant, overlay=overlay)
+    run(commands.up, variant=variant, overlay=overlay, unlocked=unlocked)
 
 
 @task(help={"variant": "variant(s) to check, e.g. cu118 or cpu,cu118", "all_": "every variant in every flavour",
@@ -88,12 +90,13 @@ def up(c, variant="cpu", overlay=None):
             "build": "build a missing image first", "overlay": OVERLAY_HELP,
             "reports": "folder for JUnit XML and JSON summaries (default reports/smoke)",
             "platform": PLATFORM_HELP + "; each is run, emulated where not native",
-            "checks": "only these checks, e.g. environment,convergence (default: all)"})
+            "checks": "only these checks, e.g. environment,convergence (default: all)",
+            "unlocked": "with --build: " + UNLOCKED_HELP})
 def smoke(c, variant=None, all_=False, flavour=None, gpus="auto", build=False, overlay=None, reports=None,
-          platform=None, checks=None):
+          platform=None, checks=None, unlocked=False):
     """Run the smoke suite (smoke/, mounted read-only) inside built images; one table of checks at the end."""
     run(commands.run_smoke, variant=variant, every=all_, gpus=gpus, build_missing=build, overlay=overlay,
-        reports=reports, flavour=flavour, platform=platform, checks=checks)
+        reports=reports, flavour=flavour, platform=platform, checks=checks, unlocked=unlocked)
 
 
 @task(help={"overlay": OVERLAY_HELP})

@@ -1,7 +1,7 @@
 """Install nvcc and the CUDA headers of one CUDA release into a CUDA_HOME, from NVIDIA's redistributable archives.
 
     python cuda_toolchain.py --url URL --release 11.7.1 --component cuda_nvcc --component cuda_cudart \
-        --prefix /usr/local/cuda-11.7 [--cache DIR]
+        --prefix /usr/local/cuda-11.7 [--manifest-sha256 HEX] [--cache DIR]
 
 NVIDIA publishes each CUDA release as per-component tarballs (redist/redistrib_<release>.json lists them with
 their sha256). nvcc from there, rather than from PyPI (nvidia-cuda-nvcc-cu11 ships ptxas and libnvvm but no nvcc,
@@ -9,17 +9,27 @@ cicc or cudafe++) or from an nvidia/cuda devel base (a second copy of every CUDA
 a few hundred MB of exactly the release the variant declares, on any base. The headers of the libraries torch's
 wheels bring (cuBLAS, cuSPARSE, ... under site-packages/nvidia/*/include) are linked into the same include folder,
 so torch.utils.cpp_extension finds everything under CUDA_HOME.
+
+Nothing is installed unverified: each archive must have the sha256 the manifest gives, and the manifest itself must
+come over https (the server proves who it is), or have the sha256 images.yaml pins for it (--manifest-sha256,
+cuda_releases' redistrib_sha256), which then holds over any URL: an http mirror or a file. A hash taken from the same
+plain-http server as the archives would prove nothing. A mirror's login comes from the build's netrc secret (NETRC),
+sent to that host alone.
 """
 import argparse
+import base64
 import hashlib
 import json
+import netrc
 import os
 import shutil
 import ssl
 import sys
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 CA_BUNDLE = Path("/run/secrets/ca_bundle")
 
@@ -29,12 +39,35 @@ def fail(message):
     sys.exit(1)
 
 
+def login_for(host):
+    """(user, password) for `host` from the build's netrc secret (NETRC), or None."""
+    path = os.environ.get("NETRC")
+    if not path or not os.path.isfile(path):
+        return None
+    entry = netrc.netrc(path).hosts.get(host)
+    return (entry[0] or "", entry[2]) if entry and entry[2] is not None else None
+
+
 def fetch(url):
-    """The bytes at `url`, trusting the build's CA bundle secret when there is one."""
+    """The bytes at `url`, trusting the build's CA bundle secret when there is one, with the netrc secret's login for
+    its host (never sent on when the server redirects elsewhere)."""
     context = ssl.create_default_context(cafile=str(CA_BUNDLE) if CA_BUNDLE.is_file() else None)
+    request = urllib.request.Request(url)
+    host = (urlsplit(url).hostname or "").lower()
+    login = login_for(host)
+    if login:
+        token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
+        request.add_unredirected_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(url, context=context, timeout=120) as response:
+        with urllib.request.urlopen(request, context=context, timeout=120) as response:
             return response.read()
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            said = "refused the login the build was given for" if login else "asks for a login the build was not given for"
+            fail(f"{url} {said} {host} (HTTP {error.code}): put `machine {host} login USER password TOKEN` in ~/.netrc "
+                 "or the file $NETRC names (docs/security.md, Credentials)")
+        fail(f"cannot download {url} (HTTP {error.code}): make NVIDIA's redistributables reachable from the build, "
+             "point flavours.<flavour>.cuda_toolchain at a mirror, or set it to null in an overlay (README, Flavours)")
     except OSError as error:
         fail(f"cannot download {url} ({error}): make NVIDIA's redistributables reachable from the build, point "
              "flavours.<flavour>.cuda_toolchain at a mirror, or set it to null in an overlay (README, Flavours)")
@@ -90,9 +123,22 @@ def link_wheel_headers(prefix, site_packages):
             target.symlink_to(header)
 
 
+def checked_manifest(base_url, release, pinned):
+    """NVIDIA's redistrib_<release>.json, refused unless it came over https or has the pinned sha256."""
+    if not pinned and urlsplit(base_url).scheme != "https":
+        fail(f"{base_url} is not https and images.yaml pins no sha256 for redistrib_{release}.json, so nothing would "
+             f"prove the archives are NVIDIA's: use an https:// URL, or add redistrib_sha256 under cuda_releases")
+    data = fetch(f"{base_url}/redistrib_{release}.json")
+    digest = hashlib.sha256(data).hexdigest()
+    if pinned and digest != pinned:
+        fail(f"redistrib_{release}.json from {base_url} has sha256 {digest}, images.yaml pins {pinned}: a changed "
+             "manifest or a broken mirror")
+    return json.loads(data)
+
+
 def install(args):
     base_url = args.url.rstrip("/")
-    manifest = json.loads(fetch(f"{base_url}/redistrib_{args.release}.json"))
+    manifest = checked_manifest(base_url, args.release, args.manifest_sha256)
     for component in args.component:
         entry = archive_entry(manifest, component, args.release)
         extract_into(download_checked(base_url, entry, args.cache), args.prefix)
@@ -111,6 +157,8 @@ def main():
     parser.add_argument("--release", required=True, help="a CUDA release, e.g. 11.7.1")
     parser.add_argument("--component", action="append", required=True)
     parser.add_argument("--prefix", required=True, type=Path)
+    parser.add_argument("--manifest-sha256", default="",
+                        help="the sha256 redistrib_<release>.json must have (required unless --url is https)")
     parser.add_argument("--site-packages", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=Path("/root/.cache/torchdev-cuda"))
     args = parser.parse_args()

@@ -2,7 +2,8 @@
 
 It answers "what exactly is in this image?" without running pip or dpkg inside it: Python distributions
 with their versions and the hash of each one's installed-file list (RECORD), Debian packages with their
-versions, the base image, the apt snapshot the Debian packages came from, the lock the Python ones came from,
+versions, the base image, the apt snapshot the Debian packages came from, the lock the Python ones came from (or
+`"unlocked": true`: built with --unlocked, nothing hash-pinned),
 and what images.yaml declared the image must contain (read by the smoke suite when it runs inside the image).
 """
 import argparse
@@ -58,6 +59,8 @@ def main() -> int:
     parser.add_argument("--base", default="")
     parser.add_argument("--base-digest", default="")
     parser.add_argument("--lock-sha256", default="")
+    parser.add_argument("--unlocked", action="store_true",
+                        help="the build had no lock (./dev build --unlocked): nothing pip installed was hash-pinned")
     parser.add_argument("--apt-snapshot", default="", help="APT_SNAPSHOT's archive=URL words; empty: live archives")
     parser.add_argument("--declared", action="append", default=[], metavar="NAME=VALUE",
                         help="what images.yaml declares for the image (torch, cuda, ...); the smoke suite run inside "
@@ -74,6 +77,7 @@ def main() -> int:
         "declared": {name: value for name, value in declared.items() if value},
         "base": {"image": args.base, "digest": args.base_digest or None},
         "lock_sha256": args.lock_sha256 or None,
+        "unlocked": args.unlocked,
         "apt_snapshot": dict(word.split("=", 1) for word in args.apt_snapshot.split()) or None,
         "python": {"version": "%d.%d.%d" % sys.version_info[:3], "packages": python_packages()},
         "torch_cuda_architectures": torch_cuda_architectures(),

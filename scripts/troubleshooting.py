@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from torchdev.errors import CONFIGURATION, RUNTIME, STATE, USAGE, catalogue  # noqa: E402
-from torchdev.presenter import BUG, INTERRUPTED  # noqa: E402
+from torchdev.presenter import BUG  # noqa: E402
 
 PAGE = ROOT / "docs" / "troubleshooting.md"
 BEGIN = "<!-- BEGIN error lines: written by scripts/troubleshooting.py from torchdev's Problems; do not edit -->"
@@ -36,7 +36,8 @@ def section() -> str:
     problems = list(catalogue())
     lines = [BEGIN, "", "Every error torchdev prints is one line, `torchdev: <cause>: <fix>`, on stderr; `<name>` below "
              "stands for what the line fills in. The exit status is 2 for the command line, the environment and the "
-             f"configuration, 1 for the others; Ctrl-C is one line and {INTERRUPTED}. Anything else is a bug in "
+             "configuration, 1 for the others; a command interrupted by Ctrl-C (SIGINT) or SIGTERM removes what it had "
+             "started and says so in one line, exit 130 or 143 (128 + the signal). Anything else is a bug in "
              f"torchdev: one line saying so, with the path of the log that holds its traceback (reports/bugs/), and "
              f"exit status {BUG}; `./dev --debug TASK` or TORCHDEV_DEBUG=1 shows the traceback of any error.", ""]
     for topic, title, what in TOPICS:

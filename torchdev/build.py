@@ -10,6 +10,7 @@ import enum
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from torchdev.credentials import write_netrc
 from torchdev.engine import ContainerEngine, EngineError, ImageSizes, require_buildx
-from torchdev.errors import RUNTIME, Problem, TorchdevError
+from torchdev.errors import RUNTIME, Problem, TorchdevError, signal_of
 from torchdev.files import write_atomically
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
@@ -61,6 +63,8 @@ class BuildResult:
     sizes: ImageSizes | None = None
     cause: str = ""
     log: Path | None = None
+    unlocked: bool = False
+    """Built with --unlocked: pip resolved at build time, nothing hash-pinned (said in the table)."""
 
 
 def failure_cause(log_lines: list[str]) -> str:
@@ -166,20 +170,23 @@ def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
 def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
                out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
     """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
-    its TARGETPLATFORM's), and run buildx: (status, log lines, metadata file)."""
+    its TARGETPLATFORM's), and the plan's logins as the netrc secret, in `scratch` (a private temporary folder the
+    caller removes however the build ends), and run buildx: (status, log lines, metadata file)."""
     lock_context = scratch / "lock"
     lock_context.mkdir()
     for lock in plan.locks:
         shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
-    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache)
+    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
+                                 netrc=write_netrc(scratch, plan.logins))
     status, lines = engine.build(request, log_path=log_path, out=out)
     return status, lines, metadata_file
 
 
 def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cache: bool = False,
               out: TextIO = sys.stdout) -> BuildResult:
-    """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched.
+    """Build one plan and tag the result. An interrupt goes on (buildx stopped, the scratch folder with the staged
+    lock and logins removed), with every tag where it was.
 
     Every build is reproducible (see plan.ENGINE_OUTPUT): when the variant records an expected digest, any other
     result fails untagged.
@@ -189,27 +196,23 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
 
     def failed(cause: str, image_id: str = "") -> BuildResult:
         return BuildResult(plan.name, BuildStatus.FAILED, time.monotonic() - started, image_id=image_id,
-                           cause=cause, log=log_path)
+                           cause=cause, log=log_path, unlocked=plan.unlocked)
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
-            status, lines, metadata_file = run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
-                                                      no_cache=no_cache, out=out)
-            if status != 0 or not os.path.lexists(metadata_file):
-                return failed(failure_cause(lines))
-            image_id = built_image_id(engine, metadata_file)
-            config = config_digest(metadata_file)
-        conflict = digest_mismatch(plan, image_id, config) or immutable_conflict(engine, image_id=image_id, plan=plan)
-        if conflict:
-            discard_unless_tagged(engine, image_id)
-            return failed(conflict, image_id)
-        apply_tags(engine, image_id=image_id, references=plan.references)
-        engine.forget_build_name(image_id)  # only now: an image loses its last name with it
-    except KeyboardInterrupt:
-        return BuildResult(plan.name, BuildStatus.INTERRUPTED, time.monotonic() - started,
-                           cause="interrupted: the previous tags are unchanged", log=log_path)
+    with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
+        status, lines, metadata_file = run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
+                                                  no_cache=no_cache, out=out)
+        if status != 0 or not os.path.lexists(metadata_file):
+            return failed(failure_cause(lines))
+        image_id = built_image_id(engine, metadata_file)
+        config = config_digest(metadata_file)
+    conflict = digest_mismatch(plan, image_id, config) or immutable_conflict(engine, image_id=image_id, plan=plan)
+    if conflict:
+        discard_unless_tagged(engine, image_id)
+        return failed(conflict, image_id)
+    apply_tags(engine, image_id=image_id, references=plan.references)
+    engine.forget_build_name(image_id)  # only now: an image loses its last name with it
     return BuildResult(plan.name, BuildStatus.BUILT, time.monotonic() - started, plan.references, image_id,
-                       engine.image_sizes(image_id), log=log_path)
+                       engine.image_sizes(image_id), log=log_path, unlocked=plan.unlocked)
 
 
 def discard_unless_tagged(engine: ContainerEngine, image_id: str) -> None:
@@ -222,24 +225,32 @@ def discard_unless_tagged(engine: ContainerEngine, image_id: str) -> None:
 
 
 def build_all(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
-              out: TextIO = sys.stdout) -> list[BuildResult]:
-    """Build the plans one after another: a failure does not stop the others, an interrupt stops them all."""
-    results: list[BuildResult] = []
+              out: TextIO = sys.stdout, results: list[BuildResult] | None = None) -> list[BuildResult]:
+    """Build the plans one after another into `results` (a new list unless the caller hands one in): a failure does
+    not stop the others. An interrupt stops them all and goes on, the caller's list ending in the interrupted build's
+    row, so the caller can show how far they got."""
+    results = [] if results is None else results
     for number, plan in enumerate(plans, start=1):
         print(f"==> [{number}/{len(plans)}] building {plan.name} for {', '.join(map(str, plan.platforms))} as "
               f"{plan.primary_reference}", file=out, flush=True)
-        results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, out=out))
-        if results[-1].status is BuildStatus.INTERRUPTED:
-            break
+        started = time.monotonic()
+        try:
+            results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, out=out))
+        except KeyboardInterrupt as error:
+            results.append(BuildResult(plan.name, BuildStatus.INTERRUPTED, time.monotonic() - started,
+                                       cause=f"interrupted by {signal.Signals(signal_of(error)).name}: buildx was "
+                                             "stopped, the previous tags are unchanged",
+                                       log=log_dir / f"{plan.name}.log", unlocked=plan.unlocked))
+            raise
     return results
 
 
 def build_images(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
-                 out: TextIO = sys.stdout) -> list[BuildResult]:
-    """Build the plans (build_all, once buildx is known to be there), then copy each new image's own manifest next to
-    its log (<image>.manifest.json), where tools on the host can read it."""
+                 out: TextIO = sys.stdout, results: list[BuildResult] | None = None) -> list[BuildResult]:
+    """Build the plans (build_all, into `results` as it goes, once buildx is known to be there), then copy each new
+    image's own manifest next to its log (<image>.manifest.json), where tools on the host can read it."""
     require_buildx()
-    results = build_all(engine, plans, log_dir=log_dir, no_cache=no_cache, out=out)
+    results = build_all(engine, plans, log_dir=log_dir, no_cache=no_cache, out=out, results=results)
     for result in results:
         if result.status is BuildStatus.BUILT:
             write_atomically(log_dir / f"{result.image}.manifest.json",
@@ -254,7 +265,5 @@ def emulation_notes(plans: list[BuildPlan], *, native: Platform) -> list[str]:
 
 
 def exit_status(results: list[BuildResult]) -> int:
-    """130 after an interrupt (as a shell reports Ctrl-C), 1 when any build failed, else 0."""
-    if any(result.status is BuildStatus.INTERRUPTED for result in results):
-        return 130
+    """1 when any build failed (or was interrupted: the runner then exits with the signal's status), else 0."""
     return 1 if any(result.status is not BuildStatus.BUILT for result in results) else 0

@@ -9,9 +9,10 @@ import platform as host
 from pathlib import Path
 from typing import Mapping
 
+from torchdev.credentials import Login, pip_logins
 from torchdev.gitinfo import read_provenance
 from torchdev.matrix import Flavour, Matrix, Variant
-from torchdev.plan import BuildPlan, LockInput
+from torchdev.plan import BuildPlan, LockInput, matrix_hosts
 from torchdev.platforms import ALIASES, Platform
 from torchdev.project import Paths, PlanInputs, plans_for
 
@@ -42,6 +43,14 @@ def context_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def read_logins(matrix: Matrix, environ: Mapping[str, str]) -> tuple[Login, ...]:
+    """The logins the routes hold for the hosts the matrix's builds and locks ask (torchdev.credentials): ~/.netrc is
+    the one in `environ`'s HOME, so a test's environment without one reads none."""
+    hosts = matrix_hosts(matrix)
+    home = environ.get("HOME")
+    return pip_logins(environ, hosts=hosts, known=hosts, home=Path(home) if home else None)
+
+
 def read_plan_inputs(paths: Paths, matrix: Matrix, *, environ: Mapping[str, str] | None = None,
                      native: Platform | None = None) -> PlanInputs:
     """The checkout as it is now, for plans of any of the matrix's variants; `environ` and `native` default to this
@@ -51,12 +60,12 @@ def read_plan_inputs(paths: Paths, matrix: Matrix, *, environ: Mapping[str, str]
                       provenance=read_provenance(paths.root, inputs=BUILD_INPUTS, environ=dict(environ)),
                       context_digest=context_digest(paths.docker),
                       locks={variant.name: lock_inputs(matrix, variant) for variant in matrix.variants},
-                      native=native or native_platform(), environ=environ)
+                      native=native or native_platform(), environ=environ, logins=read_logins(matrix, environ))
 
 
 def read_plans(paths: Paths, matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
                platform: str | None = None, environ: Mapping[str, str] | None = None,
-               native: Platform | None = None) -> list[BuildPlan]:
+               native: Platform | None = None, unlocked: bool = False) -> list[BuildPlan]:
     """plans_for from the checkout as it is now (read_plan_inputs): the plans, and so the tags, of a build run here."""
     inputs = read_plan_inputs(paths, matrix, environ=environ, native=native)
-    return plans_for(matrix, variants, flavours, inputs=inputs, platform=platform)
+    return plans_for(matrix, variants, flavours, inputs=inputs, platform=platform, unlocked=unlocked)

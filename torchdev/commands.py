@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
-                      smoke, trust)
-from torchdev.checkout import read_plan_inputs, read_plans
+from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, processes, push as pushes,
+                      repro, smoke, trust)
+from torchdev.checkout import read_logins, read_plan_inputs, read_plans
 from torchdev.context import Context
 from torchdev.engine import ContainerEngine, ImageRef, require_buildx
 from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
@@ -60,9 +60,9 @@ def _load(ctx: Context, overlay: str | None) -> Matrix:
 
 
 def _plans(ctx: Context, matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
-           platform: str | None = None) -> list[BuildPlan]:
+           platform: str | None = None, unlocked: bool = False) -> list[BuildPlan]:
     return read_plans(ctx.paths, matrix, variants, flavours, platform=platform, environ=ctx.environ,
-                      native=ctx.native_platform)
+                      native=ctx.native_platform, unlocked=unlocked)
 
 
 def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
@@ -75,21 +75,34 @@ def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
 
 def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, overlay: str | None,
           no_cache: bool = False, reproducible: bool = False, flavour: str | None = None,
-          platform: str | None = None) -> DryRun | BuildReport:
+          platform: str | None = None, unlocked: bool = False) -> DryRun | BuildReport:
     """Build the selected variants in the selected flavours one after another; a failure does not stop the others.
-    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now."""
+    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now. A variant
+    without a lock is refused unless `unlocked` (--unlocked) says to let pip resolve at build time."""
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
-    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform,
+                   unlocked=unlocked)
     if dry_run:
         return DryRun(tuple(plans))
     locks.require_fitting_locks(matrix, plans)
     notes = builds.emulation_notes(plans, native=ctx.native_platform) + ([REPRODUCIBLE_NOTE] if reproducible else [])
     for note in notes:
         print(f"note: {note}", file=ctx.out)
-    engine = ctx.engine()
-    return BuildReport(tuple(builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache,
-                                                 out=ctx.out)))
+    return _build(ctx, ctx.engine(), plans, no_cache=no_cache)
+
+
+def _build(ctx: Context, engine: ContainerEngine, plans: list[BuildPlan], *, no_cache: bool = False) -> BuildReport:
+    """The plans built (build.build_images); interrupted, the table of how far they got is shown before the
+    interrupt goes on to the runner, which says so in one line."""
+    results: list[builds.BuildResult] = []
+    try:
+        builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache, out=ctx.out,
+                            results=results)
+    except KeyboardInterrupt:
+        ctx.show(BuildReport(tuple(results)))
+        raise
+    return BuildReport(tuple(results))
 
 
 def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay: str | None,
@@ -97,8 +110,10 @@ def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay
     """Every platform of each variant unless --platform names some (a lock is per platform: the wheels differ)."""
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
+    logins = () if check else read_logins(matrix, ctx.environ)
     return LockReport(tuple(locks.lock_variants(matrix, chosen, check=check, out=ctx.out, platforms=lambda v: (
-        select_platforms(v, platform=platform or "all", native=ctx.native_platform)))))
+        select_platforms(v, platform=platform or "all", native=ctx.native_platform)), logins=logins,
+        environ=ctx.environ)))
 
 
 def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
@@ -159,9 +174,9 @@ def _attestation(ctx: Context, engine: ContainerEngine, plan: BuildPlan, *, kind
 
 def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, build_missing: bool,
               overlay: str | None, reports: str | None = None, flavour: str | None = None,
-              platform: str | None = None, checks: str | None = None) -> SmokeReport:
-    """Run the smoke suite in each selected image (building the missing ones first with --build); it fails when any
-    check fails or an image is missing."""
+              platform: str | None = None, checks: str | None = None, unlocked: bool = False) -> SmokeReport:
+    """Run the smoke suite in each selected image (building the missing ones first with --build, --unlocked letting
+    a variant without a lock be built); it fails when any check fails or an image is missing."""
     reports_dir = Path(not_empty("--reports", reports)) if reports is not None else ctx.paths.reports.smoke
     check_output_folder(reports_dir)
     matrix = _load(ctx, overlay)
@@ -170,7 +185,8 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     check_option(gpu_count, chosen)
     selected_checks = smoke.select_checks(checks)
     memlock = memlock_limit(ctx.environ)
-    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
+    plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform,
+                   unlocked=unlocked)
     check_outputs(smoke.report_paths(plans, reports_dir))
     engine = ctx.engine()
     images = smoke.image_ids(engine, plans)
@@ -178,8 +194,9 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
     missing = [plan for plan in plans if images[plan.name] is None]
     if build_missing and missing:
         locks.require_fitting_locks(matrix, missing)
-        results = builds.build_images(engine, missing, log_dir=ctx.paths.reports.build, out=ctx.out)
-        ctx.show(BuildReport(tuple(results)))
+        report = _build(ctx, engine, missing)
+        ctx.show(report)
+        results = report.results
         not_built = {r.image: f"its build failed: {r.cause}" for r in results
                      if r.status is not builds.BuildStatus.BUILT}
         images = smoke.image_ids(engine, plans)
@@ -192,20 +209,21 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
                        tuple(smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access)))
 
 
-def up(ctx: Context, *, variant: str, overlay: str | None) -> Exited:
-    """The main job: build one image (a no-op when it is current), then train in it through compose."""
+def up(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = False) -> Exited:
+    """The main job: build one image (a no-op when it is current; --unlocked for a variant without a lock), then
+    train in it through compose."""
     matrix = _load(ctx, overlay)
     variant = one_name("--variant", variant)
-    plans = _plans(ctx, matrix, [matrix.variant(variant)])
+    plans = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)
     locks.require_fitting_locks(matrix, plans)
     engine = ctx.engine()
-    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
-    ctx.show(BuildReport(tuple(results)))
-    status = builds.exit_status(results)
+    report = _build(ctx, engine, plans)
+    ctx.show(report)
+    status = builds.exit_status(list(report.results))
     if status:
         return Exited(status)
     env = {**ctx.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
-    return Exited(engine.compose("run", "--rm", "train", cwd=ctx.paths.root, env=env))
+    return Exited(engine.compose_run("train", cwd=ctx.paths.root, env=env))
 
 
 def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exited:
@@ -220,20 +238,23 @@ def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exite
     if ctx.engine().image_platforms(name, wanted) == wanted:
         return BaseExists(name, wanted)
     script = ctx.paths.scripts / "make-base.sh"
-    return Exited(subprocess.run(["bash", str(script), name, "--platform", ",".join(wanted)], check=False).returncode)
+    with subprocess.Popen(["bash", str(script), name, "--platform", ",".join(wanted)]) as process:
+        return Exited(processes.wait(process, group=False))  # an interrupt reaches the script, whose trap cleans up
 
 
 REPRODUCIBLE_NOTE = ("--reproducible is no longer needed: every build gives the same image ID from the same inputs "
                      "(`./dev verify-repro` proves it); the flag changes nothing")
 
 
-def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproReport:
+def verify_repro(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = False) -> ReproReport:
     """Build twice with no layer cache into the engine; reproducible only when both give one image ID (and it is the
     one images.yaml records, if it records one). When they differ, both are saved and compared down to the file.
-    Neither build moves a tag; what they made is removed unless a tag names it."""
+    Neither build moves a tag; what they made is removed unless a tag names it. A variant without a lock needs
+    --unlocked, as a build does."""
     matrix = _load(ctx, overlay)
     variant = one_name("--variant", variant)
-    plan = _plans(ctx, matrix, [matrix.variant(variant)])[0]
+    plan = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)[0]
+    locks.require_fitting_locks(matrix, [plan])
     engine = ctx.engine()
     require_buildx()
     made: list[repro.UncachedBuild] = []

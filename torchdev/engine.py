@@ -11,7 +11,10 @@ their command lines: a build is asked for as a `BuildRequest`, and `buildx_comma
 from __future__ import annotations
 
 import enum
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +29,9 @@ from docker.types import DeviceRequest, Ulimit
 from docker.utils import parse_repository_tag
 from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
 
+from torchdev import processes
 from torchdev.errors import RUNTIME, Problem, TorchdevError
+from torchdev.grammar import without_userinfo
 
 ENGINE_FIX = ("start Docker (Linux: `sudo systemctl start docker`; macOS/Windows: start Docker Desktop) or point "
               "DOCKER_HOST at a running engine; no engine installed: docs.docker.com/engine/install")
@@ -34,6 +39,12 @@ BUILDX_FIX = ("install the buildx plugin: docker-buildx-plugin from Docker's rep
               "Debian/Ubuntu, or Docker Desktop")
 CLI_FIX = "install the Docker CLI (docs.docker.com/engine/install) or Docker Desktop"
 REMOVE_TIMEOUT = 60
+OWNER_LABEL = "io.torchdev.owner"
+"""Every container torchdev starts carries it, valued host/PID of the command (owner()): what an interrupted command
+removes, and nothing else."""
+STOP_TIMEOUT = 10
+"""Seconds a container's command gets between SIGTERM and SIGKILL when torchdev stops it (`docker stop`'s default):
+the trainer saves its checkpoint on SIGTERM."""
 NO_DOCKER_CLI = Problem("the docker command is not on PATH", CLI_FIX, TorchdevError, RUNTIME)
 NO_BUILDX = Problem("docker buildx is missing", BUILDX_FIX, TorchdevError, RUNTIME)
 NO_ENGINE = Problem("no Docker engine answers ({cause})", ENGINE_FIX, TorchdevError, RUNTIME)
@@ -306,7 +317,14 @@ class ContainerEngine(Protocol):
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult: ...
     def output(self, image: str, *command: str, user: str | None = None, timeout: float = 300) -> str: ...
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]: ...
-    def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int: ...
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int: ...
+    def remove_own_containers(self) -> list[str]: ...
+
+
+def owner() -> str:
+    """This command's value of OWNER_LABEL: the host and the process, so that commands sharing an engine never take
+    each other's containers."""
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def _explanation(error: APIError) -> str:
@@ -442,11 +460,14 @@ class Engine:
         held = []
         for platform in candidates:
             try:
-                container = self._client.containers.create(reference, ["true"], platform=platform)
+                container = self._client.containers.create(reference, ["true"], platform=platform,
+                                                           labels={OWNER_LABEL: owner()})
             except (ImageNotFound, APIError):
                 continue
-            container.remove(force=True)
-            held.append(platform)
+            try:
+                held.append(platform)
+            finally:
+                container.remove(force=True)
         return tuple(held)
 
     def pull(self, reference: str) -> ImageInfo:
@@ -489,23 +510,61 @@ class Engine:
     # Commands of the docker CLI: BuildKit builds and Compose.
 
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
-        """Run the build `request` asks for, echoing its progress to `out` and keeping a full log at `log_path`:
-        (exit status, log lines)."""
+        """Run the build `request` asks for, echoing its progress to `out` and keeping a full log at `log_path`
+        (every URL without a login): (exit status, log lines). buildx runs in a session of its own, so an interrupt
+        reaches it only from here: as SIGINT, which makes it cancel the build as Ctrl-C in a terminal does, then
+        waited for."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         lines: list[str] = []
         with log_path.open("w", encoding="utf-8") as log, subprocess.Popen(
-                buildx_command(request), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                errors="replace") as process:
+                buildx_command(request), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                text=True, errors="replace", start_new_session=True) as process:
             assert process.stdout is not None
-            for line in process.stdout:
-                out.write(line)
-                log.write(line)
-                lines.append(line.rstrip("\n"))
-            return process.wait(), lines
+            try:
+                for line in map(without_userinfo, process.stdout):
+                    out.write(line)
+                    log.write(line)
+                    lines.append(line.rstrip("\n"))
+                return process.wait(), lines
+            except KeyboardInterrupt:
+                processes.stop(process, signal.SIGINT, group=True)
+                raise
 
-    def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
-        """`docker compose ARGS` in the foreground, attached to this terminal."""
-        return subprocess.run(["docker", "compose", *args], cwd=cwd, env=env, check=False).returncode
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int:
+        """`docker compose run --rm SERVICE ARGS` in the foreground, attached to this terminal, its container named
+        for this command and labelled as its own. An interrupt (Ctrl-C reaches compose from the terminal too;
+        SIGTERM only this process) is passed on to compose, and whatever way it ends, the container is stopped
+        (its command gets STOP_TIMEOUT seconds) and removed if compose left it."""
+        name = f"torchdev-{service}-{os.getpid()}-{os.urandom(3).hex()}"
+        command = ["docker", "compose", "run", "--rm", "--name", name, "--label", f"{OWNER_LABEL}={owner()}",
+                   service, *args]
+        try:
+            with subprocess.Popen(command, cwd=cwd, env=env) as process:
+                return processes.wait(process, group=False)
+        finally:
+            self._remove_container(name)
+
+    def _remove_container(self, name: str) -> bool:
+        """Stop (STOP_TIMEOUT seconds' grace) and remove the container `name`; whether there was one."""
+        try:
+            container = self._client.containers.get(name)
+        except NotFound:
+            return False
+        try:
+            container.stop(timeout=STOP_TIMEOUT)
+        except (NotFound, APIError):
+            pass
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        return True
+
+    def remove_own_containers(self) -> list[str]:
+        """Remove every container this command started that is still there (OWNER_LABEL): the runner's last sweep
+        after an interrupt, for one caught between its creation and the `finally` that removes it. Their names."""
+        found = self._client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner()}"})
+        return [container.name for container in found if self._remove_container(container.name)]
 
 
 def _image_info(image) -> ImageInfo:
@@ -518,7 +577,7 @@ def _image_info(image) -> ImageInfo:
 def _create_options(spec: ContainerSpec) -> dict:
     options = {
         "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
-        "environment": dict(spec.environment), "init": spec.init,
+        "environment": dict(spec.environment), "init": spec.init, "labels": {OWNER_LABEL: owner()},
         "ulimits": [Ulimit(name=limit.name, soft=limit.soft, hard=limit.hard) for limit in spec.limits],
         "device_requests": _device_requests(spec.gpus),
     }

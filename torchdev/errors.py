@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import string
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +33,21 @@ class UsageError(TorchdevError):
     """The command line asks for something that does not exist or cannot work (an unknown variant, say)."""
 
     exit_status = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends a command: SIGINT (Ctrl-C) or SIGTERM (a scheduler, a CI runner, `docker stop`), raised by
+    torchdev.runner's handler wherever the command is, so that every `finally` on the way out removes what the
+    command made; the command then exits with the signal's status, 128 + its number (130, 143)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+def signal_of(error: BaseException) -> int:
+    """The signal an interrupt came from: Interrupted's own, SIGINT for a plain KeyboardInterrupt (Python's Ctrl-C)."""
+    return error.number if isinstance(error, Interrupted) else signal.SIGINT
 
 
 RUNTIME, USAGE, CONFIGURATION, STATE = "runtime", "usage", "configuration", "state"

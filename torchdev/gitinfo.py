@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
 from torchdev.errors import CONFIGURATION, ConfigError, Problem
+from torchdev.grammar import without_userinfo
 
 BAD_EPOCH = Problem("SOURCE_DATE_EPOCH={epoch} is not a number of seconds since 1970", "fix or unset it", ConfigError,
                     CONFIGURATION)
@@ -38,6 +38,6 @@ def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[s
     if not epoch.isdigit():
         raise BAD_EPOCH(epoch=epoch)
     now = today or datetime.now(tz=timezone.utc)
-    source = re.sub(r"//[^/@]+@", "//", _git(root, "remote", "get-url", "origin")) or "local"  # no credentials
+    source = without_userinfo(_git(root, "remote", "get-url", "origin")) or "local"
     return Provenance(stamp=BuildStamp(day=now.date(), git_sha=short), revision=revision,
                       created=datetime.fromtimestamp(int(epoch), tz=timezone.utc), source=source)

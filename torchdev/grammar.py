@@ -132,9 +132,29 @@ def requirement_problem(text: str, *, pinned: bool = False) -> str:
     return ""
 
 
+USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@")
+"""The login part of a URL (`user:password@`, up to the authority's last @), after its scheme."""
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with the user and password taken out of every URL in it: the one way torchdev shows a URL it did not
+    write itself (an error line, a build log, a git remote), since a login must never be printed or kept."""
+    return USERINFO_RE.sub(r"\g<scheme>", text)
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` carries a user or a password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return bool(USERINFO_RE.search(url))
+    return parts.username is not None or parts.password is not None or bool(USERINFO_RE.search(url))
+
+
 def url_problem(text: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """Why `text` is no URL torchdev hands on (to pip, apt or curl inside a build): '' when it is one. A URL with a
-    user or password is refused: a build argument is kept in the image's history for anyone who pulls it."""
+    user or password is refused: a build argument is kept in the image's history for anyone who pulls it (the
+    configuration's own check says which route takes the login instead, torchdev.credentials)."""
     if not text or re.search(r"[\s\"'`\\<>{}|^]", text) or any(ord(c) < 32 or ord(c) == 127 for c in text):
         return f"a URL ({', '.join(f'{scheme}://' for scheme in schemes)}) without spaces or quotes"
     try:
@@ -146,9 +166,8 @@ def url_problem(text: str, *, schemes: tuple[str, ...] = ("http", "https")) -> s
         return f"a URL ({', '.join(f'{scheme}://' for scheme in schemes)})"
     if parts.scheme != "file" and not parts.hostname:
         return "a URL with a host"
-    if parts.username or parts.password:
-        return ("a URL without credentials (they would be kept in the image's history): give pip or apt the login "
-                "through netrc or a keyring instead")
+    if has_userinfo(text):
+        return "a URL without a login (a build argument is kept in the image's history for anyone who pulls it)"
     if port == 0:
         return "a URL with a port between 1 and 65535"
     return ""

@@ -7,6 +7,7 @@ own header, records what it was resolved from, and is what --check compares.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -15,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Mapping, TextIO
 from urllib.parse import unquote
 
 try:
@@ -23,8 +24,10 @@ try:
 except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
+from torchdev.credentials import PIP_ROUTE, Login, host_of, write_netrc
 from torchdev.records import RecordError, read_text
-from torchdev.errors import RUNTIME, Problem, TorchdevError, joined
+from torchdev.errors import CONFIGURATION, RUNTIME, ConfigError, Problem, TorchdevError, joined
+from torchdev.grammar import without_userinfo
 from torchdev.files import write_atomically
 from torchdev.matrix import DEFAULT_INDEX, Matrix, Variant
 from torchdev.plan import BuildPlan
@@ -44,6 +47,11 @@ NO_UV = Problem("uv is not installed in {prefix}", "run ./dev once (it installs 
                 RUNTIME)
 UNRESOLVED = Problem("{line}", "", TorchdevError, RUNTIME)
 """uv's failure as one line with its fix (resolution_error)."""
+NO_LOCK = Problem("variant '{variant}' has no lock for {platform} ({path}), so nothing pip installs in its image would "
+                  "be checked against a hash", "run `{command}` (and commit the lock), or pass --unlocked to build it "
+                  "unpinned", ConfigError, CONFIGURATION)
+INDEX_LOGIN = Problem("variant '{variant}': {key} {url} asks for a login{given}", "give it through {route}",
+                      TorchdevError, RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -159,24 +167,30 @@ def _toml_string(value: str) -> str:
 
 def project_text(spec: LockSpec) -> str:
     """A throwaway pyproject.toml for uv: the torch family from the variant's index and from nowhere else
-    (an explicit index: no other package is taken from it), everything else from pip_index. A "default"
-    index is left to uv's own default (PyPI), so no index host is written here."""
+    (an explicit index: no other package is taken from it, read by `uv pip compile` with the input's own sources).
+    Everything else comes from pip_index, which uv_command names: a `default` index in this file would not count,
+    since --no-config keeps uv from reading it as configuration. A "default" index is left to uv's own default
+    (PyPI), so no index host is written here."""
     requirements = [f"{name}=={getattr(spec, name)}" for name in TORCH_FAMILY] + list(spec.packages)
     lines = ["[project]", 'name = "torchdev-lock"', 'version = "0"',
              f"dependencies = [{', '.join(_toml_string(r) for r in requirements)}]", ""]
     if spec.index != DEFAULT_INDEX:
         lines += ["[tool.uv.sources]", *(f'{name} = {{ index = "torch" }}' for name in TORCH_FAMILY), "",
                   "[[tool.uv.index]]", 'name = "torch"', f"url = {_toml_string(spec.index)}", "explicit = true", ""]
-    if spec.pip_index != DEFAULT_INDEX:
-        lines += ["[[tool.uv.index]]", 'name = "packages"', f"url = {_toml_string(spec.pip_index)}",
-                  "default = true", ""]
     return "\n".join(lines)
+
+
+def lock_hosts(spec: LockSpec) -> tuple[str, ...]:
+    """The hosts uv asks for packages: the variant's index and pip_index, unless they are pip's default."""
+    return tuple(dict.fromkeys(host_of(url) for url in (spec.index, spec.pip_index) if url != DEFAULT_INDEX))
 
 
 def uv_command(*, uv: str, project: Path, spec: LockSpec) -> list[str]:
     """`uv pip compile` for the variant's Python and platform, as a PEP 751 lock on stdout: it lists, per package,
-    only the files that suit that target, with their hashes. --no-config: no uv.toml of the host's takes part."""
-    return [uv, "--no-config", "--no-python-downloads", "pip", "compile", str(project),
+    only the files that suit that target, with their hashes. --no-config: no uv.toml of the host's takes part;
+    --default-index: pip_index, for every package the torch index does not serve (PyPI when "default")."""
+    default = ["--default-index", spec.pip_index] if spec.pip_index != DEFAULT_INDEX else []
+    return [uv, "--no-config", "--no-python-downloads", "pip", "compile", str(project), *default,
             "--python-version", spec.python, "--python-platform", spec.platform, "--format", "pylock.toml",
             "--no-header"]
 
@@ -206,10 +220,17 @@ def render_lock(*, spec: LockSpec, pylock: dict, regenerate: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolution_error(*, spec: LockSpec, stderr: str) -> str:
-    """uv's many-line error as one line: which index could not be reached (and what to do), or why no set of
-    versions fits."""
+def resolution_error(*, spec: LockSpec, stderr: str, logins: tuple[Login, ...] = ()) -> str:
+    """uv's many-line error as one line, without any login a URL in it carries: an index that wants a login (and
+    the route to give it), which index could not be reached (and what to do), or why no set of versions fits."""
+    stderr = without_userinfo(stderr)
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if re.search(r"\b40[13]\b.*(Unauthorized|Forbidden)|(Unauthorized|Forbidden).*\b40[13]\b", stderr):
+        for key, index in (("index", spec.index), ("pip_index", spec.pip_index)):
+            if index != DEFAULT_INDEX and host_of(index) and host_of(index) in stderr:
+                given = any(login.host == host_of(index) for login in logins)
+                return INDEX_LOGIN.line(variant=spec.variant, key=key, url=index, route=PIP_ROUTE,
+                                        given=" and refused the one given" if given else " and none was given")
     error = next((line for line in lines if line.startswith("error:")), "uv failed without a message")
     error = error.removeprefix("error:").strip()
     causes = [line.removeprefix("cause:").strip() for line in lines if line.startswith("cause:")]
@@ -230,15 +251,21 @@ def _uv_binary() -> str:
     return find_uv_bin()
 
 
-def resolve(spec: LockSpec) -> dict:
-    """Run uv for one variant and return its PEP 751 lock as a dict; a failure raises one line."""
+def resolve(spec: LockSpec, *, logins: tuple[Login, ...] = (), environ: Mapping[str, str] | None = None) -> dict:
+    """Run uv for one variant and return its PEP 751 lock as a dict; a failure raises one line. uv reads the logins
+    for the spec's index hosts from a netrc of their own in the private temporary folder (NETRC), and no other."""
+    hosts = lock_hosts(spec)
     with tempfile.TemporaryDirectory(prefix="torchdev-lock-") as folder:
         project = Path(folder) / "pyproject.toml"
         project.write_text(project_text(spec))
+        netrc = write_netrc(Path(folder), tuple(login for login in logins if login.host in hosts))
+        env = {key: value for key, value in (os.environ if environ is None else environ).items()
+               if key != "NETRC"}
+        env["NETRC"] = str(netrc) if netrc else os.devnull
         result = subprocess.run(uv_command(uv=_uv_binary(), project=project, spec=spec), cwd=folder,
-                                capture_output=True, text=True, check=False)
+                                capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
-        raise UNRESOLVED(line=resolution_error(spec=spec, stderr=result.stderr))
+        raise UNRESOLVED(line=resolution_error(spec=spec, stderr=result.stderr, logins=logins))
     return tomllib.loads(result.stdout)
 
 
@@ -267,7 +294,8 @@ def regenerate_command(*, matrix: Matrix, variant: Variant, platform: Platform =
 
 def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
                   platforms: Callable[[Variant], tuple[Platform, ...]] = lambda variant: variant.platforms,
-                  out: TextIO = sys.stdout) -> list[str]:
+                  out: TextIO = sys.stdout, logins: tuple[Login, ...] = (),
+                  environ: Mapping[str, str] | None = None) -> list[str]:
     """Write each variant's lock for each of its platforms (`platforms` chooses), or with check=True compare them with
     the matrix and write nothing, saying how each went on `out` as it goes. One lock's failure does not stop the
     others: the result is a line per failure or drift (none when all is well)."""
@@ -288,7 +316,7 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
         print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {shown}", file=out, flush=True)
         started = time.monotonic()
         try:
-            pylock = resolve(spec)
+            pylock = resolve(spec, logins=logins, environ=environ)
             text = render_lock(spec=spec, pylock=pylock, regenerate=command)
         except TorchdevError as error:
             problems.append(f"{error} ({shown} is left as it was)")
@@ -329,9 +357,22 @@ def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) 
     return f"{cause}: run `{command}`"
 
 
+def missing_lock(*, matrix: Matrix, plan: BuildPlan, platform: Platform) -> str:
+    """Why the plan may not be built for `platform` without a lock ('' when it has one, or --unlocked was chosen)."""
+    if plan.unlocked or platform in {lock.platform for lock in plan.locks}:
+        return ""
+    return NO_LOCK.line(variant=plan.variant.name, platform=platform,
+                        path=_shown(matrix.lock_file(plan.variant, platform), root=matrix.folder),
+                        command=regenerate_command(matrix=matrix, variant=plan.variant, platform=platform))
+
+
 def require_fitting_locks(matrix: Matrix, plans: list[BuildPlan]) -> None:
-    """Stop before any build when a variant's lock for a platform it is built for does not fit, with the one line
-    `lock --check` would give (each once)."""
+    """Stop before any build when a variant has no lock for a platform it is built for (unless --unlocked made the
+    plan so: exit 2), or its lock does not fit, with the one line `lock --check` would give (each once)."""
+    missing = [missing_lock(matrix=matrix, plan=plan, platform=platform)
+               for plan in plans for platform in plan.platforms]
+    if any(missing):
+        raise joined(list(dict.fromkeys(problem for problem in missing if problem)), ConfigError)
     problems = [unfit_lock(matrix=matrix, variant=plan.variant, platform=platform)
                 for plan in plans for platform in plan.platforms]
     if any(problems):

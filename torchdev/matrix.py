@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from torchdev.credentials import APT_ROUTE, NETRC_ROUTE, PIP_ROUTE
 from torchdev.errors import CONFIGURATION, USAGE, ConfigError, Problem, TorchdevError, UsageError, joined
 from torchdev.files import input_file
-from torchdev.grammar import (TAG_RE, reference_problem, repository_problem, requirement_problem, tag_problem,
-                              url_problem, version_problem)
+from torchdev.grammar import (TAG_RE, has_userinfo, reference_problem, repository_problem, requirement_problem, tag_problem,
+                              url_problem, version_problem, without_userinfo)
 from torchdev.platforms import AMD64, KNOWN, Platform
 from torchdev.yamlsource import Origin, SourcedDict, SourcedList, deep_merge, key_origins, load_yaml, yaml_kind
 
@@ -31,6 +32,7 @@ VARIANT_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 APT_SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z$")
 APT_ARCHIVE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 APT_SNAPSHOT_URL_RE = re.compile(r"^https?://[^\s#&\\]+$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 FLAVOUR_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
 FLAVOUR_NAME_MAX = 20
 DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -123,6 +125,9 @@ class CudaRelease:
     version: str
     release: str
     nvidia_require_cuda: str
+    redistrib_sha256: str = ""
+    """The sha256 of NVIDIA's redistrib_<release>.json, which devel's CUDA toolchain checks the manifest against:
+    required when cuda_toolchain is not https (a hash from a plain-http server proves nothing)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ class _Problems:
             where: Origin | None = None, **values: object) -> None:
         where = where or (mapping.origin(key) if key is not None else mapping.where)
         key_part = f"key '{key}': " if key is not None else ""
-        self.lines.append(f"{where}: {context}{key_part}{problem.line(key=key, **values)}")
+        self.lines.append(without_userinfo(f"{where}: {context}{key_part}{problem.line(key=key, **values)}"))
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -206,6 +211,10 @@ UNKNOWN_KEY = Problem("unknown key", "the keys allowed here are {allowed}", Conf
 MISSING_KEY = Problem("missing key '{name}'", "add it", ConfigError, CONFIGURATION)
 NOT_TEXT = Problem("expected a string, got {kind}", "{hint}", ConfigError, CONFIGURATION)
 NOT_VALID = Problem("'{value}' is not {what}", "{fix}", ConfigError, CONFIGURATION)
+LOGIN_IN_URL = Problem("'{url}' is written with a login (USER:PASSWORD@), which would reach build arguments (kept "
+                       "in the image's history for anyone who pulls it), lock headers and logs",
+                       "write the URL without it, and give the build the login through {route}", ConfigError,
+                       CONFIGURATION)
 BAD_ITEM = Problem("'{value}' {reason}", "{fix}", ConfigError, CONFIGURATION)
 NOT_A_LIST = Problem("expected a non-empty list of strings, got {kind}", "write [a, b], or one `- item` per line",
                      ConfigError, CONFIGURATION)
@@ -241,6 +250,10 @@ CUDA_OFF_AMD64 = Problem("{platform} cannot have CUDA: torch 2.0 publishes CUDA 
                          "keep CUDA variants on {amd64} and build cpu for {platform}", ConfigError, CONFIGURATION)
 NEEDS_NVCC = Problem("needs cuda_components that include cuda_nvcc", "add cuda_nvcc, or set cuda_toolchain: null",
                      ConfigError, CONFIGURATION)
+UNPROVEN_TOOLCHAIN = Problem("'{url}' is not https and cuda_releases pins no sha256 for redistrib_{release}.json, so "
+                             "nothing would prove that the archives it lists are NVIDIA's",
+                             "use an https:// URL, or add `redistrib_sha256: <sha256 of redistrib_{release}.json>` "
+                             "under cuda_releases \"{version}\"", ConfigError, CONFIGURATION)
 NO_CUDA_RELEASE = Problem("CUDA {cuda} has no entry in cuda_releases, which flavour '{flavour}' needs for its nvcc",
                           "add the release and its NVIDIA_REQUIRE_CUDA", ConfigError, CONFIGURATION)
 NOT_A_VARIANT = Problem("is not a variant (known: {known})", "name one of them", ConfigError, CONFIGURATION)
@@ -286,13 +299,17 @@ def _quoted_hint(mapping: SourcedDict, key: str, value: Any) -> str:
 
 def _string(mapping: SourcedDict, key: str, problems: _Problems, *, context: str = "",
             pattern: re.Pattern[str] | None = None, hint: str = "", check: Callable[[str], str] | None = None,
-            fix: str = "") -> str:
+            fix: str = "", login_route: str = "") -> str:
+    """The text at `key`, checked by `pattern` or `check`; with a `login_route`, a URL whose login is written in it
+    is refused first, naming that route (and the line never shows the login)."""
     value = mapping.get(key)
     if not isinstance(value, str):
         problems.add(mapping, key, NOT_TEXT, context=context, kind=_type_name(value),
                      hint=_quoted_hint(mapping, key, value))
         return ""
-    if pattern is not None and not pattern.match(value):
+    if login_route and has_userinfo(value):
+        problems.add(mapping, key, LOGIN_IN_URL, context=context, url=without_userinfo(value), route=login_route)
+    elif pattern is not None and not pattern.match(value):
         problems.add(mapping, key, NOT_VALID, context=context, value=value, what=hint,
                      fix=fix or "correct the value")
     elif check is not None and check(value):
@@ -309,7 +326,7 @@ def _index_problem(value: str) -> str:
 
 
 def _index(mapping: SourcedDict, key: str, problems: _Problems, *, context: str = "") -> str:
-    return _string(mapping, key, problems, context=context, check=_index_problem,
+    return _string(mapping, key, problems, context=context, check=_index_problem, login_route=PIP_ROUTE,
                    fix=f"write the index's URL (http://, https://, file://), or {DEFAULT_INDEX} for pip's own")
 
 
@@ -352,7 +369,8 @@ def _apt_snapshot_urls(data: SourcedDict, problems: _Problems) -> tuple[tuple[st
                          what="an apt archive name (the last part of a source URI, e.g. debian)",
                          fix="name the archive as the base's apt sources do")
         url = _string(table, archive, problems, context="apt_snapshot_urls: ", check=_snapshot_url_problem,
-                      fix="write the snapshot service's http:// or https:// URL with {timestamp}")
+                      fix="write the snapshot service's http:// or https:// URL with {timestamp}",
+                      login_route=APT_ROUTE)
         if url and re.findall(r"{([^{}]*)}", url) != ["timestamp"]:
             problems.add(table, archive, TIMESTAMP_ONCE, context="apt_snapshot_urls: ", value=url)
     return tuple((str(archive), url) for archive, url in table.items() if isinstance(url, str))
@@ -558,8 +576,8 @@ def _read_cuda_releases(data: SourcedDict, problems: _Problems) -> tuple[CudaRel
             problems.add(table, version, NOT_A_MAPPING, context="cuda_releases: ", what="a mapping",
                          kind=_type_name(fields), fix="write release: and nvidia_require_cuda: under it")
             continue
-        _check_keys(fields, required={"release", "nvidia_require_cuda"}, optional=set(), problems=problems,
-                    context=context)
+        _check_keys(fields, required={"release", "nvidia_require_cuda"}, optional={"redistrib_sha256"},
+                    problems=problems, context=context)
         release = _string(fields, "release", problems, context=context,
                           pattern=re.compile(rf"^{re.escape(str(version))}\.\d+$"),
                           hint=f"a release of CUDA {version}", fix=f"write one such as {version}.0"
@@ -569,7 +587,11 @@ def _read_cuda_releases(data: SourcedDict, problems: _Problems) -> tuple[CudaRel
                           hint=f"a constraint that starts with cuda>={version}",
                           fix="copy it from the matching nvidia/cuda image's NVIDIA_REQUIRE_CUDA"
                           ) if "nvidia_require_cuda" in fields else ""
-        releases.append(CudaRelease(str(version), release, require))
+        pinned = _string(fields, "redistrib_sha256", problems, context=context, pattern=SHA256_RE,
+                         hint="a sha256 (64 lower-case hex digits)",
+                         fix=f"write `sha256sum redistrib_{release or version + '.x'}.json`'s hash"
+                         ) if "redistrib_sha256" in fields else ""
+        releases.append(CudaRelease(str(version), release, require, pinned))
     return tuple(releases)
 
 
@@ -610,7 +632,7 @@ def _read_flavour(name: str, fields: Any, table: SourcedDict, variant_names: set
     toolchain = "" if fields.get("cuda_toolchain") is None else _string(
         fields, "cuda_toolchain", problems, context=context, check=_toolchain_problem,
         fix="write the URL of NVIDIA's redist folder (https://developer.download.nvidia.com/compute/cuda/redist), "
-            "or null")
+            "or null", login_route=NETRC_ROUTE)
     if toolchain and "cuda_nvcc" not in lists["cuda_components"]:
         problems.add(fields, "cuda_toolchain", NEEDS_NVCC, context=context)
     return Flavour(name, lists["apt_packages"], lists["pip_packages"], toolchain, lists["cuda_components"],
@@ -663,13 +685,20 @@ def _component_problem(name: str) -> str:
 
 def _check_cuda_releases(data: SourcedDict, variants: list[Variant], releases: tuple[CudaRelease, ...],
                          flavours: tuple[Flavour, ...], problems: _Problems) -> None:
-    """A flavour with a CUDA toolchain needs each CUDA variant's release to know which nvcc to fetch."""
-    known = {release.version for release in releases}
-    needing = [flavour.name for flavour in flavours if flavour.cuda_toolchain]
+    """A flavour with a CUDA toolchain needs each CUDA variant's release to know which nvcc to fetch, and, from a
+    URL that is not https, the pinned sha256 of that release's manifest: else nothing proves the archives."""
+    known = {release.version: release for release in releases}
+    needing = [flavour for flavour in flavours if flavour.cuda_toolchain]
     for variant in variants:
         if needing and variant.cuda and variant.cuda not in known:
             problems.add(data["variants"][variant.name], "cuda", NO_CUDA_RELEASE,
-                         context=f"variant '{variant.name}': ", cuda=variant.cuda, flavour=needing[0])
+                         context=f"variant '{variant.name}': ", cuda=variant.cuda, flavour=needing[0].name)
+    unpinned = sorted({known[v.cuda].release for v in variants if v.cuda in known and not known[v.cuda].redistrib_sha256})
+    for flavour in needing:
+        if unpinned and not flavour.cuda_toolchain.startswith("https://"):
+            problems.add(data["flavours"][flavour.name], "cuda_toolchain", UNPROVEN_TOOLCHAIN,
+                         context=f"flavour '{flavour.name}': ", url=flavour.cuda_toolchain, release=unpinned[0],
+                         version=".".join(unpinned[0].split(".")[:2]))
 
 
 def _check_tags(data: SourcedDict, image: ImageSettings, variants: list[Variant], flavours: tuple[Flavour, ...],

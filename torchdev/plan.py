@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from torchdev.credentials import APT_AUTH_SECRET, APT_AUTH_VARIABLE, NETRC_SECRET, Login, apt_auth_file, host_of
 from torchdev.engine import BuildOutput, BuildRequest, buildx_command
 from torchdev.errors import CONFIGURATION, ConfigError, Problem, joined
 from torchdev.files import input_file
@@ -90,6 +91,9 @@ class BuildPlan:
     context: Path
     locks: tuple[LockInput, ...] = ()
     platforms: tuple[Platform, ...] = (AMD64,)
+    logins: tuple[Login, ...] = ()
+    """The logins pip (and devel's CUDA toolchain download) get, for the hosts they talk to: staged as the netrc secret
+    for the build alone (torchdev.credentials); never a build arg, a label or part of {inputs}."""
 
     @property
     def primary_reference(self) -> str:
@@ -101,20 +105,28 @@ class BuildPlan:
         return self.variant.name + flavour_suffix(self.flavour)
 
     @property
+    def unlocked(self) -> bool:
+        """Whether pip resolves at build time for some platform (no lock, and --unlocked asked for it)."""
+        return self.build_args.get("UNLOCKED") == "1"
+
+    @property
     def target(self) -> str:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False) -> BuildRequest:
+    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
+                      netrc: Path | None = None) -> BuildRequest:
         """What to ask the engine to build; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing).
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); `netrc` the file the
+        plan's logins were staged in (credentials.write_netrc), passed as the secret netrc.
         """
+        secrets = {secret.id: secret.source for secret in self.secrets}
         return BuildRequest(
             context=self.context, dockerfile=self.dockerfile, target=self.target,
             platforms=tuple(map(str, self.platforms)), output=ENGINE_OUTPUT, metadata_file=metadata_file,
             build_args=dict(self.build_args), labels=dict(self.labels),
-            secrets={secret.id: secret.source for secret in self.secrets}, contexts={"lock": lock_context},
+            secrets={**secrets, **({NETRC_SECRET: netrc} if netrc else {})}, contexts={"lock": lock_context},
             no_cache=no_cache)
 
 
@@ -129,6 +141,28 @@ def ca_bundle_secret(environ: dict[str, str]) -> tuple[Secret, ...]:
             raise NO_CA_BUNDLE(variable=variable, value=value)
         return (Secret(id="ca_bundle", source=path, variable=variable),)
     return ()
+
+
+def build_secrets(environ: dict[str, str]) -> tuple[Secret, ...]:
+    """The host files a build reads as secrets: the CA bundle, and apt's logins (TORCHDEV_APT_AUTH_CONF)."""
+    apt = apt_auth_file(environ)
+    return ca_bundle_secret(environ) + ((Secret(id=APT_AUTH_SECRET, source=apt, variable=APT_AUTH_VARIABLE),)
+                                        if apt else ())
+
+
+def login_hosts(*, matrix: Matrix, variant: Variant, flavour: Flavour = Flavour(RUNTIME)) -> tuple[str, ...]:
+    """The hosts a build of `variant` in `flavour` asks for Python packages (images.yaml's pip_index, the variant's
+    index) or, in a flavour with a CUDA toolchain, NVIDIA's archives: the hosts a netrc login is passed on for."""
+    urls = [matrix.image.pip_index, variant.index]
+    if not flavour.is_runtime and variant.cuda and flavour.cuda_toolchain:
+        urls.append(flavour.cuda_toolchain)
+    return tuple(dict.fromkeys(host for host in map(host_of, (u for u in urls if u != DEFAULT_INDEX)) if host))
+
+
+def matrix_hosts(matrix: Matrix) -> tuple[str, ...]:
+    """Every host any build of the matrix passes a login on for (login_hosts of each variant in each flavour)."""
+    return tuple(dict.fromkeys(host for variant in matrix.variants for flavour in matrix.flavours
+                               for host in login_hosts(matrix=matrix, variant=variant, flavour=flavour)))
 
 
 def apt_snapshot_sources(*, matrix: Matrix, variant: Variant) -> str:
@@ -165,8 +199,10 @@ def uncovered_archives(*, matrix: Matrix, variant: Variant, platform: Platform, 
 
 
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, locks: tuple[LockInput, ...],
-               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME)) -> dict[str, str]:
-    """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
+               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME), unlocked: bool = False) -> dict[str, str]:
+    """Dockerfile build args for a variant ("default" indexes become empty: pip's own default). UNLOCKED=1 only
+    when the build was asked for --unlocked (`unlocked`) and has no lock: a locked build is the same with or
+    without the flag."""
     base = flavour.base_for(variant)
     release = matrix.cuda_release(variant.cuda)
     return {
@@ -189,6 +225,7 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "USER_UID": str(uid),
         "USER_GID": str(gid),
         "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
+        **({"UNLOCKED": "1"} if unlocked else {}),
         **({} if flavour.is_runtime else toolchain_args(flavour, variant, release)),
     }
 
@@ -216,6 +253,7 @@ def toolchain_args(flavour: Flavour, variant: Variant, release: CudaRelease | No
         "LOCK_PACKAGES": " ".join(flavour.lock_packages),
         "CUDA_TOOLCHAIN_URL": flavour.cuda_toolchain if cuda else "",
         "CUDA_RELEASE": release.release if cuda and release else "",
+        "CUDA_REDISTRIB_SHA256": release.redistrib_sha256 if cuda and release else "",
         "CUDA_COMPONENTS": " ".join(flavour.cuda_components) if cuda else "",
         "CUDA_HOME": f"/usr/local/cuda-{variant.cuda}" if cuda else "",
     }
@@ -253,17 +291,21 @@ def inputs_digest(*, args: dict[str, str], labels: dict[str, str], context_diges
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
               locks: tuple[LockInput, ...] = (), environ: dict[str, str] | None = None, uid: int = 1000,
               gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME),
-              platforms: tuple[Platform, ...] = (AMD64,)) -> BuildPlan:
+              platforms: tuple[Platform, ...] = (AMD64,), logins: tuple[Login, ...] = (),
+              unlocked: bool = False) -> BuildPlan:
     """Assemble the plan for one variant in one flavour for its platforms; reads no files and runs nothing
-    (`context_digest` is the hash of the build context's files, read at the edge)."""
+    (`context_digest` is the hash of the build context's files, and `logins` every login found for the matrix's
+    hosts, read at the edge; the plan keeps those for its own hosts). `unlocked`: the user chose --unlocked, which
+    lets a platform without a lock resolve at build time."""
     for platform in platforms:
         uncovered = uncovered_archives(matrix=matrix, variant=variant, platform=platform,
                                        base=flavour.base_for(variant))
         if uncovered:
             raise joined([uncovered])  # UNCOVERED_ARCHIVE's line
     locks = tuple(lock for lock in locks if lock.platform in platforms)
+    unpinned = unlocked and any(platform not in {lock.platform for lock in locks} for platform in platforms)
     args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
-                      flavour=flavour)
+                      flavour=flavour, unlocked=unpinned)
     labels = image_labels(variant=variant, provenance=provenance, flavour=flavour)
     stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
     tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp, flavour=flavour)
@@ -275,17 +317,20 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         immutable_references=tuple(f"{matrix.image.repository}:{tag}" for tag in immutable),
         build_args=args,
         labels={**labels, "org.opencontainers.image.version": tags[0]},
-        secrets=ca_bundle_secret(dict(os.environ) if environ is None else environ),
+        secrets=build_secrets(dict(os.environ) if environ is None else environ),
         dockerfile=docker_dir / "Dockerfile",
         context=docker_dir,
         locks=locks,
         platforms=platforms,
+        logins=tuple(login for login in logins if login.host in login_hosts(matrix=matrix, variant=variant,
+                                                                             flavour=flavour)),
     )
 
 
 def dry_run_request(plan: BuildPlan) -> BuildRequest:
     """The plan's request with placeholders for the paths a real build makes in a scratch folder."""
-    return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
+    return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"),
+                              netrc=Path("<netrc with the logins above>") if plan.logins else None)
 
 
 def describe_plan(plan: BuildPlan) -> str:
@@ -296,12 +341,17 @@ def describe_plan(plan: BuildPlan) -> str:
               for reference in plan.references]
     lines.append("  build args:")
     lines += [f"    {key}={value}" for key, value in plan.build_args.items()]
-    lines.append("  secrets:")
-    lines += [f"    {s.id} <- {s.source} (from ${s.variable}; mounted during RUN only, never stored)"
-              for s in plan.secrets] or ["    none (no PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE set)"]
+    lines.append("  secrets (mounted during the RUN steps that need them only, never stored):")
+    lines += [f"    {s.id} <- {s.source} (from ${s.variable})" for s in plan.secrets]
+    lines += [f"    {NETRC_SECRET} <- the login for {login.host} from {login.source}" for login in plan.logins]
+    if not plan.secrets and not plan.logins:
+        lines.append("    none (no PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE set, no login for an index host)")
     lines += [f"  lock for {lock.platform}: {lock.path} (sha256 {lock.sha256[:12]}), installed with --require-hashes"
               for lock in plan.locks]
-    lines += [f"  lock for {platform}: none (./dev lock writes one): pip resolves at build time"
+    lines += [f"  lock for {platform}: none: " + ("--unlocked: pip resolves at build time, nothing hash-pinned"
+                                                   if plan.unlocked else
+                                                   f"a build is refused (`./dev lock --variant {plan.variant.name}`, "
+                                                   "or --unlocked)")
               for platform in plan.platforms if platform not in {lock.platform for lock in plan.locks}]
     lines.append("  command:")
     lines.append("    " + shlex.join(buildx_command(dry_run_request(plan))))

@@ -5,6 +5,7 @@ context's output).
 """
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
@@ -16,7 +17,8 @@ from torchdev.bases import PinOutcome
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.doctor import FAIL, WARN
 from torchdev.engine import ImageRef
-from torchdev.errors import TorchdevError
+from torchdev.errors import TorchdevError, signal_of
+from torchdev.grammar import without_userinfo
 from torchdev.images import BuiltImage
 from torchdev.plan import BuildPlan, describe_plan
 from torchdev.push import PushResult, PushStatus
@@ -37,11 +39,12 @@ class Presentation:
 
 
 def write(shown: Presentation, *, out: TextIO, err: TextIO) -> int:
-    """Print a presentation; its exit status."""
+    """Print a presentation, every URL in it without a login (a git remote, an engine's or a tool's message may carry
+    one); its exit status."""
     for line in shown.out:
-        print(line, file=out)
+        print(without_userinfo(line), file=out)
     for line in shown.err:
-        print(line, file=err)
+        print(without_userinfo(line), file=err)
     return shown.status
 
 
@@ -58,16 +61,20 @@ def present_error(error: TorchdevError) -> Presentation:
                         status=error.exit_status)
 
 
-INTERRUPTED = 130
-"""What a shell reports for Ctrl-C (128 + SIGINT)."""
+
 BUG = 70
 """EX_SOFTWARE (sysexits.h), an internal software error: a bug in torchdev exits neither 1 (a failure the user can
 act on, such as a failed build) nor 2 (a usage or configuration error), so a script or CI can tell the three apart."""
 
 
-def present_interrupt() -> Presentation:
-    return Presentation(err=("torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was started",),
-                        status=INTERRUPTED)
+def present_interrupt(error: BaseException, *, task: str = "") -> Presentation:
+    """A command ended by a signal: one line saying which command and which signal, and the signal's status, as a
+    shell reports it (128 + its number: 130 for SIGINT, 143 for SIGTERM)."""
+    number = signal_of(error)
+    how = f"{signal.Signals(number).name}" + (" (Ctrl-C)" if number == signal.SIGINT else "")
+    return Presentation(err=(f"torchdev: {f'./dev {task}' if task else 'the command'} was interrupted by {how}: what "
+                             "it had started is stopped and removed (containers, temporary files), what had "
+                             "finished stays",), status=128 + number)
 
 
 def present_bug(error: BaseException, log: str, *, traceback: str = "") -> Presentation:
@@ -133,12 +140,17 @@ def _dry_run(result: DryRun) -> Presentation:
 def _builds(result: BuildReport) -> Presentation:
     failed = [f"{r.image} failed: {r.cause} (full log: {r.log})" for r in result.results
               if r.status is BuildStatus.FAILED]
-    return _shown(("\n" + build_table(list(result.results)),), failed, status=builds.exit_status(list(result.results)))
+    unlocked = [f"note: {r.image} was built with --unlocked: pip resolved its packages at build time, none is "
+                "checked against a hash (`./dev lock` writes the lock that pins them)"
+                for r in result.results if r.unlocked and r.status is BuildStatus.BUILT]
+    return _shown(("\n" + build_table(list(result.results)), *unlocked), failed,
+                  status=builds.exit_status(list(result.results)))
 
 
 def build_table(results: list[BuildResult]) -> str:
-    """One row per image: how it went, how long it took, its sizes, what it produced or why it failed."""
-    rows = [(r.image, r.status.value, f"{r.seconds:.0f} s", *size_cells(r.sizes),
+    """One row per image: how it went (an image built with --unlocked says so: nothing in it is hash-pinned), how
+    long it took, its sizes, what it produced or why it failed."""
+    rows = [(r.image, r.status.value + (" UNLOCKED" if r.unlocked else ""), f"{r.seconds:.0f} s", *size_cells(r.sizes),
              r.references[0] if r.references else "-", r.cause or (r.image_id[:19] if r.image_id else ""))
             for r in results]
     return render_table(["image", "status", "time", *SIZE_HEADERS, "primary tag", "image id / cause"], rows)
@@ -219,7 +231,9 @@ def _manifest(result: ImageManifest) -> Presentation:
     packages = [(package["name"], package["version"]) for package in content["python"]["packages"]]
     return Presentation(out=(
         f"{result.reference}: base {content['base']['image']} (digest {content['base']['digest'] or 'not pinned'}), "
-        f"lock sha256 {content['lock_sha256'] or 'none'}, {len(content['debian_packages'])} Debian packages",
+        f"lock sha256 {content['lock_sha256'] or 'none'}"
+        f"{' (built with --unlocked: nothing hash-pinned)' if content.get('unlocked') else ''}, "
+        f"{len(content['debian_packages'])} Debian packages",
         render_table(["python package", "version"], packages)))
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from torchdev.credentials import Login
 from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.matrix import Flavour, Matrix, Variant
 from torchdev.options import CONTRADICTION, names
@@ -70,6 +71,8 @@ class PlanInputs:
     """The platform this host runs without emulation: a variant's default when it has it."""
     environ: Mapping[str, str]
     """The environment the build runs in (its CA bundle variables become secrets)."""
+    logins: tuple[Login, ...] = ()
+    """The logins found for the matrix's index hosts (torchdev.credentials.pip_logins); each plan keeps its own."""
 
 
 NO_IMAGE_NAMED = Problem("say which image", "--variant NAME (one of {known}) or --all", UsageError, USAGE)
@@ -114,13 +117,14 @@ def select_platforms(variant: Variant, *, platform: str | None, native: Platform
 
 
 def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] | None = None, *,
-              inputs: PlanInputs, platform: str | None = None) -> list[BuildPlan]:
+              inputs: PlanInputs, platform: str | None = None, unlocked: bool = False) -> list[BuildPlan]:
     """The build plan of each variant in each flavour (runtime only unless told) for the platforms --platform
     selects, from the checkout as `inputs` found it. A variant's flavours follow each other, runtime first, so the
-    others find its layers in the build cache."""
+    others find its layers in the build cache. `unlocked`: the user passed --unlocked."""
     chosen = sorted(flavours or matrix.flavours[:1], key=lambda flavour: not flavour.is_runtime)
     return [make_plan(matrix=matrix, variant=v, provenance=inputs.provenance, docker_dir=inputs.docker_dir,
                       locks=inputs.locks.get(v.name, ()), environ=dict(inputs.environ),
                       context_digest=inputs.context_digest, flavour=flavour,
-                      platforms=select_platforms(v, platform=platform, native=inputs.native))
+                      platforms=select_platforms(v, platform=platform, native=inputs.native), logins=inputs.logins,
+                      unlocked=unlocked)
             for v in variants for flavour in chosen]

@@ -63,6 +63,8 @@ class FakeEngine:
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
         self.compose_calls: list[tuple[str, ...]] = []
+        self.swept = 0
+        """How often the runner's sweep after an interrupt asked for this command's containers to be removed."""
         self.local = True
         """Whether the engine runs on this host (its info's CDISpecDirs are then this host's folders)."""
         self.registry: dict[str, str] = {}
@@ -242,6 +244,11 @@ class FakeEngine:
             self._built[key] = self.add_image(labels=request.labels)
         return self._built[key]
 
-    def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
-        self.compose_calls.append(args)
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int:
+        self.compose_calls.append(("run", "--rm", service, *args))
         return 0
+
+    def remove_own_containers(self) -> list[str]:
+        """Nothing is left in the fake: its runs end within the call."""
+        self.swept += 1
+        return []

@@ -1,19 +1,17 @@
 """The real build path on the real engine: tags, labels, contents, secrets, caching and failures."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
 import re
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from tests.helpers.cli import ROOT, run_cli
+from tests.helpers.saved_image import scan_layers
 from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
 from torchdev.matrix import load_matrix
 from torchdev.plan import ENGINE_OUTPUT
@@ -72,60 +70,6 @@ def locally_added_certificates(host_bundle: bytes) -> set[bytes]:
     for path in Path("/usr/share/ca-certificates").rglob("*.crt"):
         public |= set(PEM_RE.findall(path.read_bytes()))
     return set(PEM_RE.findall(host_bundle)) - public if public else set()
-
-
-def scan_layers(image, needles: list[bytes], bundle_digest: str) -> tuple[int, list[str]]:
-    """Read every layer of a saved image: (how many layers were read, files holding a needle or the bundle)."""
-    layers, hits = 0, []
-    with tarfile.open(fileobj=_Stream(image.save(chunk_size=1 << 20)), mode="r|") as archive:
-        for entry in archive:
-            if not entry.isfile():
-                continue
-            try:
-                with tarfile.open(fileobj=decompressed(archive.extractfile(entry)), mode="r|") as layer:
-                    hits += [f"{entry.name}:{member.name}" for member in layer if member.isfile()
-                             and _holds(layer.extractfile(member).read(), needles, bundle_digest)]
-                layers += 1
-            except tarfile.ReadError:
-                continue  # a manifest or config: JSON, not a layer (the history is checked on its own)
-    return layers, hits
-
-
-def decompressed(stream):
-    """A readable stream of a blob's tar bytes, whether stored as zstd (torchdev's builds), gzip or plain."""
-    head = stream.read(4)
-    whole = _Stream(iter([head]), rest=stream)
-    if head == b"\x28\xb5\x2f\xfd":
-        return zstandard.ZstdDecompressor().stream_reader(whole)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=whole)
-    return whole
-
-
-def _holds(content: bytes, needles: list[bytes], bundle_digest: str) -> bool:
-    return hashlib.sha256(content).hexdigest() == bundle_digest or any(needle in content for needle in needles)
-
-
-class _Stream:
-    """A file-like view of chunks (the SDK's save iterator), then optionally of another stream."""
-
-    def __init__(self, chunks, rest=None):
-        self.chunks, self.buffer, self.rest = iter(chunks), b"", rest
-
-    def _next_chunk(self):
-        chunk = next(self.chunks, None)
-        if chunk is None and self.rest is not None:
-            chunk = self.rest.read(1 << 20) or None
-        return chunk
-
-    def read(self, size=-1):
-        while size < 0 or len(self.buffer) < size:
-            chunk = self._next_chunk()
-            if chunk is None:
-                break
-            self.buffer += chunk
-        data, self.buffer = (self.buffer, b"") if size < 0 else (self.buffer[:size], self.buffer[size:])
-        return data
 
 
 def test_the_ca_bundle_never_lands_in_a_layer_or_the_history(docker_client, built_image):

@@ -20,7 +20,8 @@ def test_a_failed_build_names_its_cause_and_moves_no_tag(docker_client, built_im
     before = tag_targets(docker_client, TEST_REPOSITORY)
     assert built_image.references[0] in before  # the listing sees the tags, so "unchanged" means something
     overlay = overlay_changing(tmp_path, test_overlay, **fields)
-    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
+    unlocked = ["--unlocked"] if "lock" in fields else []  # a variant without a lock is refused unless asked for
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), *unlocked, timeout=900)
     assert result.returncode == 1
     assert cause in result.stderr, result.stderr
     assert f"{TEST_VARIANT} failed" in result.stderr and "full log:" in result.stderr
@@ -34,7 +35,7 @@ def test_a_pip_failure_is_summed_up_by_pips_own_error_not_the_shell_command(dock
     data["packages"] = ["no-such-package-torchdev==1.0"]
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(yaml.safe_dump(data))
-    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), timeout=900)
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay), "--unlocked", timeout=900)
     assert result.returncode == 1
     assert f"torchdev: {TEST_VARIANT} failed: ERROR: No matching distribution found for no-such-package-torchdev==1.0" \
         in result.stderr, result.stderr
@@ -51,7 +52,7 @@ def test_a_dry_run_prints_the_plan_and_builds_nothing(docker_client, built_image
 
 
 def test_no_engine_is_one_line_with_the_fix():
-    result = run_cli("build", "--variant", "cpu", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    result = run_cli("build", "--variant", "cpu", "--unlocked", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("torchdev: no Docker engine answers") and "start Docker" in result.stderr
@@ -80,3 +81,14 @@ def test_a_base_that_is_gone_names_the_mirror_fix(docker_client, test_overlay, t
     assert "the base image localhost:1/gone/cuda:11.7.1-cudnn8-runtime-ubuntu22.04 cannot be found or reached" in \
         result.stderr
     assert "point the variant's base at a mirror in an overlay" in result.stderr
+
+
+def test_a_variant_without_a_lock_is_refused_before_the_engine_is_asked_unless_unlocked(tmp_path, test_overlay):
+    overlay = overlay_changing(tmp_path, test_overlay, lock=str(tmp_path / "no-lock.txt"))
+    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(overlay),
+                     env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"torchdev: variant '{TEST_VARIANT}' has no lock for linux/amd64 "
+                                    f"({tmp_path / 'no-lock.txt'}), so nothing pip installs")
+    assert f"run `./dev lock --variant {TEST_VARIANT} --overlay {overlay}`" in result.stderr
+    assert "or pass --unlocked to build it unpinned" in result.stderr

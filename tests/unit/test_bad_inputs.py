@@ -325,7 +325,8 @@ def test_a_broken_state_file_is_one_line_naming_it_in_every_task_that_reads_it(t
     elif kind == "buildx metadata":
         path = Path("<buildx's metadata file>")
         engine.build = broken_metadata_build(engine, broken)
-        runs.append(lambda: ran(ctx(), commands.build, variant="cpu", every=False, dry_run=False, overlay=None))
+        runs.append(lambda: ran(ctx(), commands.build, variant="cpu", every=False, dry_run=False, overlay=None,
+                                unlocked=True))
     else:
         path = Path(f"{plan.primary_reference}:/usr/share/torchdev/manifest.json")
         engine.add_image(plan.primary_reference)

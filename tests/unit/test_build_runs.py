@@ -1,10 +1,12 @@
 """Builds through the fake engine: tags move all together or not at all, whatever goes wrong, in seconds."""
+import signal
+
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine, config_digest_of
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, run_build
-from torchdev.errors import TorchdevError
+from torchdev.errors import Interrupted, TorchdevError
 
 
 @pytest.fixture()
@@ -23,13 +25,18 @@ def test_a_tag_refused_half_way_puts_back_every_tag_already_moved(engine):
     assert "torchdev:new" not in engine.names
 
 
-def test_an_interrupted_build_moves_no_tag_stops_the_others_and_exits_130(engine, tmp_path):
+def test_an_interrupted_build_moves_no_tag_stops_the_others_and_goes_on_with_its_row_recorded(engine, tmp_path):
+    """The interrupt is not swallowed (the runner says which signal and exits with its status, 130 or 143): the
+    caller's list ends in the interrupted build's row, and the next build never starts."""
     plans = make_plans(make_variant("cu118"), make_variant("cpu", cuda=None))
     old = engine.add_image(*plans[0].references)
-    engine.builds = [KeyboardInterrupt()]
-    results = build_all(engine, plans, log_dir=tmp_path)
+    engine.builds = [Interrupted(signal.SIGTERM)]
+    results: list = []
+    with pytest.raises(Interrupted):
+        build_all(engine, plans, log_dir=tmp_path, results=results)
     assert [(r.image, r.status) for r in results] == [("cu118", BuildStatus.INTERRUPTED)], "cpu must not start"
-    assert exit_status(results) == 130
+    assert results[0].cause == "interrupted by SIGTERM: buildx was stopped, the previous tags are unchanged"
+    assert exit_status(results) == 1
     assert {name: image for name, image in engine.names.items()} == {ref: old for ref in plans[0].references}
 
 

@@ -145,3 +145,37 @@ def test_the_committed_matrix_builds_cuda_variants_on_a_plain_os_and_declares_ev
             assert release and release.nvidia_require_cuda.startswith(f"cuda>={variant.cuda} brand=")
     assert "cuda_nvcc" in matrix.flavour("devel").cuda_components
     assert matrix.flavour("devel").lock_packages == ("triton", "cmake", "lit")
+
+
+PIN = "a" * 64
+
+
+@pytest.mark.parametrize("url, pinned, refused", [
+    ("https://nvidia.example/redist", False, False),  # the server proves who it is; the manifest's hashes hold
+    ("http://mirror.example/redist", False, True),  # a hash from the same plain-http server proves nothing
+    ("file:///mirror/redist", False, True),
+    ("http://mirror.example/redist", True, False),  # images.yaml's pin holds over any URL
+])
+def test_a_cuda_toolchain_is_https_or_its_releases_manifest_is_pinned(tmp_path, url, pinned, refused):
+    text = VALID + FLAVOURS.replace("https://nvidia.example/redist", url) + (
+        f"    redistrib_sha256: {PIN}\n" if pinned else "")
+    if not refused:
+        matrix = load_matrix(write(tmp_path, text))
+        assert matrix.cuda_release("11.8").redistrib_sha256 == (PIN if pinned else "")
+        return
+    message = error_for(tmp_path, text)
+    assert len(message.splitlines()) == 1, message
+    assert (f"images.yaml:19: flavour 'devel': key 'cuda_toolchain': '{url}' is not https and cuda_releases pins no "
+            "sha256 for redistrib_11.8.0.json, so nothing would prove that the archives it lists are NVIDIA's: use an "
+            "https:// URL, or add `redistrib_sha256: <sha256 of redistrib_11.8.0.json>` under cuda_releases "
+            "\"11.8\"") in message
+
+
+def test_a_pinned_manifest_hash_reaches_the_devel_build_and_a_bad_one_is_refused(tmp_path):
+    text = VALID + FLAVOURS + f"    redistrib_sha256: {PIN}\n"
+    matrix = load_matrix(write(tmp_path, text))
+    [plan] = make_plans(matrix.variant("cu118"), flavours=(matrix.flavour("devel"),),
+                        releases=matrix.cuda_releases)
+    assert plan.build_args["CUDA_REDISTRIB_SHA256"] == PIN
+    message = error_for(tmp_path, text.replace(PIN, "A" * 64))
+    assert "key 'redistrib_sha256': '" + "A" * 64 + "' is not a sha256 (64 lower-case hex digits)" in message

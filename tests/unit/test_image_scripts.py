@@ -3,6 +3,7 @@ CUDA toolchain installer (devel), the latter against a loopback server that play
 does not prove: that NVIDIA's real archives unpack into a working nvcc (they are out of reach from CI)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import io
@@ -75,9 +76,26 @@ def archive(top: str, files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+class _LoginRequired(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder only to requests with the login alice:s3cret (basic auth), as a private mirror would."""
+
+    def do_GET(self):  # noqa: N802
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"alice:s3cret").decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="mirror"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture()
-def redist(tmp_path):
-    """A loopback HTTP server holding redistrib_11.8.0.json and two component archives; yields (url, folder)."""
+def redist(tmp_path, request):
+    """A loopback HTTP server holding redistrib_11.8.0.json and two component archives; yields (url, folder).
+    Parametrized "login" (indirectly), the server asks for one (alice:s3cret)."""
     folder = tmp_path / "redist"
     components = {"cuda_nvcc": {"bin/nvcc": b"#!/bin/sh\necho 'Cuda compilation tools, release 11.8, V11.8.89'\n",
                                 "include/crt/host_config.h": b"/* crt */\n"},
@@ -91,25 +109,34 @@ def redist(tmp_path):
         manifest[name] = {"version": "11.8.89", MACHINE: {"relative_path": relative,
                                                            "sha256": hashlib.sha256(data).hexdigest()}}
     (folder / "redistrib_11.8.0.json").write_text(json.dumps(manifest))
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(folder))  # noqa: E731
+    kind = _LoginRequired if getattr(request, "param", "") == "login" else http.server.SimpleHTTPRequestHandler
+    handler = lambda *args: kind(*args, directory=str(folder))  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", folder
     server.shutdown()
 
 
-def install(url: str, tmp_path: Path, *components: str) -> subprocess.CompletedProcess:
+def pinned(folder: Path) -> str:
+    """The sha256 of the redist folder's manifest, as images.yaml's cuda_releases would pin it."""
+    return hashlib.sha256((folder / "redistrib_11.8.0.json").read_bytes()).hexdigest()
+
+
+def install(url: str, tmp_path: Path, *components: str, manifest_sha256: str = "",
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, str(CUDA_TOOLCHAIN), "--url", url, "--release", "11.8.0", "--prefix",
-               str(tmp_path / "cuda"), "--site-packages", str(tmp_path / "site"), "--cache", str(tmp_path / "cache")]
+               str(tmp_path / "cuda"), "--site-packages", str(tmp_path / "site"), "--cache", str(tmp_path / "cache"),
+               "--manifest-sha256", manifest_sha256]
     for component in components:
         command += ["--component", component]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.environ["PATH"], **(env or {})})
 
 
 def test_the_toolchain_merges_its_components_into_one_cuda_home_with_the_wheels_headers(redist, tmp_path):
     (tmp_path / "site" / "nvidia" / "cublas" / "include").mkdir(parents=True)
     (tmp_path / "site" / "nvidia" / "cublas" / "include" / "cublas_v2.h").write_text("/* cublas */\n")
-    result = install(redist[0], tmp_path, "cuda_nvcc", "cuda_cudart")
+    result = install(redist[0], tmp_path, "cuda_nvcc", "cuda_cudart", manifest_sha256=pinned(redist[1]))
     assert result.returncode == 0, result.stderr
     home = tmp_path / "cuda"
     assert subprocess.run([home / "bin" / "nvcc", "--version"], capture_output=True, text=True).stdout.startswith(
@@ -123,16 +150,16 @@ def test_an_archive_whose_sha256_differs_from_nvidias_manifest_is_refused_and_no
     url, folder = redist
     broken = folder / f"cuda_cudart/{MACHINE}/cuda_cudart-{MACHINE}-11.8.89-archive.tar.xz"
     broken.write_bytes(broken.read_bytes() + b"tampered")
-    result = install(url, tmp_path, "cuda_nvcc", "cuda_cudart")
+    result = install(url, tmp_path, "cuda_nvcc", "cuda_cudart", manifest_sha256=pinned(folder))
     assert result.returncode == 1
     assert "torchdev: cuda_cudart/" in result.stderr and "NVIDIA's manifest says" in result.stderr
     assert not (tmp_path / "cuda").exists(), "a half-made CUDA_HOME was left behind"
 
 
 def test_components_without_nvcc_and_an_unreachable_server_each_fail_in_one_line(redist, tmp_path):
-    without = install(redist[0], tmp_path, "cuda_cudart")
+    without = install(redist[0], tmp_path, "cuda_cudart", manifest_sha256=pinned(redist[1]))
     assert without.returncode == 1 and "list cuda_nvcc among the components" in without.stderr
-    unreachable = install("http://127.0.0.1:9", tmp_path, "cuda_nvcc")
+    unreachable = install("http://127.0.0.1:9", tmp_path, "cuda_nvcc", manifest_sha256="0" * 64)
     assert unreachable.returncode == 1 and len(unreachable.stderr.strip().splitlines()) == 1
     assert "cannot download http://127.0.0.1:9/redistrib_11.8.0.json" in unreachable.stderr
     assert "cuda_toolchain at a mirror, or set it to null" in unreachable.stderr
@@ -187,3 +214,66 @@ def test_runtime_and_devel_install_the_two_parts_of_one_lock_with_its_hashes():
     assert {**runtime, **devel} == whole and all(whole.values())
     assert lock_part(lock, "--only", "triton").startswith("# torchdev lock:"), "the header stays, for people"
     assert requirements(lock_part(lock, "--only", "not-in-the-lock")) == {}
+
+
+def test_a_manifest_over_plain_http_without_a_pinned_hash_is_refused_before_anything_is_fetched(redist, tmp_path):
+    """A sha256 read from the same plain-http server as the archives proves nothing: https, or images.yaml's pin."""
+    result = install(redist[0], tmp_path, "cuda_nvcc")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "is not https and images.yaml pins no sha256 for redistrib_11.8.0.json" in result.stderr
+    assert "use an https:// URL, or add redistrib_sha256 under cuda_releases" in result.stderr
+    assert not (tmp_path / "cuda").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_manifest_that_is_not_the_pinned_one_is_refused_with_both_hashes(redist, tmp_path):
+    url, folder = redist
+    result = install(url, tmp_path, "cuda_nvcc", manifest_sha256="f" * 64)
+    assert result.returncode == 1
+    assert f"redistrib_11.8.0.json from {url} has sha256 {pinned(folder)}, images.yaml pins {'f' * 64}" in result.stderr
+    assert not (tmp_path / "cuda").exists()
+
+
+@pytest.mark.parametrize("redist", ["login"], indirect=True)
+def test_a_mirror_behind_a_login_gets_the_netrc_secrets_login_and_without_it_names_the_route(redist, tmp_path):
+    url, folder = redist
+    refused = install(url, tmp_path, "cuda_nvcc", manifest_sha256=pinned(folder))
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "asks for a login the build was not given for 127.0.0.1 (HTTP 401)" in refused.stderr
+    assert "in ~/.netrc or the file $NETRC names (docs/security.md, Credentials)" in refused.stderr
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    result = install(url, tmp_path, "cuda_nvcc", manifest_sha256=pinned(folder), env={"NETRC": str(netrc)})
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout + result.stderr
+    assert (tmp_path / "cuda" / "bin" / "nvcc").is_file()
+
+
+INDEX_LOGIN = ROOT / "docker" / "index_login.py"
+
+
+def test_after_a_failed_pip_the_build_says_whether_an_index_wanted_a_login_it_was_not_given_or_refused_it(tmp_path):
+    """pip skips an index page that answers 401 without a word, then says "No matching distribution found"."""
+    from tests.helpers.auth_index import AuthIndex, canary_wheel
+
+    index = AuthIndex(("127.0.0.1", 0), user="alice", password="s3cret", project="canary",
+                      wheel=canary_wheel("canary", "0.1", "x")).start()
+    try:
+        def probe(netrc: str | None) -> subprocess.CompletedProcess:
+            env = {"PATH": os.environ["PATH"]}
+            if netrc is not None:
+                (tmp_path / "netrc").write_text(netrc)
+                env["NETRC"] = str(tmp_path / "netrc")
+            return subprocess.run([sys.executable, str(INDEX_LOGIN), index.url, ""], capture_output=True, text=True,
+                                  timeout=60, env=env)
+        none = probe(None)
+        assert none.returncode == 0 and none.stderr == (
+            f"torchdev: the index {index.url} asks for a login (HTTP 401) and the build was given none for 127.0.0.1: "
+            "give it through ~/.netrc or the file $NETRC names (machine HOST login USER password TOKEN), or "
+            "TORCHDEV_PIP_INDEX_URL (the index URL with USER:TOKEN@ in it); docs/security.md, Credentials\n")
+        wrong = probe("machine 127.0.0.1 login alice password wrong\n")
+        assert "refused the login the build was given for 127.0.0.1 (HTTP 401)" in wrong.stderr
+        assert "wrong" not in wrong.stderr.replace("refused", "")
+        right = probe("machine 127.0.0.1 login alice password s3cret\n")
+        assert right.stderr == "", "an index that takes the login is not the reason pip failed"
+    finally:
+        index.stop()

@@ -26,10 +26,12 @@ class Layer:
 
 
 LAYERS = (
-    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci", "cosign"),
+    Layer("base", ("errors", "files", "grammar", "options", "table", "engine", "oci", "cosign", "credentials",
+                   "processes"),
           "pure utilities and the boundaries: the engine alone talks to Docker (oci re-compresses an image's "
           "layers through it), cosign alone runs cosign; the grammars of references, tags, Kubernetes names, "
-          "requirements and URLs; what option values mean; none knows images.yaml"),
+          "requirements and URLs; what option values mean; the routes logins are read from (credentials); child processes that stop "
+          "with the command (processes); none knows images.yaml"),
     Layer("configuration", ("yamlsource", "platforms", "matrix"),
           "reads images.yaml and its overlay into validated values that remember where each key was written"),
     Layer("planning", ("tags", "plan", "profile", "records", "gpus", "project", "sbom", "provenance", "trust",

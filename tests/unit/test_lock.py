@@ -156,11 +156,15 @@ def test_the_torch_family_comes_from_the_variants_index_only_and_the_rest_from_p
         {"name": "torch", "url": "https://download.pytorch.org/whl/cu118", "explicit": True}]
 
 
-def test_default_indexes_are_left_to_uv_and_a_pip_index_becomes_the_default():
+def test_default_indexes_are_left_to_uv_and_a_pip_index_becomes_uvs_default_index_on_its_command_line():
+    """A `default = true` index in the project file is not read under --no-config (uv then asked PyPI for everything,
+    whatever pip_index said): pip_index is uv's --default-index instead."""
     assert "tool" not in tomllib.loads(project_text(replace(SPEC, index="default")))
-    mirrored = tomllib.loads(project_text(replace(SPEC, pip_index="https://pypi.example/simple")))
-    assert mirrored["tool"]["uv"]["index"][-1] == {"name": "packages", "url": "https://pypi.example/simple",
-                                                   "default": True}
+    mirrored = replace(SPEC, pip_index="https://pypi.example/simple")
+    assert "pypi.example" not in project_text(mirrored)
+    command = uv_command(uv="uv", project=Path("/p/pyproject.toml"), spec=mirrored)
+    assert command[command.index("--default-index") + 1] == "https://pypi.example/simple"
+    assert "--default-index" not in uv_command(uv="uv", project=Path("/p/pyproject.toml"), spec=SPEC)
 
 
 def test_an_unreachable_index_is_one_line_naming_variant_index_and_fix():
@@ -234,3 +238,56 @@ def test_build_refuses_an_unfit_lock_before_it_asks_the_engine_anything(tmp_path
     assert result.stderr.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' on linux/amd64 "
                                     "(python 3.10 in the lock, 3.11 in the matrix): the overlay")
     assert "give the overlay its own `lock:" in result.stderr and "no Docker engine" not in result.stderr
+
+
+# --- nothing installed unverified: no lock, no build, unless --unlocked says so -----------------------------------
+
+def test_a_variant_without_a_lock_is_refused_before_the_engine_naming_the_lock_command_and_unlocked(tmp_path):
+    from tests.helpers.context import make_context, output
+    from tests.helpers.fake_engine import FakeEngine
+    from torchdev import commands
+    from torchdev.runner import execute
+
+    engine = FakeEngine()
+    ctx = make_context(engine=engine, reports=tmp_path)
+    for command, options in ((commands.build, {"every": False, "dry_run": False}),
+                             (commands.up, {}), (commands.verify_repro, {}),
+                             (commands.run_smoke, {"every": False, "gpus": "none", "build_missing": True})):
+        assert execute(ctx, command, variant="cu118", overlay=None, **options) == 2, command
+        assert output(ctx)[1].splitlines()[-1] == (
+            "torchdev: variant 'cu118' has no lock for linux/amd64 (locks/cu118.txt), so nothing pip installs in its "
+            "image would be checked against a hash: run `./dev lock --variant cu118` (and commit the lock), or pass "
+            "--unlocked to build it unpinned")
+    assert engine.requests == [] and engine.ran == [] and engine.compose_calls == []
+
+
+def test_unlocked_builds_say_so_in_the_table_and_the_build_and_a_locked_variant_is_the_same_with_or_without_it(
+        tmp_path):
+    from tests.helpers.context import make_context, output
+    from tests.helpers.fake_engine import FakeEngine
+    from torchdev import commands
+    from torchdev.runner import execute
+
+    engine = FakeEngine()
+    engine.reproducible = True
+    ctx = make_context(engine=engine, reports=tmp_path)
+    assert execute(ctx, commands.build, variant="cu118", every=False, dry_run=False, overlay=None, unlocked=True) == 0
+    assert engine.requests[-1].build_args["UNLOCKED"] == "1"
+    table = output(ctx)[0]
+    assert "cu118  built UNLOCKED" in table
+    assert "note: cu118 was built with --unlocked: pip resolved its packages at build time, none is checked against " \
+           "a hash" in table
+    for unlocked in (False, True):
+        assert execute(ctx, commands.build, variant="cu117", every=False, dry_run=False, overlay=None,
+                       unlocked=unlocked) == 0
+    assert "UNLOCKED" not in engine.requests[-1].build_args
+    assert engine.requests[-1] == replace(engine.requests[-2], metadata_file=engine.requests[-1].metadata_file,
+                                          contexts=engine.requests[-1].contexts)
+
+
+def test_the_dockerfile_refuses_a_platform_without_a_lock_unless_unlocked_and_the_manifest_records_it():
+    """Even a build that bypasses ./dev (docker buildx build by hand) installs nothing unpinned without UNLOCKED=1."""
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    assert 'elif [ "$UNLOCKED" != 1 ]; then' in text and "or build with --unlocked" in text
+    assert text.index("ARG UNLOCKED") < text.index('elif [ "$UNLOCKED" != 1 ]')
+    assert '$(if [ ! -s "$lock" ]; then echo --unlocked; fi)' in text

@@ -183,7 +183,9 @@ def test_merge_keys_and_aliases_mean_what_yaml_says_and_keep_each_keys_own_line(
                                             "bring, got 9: write cudnn: 8"),
     (VALID.replace('python: "3.10"', 'python: "3.12"'), "'3.12' is not a Python that torch 2.0 publishes wheels for"),
     (VALID.replace('cuda: "11.8"', 'cuda: "12.1"'), "'12.1' is not a CUDA version that torch 2.0 is built for"),
-    (VALID.replace("https://download", "https://user:secret@download"), "without credentials"),
+    (VALID.replace("https://download", "https://user:secret@download"), "images.yaml:11: variant 'cu118': key "
+     "'index': 'https://download.pytorch.org/whl/cu118' is written with a login (USER:PASSWORD@), which would reach "
+     "build arguments"),
     (VALID.replace("  cu118:", "  " + "c" * 32 + ":"), "is not a variant name: use at most 31 lower-case letters"),
     (VALID.replace("  cu118:", "  cu_118:"), "'cu_118' is not a variant name"),
     ("a: &a\n  b: *a\n", "images.yaml:1: an alias refers to a mapping or list it is itself inside of"),

@@ -146,8 +146,8 @@ def test_a_push_interrupted_half_way_leaves_no_report_and_drops_a_stale_one(tmp_
     engine.pushes_before_interrupt = 1
     assert execute(ctx, commands.push, variant="cpu", every=False, flavour="runtime", overlay=None,
                    to=REPOSITORY) == 130
-    assert output(ctx)[1].endswith("torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was "
-                                   "started\n")
+    assert output(ctx)[1].endswith("torchdev: ./dev push was interrupted by SIGINT (Ctrl-C): what it had started is "
+                                   "stopped and removed (containers, temporary files), what had finished stays\n")
     assert not stale.exists(), "a report may only say what was pushed"
     assert not [name for name in engine.names if name.startswith("registry.test")]
     engine.pushes_before_interrupt = None

@@ -126,7 +126,7 @@ def buildx(tmp_path, monkeypatch):
 
 def verify(engine: FakeEngine, tmp_path) -> tuple[ReproReport, Presentation]:
     ctx = make_context(engine=engine, reports=tmp_path / "reports")
-    report = commands.verify_repro(ctx, variant="cpu", overlay=None)
+    report = commands.verify_repro(ctx, variant="cpu", overlay=None, unlocked=True)
     return report, present(report)
 
 
@@ -189,7 +189,7 @@ def test_the_result_is_checked_against_a_recorded_image_id_or_config_digest(buil
         overlay = tmp_path / "overlay.yaml"
         overlay.write_text(f"variants:\n  cpu:\n    digest: '{digest}'\n")
         ctx = make_context(engine=engine, reports=tmp_path / "reports")
-        shown[name] = present(commands.verify_repro(ctx, variant="cpu", overlay=str(overlay)))
+        shown[name] = present(commands.verify_repro(ctx, variant="cpu", overlay=str(overlay), unlocked=True))
     assert shown["image ID"].status == shown["config digest"].status == 0
     assert shown["other"].status == 1 and shown["other"].err == (
         f"torchdev: cpu builds reproducibly as {image_id} (config {config_digest_of(image_id)}), images.yaml expects "

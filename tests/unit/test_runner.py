@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from torchdev import commands, presenter, results
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.errors import ConfigError, TorchdevError, UsageError
 from torchdev.cli import DevProgram
-from torchdev.runner import execute
+from torchdev.runner import execute, task_name
 
 FAILED_BUILD = BuildResult("cu118", BuildStatus.FAILED, 3.0, cause="ERROR: failed to solve", log=Path("/l/cu118.log"))
 
@@ -91,8 +94,72 @@ def test_torchdev_debug_shows_the_traceback_of_any_error_on_stderr(tmp_path):
 
 def test_an_interrupt_is_one_line_and_exit_status_130():
     ctx = make_context()
-    assert execute(ctx, failing(KeyboardInterrupt())) == 130
-    assert output(ctx) == ("", "torchdev: interrupted (Ctrl-C): what had finished stays, nothing else was started\n")
+    build = failing(KeyboardInterrupt())
+    build.__name__ = "build"
+    assert execute(ctx, build) == 130
+    assert output(ctx) == ("", "torchdev: ./dev build was interrupted by SIGINT (Ctrl-C): what it had started is "
+                               "stopped and removed (containers, temporary files), what had finished stays\n")
+
+
+def sends_itself(number: int, seen: list[str]):
+    """A command that receives `number` from outside half-way, as a scheduler's SIGTERM or a terminal's Ctrl-C would
+    reach it, and records which of its `finally` blocks ran."""
+    def smoke(ctx):
+        try:
+            os.kill(os.getpid(), number)
+            time.sleep(5)
+            seen.append("went on after the signal")
+        finally:
+            seen.append("cleaned up")
+    smoke.__name__ = "run_smoke"
+    return smoke
+
+
+@pytest.mark.parametrize("number, status, name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                                   (signal.SIGINT, 130, "SIGINT (Ctrl-C)")])
+def test_sigterm_and_sigint_unwind_the_command_through_its_clean_up_and_exit_with_the_signals_status(
+        number, status, name):
+    """Python's own SIGTERM ends the process on the spot, with nothing removed: the runner turns both signals into an
+    interrupt raised where the command is, so its clean-up runs, and then restores the handlers it found."""
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    seen: list[str] = []
+    engine = FakeEngine()
+    ctx = make_context(engine=engine)
+
+    def connected_then_signalled(ctx):
+        ctx.engine()
+        return sends_itself(number, seen)(ctx)
+    connected_then_signalled.__name__ = "run_smoke"
+    started = time.monotonic()
+    assert execute(ctx, connected_then_signalled) == status
+    assert time.monotonic() - started < 4, "the signal did not interrupt the command"
+    assert seen == ["cleaned up"]
+    assert output(ctx) == ("", f"torchdev: ./dev smoke was interrupted by {name}: what it had started is stopped and "
+                               "removed (containers, temporary files), what had finished stays\n")
+    assert engine.swept == 1, "the engine it connected to was swept for containers of its own"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_a_second_signal_while_the_command_cleans_up_does_not_cut_the_clean_up_short():
+    seen: list[str] = []
+
+    def cleaning_slowly(ctx):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # a CI runner that signals twice
+            time.sleep(0.1)
+            seen.append("clean-up finished")
+    ctx = make_context()
+    assert execute(ctx, cleaning_slowly) == 143
+    assert seen == ["clean-up finished"]
+
+
+def test_every_task_name_reads_as_dev_names_it():
+    assert [task_name(command) for command in (commands.run_smoke, commands.verify_repro, commands.list_images,
+                                               commands.show_matrix, commands.save_bases, commands.up)] == [
+        "smoke", "verify-repro", "images", "matrix", "save-bases", "up"]
 
 
 def test_every_result_a_command_returns_has_a_presentation():

@@ -125,7 +125,8 @@ def test_a_bundle_variable_naming_no_file_is_an_error_with_the_fix(tmp_path):
 
 def test_no_bundle_means_no_secret():
     assert ca_bundle_secret({}) == ()
-    assert "secrets:\n    none" in describe_plan(plan_for(CPU))
+    assert "secrets (mounted during the RUN steps that need them only, never stored):\n    none" in \
+        describe_plan(plan_for(CPU))
 
 
 def test_builds_carry_source_date_epoch_so_timestamps_follow_the_inputs_not_the_clock():
