@@ -90,6 +90,9 @@ class BuildPlan:
     context: Path
     locks: tuple[LockInput, ...] = ()
     platforms: tuple[Platform, ...] = (AMD64,)
+    added_locks: tuple[LockInput, ...] = ()
+    """The locks of the variant's added packages (images.yaml: a variant's added_packages), one per platform: the
+    build's `added` context, apart from `lock` so that a change to them leaves torch's layer cached."""
 
     @property
     def primary_reference(self) -> str:
@@ -105,16 +108,20 @@ class BuildPlan:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False) -> BuildRequest:
+    def build_request(self, *, metadata_file: Path, lock_context: Path, added_context: Path,
+                      no_cache: bool = False) -> BuildRequest:
         """What to ask the engine to build; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing).
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing), `added_context` one
+        holding the locks of its added packages so (or nothing): two contexts, because a RUN step that mounts a
+        context is rebuilt whenever anything in it changes, and the step that installs torch mounts the first.
         """
         return BuildRequest(
             context=self.context, dockerfile=self.dockerfile, target=self.target,
             platforms=tuple(map(str, self.platforms)), output=ENGINE_OUTPUT, metadata_file=metadata_file,
             build_args=dict(self.build_args), labels=dict(self.labels),
-            secrets={secret.id: secret.source for secret in self.secrets}, contexts={"lock": lock_context},
+            secrets={secret.id: secret.source for secret in self.secrets},
+            contexts={"lock": lock_context, "added": added_context},
             no_cache=no_cache)
 
 
@@ -165,7 +172,8 @@ def uncovered_archives(*, matrix: Matrix, variant: Variant, platform: Platform, 
 
 
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, locks: tuple[LockInput, ...],
-               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME)) -> dict[str, str]:
+               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME),
+               added_locks: tuple[LockInput, ...] = ()) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default)."""
     base = flavour.base_for(variant)
     release = matrix.cuda_release(variant.cuda)
@@ -181,6 +189,8 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
         "LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in locks),
+        "ADDED_PACKAGES": " ".join(variant.added_packages),
+        "ADDED_LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in added_locks),
         "RUNTIME_LEAVES_OUT": " ".join(runtime_leaves_out(matrix)),
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
@@ -253,7 +263,7 @@ def inputs_digest(*, args: dict[str, str], labels: dict[str, str], context_diges
 def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docker_dir: Path,
               locks: tuple[LockInput, ...] = (), environ: dict[str, str] | None = None, uid: int = 1000,
               gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME),
-              platforms: tuple[Platform, ...] = (AMD64,)) -> BuildPlan:
+              platforms: tuple[Platform, ...] = (AMD64,), added_locks: tuple[LockInput, ...] = ()) -> BuildPlan:
     """Assemble the plan for one variant in one flavour for its platforms; reads no files and runs nothing
     (`context_digest` is the hash of the build context's files, read at the edge)."""
     for platform in platforms:
@@ -262,8 +272,9 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         if uncovered:
             raise joined([uncovered])  # UNCOVERED_ARCHIVE's line
     locks = tuple(lock for lock in locks if lock.platform in platforms)
+    added_locks = tuple(lock for lock in added_locks if lock.platform in platforms) if variant.added_packages else ()
     args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
-                      flavour=flavour)
+                      flavour=flavour, added_locks=added_locks)
     labels = image_labels(variant=variant, provenance=provenance, flavour=flavour)
     stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
     tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp, flavour=flavour)
@@ -280,12 +291,14 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         context=docker_dir,
         locks=locks,
         platforms=platforms,
+        added_locks=added_locks,
     )
 
 
 def dry_run_request(plan: BuildPlan) -> BuildRequest:
     """The plan's request with placeholders for the paths a real build makes in a scratch folder."""
-    return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"))
+    return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"),
+                              added_context=Path("<folder with the added packages' lock>"))
 
 
 def describe_plan(plan: BuildPlan) -> str:
@@ -303,6 +316,8 @@ def describe_plan(plan: BuildPlan) -> str:
               for lock in plan.locks]
     lines += [f"  lock for {platform}: none (./dev lock writes one): pip resolves at build time"
               for platform in plan.platforms if platform not in {lock.platform for lock in plan.locks}]
+    lines += [f"  added packages' lock for {lock.platform}: {lock.path} (sha256 {lock.sha256[:12]}), installed after "
+              "torch's layer" for lock in plan.added_locks]
     lines.append("  command:")
     lines.append("    " + shlex.join(buildx_command(dry_run_request(plan))))
     return "\n".join(lines)

@@ -3,7 +3,7 @@ platforms it names, and their build plans. Pure: what plans are made from beyond
 hashes, the host's platform) is read once at the edge (torchdev.checkout) and handed in as PlanInputs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -70,6 +70,8 @@ class PlanInputs:
     """The platform this host runs without emulation: a variant's default when it has it."""
     environ: Mapping[str, str]
     """The environment the build runs in (its CA bundle variables become secrets)."""
+    added_locks: Mapping[str, tuple[LockInput, ...]] = field(default_factory=dict)
+    """Variant name -> the locks of its added packages that exist, one per platform, with their hashes."""
 
 
 NO_IMAGE_NAMED = Problem("say which image", "--variant NAME (one of {known}) or --all", UsageError, USAGE)
@@ -122,5 +124,6 @@ def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] |
     return [make_plan(matrix=matrix, variant=v, provenance=inputs.provenance, docker_dir=inputs.docker_dir,
                       locks=inputs.locks.get(v.name, ()), environ=dict(inputs.environ),
                       context_digest=inputs.context_digest, flavour=flavour,
-                      platforms=select_platforms(v, platform=platform, native=inputs.native))
+                      platforms=select_platforms(v, platform=platform, native=inputs.native),
+                      added_locks=inputs.added_locks.get(v.name, ()))
             for v in variants for flavour in chosen]
