@@ -17,7 +17,8 @@ from torchdev.files import input_file
 from torchdev.grammar import (TAG_RE, reference_problem, repository_problem, requirement_problem, tag_problem,
                               url_problem, version_problem)
 from torchdev.platforms import AMD64, KNOWN, Platform
-from torchdev.yamlsource import Origin, SourcedDict, SourcedList, deep_merge, key_origins, load_yaml, yaml_kind
+from torchdev.yamlsource import (Origin, SourcedDict, SourcedList, deep_merge, key_origins, load_yaml, parse_yaml,
+                                 yaml_kind)
 
 DEFAULT_INDEX = "default"
 """An `index` of "default" means pip's own default index (or PIP_INDEX_URL on the build host's side)."""
@@ -786,6 +787,14 @@ def load_sources(matrix_path: Path, *, overlay: str | None = None,
     if extra is None:
         return data, (matrix_path,)
     return deep_merge(data, load_yaml(extra)), (matrix_path, extra)
+
+
+def with_text(matrix: Matrix, *, source: Path, text: str) -> Matrix:
+    """The matrix as it would be were its `source` (images.yaml or the overlay) `text`: checked before that file is
+    written."""
+    parts = [parse_yaml(path, text) if path == source else load_yaml(path) for path in matrix.sources]
+    data = parts[0] if len(parts) == 1 else deep_merge(parts[0], parts[1])
+    return parse_matrix(data, sources=matrix.sources)
 
 
 def load_matrix(matrix_path: Path, *, overlay: str | None = None, environ: Mapping[str, str] | None = None) -> Matrix:

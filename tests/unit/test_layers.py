@@ -43,7 +43,7 @@ LAYERS = (
           "read the world a plan, a GPU request or an SBOM depends on (git, the checkout's files, the host's platform, "
           "the engine's GPU routes, the images it holds and the manifest each carries) into values, and hand them to "
           "planning; they decide nothing themselves"),
-    Layer("features", ("build", "smoke", "push", "bases", "lock", "doctor", "repro", "k8s", "signing"),
+    Layer("features", ("build", "smoke", "push", "bases", "lock", "doctor", "repro", "k8s", "signing", "capture"),
           "one job each, through the engine and the paths they are handed; they return results and print only "
           "progress, to the stream they are given; none imports another", peers=False),
     Layer("interface", ("context", "results"),
