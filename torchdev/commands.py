@@ -434,8 +434,7 @@ def capture(ctx: Context, *, container: str | None = None, write: bool = False,
                  matrix=matrix, variant=variant, platform=platform))) is not None}
     requirements = tuple(a.requirement for a in wanted)
     for platform, text in mains.items():
-        lock_name = str(matrix.lock_file(variant, platform).relative_to(matrix.folder))
-        conflicts = locks.added_conflicts(requirements, text, lock_name=lock_name)
+        conflicts = locks.added_conflicts(requirements, text, lock_name=locks.lock_name(matrix, variant, platform))
         if conflicts:
             raise joined([f"variant '{variant.name}': {line}" for line in conflicts], UsageError)
         locked = set(locks.already_locked(requirements, text))

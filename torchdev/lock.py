@@ -362,6 +362,11 @@ def _shown(path: Path, *, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+def lock_name(matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
+    """The variant's lock for `platform` as written from the checkout's root (overlays/local-debian/cu117.lock.txt)."""
+    return _shown(matrix.lock_file(variant, platform), root=matrix.folder)
+
+
 def lock_text(path: Path, *, command: str) -> str | None:
     """The lock at `path` (None when there is none); one line naming it and `command`, which writes it again, when it
     is no text file."""

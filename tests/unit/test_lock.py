@@ -234,3 +234,65 @@ def test_build_refuses_an_unfit_lock_before_it_asks_the_engine_anything(tmp_path
     assert result.stderr.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' on linux/amd64 "
                                     "(python 3.10 in the lock, 3.11 in the matrix): the overlay")
     assert "give the overlay its own `lock:" in result.stderr and "no Docker engine" not in result.stderr
+
+
+# --- the lock of a variant's added packages ------------------------------------------------------------------------
+
+from torchdev.lock import (AddedSpec, added_conflicts, added_drift, added_spec, already_locked,  # noqa: E402
+                           lock_variants, pins_text, render_added_lock)
+
+MAIN = rendered()
+ADDED = make_variant("cu118", added_packages=("einops==0.8.1",))
+EINOPS = {"name": "einops", "version": "0.8.1", "wheels": [
+    {"url": "https://files.example/einops-0.8.1-py3-none-any.whl", "hashes": {"sha256": "9" * 64}}]}
+
+
+def added_rendered(main: str = MAIN) -> str:
+    spec = added_spec(variant=ADDED, platform=AMD64, main_text=main)
+    return render_added_lock(spec=spec, pylock={"packages": [*PYLOCK["packages"], EINOPS]}, main_text=main,
+                             regenerate="./dev lock --variant cu118")
+
+
+def test_the_added_lock_holds_only_what_the_main_lock_does_not_and_names_the_main_lock_it_was_held_to():
+    text = added_rendered()
+    header = parse_header(text.partition("\n")[0], AddedSpec)
+    assert header == added_spec(variant=ADDED, platform=AMD64, main_text=MAIN)
+    assert header.packages == ("einops==0.8.1",) and len(header.main) == 64
+    assert [line for line in text.splitlines() if not line.startswith(("#", " "))] == ["einops==0.8.1 \\"]
+    assert added_drift(expected=header, text=text) == []
+    assert parse_header(text.partition("\n")[0]) is None, "not a main lock's header"
+
+
+def test_the_main_pins_are_the_constraints_uv_resolves_the_added_packages_within():
+    assert pins_text(MAIN).splitlines() == ["charset-normalizer==3.5.3", "lit==15.0.7", "numpy==1.26.4",
+                                            "pytest==7.4.4", "torch==2.0.1+cu118", "torchaudio==2.0.2+cu118",
+                                            "torchvision==0.15.2+cu118"]
+
+
+def test_an_added_lock_drifts_when_the_packages_or_the_main_lock_change():
+    text = added_rendered()
+    moved = added_spec(variant=replace(ADDED, added_packages=("einops==0.8.2",)), platform=AMD64, main_text=MAIN)
+    assert added_drift(expected=moved, text=text) == [
+        "packages einops==0.8.1 in the lock, einops==0.8.2 in the matrix"]
+    relocked = added_spec(variant=ADDED, platform=AMD64, main_text=MAIN + "# again\n")
+    assert added_drift(expected=relocked, text=text) == ["the main lock has changed since it was resolved against it"]
+    assert added_drift(expected=moved, text=None) == ["no lock of the added packages"]
+
+
+def test_an_added_package_the_lock_pins_otherwise_is_named_with_both_versions_and_the_same_one_is_already_there():
+    [line] = added_conflicts(("numpy==2.0.0", "einops==0.8.1"), MAIN, lock_name="locks/cu118.txt")
+    assert line.startswith("numpy==2.0.0 conflicts with the lock's numpy==1.26.4 (locks/cu118.txt)")
+    assert already_locked(("numpy==1.26.4", "einops==0.8.1"), MAIN) == ("numpy==1.26.4",)
+
+
+def test_lock_check_reports_a_missing_added_lock_and_build_refuses_it(tmp_path):
+    variant, path = lock_for(tmp_path)
+    variant = replace(variant, added_packages=("einops==0.8.1",))
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    problem = unfit_lock(matrix=matrix, variant=variant)
+    assert problem.startswith(f"the lock of the added packages {tmp_path / 'cu117.lock.added.txt'} does not fit "
+                              "variant 'cu117' on linux/amd64 (no lock of the added packages): run `./dev lock")
+    import io
+    problems = lock_variants(matrix, [variant], check=True, out=io.StringIO())
+    assert problems == [f"lock drift: variant 'cu117' on linux/amd64 ({tmp_path / 'cu117.lock.added.txt'}): no lock "
+                        "of the added packages: run `./dev lock --variant cu117`"]
