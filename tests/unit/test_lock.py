@@ -296,3 +296,25 @@ def test_lock_check_reports_a_missing_added_lock_and_build_refuses_it(tmp_path):
     problems = lock_variants(matrix, [variant], check=True, out=io.StringIO())
     assert problems == [f"lock drift: variant 'cu117' on linux/amd64 ({tmp_path / 'cu117.lock.added.txt'}): no lock "
                         "of the added packages: run `./dev lock --variant cu117`"]
+
+
+def test_lock_writes_the_added_lock_after_the_main_one_and_removes_one_nothing_needs(tmp_path, monkeypatch):
+    import io
+    from torchdev import lock as locks
+    variant, path = lock_for(tmp_path)
+    variant = replace(variant, added_packages=("einops==0.8.1",))
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    asked: list[str] = []
+
+    def resolve(spec, *, constraints="", error=None):
+        asked.append(constraints)
+        return {"packages": PYLOCK["packages"] + ([EINOPS] if constraints else [])}
+    monkeypatch.setattr(locks, "resolve", resolve)
+    assert lock_variants(matrix, [variant], check=False, out=io.StringIO()) == []
+    added = tmp_path / "cu117.lock.added.txt"
+    assert asked[0] == "" and "torch==2.0.1+cu118" in asked[1], "the main lock first, the added one within it"
+    assert parse_header(added.read_text().partition("\n")[0], AddedSpec).main == added_spec(
+        variant=variant, platform=AMD64, main_text=path.read_text()).main
+    out = io.StringIO()
+    assert lock_variants(matrix, [replace(variant, added_packages=())], check=False, out=out) == []
+    assert not added.exists() and "no added packages: removed" in out.getvalue()
