@@ -213,3 +213,11 @@ def test_packages_the_user_adds_persist_cannot_replace_the_images_and_flow_back_
     smoke = run_cli("smoke", "--variant", "cu117", "--flavour", "devel", "--overlay", str(overlay), "--gpus", "none",
                     "--reports", str(tmp_path / "smoke"))
     assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-2000:]
+
+    # a fresh start, the one command .devcontainer/README.md gives: the additions go, the image's packages stay
+    fresh = devcontainer.exec("sh", "-c", "python -m pip list --user --format=freeze | xargs -r python -m pip "
+                                          "uninstall -y")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    gone = devcontainer.exec("python", "-c", "import torch, numpy\ntry:\n import einops\nexcept ImportError:\n "
+                                             "print('no einops', torch.__version__)")
+    assert gone.stdout.strip() == "no einops 2.0.1", gone.stdout + gone.stderr
