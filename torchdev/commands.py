@@ -30,10 +30,11 @@ from torchdev.images import built_images, image_manifest
 from torchdev.matrix import RUNTIME as RUNTIME_FLAVOUR, Flavour, Matrix, Variant, load_matrix, with_text
 from torchdev.plan import BuildPlan
 from torchdev.options import CONTRADICTION, count, not_empty, one_name
-from torchdev.platforms import parse_list
+from torchdev.platforms import Platform, parse_list
 from torchdev.profile import memlock_limit
 from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
 from torchdev.records import PushRecord
+from torchdev.yamlsource import decode
 from torchdev.results import (Attestation, BaseExists, BuildReport, CaptureReport, DoctorReport, DryRun,
                               Exited, ImageList,
                               ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
@@ -427,25 +428,52 @@ def capture(ctx: Context, *, container: str | None = None, write: bool = False,
         return CaptureReport(target, additions)
     matrix = _load(ctx, overlay)
     variant = matrix.variant(target.variant)
-    wanted, unlockable = captures.lockable(list(additions))
-    left_out = [(a.requirement, f"installed from {a.url}, not from an index: no lock can name it") for a in unlockable]
-    mains = {platform: text for platform in variant.platforms
-             if (text := locks.lock_text(matrix.lock_file(variant, platform), command=locks.regenerate_command(
-                 matrix=matrix, variant=variant, platform=platform))) is not None}
+    mains = _main_locks(matrix, variant)
+    wanted, left_out = _declarable(matrix, variant, list(additions), mains)
+    if not wanted and not variant.added_packages:
+        raise NOTHING_TO_DECLARE(name=target.name, why=f" ({'; '.join(f'{r}: {w}' for r, w in left_out)})"
+                                 if left_out else ": its users' site-packages are empty")
+    declared, source, written = _declare(matrix, variant, captures.merged(variant.added_packages, wanted), mains)
+    chosen = declared.variant(variant.name)
+    flavours = [declared.flavour(RUNTIME_FLAVOUR)] + ([declared.flavour(target.flavour)]
+                                                      if target.flavour != RUNTIME_FLAVOUR else [])
+    plans = _plans(ctx, declared, [chosen], flavours)
+    locks.require_fitting_locks(declared, plans)
+    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
+    return CaptureReport(target, additions, chosen.added_packages, source, written, left_out, tuple(results))
+
+
+def _main_locks(matrix: Matrix, variant: Variant) -> dict[Platform, str]:
+    """The variant's lock text per platform that has one (the added packages are held to each)."""
+    texts = {platform: locks.lock_text(matrix.lock_file(variant, platform), command=locks.regenerate_command(
+        matrix=matrix, variant=variant, platform=platform)) for platform in variant.platforms}
+    return {platform: text for platform, text in texts.items() if text is not None}
+
+
+def _declarable(matrix: Matrix, variant: Variant, additions: list[captures.Addition],
+                mains: dict[Platform, str]) -> tuple[list[captures.Addition], tuple[tuple[str, str], ...]]:
+    """(the additions to declare, (requirement, why) for each left out: taken from a folder or URL, or locked at that
+    version already); a UsageError, a line each naming both versions, when one conflicts with a lock."""
+    wanted, unlockable = captures.lockable(additions)
+    left_out = {a.requirement: f"installed from {a.url}, not from an index: no lock can name it" for a in unlockable}
     requirements = tuple(a.requirement for a in wanted)
     for platform, text in mains.items():
         conflicts = locks.added_conflicts(requirements, text, lock_name=locks.lock_name(matrix, variant, platform))
         if conflicts:
             raise joined([f"variant '{variant.name}': {line}" for line in conflicts], UsageError)
-        locked = set(locks.already_locked(requirements, text))
-        left_out += [(requirement, "the image has it already (the variant's lock)") for requirement in locked]
-        wanted = [a for a in wanted if a.requirement not in locked]
-    if not wanted and not variant.added_packages:
-        raise NOTHING_TO_DECLARE(name=target.name, why=f" ({'; '.join(f'{r}: {w}' for r, w in left_out)})"
-                                 if left_out else ": its users' site-packages are empty")
-    packages = captures.merged(variant.added_packages, wanted)
+        left_out.update({requirement: "the image has it already (the variant's lock)"
+                         for requirement in locks.already_locked(requirements, text)})
+    return [a for a in wanted if a.requirement not in left_out], tuple(left_out.items())
+
+
+def _declare(matrix: Matrix, variant: Variant, packages: tuple[str, ...],
+             mains: dict[Platform, str]) -> tuple[Matrix, Path, tuple[Path, ...]]:
+    """Write `packages` as the variant's added_packages into the overlay (else images.yaml) and their locks beside
+    the variant's, each resolved first, so that nothing is written unless all of it can be: (the matrix as it now
+    reads, the file written, the locks written)."""
     source = matrix.overlay or matrix.sources[0]
-    text = captures.declared_text(source.read_text(encoding="utf-8"), source, variant=variant.name, packages=packages)
+    text = captures.declared_text(decode(source, source.read_bytes()), source, variant=variant.name,
+                                  packages=packages)
     declared = with_text(matrix, source=source, text=text)
     chosen = declared.variant(variant.name)
     added = {declared.added_lock_file(chosen, platform): locks.added_lock_text(
@@ -454,9 +482,4 @@ def capture(ctx: Context, *, container: str | None = None, write: bool = False,
     write_atomically(source, text)
     for path, lock_content in added.items():
         write_atomically(path, lock_content)
-    flavours = [declared.flavour(RUNTIME_FLAVOUR)] + ([declared.flavour(target.flavour)]
-                                                      if target.flavour != RUNTIME_FLAVOUR else [])
-    plans = _plans(ctx, declared, [chosen], flavours)
-    locks.require_fitting_locks(declared, plans)
-    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
-    return CaptureReport(target, additions, packages, source, tuple(added), tuple(left_out), tuple(results))
+    return declared, source, tuple(added)
