@@ -105,6 +105,15 @@ def doctor(c, overlay=None):
     run(commands.doctor, overlay=overlay)
 
 
+@task(help={"container": "the dev or compose container, running or stopped (default: this checkout's one)",
+            "write": "declare them as the variant's added_packages (the overlay, else images.yaml), lock them, build",
+            "overlay": OVERLAY_HELP})
+def capture(c, container=None, write=False, overlay=None):
+    """List the packages a dev or compose container's users installed beyond its image; --write takes them into
+    the image (declared, locked apart, built: only the images' last step runs again)."""
+    run(commands.capture, container=container, write=write, overlay=overlay)
+
+
 @task(help={"variant": "variant(s) whose base to pin", "all_": "every variant", "overlay": OVERLAY_HELP})
 def pin(c, variant=None, all_=False, overlay=None):
     """Pin bases by digest (name:tag@sha256:...) where they are declared, asking their registries."""

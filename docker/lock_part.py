@@ -1,6 +1,7 @@
 """Part of a hash-pinned lock (`./dev lock`'s format), printed for `pip install --require-hashes --no-deps -r`:
     lock_part.py LOCK --without triton cmake lit     # what runtime installs
     lock_part.py LOCK --only triton cmake lit        # what devel adds, from the same lock, the same hashes
+    lock_part.py LOCK --without --pins               # every name==version: the image's pip constraints
 One lock per variant and platform stays the single record of every file; a flavour installs its share of it
 (images.yaml: flavours.<name>.lock_packages). Names compare as pip compares them (case, `-`, `_` and `.` alike).
 """
@@ -34,11 +35,15 @@ def main() -> int:
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--only", nargs="*", metavar="NAME", help="these packages (those the lock has)")
     chosen.add_argument("--without", nargs="*", metavar="NAME", help="every package but these")
+    parser.add_argument("--pins", action="store_true", help="print name==version lines only (pip constraints)")
     args = parser.parse_args()
     with open(args.lock, encoding="utf-8") as file:
         header, found = entries(file.read())
     names = {normalized(name) for name in (args.only if args.only is not None else args.without)}
     keep = [lines for name, lines in found if (name in names) == (args.only is not None)]
+    if args.pins:
+        print("\n".join(lines[0].split()[0] for lines in keep))
+        return 0
     print("\n".join(header + [line for lines in keep for line in lines]))
     return 0
 

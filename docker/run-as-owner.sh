@@ -10,6 +10,13 @@
 # init in front of it (PID 1, root) to forward signals to COMMAND once it is another user's. HOME is made after the
 # switch, by the user, so no CHOWN. setpriv to a non-root user clears every capability: COMMAND has none, and
 # no-new-privileges keeps it so.
+#
+# HOME is /home/owners/UID: compose mounts a named volume there (one per variant), so what the user keeps in their home
+# lasts from one `docker compose run` to the next, the packages they `pip install` (~/.local, behind the image's own)
+# among it. /home/owners is open to every user with the sticky bit (docker/user-layer.sh): the user makes their own
+# home in it. Where it cannot be made (an older image), HOME is /tmp/home-UID, which lasts as long as the container.
+# Before COMMAND, as the user, the container's startup checks (smoke/startup_checks.py in the mounted checkout) say
+# what would fail later (/dev/shm, locked memory, torch's kernels for the GPUs, the driver); they never stop it.
 set -eu
 
 say() { echo "run-as-owner: $*" >&2; }
@@ -35,11 +42,19 @@ case "${TORCHDEV_RUN_AS:-}" in
     exit 2 ;;
 esac
 
-export HOME="${HOME_OVERRIDE:-/tmp/home-$uid}"
+export HOME="${HOME_OVERRIDE:-/home/owners/$uid}"
+# What runs as the user, before COMMAND: HOME, ~/.local/bin on PATH (after the image's commands), the checks.
+# shellcheck disable=SC2016  # $HOME and $@ are the new shell's
+start='if ! mkdir -p "$HOME" 2>/dev/null; then
+  echo "run-as-owner: $HOME cannot be made, so HOME is /tmp/home-$(id -u), which lasts only as long as the container" >&2
+  HOME=/tmp/home-$(id -u) && mkdir -p "$HOME"
+fi
+export PATH="$PATH:$HOME/.local/bin"
+checks=/workspace/smoke/startup_checks.py
+if [ -f "$checks" ]; then python3 -B "$checks" || true; fi
+exec "$@"'
 if [ "$(id -u)" = "$uid" ] || [ "$(id -u)" != 0 ]; then
   # Already that user, or started as another one (`docker run --user`), who cannot switch: run as is.
-  mkdir -p "$HOME"
-  exec "$@"
+  exec sh -c "$start" sh "$@"
 fi
-# shellcheck disable=SC2016  # $HOME and $@ are the new shell's, after the switch
-exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- sh -c 'mkdir -p "$HOME" && exec "$@"' sh "$@"
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- sh -c "$start" sh "$@"

@@ -27,8 +27,9 @@ EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "py
                 "cuda-toolchain", "platform", "left-out")
 """What the runner tells the suite to expect, one --expect-NAME option each; an image's manifest declares each
 under the same name, which the suite falls back to when the option is not given."""
-DECLARED = EXPECTATIONS + ("variant",)
-"""The manifest's `declared` keys: every expectation, and the variant's name (for the report header)."""
+DECLARED = EXPECTATIONS + ("variant", "added")
+"""The manifest's `declared` keys: every expectation, the variant's name (for the report header), and its added
+packages (images.yaml: a variant's added_packages; docker/user-layer.sh records them)."""
 
 CHECKS = ("environment", "flavour", "gpu", "convergence", "ddp", "shm")
 """The suite's checks, in the order the runner's table shows them: each is a module smoke/test_<check>.py."""

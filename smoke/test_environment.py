@@ -100,6 +100,30 @@ def installed(name):
     return True
 
 
+def test_the_images_packages_come_before_the_users_and_are_pip_constraints():
+    """A user's `pip install` lands in their site-packages (~/.local), which Python reads after the image's own, and
+    every locked version is a pip constraint (PIP_CONSTRAINT): the image's torch is the one imported, and stays. The
+    system's site-packages, after both, hold no distribution."""
+    import os
+    import site
+    import sysconfig
+
+    constraints = os.environ.get("PIP_CONSTRAINT")
+    if not constraints:
+        pytest.skip("no PIP_CONSTRAINT: not a torchdev image (or one built before it had one)")
+    image_site = sysconfig.get_paths()["purelib"]
+    assert torch.__file__.startswith(image_site + os.sep), f"torch comes from {torch.__file__}, not {image_site}"
+    user_site = site.getusersitepackages()
+    if user_site in sys.path:
+        assert sys.path.index(image_site) < sys.path.index(user_site), sys.path
+    pins = dict(line.strip().split("==", 1) for line in open(constraints, encoding="utf-8")
+                if "==" in line and not line.startswith("#"))
+    assert pins.get("torch") == torch.__version__, f"the constraints pin torch {pins.get('torch')}"
+    others = [path for path in site.getsitepackages() if path != image_site]
+    held = {path: [dist.metadata["Name"] for dist in importlib.metadata.distributions(path=[path])] for path in others}
+    assert not any(held.values()), f"the system's site-packages hold distributions: {held}"
+
+
 def test_pip_check_is_clean(left_out):
     """No installed package has a missing or conflicting requirement, but for a package the flavour leaves out by
     design: "torch requires triton, which is not installed" is expected in runtime, and such a package must indeed

@@ -49,12 +49,32 @@ def test_the_driver_constraint_is_the_one_declared_for_this_cuda(expected):
         f"NVIDIA_REQUIRE_CUDA is {found!r}, images.yaml declares {declared!r}")
 
 
-def test_runtime_carries_no_compiler(flavour):
-    """Nothing the runtime flavour claims needs a compiler; one found here came with the base and only adds size."""
+VSCODE_TOOLS = ("git", "ssh")
+"""What VS Code runs inside a dev container (Source Control, pushing over ssh): devel's, not runtime's."""
+
+
+def test_runtime_carries_no_compiler_and_no_dev_tools(flavour):
+    """Nothing the runtime flavour claims needs a compiler, git or ssh; one found here came with the base and only
+    adds size."""
     if flavour != "runtime":
         pytest.skip(f"the {flavour or 'unknown'} flavour may carry compilers")
-    found = [tool for tool in ("gcc", "g++", "cc", "nvcc") if shutil.which(tool)]
+    found = [tool for tool in ("gcc", "g++", "cc", "nvcc", *VSCODE_TOOLS) if shutil.which(tool)]
     assert not found, f"the runtime image holds {', '.join(found)}: build on a base without a toolchain"
+
+
+def test_devel_has_git_and_ssh_and_git_trusts_the_workspace_whoever_owns_it(flavour, tmp_path):
+    """VS Code's Source Control runs git inside the container on /workspace, which belongs to the host user: a UID
+    the container user may not have (Docker Desktop), which git refuses as 'dubious ownership' unless told."""
+    devel_only(flavour)
+    missing = [tool for tool in VSCODE_TOOLS if not shutil.which(tool)]
+    assert not missing, f"the devel image has no {', '.join(missing)}: images.yaml's devel apt_packages"
+    trusted = subprocess.run(["git", "config", "--system", "--get-all", "safe.directory"], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+    assert "/workspace" in trusted, f"git's system configuration trusts {trusted or 'nothing'}, not /workspace"
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=60)
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--short"], capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 0, status.stderr
 
 
 def devel_only(flavour):

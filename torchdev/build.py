@@ -169,15 +169,19 @@ def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
 
 def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
                out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
-    """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
-    its TARGETPLATFORM's), and the plan's logins as the netrc secret, in `scratch` (a private temporary folder the
-    caller removes however the build ends), and run buildx: (status, log lines, metadata file)."""
-    lock_context = scratch / "lock"
-    lock_context.mkdir()
-    for lock in plan.locks:
-        shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
+    """Stage the variant's locks as the build's `lock` context and those of its added packages as its `added` context,
+    one <os>-<arch>.txt per platform in each (the Dockerfile takes its TARGETPLATFORM's), and the plan's logins as the
+    netrc secret, in `scratch` (a private temporary folder the caller removes however the build ends), and run buildx:
+    (status, log lines, metadata file)."""
+    contexts = {}
+    for name, locks in (("lock", plan.locks), ("added", plan.added_locks)):
+        contexts[name] = scratch / name
+        contexts[name].mkdir()
+        for lock in locks:
+            shutil.copyfile(lock.path, contexts[name] / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
-    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
+    request = plan.build_request(metadata_file=metadata_file, lock_context=contexts["lock"],
+                                 added_context=contexts["added"], no_cache=no_cache,
                                  netrc=write_netrc(scratch, plan.logins))
     status, lines = engine.build(request, log_path=log_path, out=out)
     return status, lines, metadata_file

@@ -34,6 +34,16 @@ def lock_inputs(matrix: Matrix, variant: Variant) -> tuple[LockInput, ...]:
                  for platform, path in paths if path.is_file())
 
 
+def added_lock_inputs(matrix: Matrix, variant: Variant) -> tuple[LockInput, ...]:
+    """The locks of the variant's added packages with their hashes, one per platform that has one (none when it adds
+    no package: a lock left from earlier is not the variant's)."""
+    if not variant.added_packages:
+        return ()
+    paths = [(platform, matrix.added_lock_file(variant, platform)) for platform in variant.platforms]
+    return tuple(LockInput(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), platform=platform)
+                 for platform, path in paths if path.is_file())
+
+
 def context_digest(folder: Path) -> str:
     """One hash of every file in the build context, names and contents: a changed script is a changed input."""
     digest = hashlib.sha256()
@@ -60,6 +70,7 @@ def read_plan_inputs(paths: Paths, matrix: Matrix, *, environ: Mapping[str, str]
                       provenance=read_provenance(paths.root, inputs=BUILD_INPUTS, environ=dict(environ)),
                       context_digest=context_digest(paths.docker),
                       locks={variant.name: lock_inputs(matrix, variant) for variant in matrix.variants},
+                      added_locks={variant.name: added_lock_inputs(matrix, variant) for variant in matrix.variants},
                       native=native or native_platform(), environ=environ, logins=read_logins(matrix, environ))
 
 

@@ -15,26 +15,30 @@ import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Mapping
 
-from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, processes, push as pushes,
-                      repro, smoke, trust)
+from torchdev import (bases, build as builds, capture as captures, doctor as doctors, k8s as kube, lock as locks,
+                      processes, push as pushes, repro, smoke, trust)
 from torchdev.checkout import read_logins, read_plan_inputs, read_plans
 from torchdev.context import Context
+from torchdev.credentials import Login
 from torchdev.engine import ContainerEngine, ImageRef, require_buildx
-from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError
+from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError, joined
 from torchdev.files import check_output_folder, check_outputs, write_atomically
 from torchdev.grammar import reference_problem, repository_problem
 from torchdev.gpuprobe import find_access
 from torchdev.gpus import GPUS_AUTO, check_option, parse_option, request_for
 from torchdev.images import built_images, image_manifest
-from torchdev.matrix import Flavour, Matrix, Variant, load_matrix
+from torchdev.matrix import RUNTIME as RUNTIME_FLAVOUR, Flavour, Matrix, Variant, load_matrix, with_text
 from torchdev.plan import BuildPlan
 from torchdev.options import CONTRADICTION, count, not_empty, one_name
-from torchdev.platforms import parse_list
+from torchdev.platforms import Platform, parse_list
 from torchdev.profile import memlock_limit
 from torchdev.project import plans_for, select_flavours, select_platforms, select_variants
 from torchdev.records import PushRecord
-from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
+from torchdev.yamlsource import decode
+from torchdev.results import (Attestation, BaseExists, BuildReport, CaptureReport, DoctorReport, DryRun,
+                              Exited, ImageList,
                               ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
                               PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
 
@@ -53,6 +57,9 @@ ONE_THING = Problem("--manifest, --sbom and --provenance each show one thing", "
 OUT_WITHOUT_ATTESTATION = Problem("--out writes the SBOM or the provenance",
                                   "use it with --sbom VARIANT or --provenance VARIANT", UsageError, USAGE)
 BAD_IMAGE_NAME = Problem("{option} {value}: not {what}", "{fix}", UsageError, USAGE)
+NOTHING_TO_DECLARE = Problem("container {name} added nothing that can be declared{why}",
+                             "pip install the packages from an index in the container, then capture again", UsageError,
+                             USAGE)
 
 
 def _load(ctx: Context, overlay: str | None) -> Matrix:
@@ -427,3 +434,77 @@ def _write_policy(folder: Path, policy: str | None) -> Path | None:
         return None
     write_atomically(folder / "clusterimagepolicy.yaml", policy)
     return folder / "clusterimagepolicy.yaml"
+
+
+def capture(ctx: Context, *, container: str | None = None, write: bool = False,
+            overlay: str | None = None) -> CaptureReport:
+    """What a dev or compose container's users installed beyond its image (running or stopped; this checkout's one
+    when none is named). With `write`: declared as the variant's added_packages in the overlay (or images.yaml),
+    locked apart from the variant's lock, and the container's flavour built again (runtime first), which reruns the
+    images' last step only. Nothing is written unless every addition fits the lock."""
+    container = not_empty("--container", container)
+    engine = ctx.engine()
+    found = captures.find_container(engine, container, root=ctx.paths.root)
+    target = captures.target_of(found)
+    additions = tuple(captures.read_additions(engine, found))
+    if not write:
+        return CaptureReport(target, additions)
+    matrix = _load(ctx, overlay)
+    variant = matrix.variant(target.variant)
+    mains = _main_locks(matrix, variant)
+    wanted, left_out = _declarable(matrix, variant, list(additions), mains)
+    if not wanted and not variant.added_packages:
+        raise NOTHING_TO_DECLARE(name=target.name, why=f" ({'; '.join(f'{r}: {w}' for r, w in left_out)})"
+                                 if left_out else ": its users' site-packages are empty")
+    declared, source, written = _declare(matrix, variant, captures.merged(variant.added_packages, wanted), mains,
+                                         logins=read_logins(matrix, ctx.environ), environ=ctx.environ)
+    chosen = declared.variant(variant.name)
+    flavours = [declared.flavour(RUNTIME_FLAVOUR)] + ([declared.flavour(target.flavour)]
+                                                      if target.flavour != RUNTIME_FLAVOUR else [])
+    plans = _plans(ctx, declared, [chosen], flavours)
+    locks.require_fitting_locks(declared, plans)
+    results = builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, out=ctx.out)
+    return CaptureReport(target, additions, chosen.added_packages, source, written, left_out, tuple(results))
+
+
+def _main_locks(matrix: Matrix, variant: Variant) -> dict[Platform, str]:
+    """The variant's lock text per platform that has one (the added packages are held to each)."""
+    texts = {platform: locks.lock_text(matrix.lock_file(variant, platform), command=locks.regenerate_command(
+        matrix=matrix, variant=variant, platform=platform)) for platform in variant.platforms}
+    return {platform: text for platform, text in texts.items() if text is not None}
+
+
+def _declarable(matrix: Matrix, variant: Variant, additions: list[captures.Addition],
+                mains: dict[Platform, str]) -> tuple[list[captures.Addition], tuple[tuple[str, str], ...]]:
+    """(the additions to declare, (requirement, why) for each left out: taken from a folder or URL, or locked at that
+    version already); a UsageError, a line each naming both versions, when one conflicts with a lock."""
+    wanted, unlockable = captures.lockable(additions)
+    left_out = {a.requirement: f"installed from {a.url}, not from an index: no lock can name it" for a in unlockable}
+    requirements = tuple(a.requirement for a in wanted)
+    for platform, text in mains.items():
+        conflicts = locks.added_conflicts(requirements, text, lock_name=locks.lock_name(matrix, variant, platform))
+        if conflicts:
+            raise joined([f"variant '{variant.name}': {line}" for line in conflicts], UsageError)
+        left_out.update({requirement: "the image has it already (the variant's lock)"
+                         for requirement in locks.already_locked(requirements, text)})
+    return [a for a in wanted if a.requirement not in left_out], tuple(left_out.items())
+
+
+def _declare(matrix: Matrix, variant: Variant, packages: tuple[str, ...], mains: dict[Platform, str], *,
+             logins: tuple[Login, ...], environ: Mapping[str, str]) -> tuple[Matrix, Path, tuple[Path, ...]]:
+    """Write `packages` as the variant's added_packages into the overlay (else images.yaml) and their locks beside
+    the variant's, each resolved first, so that nothing is written unless all of it can be: (the matrix as it now
+    reads, the file written, the locks written)."""
+    source = matrix.overlay or matrix.sources[0]
+    text = captures.declared_text(decode(source, source.read_bytes()), source, variant=variant.name,
+                                  packages=packages)
+    declared = with_text(matrix, source=source, text=text)
+    chosen = declared.variant(variant.name)
+    added = {declared.added_lock_file(chosen, platform): locks.added_lock_text(
+        matrix=declared, variant=chosen, platform=platform, main_text=main, logins=logins, environ=environ)
+        for platform, main in mains.items()}
+    check_outputs([source, *added])
+    write_atomically(source, text)
+    for path, lock_content in added.items():
+        write_atomically(path, lock_content)
+    return declared, source, tuple(added)

@@ -21,7 +21,9 @@ from torchdev.gpuprobe import find_access
 from torchdev.records import RecordError, parse_json
 from torchdev.gpus import TOOLKIT_FIX as GPU_TOOLKIT_FIX
 from torchdev.records import RecordError, parse_json
-from torchdev.gpus import GpuAccess, KernelSupport, Route, branch_exception, kernel_support, version_tuple
+from torchdev.gpus import GpuAccess, KernelSupport, Route, kernel_support
+from smoke.startup_checks import (MIN_DRIVER, PROCESSES_SHM, Gpu, driver_verdict, kernel_verdicts, parse_gpus,
+                                  version_tuple)
 from torchdev.matrix import Matrix, Variant
 from torchdev.plan import LABEL_PREFIX, BuildPlan
 from torchdev.platforms import Platform
@@ -34,13 +36,9 @@ OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 PROBE_TIMEOUT = 30
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 WSL_NVIDIA_SMI = "/usr/lib/wsl/lib/nvidia-smi"
-SHM_MIN = 1 << 30
+SHM_MIN = PROCESSES_SHM
+"""The /dev/shm several training processes need at least (smoke/startup_checks.py, which containers check too)."""
 DISK_MIN = 20 << 30
-
-MIN_DRIVER = {"11.7": "515.43.04", "11.8": "520.61.05"}
-"""CUDA minor -> the oldest Linux driver that supports it natively (NVIDIA's CUDA Toolkit release notes, GA
-releases). Drivers from 450.80.02 run CUDA 11.x only under minor-version compatibility, with limits, and the
-nvidia/cuda images refuse most of them (`unsatisfied condition: cuda>=11.x`): the doctor asks for the plain minimum."""
 
 CONTEXT_FIX = ("with a docker context (Docker Desktop on Linux, rootless Docker) the SDK needs "
                "`export DOCKER_HOST=$(docker context inspect --format '{{.Endpoints.docker.Host}}')`")
@@ -151,18 +149,8 @@ def gpu_runtime_check(access: GpuAccess | None, *, desktop: bool, wsl: bool) -> 
     return CheckResult("gpu runtime", OK, f"GPUs by {access.route.value}: {access.evidence}")
 
 
-@dataclass(frozen=True)
-class HostGpu:
-    """One GPU as nvidia-smi lists it; `capability` ("9.0") is empty from drivers that do not report it."""
-
-    name: str
-    driver: str
-    capability: str = ""
-
-
-def parse_gpus(output: str) -> list[HostGpu]:
-    """`nvidia-smi --query-gpu=name,driver_version[,compute_cap] --format=csv,noheader` rows."""
-    return [HostGpu(*(field.strip() for field in line.split(","))) for line in output.splitlines() if "," in line]
+HostGpu = Gpu
+"""One GPU as nvidia-smi lists it (smoke/startup_checks.py's Gpu, which containers read the same way)."""
 
 
 def gpus_check(answer: CommandResult | None) -> tuple[CheckResult, list[HostGpu]]:
@@ -185,25 +173,21 @@ def driver_check(*, variant: Variant, driver: str | None, constraint: str = "") 
     name = f"driver for {variant.name}"
     if driver is None:
         return CheckResult(name, SKIP, f"CUDA {variant.cuda}: no NVIDIA driver")
-    minimum = MIN_DRIVER.get(variant.cuda)
-    if minimum is None:
-        return CheckResult(name, WARN, f"no minimum driver known for CUDA {variant.cuda} (driver {driver})",
-                           "compare with NVIDIA's table: docs.nvidia.com/cuda/cuda-toolkit-release-notes")
-    detail = f"CUDA {variant.cuda} needs >= {minimum}, driver {driver}"
-    try:
-        enough = version_tuple(driver) >= version_tuple(minimum)
-    except ValueError:
-        return CheckResult(name, WARN, f"{detail} (not a version)", "check the driver with `nvidia-smi`")
-    if enough:
-        return CheckResult(name, OK, detail)
-    upgrade = f"upgrade the NVIDIA driver to >= {minimum}"
-    exception = branch_exception(constraint, driver)
-    if exception:
-        return CheckResult(name, WARN, f"{detail}; the image accepts this driver branch on some GPUs ({exception})",
+    verdict = driver_verdict(cuda=variant.cuda or "", driver=driver, constraint=constraint)
+    if verdict.enough is None:
+        fix = ("check the driver with `nvidia-smi`" if variant.cuda in MIN_DRIVER else
+               "compare with NVIDIA's table: docs.nvidia.com/cuda/cuda-toolkit-release-notes")
+        return CheckResult(name, WARN, verdict.detail, fix)
+    if verdict.enough:
+        return CheckResult(name, OK, verdict.detail)
+    upgrade = f"upgrade the NVIDIA driver to >= {MIN_DRIVER[variant.cuda]}"
+    if verdict.exception:
+        return CheckResult(name, WARN, f"{verdict.detail}; the image accepts this driver branch on some GPUs "
+                                       f"({verdict.exception})",
                            f"that holds for the named GPU brands with CUDA forward compatibility (the cuda-compat "
                            f"package, datacenter GPUs); elsewhere {upgrade}")
-    return CheckResult(name, FAIL, detail, f"{upgrade}; until then containers stop with "
-                                           f"`unsatisfied condition: cuda>={variant.cuda}`")
+    return CheckResult(name, FAIL, verdict.detail, f"{upgrade}; until then containers stop with "
+                                                   f"`unsatisfied condition: cuda>={variant.cuda}`")
 
 
 def kernels_check(*, variant: Variant, gpus: list[HostGpu], architectures: list[str] | None,
@@ -216,19 +200,18 @@ def kernels_check(*, variant: Variant, gpus: list[HostGpu], architectures: list[
         return CheckResult(name, SKIP, "no GPU that reports its compute capability")
     if architectures is None:
         return CheckResult(name, SKIP, f"not built yet: `./dev build --variant {variant.name}`, then compare")
-    verdicts = {gpu.capability: kernel_support(gpu.capability, architectures) for gpu in with_capability}
+    missing, jit = kernel_verdicts([gpu.capability for gpu in with_capability], architectures)
     built_for = f"torch in {variant.name} has {' '.join(architectures)}"
-    missing = sorted(cap for cap, support in verdicts.items() if support is KernelSupport.NONE)
     instead = (f"use {', '.join(runs_elsewhere)}" if runs_elsewhere else
                "use a variant built for a newer CUDA (cu118 has sm_90 for Hopper)")
     if missing:
         return CheckResult(name, FAIL, f"GPUs of compute capability {', '.join(missing)}: {built_for}, none runs "
                                        "there", instead)
-    jit = sorted(cap for cap, support in verdicts.items() if support is KernelSupport.PTX)
     if jit:
         return CheckResult(name, WARN, f"GPUs of compute capability {', '.join(jit)} run only PTX compiled at first "
                                        f"use ({built_for}): slow start, some kernels missing", instead)
-    return CheckResult(name, OK, f"compute capability {', '.join(sorted(verdicts))}: {built_for}")
+    shown = sorted({gpu.capability for gpu in with_capability})
+    return CheckResult(name, OK, f"compute capability {', '.join(shown)}: {built_for}")
 
 
 def memlock_check(result: RunResult | None, *, rootless: bool) -> CheckResult:

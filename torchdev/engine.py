@@ -165,6 +165,24 @@ class ContainerSpec:
     """Capabilities taken from the engine's default set (ALL: every one)."""
     cap_add: tuple[str, ...] = ()
     """Capabilities given back after cap_drop (SETUID, ...)."""
+    volumes_from: tuple[str, ...] = ()
+    """Containers (running or stopped) whose volumes this one mounts where they do: a container's home volume, read
+    by another."""
+    network_disabled: bool = False
+    """No network at all (only loopback)."""
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What torchdev reads of a container: its ID and name, the image it runs (its ID), its labels (the image's among
+    them), whether it is running, and the user it runs as ('' for the image's own)."""
+
+    id: str
+    name: str
+    image_id: str
+    labels: dict[str, str]
+    running: bool
+    user: str = ""
 
 
 class RunStatus(enum.Enum):
@@ -314,6 +332,8 @@ class ContainerEngine(Protocol):
     def push(self, reference: str) -> None: ...
 
     # Containers, builds and compose.
+    def container(self, reference: str) -> ContainerInfo | None: ...
+    def containers(self, *, label: str) -> list[ContainerInfo]: ...
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult: ...
     def output(self, image: str, *command: str, user: str | None = None, timeout: float = 300) -> str: ...
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]: ...
@@ -484,6 +504,19 @@ class Engine:
 
     # Containers.
 
+    def container(self, reference: str) -> ContainerInfo | None:
+        """The container `reference` (a name or ID, running or stopped) names, or None."""
+        try:
+            return _container_info(self._client.containers.get(reference))
+        except NotFound:
+            return None
+        except APIError as error:
+            raise EngineError(_explanation(error)) from None
+
+    def containers(self, *, label: str) -> list[ContainerInfo]:
+        """Every container, running or stopped, carrying `label` (`key` or `key=value`)."""
+        return [_container_info(found) for found in self._client.containers.list(all=True, filters={"label": label})]
+
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:
         """Run a container to its end, echoing its output; kill it past `timeout` seconds. The container is
         removed whatever happens: a failed start, a timeout, an interrupt."""
@@ -574,6 +607,14 @@ def _image_info(image) -> ImageInfo:
                      size=image.attrs.get("Size") or 0, created=(image.attrs.get("Created") or "")[:19], env=env)
 
 
+def _container_info(container) -> ContainerInfo:
+    config = container.attrs.get("Config") or {}
+    return ContainerInfo(id=container.id, name=container.name, image_id=container.attrs.get("Image", ""),
+                         labels=dict(config.get("Labels") or {}),
+                         running=(container.attrs.get("State") or {}).get("Running", False),
+                         user=config.get("User") or "")
+
+
 def _create_options(spec: ContainerSpec) -> dict:
     options = {
         "volumes": {m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in spec.mounts},
@@ -585,7 +626,8 @@ def _create_options(spec: ContainerSpec) -> dict:
                   "cap_add": list(spec.cap_add)}
     options.update({key: value for key, value in privileges.items() if value})
     optional = {"shm_size": spec.shm_size, "user": spec.user, "platform": spec.platform,
-                "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None}
+                "entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
+                "volumes_from": list(spec.volumes_from) or None, "network_disabled": spec.network_disabled or None}
     return {**options, **{key: value for key, value in optional.items() if value is not None}}
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from smoke.smoke_contract import GPUS_AUTO, GpusError, KernelSupport, format_gpus, parse_gpus
 from smoke.smoke_contract import kernel_support as support_on  # gpus.kernel_support takes "9.0", as the doctor has it
+from smoke.startup_checks import branch_exception, version_tuple  # noqa: F401 - the driver rules, shared with containers
 from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev.errors import USAGE, Problem, UsageError
 from torchdev.matrix import Variant
@@ -171,27 +172,3 @@ def kernel_support(capability: str, architectures: list[str]) -> KernelSupport:
     return support_on((major, minor), architectures)
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    """'515.43.04' -> (515, 43, 4): compare driver versions by number, never as text ('96.43' < '515.43')."""
-    return tuple(int(part) for part in version.strip().split("."))
-
-
-def _driver_condition_holds(condition: str, driver: str) -> bool:
-    found = re.fullmatch(r"driver(>=|<=|>|<|=)([\d.]+)", condition)
-    if found is None:
-        return True  # brand=, arch=: the host's brand is not known here, so it may hold
-    have, want = version_tuple(driver), version_tuple(found.group(2))
-    return {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want, "=": have == want}[
-        found.group(1)]
-
-
-def branch_exception(constraint: str, driver: str) -> str:
-    """The clause of an image's NVIDIA_REQUIRE_CUDA that accepts `driver` without the CUDA minimum: nvidia/cuda images
-    list driver branches that run newer CUDA under forward compatibility (`brand=tesla,driver>=470,driver<471`).
-    Space-separated clauses are alternatives, comma-separated conditions all hold (the toolkit's rule)."""
-    for clause in constraint.split():
-        conditions = clause.split(",")
-        if any(c.startswith("driver") for c in conditions) and not any(c.startswith("cuda") for c in conditions) \
-                and all(_driver_condition_holds(c, driver) for c in conditions):
-            return clause
-    return ""

@@ -301,13 +301,20 @@ def pushed_reference(reports_dir: Path, image: str) -> str:
     return references[0]
 
 
+STARTUP_FILES = ("smoke/smoke_contract.py", "smoke/startup_checks.py")
+"""What train/preflight.py imports from beside train/ (smoke/startup_checks.py and the GPU rule it shares)."""
+
+
 def job_dockerfile(base: str) -> str:
-    """The job image: the pushed torchdev image, by digest, with this checkout's train/ (build from the repository
-    root). The image's user and working directory stay torchdev and /workspace."""
+    """The job image: the pushed torchdev image, by digest, with this checkout's train/ and the startup checks the
+    preflight runs (build from the repository root). The image's user and working directory stay torchdev and
+    /workspace."""
     return (f"# The job image: the pushed torchdev image plus train/. Build it from the repository root:\n"
             f"#   docker build -f <this file> -t REGISTRY/NAME . && docker push REGISTRY/NAME\n"
             f"FROM {base}\n"
-            f"COPY --chown=torchdev:torchdev train/ {WORKDIR}/train/\n")
+            f"COPY --chown=torchdev:torchdev train/ {WORKDIR}/train/\n"
+            f"# the checks every container makes when it starts, which train/preflight.py runs too\n"
+            f"COPY --chown=torchdev:torchdev {' '.join(STARTUP_FILES)} {WORKDIR}/smoke/\n")
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -7,6 +7,7 @@ own header, records what it was resolved from, and is what --check compares.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -78,19 +79,38 @@ def lock_spec(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -
                     pip_index=matrix.image.pip_index, packages=matrix.image.packages)
 
 
-def format_header(spec: LockSpec) -> str:
+@dataclass(frozen=True)
+class AddedSpec:
+    """What the lock of a variant's added packages is resolved from: the variant's Python and platform, the main
+    lock it is resolved against (its sha256: a main lock locked again makes the added one stale) and the added
+    packages."""
+
+    variant: str
+    python: str
+    platform: str
+    main: str
+    packages: tuple[str, ...]
+
+
+ADDED_HEADER = "# torchdev added lock: "
+
+
+def format_header(spec: LockSpec | AddedSpec) -> str:
     """One line of key=value words; each companion package is a `package=` word of its own (specs hold commas)."""
     words = [f"{f.name}={getattr(spec, f.name)}" for f in fields(spec) if f.name != "packages"]
     words += [f"package={package}" for package in spec.packages]
-    return HEADER + " ".join(shlex.quote(word) for word in words)
+    prefix = ADDED_HEADER if isinstance(spec, AddedSpec) else HEADER
+    return prefix + " ".join(shlex.quote(word) for word in words)
 
 
-def parse_header(line: str) -> LockSpec | None:
-    """The spec a header line records, or None when the line is not a complete torchdev header."""
-    if not line.startswith(HEADER):
+def parse_header(line: str, kind: type = LockSpec):
+    """The spec (a `kind`, LockSpec or AddedSpec) a header line records, or None when the line is not a complete
+    torchdev header of that kind."""
+    prefix = ADDED_HEADER if kind is AddedSpec else HEADER
+    if not line.startswith(prefix):
         return None
     try:
-        words = shlex.split(line[len(HEADER):])
+        words = shlex.split(line[len(prefix):])
     except ValueError:
         return None
     values: dict[str, str] = {}
@@ -100,20 +120,22 @@ def parse_header(line: str) -> LockSpec | None:
             packages.append(value)
         else:
             values[key] = value
-    names = [f.name for f in fields(LockSpec) if f.name != "packages"]
+    names = [f.name for f in fields(kind) if f.name != "packages"]
     if sorted(values) != sorted(names):
         return None
-    return LockSpec(**values, packages=tuple(packages))
+    return kind(**values, packages=tuple(packages))
 
 
-def header_drift(*, expected: LockSpec, found: LockSpec) -> list[str]:
+def header_drift(*, expected: LockSpec | AddedSpec, found: LockSpec | AddedSpec) -> list[str]:
     """What differs between the matrix (expected) and a lock's header, one phrase per field."""
     changes = []
-    for field in fields(LockSpec):
+    for field in fields(expected):
         want, have = getattr(expected, field.name), getattr(found, field.name)
         if field.name == "packages":
             want, have = ", ".join(sorted(want)), ", ".join(sorted(have))
-        if want != have:
+        if field.name == "main" and want != have:
+            changes.append("the main lock has changed since it was resolved against it")
+        elif want != have:
             changes.append(f"{field.name} {have or '(none)'} in the lock, {want or '(none)'} in the matrix")
     return changes
 
@@ -159,6 +181,50 @@ def drift(*, expected: LockSpec, text: str | None) -> list[str]:
     if found is None:
         return [f"the first line is not a torchdev header ({HEADER.strip()} ...)"]
     return header_drift(expected=expected, found=found) + pin_problems(spec=found, text=text)
+
+
+def added_spec(*, variant: Variant, platform: Platform, main_text: str) -> AddedSpec:
+    """What the lock of the variant's added packages for `platform` must be resolved from, over the main lock's
+    text."""
+    return AddedSpec(variant=variant.name, python=variant.python, platform=platform.wheel_platform,
+                     main=hashlib.sha256(main_text.encode()).hexdigest(), packages=variant.added_packages)
+
+
+def added_drift(*, expected: AddedSpec, text: str | None) -> list[str]:
+    """Everything that makes the added packages' lock (its text, or None) stale for the matrix and the main lock."""
+    if text is None:
+        return ["no lock of the added packages"]
+    found = parse_header(text.partition("\n")[0], AddedSpec)
+    if found is None:
+        return [f"the first line is not a torchdev header ({ADDED_HEADER.strip()} ...)"]
+    pins = locked_pins(text)
+    problems = header_drift(expected=expected, found=found)
+    for package in found.packages:
+        match = REQUIREMENT_RE.match(package.strip())
+        if match and pins.get(_normalized(match[1]), ("",))[0] != match[2]:
+            problems.append(f"the lock pins no {match[1]}=={match[2]}")
+    return problems + [f"{name}=={version} has no --hash" for name, (version, hashes) in pins.items() if not hashes]
+
+
+def added_conflicts(packages: tuple[str, ...], main_text: str, *, lock_name: str) -> list[str]:
+    """A line per added package the main lock pins at another version, naming both (one file per name)."""
+    pins = locked_pins(main_text)
+    lines = []
+    for package in packages:
+        match = REQUIREMENT_RE.match(package.strip())
+        if match and _normalized(match[1]) in pins and pins[_normalized(match[1])][0] != match[2]:
+            locked = pins[_normalized(match[1])][0]
+            lines.append(f"{match[1]}=={match[2]} conflicts with the lock's {match[1]}=={locked} ({lock_name}): the "
+                         f"image's own {match[1]} stays; leave {match[1]} out, or change the matrix's packages and "
+                         "lock the variant again")
+    return lines
+
+
+def already_locked(packages: tuple[str, ...], main_text: str) -> tuple[str, ...]:
+    """The added packages the main lock already pins at that very version (nothing to add)."""
+    pins = locked_pins(main_text)
+    return tuple(package for package in packages if (match := REQUIREMENT_RE.match(package.strip()))
+                 and pins.get(_normalized(match[1]), ("",))[0] == match[2])
 
 
 def _toml_string(value: str) -> str:
@@ -251,9 +317,12 @@ def _uv_binary() -> str:
     return find_uv_bin()
 
 
-def resolve(spec: LockSpec, *, logins: tuple[Login, ...] = (), environ: Mapping[str, str] | None = None) -> dict:
-    """Run uv for one variant and return its PEP 751 lock as a dict; a failure raises one line. uv reads the logins
-    for the spec's index hosts from a netrc of their own in the private temporary folder (NETRC), and no other."""
+def resolve(spec: LockSpec, *, logins: tuple[Login, ...] = (), environ: Mapping[str, str] | None = None,
+            constraints: str = "", error: Callable[[str], str] | None = None) -> dict:
+    """Run uv for one variant and return its PEP 751 lock as a dict; a failure raises one line (`error` makes it
+    from uv's stderr; resolution_error by default). uv reads the logins for the spec's index hosts from a netrc of
+    their own in the private temporary folder (NETRC), and no other. `constraints`: a requirements text every version
+    must satisfy (the main lock's pins, when the added packages are resolved)."""
     hosts = lock_hosts(spec)
     with tempfile.TemporaryDirectory(prefix="torchdev-lock-") as folder:
         project = Path(folder) / "pyproject.toml"
@@ -262,17 +331,71 @@ def resolve(spec: LockSpec, *, logins: tuple[Login, ...] = (), environ: Mapping[
         env = {key: value for key, value in (os.environ if environ is None else environ).items()
                if key != "NETRC"}
         env["NETRC"] = str(netrc) if netrc else os.devnull
-        result = subprocess.run(uv_command(uv=_uv_binary(), project=project, spec=spec), cwd=folder,
-                                capture_output=True, text=True, check=False, env=env)
+        command = uv_command(uv=_uv_binary(), project=project, spec=spec)
+        if constraints:
+            (Path(folder) / "constraints.txt").write_text(constraints)
+            command += ["--constraint", str(Path(folder) / "constraints.txt")]
+        result = subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
-        raise UNRESOLVED(line=resolution_error(spec=spec, stderr=result.stderr, logins=logins))
+        line = error(result.stderr) if error else resolution_error(spec=spec, stderr=result.stderr, logins=logins)
+        raise UNRESOLVED(line=line)
     return tomllib.loads(result.stdout)
+
+
+def pins_text(main_text: str) -> str:
+    """The main lock's pins as a constraints file: every locked name==version."""
+    return "".join(f"{name}=={version}\n" for name, (version, _) in sorted(locked_pins(main_text).items()))
+
+
+def added_resolution_error(*, spec: AddedSpec, stderr: str) -> str:
+    """uv's failure to fit the added packages to the main lock, as one line with its first reason (which names the
+    package and the locked version it conflicts with)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reasons = [line.removeprefix("╰─▶").strip() for line in lines if line.startswith(("╰─▶", "Because", "And because"))]
+    error = next((line.removeprefix("error:").strip() for line in lines if line.startswith("error:")),
+                 "uv failed without a message")
+    return (f"variant '{spec.variant}': the added packages {', '.join(spec.packages)} do not fit the lock: "
+            f"{reasons[0] if reasons else error}; leave out the package that needs another version of a locked one")
+
+
+def render_added_lock(*, spec: AddedSpec, pylock: dict, main_text: str, regenerate: str) -> str:
+    """The added packages' lock: its header, then what the resolution holds beyond the main lock (whose pins it was
+    held to), with hashes."""
+    locked = locked_pins(main_text)
+    added = [package for package in pylock["packages"] if _normalized(package["name"]) not in locked]
+    lines = [format_header(spec), f"# Regenerate: {regenerate}",
+             f"# The packages added on top of the variant's lock, resolved by uv for CPython {spec.python} on "
+             f"{spec.platform} within it; every file pinned by hash:",
+             "#   pip install --require-hashes --no-deps -r THIS_FILE (after the variant's lock)"]
+    for package in sorted(added, key=lambda p: _normalized(p["name"])):
+        lines.append(f"{package['name']}=={package['version']} \\")
+        lines += _file_lines(package, variant=spec.variant)
+    return "\n".join(lines) + "\n"
+
+
+def added_lock_text(*, matrix: Matrix, variant: Variant, platform: Platform, main_text: str,
+                    logins: tuple[Login, ...] = (), environ: Mapping[str, str] | None = None) -> str:
+    """The added packages' lock for `platform`, resolved now (uv), held to the main lock `main_text`: the torch family
+    and the matrix's packages resolve as the main lock did, every version pinned to its own, and the added packages
+    with them; one line when they do not fit."""
+    spec = added_spec(variant=variant, platform=platform, main_text=main_text)
+    main = lock_spec(matrix=matrix, variant=variant, platform=platform)
+    pylock = resolve(replace(main, packages=main.packages + variant.added_packages), logins=logins, environ=environ,
+                     constraints=pins_text(main_text),
+                     error=lambda stderr: added_resolution_error(spec=spec, stderr=stderr))
+    return render_added_lock(spec=spec, pylock=pylock, main_text=main_text,
+                             regenerate=regenerate_command(matrix=matrix, variant=variant, platform=platform))
 
 
 def _shown(path: Path, *, root: Path) -> str:
     """`path` as written from the checkout's root, where ./dev runs (absolute when it lies elsewhere)."""
     path, root = path.absolute(), root.absolute()
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def lock_name(matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
+    """The variant's lock for `platform` as written from the checkout's root (overlays/local-debian/cu117.lock.txt)."""
+    return _shown(matrix.lock_file(variant, platform), root=matrix.folder)
 
 
 def lock_text(path: Path, *, command: str) -> str | None:
@@ -296,9 +419,10 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
                   platforms: Callable[[Variant], tuple[Platform, ...]] = lambda variant: variant.platforms,
                   out: TextIO = sys.stdout, logins: tuple[Login, ...] = (),
                   environ: Mapping[str, str] | None = None) -> list[str]:
-    """Write each variant's lock for each of its platforms (`platforms` chooses), or with check=True compare them with
-    the matrix and write nothing, saying how each went on `out` as it goes. One lock's failure does not stop the
-    others: the result is a line per failure or drift (none when all is well)."""
+    """Write each variant's lock for each of its platforms (`platforms` chooses), and the lock of its added packages
+    beside it, or with check=True compare them with the matrix and write nothing, saying how each went on `out` as
+    it goes. One lock's failure does not stop the others: the result is a line per failure or drift (none when all
+    is well)."""
     problems = []
     for chosen, platform in ((variant, platform) for variant in variants for platform in platforms(variant)):
         spec = lock_spec(matrix=matrix, variant=chosen, platform=platform)
@@ -306,12 +430,14 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
         shown = _shown(path, root=matrix.folder)
         command = regenerate_command(matrix=matrix, variant=chosen, platform=platform)
         if check:
-            changes = drift(expected=spec, text=lock_text(path, command=command))
+            text = lock_text(path, command=command)
+            changes = drift(expected=spec, text=text)
             if changes:
                 problems.append(f"lock drift: variant '{chosen.name}' on {platform} ({shown}): "
                                 f"{'; '.join(changes)}: run `{command}`")
             else:
                 print(f"{chosen.name} on {platform}: {shown} matches the matrix", file=out)
+                problems += _check_added(matrix, chosen, platform, main_text=text or "", out=out)
             continue
         print(f"==> locking {chosen.name} (Python {spec.python}, {spec.platform}) into {shown}", file=out, flush=True)
         started = time.monotonic()
@@ -324,7 +450,53 @@ def lock_variants(matrix: Matrix, variants: list[Variant], *, check: bool,
         write_atomically(path, text)
         print(f"{chosen.name} on {platform}: {len(pylock['packages'])} packages locked with their hashes "
               f"in {time.monotonic() - started:.1f} s", file=out)
+        problems += lock_added(matrix, chosen, platform, main_text=text, out=out, logins=logins,
+                               environ=environ)
     return problems
+
+
+def lock_added(matrix: Matrix, variant: Variant, platform: Platform, *, main_text: str,
+               out: TextIO = sys.stdout, logins: tuple[Login, ...] = (),
+               environ: Mapping[str, str] | None = None) -> list[str]:
+    """Write the lock of the variant's added packages for `platform` over the main lock `main_text` (remove one no
+    added package needs any more: torchdev wrote it); a line when they do not fit, the file then left as it was."""
+    path = matrix.added_lock_file(variant, platform)
+    shown = _shown(path, root=matrix.folder)
+    if not variant.added_packages:
+        if path.is_file():
+            path.unlink()
+            print(f"{variant.name} on {platform}: no added packages: removed {shown}", file=out)
+        return []
+    conflicts = added_conflicts(variant.added_packages, main_text, lock_name=_shown(
+        matrix.lock_file(variant, platform), root=matrix.folder))
+    if conflicts:
+        return [f"variant '{variant.name}': {line}" for line in conflicts]
+    started = time.monotonic()
+    try:
+        text = added_lock_text(matrix=matrix, variant=variant, platform=platform, main_text=main_text,
+                               logins=logins, environ=environ)
+    except TorchdevError as error:
+        return [f"{error} ({shown} is left as it was)"]
+    write_atomically(path, text)
+    print(f"{variant.name} on {platform}: {len(variant.added_packages)} added packages locked into {shown} in "
+          f"{time.monotonic() - started:.1f} s", file=out)
+    return []
+
+
+def _check_added(matrix: Matrix, variant: Variant, platform: Platform, *, main_text: str, out: TextIO) -> list[str]:
+    """`lock --check` for the added packages' lock: a drift line, or nothing (and a line on `out` when it fits)."""
+    path = matrix.added_lock_file(variant, platform)
+    shown = _shown(path, root=matrix.folder)
+    command = regenerate_command(matrix=matrix, variant=variant, platform=platform)
+    if not variant.added_packages:
+        return [f"lock drift: variant '{variant.name}' on {platform} ({shown}): a lock of added packages the matrix "
+                f"no longer declares: run `{command}`"] if path.is_file() else []
+    changes = added_drift(expected=added_spec(variant=variant, platform=platform, main_text=main_text),
+                          text=lock_text(path, command=command))
+    if changes:
+        return [f"lock drift: variant '{variant.name}' on {platform} ({shown}): {'; '.join(changes)}: run `{command}`"]
+    print(f"{variant.name} on {platform}: {shown} matches the matrix", file=out)
+    return []
 
 
 def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) -> str:
@@ -343,7 +515,7 @@ def unfit_lock(*, matrix: Matrix, variant: Variant, platform: Platform = AMD64) 
     # platform, torch and indexes installs the very same files from it.
     changes = drift(expected=replace(expected, variant=found.variant) if found else expected, text=text)
     if not changes:
-        return ""
+        return unfit_added_lock(matrix=matrix, variant=variant, platform=platform, main_text=text)
     root = matrix.folder
     cause = f"the lock {_shown(path, root=root)} does not fit variant '{variant.name}' on {platform} " \
             f"({'; '.join(changes)})"
@@ -364,6 +536,21 @@ def missing_lock(*, matrix: Matrix, plan: BuildPlan, platform: Platform) -> str:
     return NO_LOCK.line(variant=plan.variant.name, platform=platform,
                         path=_shown(matrix.lock_file(plan.variant, platform), root=matrix.folder),
                         command=regenerate_command(matrix=matrix, variant=plan.variant, platform=platform))
+
+
+def unfit_added_lock(*, matrix: Matrix, variant: Variant, platform: Platform, main_text: str) -> str:
+    """Why the lock of the variant's added packages cannot build it over the main lock `main_text` ('' when it can, or
+    when the variant adds none)."""
+    if not variant.added_packages:
+        return ""
+    path = matrix.added_lock_file(variant, platform)
+    command = regenerate_command(matrix=matrix, variant=variant, platform=platform)
+    changes = added_drift(expected=added_spec(variant=variant, platform=platform, main_text=main_text),
+                          text=lock_text(path, command=command))
+    if not changes:
+        return ""
+    return (f"the lock of the added packages {_shown(path, root=matrix.folder)} does not fit variant "
+            f"'{variant.name}' on {platform} ({'; '.join(changes)}): run `{command}`")
 
 
 def require_fitting_locks(matrix: Matrix, plans: list[BuildPlan]) -> None:

@@ -18,7 +18,8 @@ from torchdev.files import input_file
 from torchdev.grammar import (TAG_RE, has_userinfo, reference_problem, repository_problem, requirement_problem, tag_problem,
                               url_problem, version_problem, without_userinfo)
 from torchdev.platforms import AMD64, KNOWN, Platform
-from torchdev.yamlsource import Origin, SourcedDict, SourcedList, deep_merge, key_origins, load_yaml, yaml_kind
+from torchdev.yamlsource import (Origin, SourcedDict, SourcedList, deep_merge, key_origins, load_yaml, parse_yaml,
+                                 yaml_kind)
 
 DEFAULT_INDEX = "default"
 """An `index` of "default" means pip's own default index (or PIP_INDEX_URL on the build host's side)."""
@@ -75,6 +76,10 @@ class Variant:
     apt_snapshot: str = ""  # apt sees its archives as they were at this UTC time (YYYYMMDDTHHMMSSZ); "" means live
     platforms: tuple[Platform, ...] = (AMD64,)
     """What the variant can be built for; a build makes the engine's own one of them unless told otherwise."""
+    added_packages: tuple[str, ...] = ()
+    """Packages added on top of the locked ones, name==version (`./dev capture` writes them from what people
+    installed in a container): a small lock of their own (added_lock_path_for), installed in a step after torch's
+    layer, so adding one rebuilds only that step."""
 
     @property
     def torch_minor(self) -> str:
@@ -88,8 +93,18 @@ class Variant:
         """linux/amd64's lock keeps the plain name (locks/cpu.txt); another platform's adds it: cpu.linux-arm64.txt."""
         if platform == AMD64:
             return self.lock_path
-        stem, dot, suffix = self.lock_path.rpartition(".")
-        return f"{stem}.{platform.slug}.{suffix}" if dot and "/" not in suffix else f"{self.lock_path}.{platform.slug}"
+        return _with_part(self.lock_path, platform.slug)
+
+    def added_lock_path_for(self, platform: Platform) -> str:
+        """The lock of the added packages, beside the platform's lock: locks/cu117.added.txt,
+        overlays/local-debian/cpu.lock.linux-arm64.added.txt."""
+        return _with_part(self.lock_path_for(platform), "added")
+
+
+def _with_part(path: str, part: str) -> str:
+    """`part` before the file's suffix: locks/cpu.txt -> locks/cpu.<part>.txt (after the name when it has none)."""
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}.{part}.{suffix}" if dot and "/" not in suffix else f"{path}.{part}"
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,10 @@ class Matrix:
     def lock_file(self, variant: Variant, platform: Platform = AMD64) -> Path:
         """Where the variant's lock for `platform` lives (Variant.lock_path_for), relative to images.yaml."""
         return self.folder / variant.lock_path_for(platform)
+
+    def added_lock_file(self, variant: Variant, platform: Platform = AMD64) -> Path:
+        """Where the lock of the variant's added packages for `platform` lives (Variant.added_lock_path_for)."""
+        return self.folder / variant.added_lock_path_for(platform)
 
     def flavour(self, name: str) -> Flavour:
         for flavour in self.flavours:
@@ -438,7 +457,8 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
         problems.add(parent, name, NOT_A_MAPPING, context=context, what="a mapping of fields",
                      kind=_type_name(fields), fix=f"write the variant's {', '.join(sorted(VARIANT_REQUIRED))} under it")
         return None
-    _check_keys(fields, required=VARIANT_REQUIRED, optional={"lock", "digest", "apt_snapshot", "platforms"},
+    _check_keys(fields, required=VARIANT_REQUIRED,
+                optional={"lock", "digest", "apt_snapshot", "platforms", "added_packages"},
                 problems=problems, context=context)
     if VARIANT_REQUIRED - set(fields):
         return None
@@ -460,6 +480,9 @@ def _read_variant(name: str, fields: Any, parent: SourcedDict, problems: _Proble
                        fix="copy the digest `./dev verify-repro` prints") if "digest" in fields else "",
         apt_snapshot=_apt_snapshot(fields, problems, context),
         platforms=_platforms(fields, problems, context),
+        added_packages=_string_list(fields, "added_packages", problems, context=context, check=_pinned_problem,
+                                    fix="write name==version, one requirement per item (./dev capture writes them)")
+        if fields.get("added_packages") is not None else (),
         **text,
     )
     _check_companions(variant, fields, problems, context)
@@ -793,6 +816,14 @@ def load_sources(matrix_path: Path, *, overlay: str | None = None,
     if extra is None:
         return data, (matrix_path,)
     return deep_merge(data, load_yaml(extra)), (matrix_path, extra)
+
+
+def with_text(matrix: Matrix, *, source: Path, text: str) -> Matrix:
+    """The matrix as it would be were its `source` (images.yaml or the overlay) `text`: checked before that file is
+    written."""
+    parts = [parse_yaml(path, text) if path == source else load_yaml(path) for path in matrix.sources]
+    data = parts[0] if len(parts) == 1 else deep_merge(parts[0], parts[1])
+    return parse_matrix(data, sources=matrix.sources)
 
 
 def load_matrix(matrix_path: Path, *, overlay: str | None = None, environ: Mapping[str, str] | None = None) -> Matrix:

@@ -94,6 +94,9 @@ class BuildPlan:
     logins: tuple[Login, ...] = ()
     """The logins pip (and devel's CUDA toolchain download) get, for the hosts they talk to: staged as the netrc secret
     for the build alone (torchdev.credentials); never a build arg, a label or part of {inputs}."""
+    added_locks: tuple[LockInput, ...] = ()
+    """The locks of the variant's added packages (images.yaml: a variant's added_packages), one per platform: the
+    build's `added` context, apart from `lock` so that a change to them leaves torch's layer cached."""
 
     @property
     def primary_reference(self) -> str:
@@ -114,19 +117,22 @@ class BuildPlan:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
+    def build_request(self, *, metadata_file: Path, lock_context: Path, added_context: Path, no_cache: bool = False,
                       netrc: Path | None = None) -> BuildRequest:
         """What to ask the engine to build; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); `netrc` the file the
-        plan's logins were staged in (credentials.write_netrc), passed as the secret netrc.
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing), `added_context` one
+        holding the locks of its added packages so (or nothing): two contexts, because a RUN step that mounts a
+        context is rebuilt whenever anything in it changes, and the step that installs torch mounts the first.
+        `netrc` is the file the plan's logins were staged in (credentials.write_netrc), passed as the secret netrc.
         """
         secrets = {secret.id: secret.source for secret in self.secrets}
         return BuildRequest(
             context=self.context, dockerfile=self.dockerfile, target=self.target,
             platforms=tuple(map(str, self.platforms)), output=ENGINE_OUTPUT, metadata_file=metadata_file,
             build_args=dict(self.build_args), labels=dict(self.labels),
-            secrets={**secrets, **({NETRC_SECRET: netrc} if netrc else {})}, contexts={"lock": lock_context},
+            secrets={**secrets, **({NETRC_SECRET: netrc} if netrc else {})},
+            contexts={"lock": lock_context, "added": added_context},
             no_cache=no_cache)
 
 
@@ -199,7 +205,8 @@ def uncovered_archives(*, matrix: Matrix, variant: Variant, platform: Platform, 
 
 
 def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, locks: tuple[LockInput, ...],
-               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME), unlocked: bool = False) -> dict[str, str]:
+               uid: int, gid: int, flavour: Flavour = Flavour(RUNTIME), unlocked: bool = False,
+               added_locks: tuple[LockInput, ...] = ()) -> dict[str, str]:
     """Dockerfile build args for a variant ("default" indexes become empty: pip's own default). UNLOCKED=1 only
     when the build was asked for --unlocked (`unlocked`) and has no lock: a locked build is the same with or
     without the flag."""
@@ -217,6 +224,8 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
         "LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in locks),
+        "ADDED_PACKAGES": " ".join(variant.added_packages),
+        "ADDED_LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in added_locks),
         "RUNTIME_LEAVES_OUT": " ".join(runtime_leaves_out(matrix)),
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
@@ -292,7 +301,7 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
               locks: tuple[LockInput, ...] = (), environ: dict[str, str] | None = None, uid: int = 1000,
               gid: int = 1000, context_digest: str = "", flavour: Flavour = Flavour(RUNTIME),
               platforms: tuple[Platform, ...] = (AMD64,), logins: tuple[Login, ...] = (),
-              unlocked: bool = False) -> BuildPlan:
+              unlocked: bool = False, added_locks: tuple[LockInput, ...] = ()) -> BuildPlan:
     """Assemble the plan for one variant in one flavour for its platforms; reads no files and runs nothing
     (`context_digest` is the hash of the build context's files, and `logins` every login found for the matrix's
     hosts, read at the edge; the plan keeps those for its own hosts). `unlocked`: the user chose --unlocked, which
@@ -304,8 +313,9 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
             raise joined([uncovered])  # UNCOVERED_ARCHIVE's line
     locks = tuple(lock for lock in locks if lock.platform in platforms)
     unpinned = unlocked and any(platform not in {lock.platform for lock in locks} for platform in platforms)
+    added_locks = tuple(lock for lock in added_locks if lock.platform in platforms) if variant.added_packages else ()
     args = build_args(matrix=matrix, variant=variant, provenance=provenance, locks=locks, uid=uid, gid=gid,
-                      flavour=flavour, unlocked=unpinned)
+                      flavour=flavour, unlocked=unpinned, added_locks=added_locks)
     labels = image_labels(variant=variant, provenance=provenance, flavour=flavour)
     stamp = replace(provenance.stamp, inputs=inputs_digest(args=args, labels=labels, context_digest=context_digest))
     tags = image_tags(settings=matrix.image, variant=variant, stamp=stamp, flavour=flavour)
@@ -324,12 +334,14 @@ def make_plan(*, matrix: Matrix, variant: Variant, provenance: Provenance, docke
         platforms=platforms,
         logins=tuple(login for login in logins if login.host in login_hosts(matrix=matrix, variant=variant,
                                                                              flavour=flavour)),
+        added_locks=added_locks,
     )
 
 
 def dry_run_request(plan: BuildPlan) -> BuildRequest:
     """The plan's request with placeholders for the paths a real build makes in a scratch folder."""
     return plan.build_request(metadata_file=Path("<metadata-file>"), lock_context=Path("<folder with the lock>"),
+                              added_context=Path("<folder with the added packages' lock>"),
                               netrc=Path("<netrc with the logins above>") if plan.logins else None)
 
 
@@ -353,6 +365,8 @@ def describe_plan(plan: BuildPlan) -> str:
                                                    f"a build is refused (`./dev lock --variant {plan.variant.name}`, "
                                                    "or --unlocked)")
               for platform in plan.platforms if platform not in {lock.platform for lock in plan.locks}]
+    lines += [f"  added packages' lock for {lock.platform}: {lock.path} (sha256 {lock.sha256[:12]}), installed after "
+              "torch's layer" for lock in plan.added_locks]
     lines.append("  command:")
     lines.append("    " + shlex.join(buildx_command(dry_run_request(plan))))
     return "\n".join(lines)

@@ -22,7 +22,8 @@ from torchdev.grammar import without_userinfo
 from torchdev.images import BuiltImage
 from torchdev.plan import BuildPlan, describe_plan
 from torchdev.push import PushResult, PushStatus
-from torchdev.results import (Attestation, BaseExists, BuildReport, DoctorReport, DryRun, Exited, ImageList,
+from torchdev.results import (Attestation, BaseExists, BuildReport, CaptureReport, DoctorReport, DryRun, Exited,
+                              ImageList,
                               ImageManifest, JobDockerfile, JobManifests, LockReport, MatrixView, MirroredBases,
                               PinReport, PushReport, ReproReport, SavedArchives, SmokeReport, Verification)
 from torchdev.smoke import SuiteRun, SuiteStatus
@@ -365,3 +366,27 @@ def _job_manifests(result: JobManifests) -> Presentation:
 
 def wrote_policy(path: Path | None) -> tuple[str, ...]:
     return (f"wrote {path}",) if path else ()
+
+
+# --- ./dev capture ------------------------------------------------------------------------------------------------
+
+@present.register
+def _capture(result: CaptureReport) -> Presentation:
+    target = result.target
+    state = "running" if target.running else "stopped"
+    head = f"{target.name} ({state}; {target.variant}, {target.flavour} image {target.image_id[:19]})"
+    if not result.additions:
+        return Presentation(out=(f"{head}: its users added no package beyond the image",))
+    rows = [(a.name, a.version, a.site, f"from {a.url}" if a.url else "") for a in result.additions]
+    lines = [f"{head}: added beyond the image", render_table(["package", "version", "site-packages", "note"], rows)]
+    if result.declared is None:
+        lines.append(f"\nTo take them into the image: ./dev capture --container {target.name} --write "
+                     "(declares them, locks them, builds)")
+        return Presentation(out=tuple(lines))
+    lines.append(f"\ndeclared in {result.file}: variants.{target.variant}.added_packages: "
+                 f"{', '.join(result.declared)}")
+    lines += [f"locked: {path}" for path in result.locks] or ["locked: nothing (the variant has no lock: the build "
+                                                              "resolves them)"]
+    lines += [f"left out: {requirement}: {why}" for requirement, why in result.left_out]
+    builds_shown = _builds(BuildReport(result.builds))
+    return Presentation(out=(*lines, *builds_shown.out), err=builds_shown.err, status=builds_shown.status)

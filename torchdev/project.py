@@ -3,7 +3,7 @@ platforms it names, and their build plans. Pure: what plans are made from beyond
 hashes, the host's platform) is read once at the edge (torchdev.checkout) and handed in as PlanInputs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -73,6 +73,8 @@ class PlanInputs:
     """The environment the build runs in (its CA bundle variables become secrets)."""
     logins: tuple[Login, ...] = ()
     """The logins found for the matrix's index hosts (torchdev.credentials.pip_logins); each plan keeps its own."""
+    added_locks: Mapping[str, tuple[LockInput, ...]] = field(default_factory=dict)
+    """Variant name -> the locks of its added packages that exist, one per platform, with their hashes."""
 
 
 NO_IMAGE_NAMED = Problem("say which image", "--variant NAME (one of {known}) or --all", UsageError, USAGE)
@@ -126,5 +128,5 @@ def plans_for(matrix: Matrix, variants: list[Variant], flavours: list[Flavour] |
                       locks=inputs.locks.get(v.name, ()), environ=dict(inputs.environ),
                       context_digest=inputs.context_digest, flavour=flavour,
                       platforms=select_platforms(v, platform=platform, native=inputs.native), logins=inputs.logins,
-                      unlocked=unlocked)
+                      unlocked=unlocked, added_locks=inputs.added_locks.get(v.name, ()))
             for v in variants for flavour in chosen]

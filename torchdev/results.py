@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torchdev.bases import PinResult
 from torchdev.build import BuildResult
+from torchdev.capture import Addition, Target
 from torchdev.doctor import CheckResult
 from torchdev.images import BuiltImage
 from torchdev.matrix import Matrix
@@ -187,3 +188,18 @@ class Exited:
     """A program that ran attached to the terminal and said what it had to (compose, make-base.sh): its status."""
 
     status: int
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """`./dev capture`: the container read and what its users added beyond its image; with --write, the variant's
+    added packages now (`declared`), the file that declares them, the locks written, the additions left out (with
+    why), and the builds that ran."""
+
+    target: Target
+    additions: tuple[Addition, ...]
+    declared: tuple[str, ...] | None = None
+    file: Path | None = None
+    locks: tuple[Path, ...] = ()
+    left_out: tuple[tuple[str, str], ...] = ()
+    builds: tuple[BuildResult, ...] = ()

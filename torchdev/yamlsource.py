@@ -277,7 +277,12 @@ def load_yaml(path: Path) -> SourcedDict:
         data_bytes = path.read_bytes()
     except OSError as error:
         raise UNREADABLE(path=path, reason=error.strerror or str(error)) from None
-    text = decode(path, data_bytes)
+    return parse_yaml(path, decode(path, data_bytes))
+
+
+def parse_yaml(path: Path, text: str) -> SourcedDict:
+    """`text` parsed as the content of `path` (what load_yaml reads there; a file about to be written, checked
+    before it is)."""
     try:
         data = yaml.load(text, Loader=_loader_for(str(path)))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:

@@ -17,6 +17,9 @@ Checks, all sharing one deadline (the rendezvous timeout):
   so a peer that never arrives is named here;
 - /dev/shm holds at least 1 GiB when this node runs more than one process;
 - NCCL, when it will carry traffic between nodes, would not pick a loopback or docker bridge interface.
+Then, said as warnings and never stopping the node, what every torchdev container is checked for when it starts
+(smoke/startup_checks.py, beside train/): /dev/shm for the DataLoader workers too, locked memory for NCCL, torch's
+kernels for these GPUs, the driver.
 
 The timeout is --rdzv-conf join_timeout (c10d) or timeout (static), else 600 s, c10d's own default;
 TORCHDEV_RDZV_TIMEOUT overrides it. TORCHDEV_PREFLIGHT=0 skips every check. Only the standard library is used, so
@@ -56,9 +59,6 @@ DEFAULT_TIMEOUT_S = 600.0  # c10d's default join_timeout (torchrun's static back
 DEFAULT_PORTS = {"c10d": 29400, "etcd": 2379, "etcd-v2": 2379}  # parse_rendezvous_endpoint's default_port per backend
 RETRY_INTERVAL_S = 1.0
 SHM = "/dev/shm"
-SHM_FIX = ("docker run --shm-size=8g, compose `shm_size: 8gb` (torchdev's compose files and Slurm script: "
-           "TORCHDEV_SHM_SIZE=8g), Kubernetes an emptyDir with medium: Memory mounted at /dev/shm")
-
 
 class PreflightUsage(ValueError):
     """A command line that torchrun (or the preflight) would refuse."""
@@ -371,17 +371,39 @@ def local_processes(nproc_per_node: str, gpus: int, cpus: int) -> int:
         return {"cpu": cpus, "gpu": gpus, "auto": gpus or cpus}.get(nproc_per_node, 1)
 
 
+def startup_checks():
+    """smoke/startup_checks.py, the rules every torchdev container is checked by when it starts, beside train/ (this
+    checkout's, or the job image's /workspace/smoke): as `smoke.startup_checks` where the checkout's root is on
+    sys.path (the host's tests), else from its folder. Imported when first needed, so reading a command line (all
+    tests/integration/test_torchrun_model.py mounts) needs only this file."""
+    try:
+        from smoke import startup_checks as checks
+    except ImportError:
+        folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "smoke")
+        if folder not in sys.path:
+            sys.path.append(folder)
+        import startup_checks as checks
+    return checks
+
+
 def shm_problem(size: int | None, processes: int) -> str:
     """Several processes on one node pass tensors through /dev/shm (NCCL's shared-memory transport, DataLoader
-    workers); Docker's 64 MB default fails them midway with a bus error or 'unhandled system error'."""
-    if processes <= 1:
-        return ""
-    if size is None:
-        return f"{SHM} does not exist and this node runs {processes} processes: mount a tmpfs there ({SHM_FIX})"
-    if size < GIB:
-        return (f"{SHM} is {size / 2**20:.0f} MiB, below 1 GiB, and this node runs {processes} processes, which "
-                f"exchange data through it and crash when it fills: give it more ({SHM_FIX})")
-    return ""
+    workers); Docker's 64 MB default fails them midway with a bus error or 'unhandled system error'. The containers'
+    rule (smoke/startup_checks.py) for the processes alone: the preflight stops the node on it."""
+    return startup_checks().shm_problem(size, processes=processes, workers=0)
+
+
+def advice(launch: Launch, env: Mapping[str, str], processes: int) -> list[str]:
+    """What every container is checked for when it starts (smoke/startup_checks.py): /dev/shm for the DataLoader
+    workers too, locked memory for NCCL, torch's kernels for these GPUs, the driver. Said, never blocking."""
+    checks = startup_checks()
+    architectures, cuda = checks.image_declares()
+    facts = checks.Facts(shm=shm_bytes(), memlock=checks.memlock_limit(),
+                         gpus=tuple(checks.query_gpus()), architectures=architectures, cuda=cuda,
+                         constraint=env.get("NVIDIA_REQUIRE_CUDA", ""), processes=processes,
+                         workers=checks.default_workers(dict(env), os.cpu_count() or 1),
+                         nodes=launch.max_nodes if launch.multi_node else 1)
+    return checks.problems(facts)
 
 
 def is_rendezvous_host(launch: Launch, host_addresses: Iterable[str], names: Iterable[str],
@@ -562,11 +584,13 @@ def network_problem(launch: Launch, peers: Sequence[str], limit: float, env: Map
     return ""
 
 
+def node_processes(launch: Launch, env: Mapping[str, str]) -> int:
+    return local_processes(launch.nproc_per_node, gpu_count(env, nvidia_device_files()), os.cpu_count() or 1)
+
+
 def local_problems(launch: Launch, env: Mapping[str, str]) -> list[str]:
     """What this node alone can tell: /dev/shm for the processes it will run."""
-    gpus = gpu_count(env, nvidia_device_files())
-    processes = local_processes(launch.nproc_per_node, gpus, os.cpu_count() or 1)
-    return [problem for problem in [shm_problem(shm_bytes(), processes)] if problem]
+    return [problem for problem in [shm_problem(shm_bytes(), node_processes(launch, env))] if problem]
 
 
 # --- the command -------------------------------------------------------------------------------------------------
@@ -604,6 +628,9 @@ def preflight(argv: Sequence[str], env: Mapping[str, str], clock: Clock = Clock(
         say(str(error))
         return 2, []
     problems = local_problems(launch, env)
+    if not problems:
+        for line in advice(launch, env, node_processes(launch, env)):
+            say(f"warning: {line}")
     if not problems and (launch.multi_node or peers):
         problems = [problem for problem in [network_problem(launch, peers, limit, env, clock)] if problem]
     for problem in problems:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, TextIO
 
 from tests.helpers.oci_archive import loaded_image, multi_platform_archive
-from torchdev.engine import BuildRequest, ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult, RunStatus
+from torchdev.engine import (BuildRequest, ContainerInfo, ContainerSpec, EngineError, ImageInfo, ImageSizes, RunResult,
+                             RunStatus)
 
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
 
@@ -62,6 +63,8 @@ class FakeEngine:
         self.runs: dict[str, RunScript] = {}
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
+        self.made: dict[str, ContainerInfo] = {}
+        """Containers that exist (running or stopped), by ID; `container` also finds them by name."""
         self.compose_calls: list[tuple[str, ...]] = []
         self.swept = 0
         """How often the runner's sweep after an interrupt asked for this command's containers to be removed."""
@@ -197,6 +200,23 @@ class FakeEngine:
             return ()
         held = self.platforms.get(image_id, ("linux/amd64",))
         return tuple(platform for platform in candidates if platform in held)
+
+    def add_container(self, name: str, image_id: str, *, running: bool = True, labels: dict[str, str] | None = None,
+                      user: str = "") -> ContainerInfo:
+        """A container of `image_id` (its labels with `labels` over them), as the engine would list it."""
+        container = ContainerInfo(id=f"{len(self.made) + 1:064x}", name=name, image_id=image_id,
+                                  labels={**self.labels.get(image_id, {}), **(labels or {})}, running=running,
+                                  user=user)
+        self.made[container.id] = container
+        return container
+
+    def container(self, reference: str) -> ContainerInfo | None:
+        return next((c for c in self.made.values() if reference in (c.id, c.name) or
+                     (len(reference) >= 12 and c.id.startswith(reference))), None)
+
+    def containers(self, *, label: str) -> list[ContainerInfo]:
+        key, equals, value = label.partition("=")
+        return [c for c in self.made.values() if key in c.labels and (not equals or c.labels[key] == value)]
 
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult:
         self.ran.append(spec)

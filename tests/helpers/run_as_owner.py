@@ -20,8 +20,9 @@ STANDINS = {
 
 
 def run_as_owner(tmp_path: Path, *command: str, owner: tuple[int, int], uid: int = 0,
-                 run_as: str | None = None) -> subprocess.CompletedProcess:
-    """The script with /workspace owned by `owner` (uid, gid), started as `uid`, TORCHDEV_RUN_AS `run_as`."""
+                 run_as: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
+    """The script with /workspace owned by `owner` (uid, gid), started as `uid`, TORCHDEV_RUN_AS `run_as`, HOME
+    `home` (tmp_path/home by default: never the image's /home/owners on this host)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, body in STANDINS.items():
@@ -29,7 +30,7 @@ def run_as_owner(tmp_path: Path, *command: str, owner: tuple[int, int], uid: int
         (bin_dir / name).chmod(0o755)
     env = {key: value for key, value in os.environ.items() if key != "TORCHDEV_RUN_AS"}
     env.update(PATH=f"{bin_dir}:{env['PATH']}", STUB_OWNER_UID=str(owner[0]), STUB_OWNER_GID=str(owner[1]),
-               STUB_SELF_UID=str(uid), HOME_OVERRIDE=str(tmp_path / "home"))
+               STUB_SELF_UID=str(uid), HOME_OVERRIDE=str(home or tmp_path / "home"))
     if run_as is not None:
         env["TORCHDEV_RUN_AS"] = run_as
     return subprocess.run(["sh", str(SCRIPT), *command], env=env, capture_output=True, text=True, timeout=30,

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.cli import ROOT
 from tests.helpers.variants import TEST_REPOSITORY, TEST_VARIANT
+from tests.helpers.wheels import download_wheel
 
 WORKSPACE_OWNER = 4242
 """Not root and not the image's 1000: files owned by it can only come from the run-as-owner entrypoint."""
@@ -39,28 +40,43 @@ def copy_project(tmp_path: Path, owner: int, mode: int = 0o755) -> Path:
     return workspace
 
 
+def remove_project(docker_client, workspace: Path, name: str) -> None:
+    """What compose made for the project: its containers and networks (`down`), and its home volumes, whichever
+    variant named them (compose labels them with the project)."""
+    compose(workspace, name, "down", "--remove-orphans", check=False)
+    for volume in docker_client.volumes.list(filters={"label": f"com.docker.compose.project={name}"}):
+        volume.remove(force=True)
+    assert not docker_client.volumes.list(filters={"label": f"com.docker.compose.project={name}"})
+
+
 @pytest.fixture()
-def project(built_image, tmp_path):
+def project(built_image, tmp_path, docker_client):
     """A copy of what compose needs, owned by a non-root 'host user', so ownership is really tested."""
     workspace = copy_project(tmp_path, WORKSPACE_OWNER)
     name = f"torchdev-test-{uuid.uuid4().hex[:8]}"
     yield workspace, name
-    compose(workspace, name, "down", "--remove-orphans", check=False)
+    remove_project(docker_client, workspace, name)
 
 
 @pytest.fixture()
-def root_owned_project(built_image, tmp_path):
+def root_owned_project(built_image, tmp_path, docker_client):
     """The same, owned by root (a checkout made with sudo, a CI runner's, a Docker Desktop mount), and writable by
     everyone as Docker Desktop's mounts and many runners' work folders are, so the trainer can write its run."""
     workspace = copy_project(tmp_path, 0, mode=0o777)
     name = f"torchdev-test-{uuid.uuid4().hex[:8]}"
     yield workspace, name
-    compose(workspace, name, "down", "--remove-orphans", check=False)
+    remove_project(docker_client, workspace, name)
+
+
+def project_env(project_name: str, variant: str = TEST_VARIANT) -> dict[str, str]:
+    """The test image, and a home volume of the project's own (never a user's torchdev-compose-home-<variant>)."""
+    return {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": TEST_REPOSITORY,
+            "TORCHDEV_HOME_VOLUME": f"{project_name}-home"}
 
 
 def compose(workspace: Path, project_name: str, *args: str, check: bool = True, timeout: float = 300,
             variant: str = TEST_VARIANT, **variables: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": TEST_REPOSITORY, **variables}
+    env = {**project_env(project_name, variant), **variables}
     result = subprocess.run(["docker", "compose", "--project-name", project_name, *args], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=timeout, check=False)
     assert not check or result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -120,7 +136,7 @@ def test_root_runs_the_command_only_when_asked_for_by_name(root_owned_project):
 def test_sigterm_stops_training_cleanly_with_a_loadable_checkpoint(project):
     workspace, name = project
     container = f"{name}-train-sigterm"
-    env = {**os.environ, "VARIANT": TEST_VARIANT, "TORCHDEV_REPOSITORY": TEST_REPOSITORY}
+    env = project_env(name)
     process = subprocess.Popen(["docker", "compose", "--project-name", name, "run", "--rm", "--name", container,
                                 "train", "--task", "cnn", "--epochs", "500"], cwd=workspace, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -139,6 +155,37 @@ def test_sigterm_stops_training_cleanly_with_a_loadable_checkpoint(project):
     check = compose(workspace, name, "run", "--rm", "--entrypoint", "python", "train", "-c",
                     "import torch; c = torch.load('runs/cnn/checkpoint.pt'); print(c['epoch'])")
     assert int(check.stdout.strip().splitlines()[-1]) >= 1
+
+
+RUN_AS_OWNER = ("--entrypoint", "sh /workspace/docker/run-as-owner.sh")
+
+
+def test_a_users_pip_install_lasts_in_the_home_volume_behind_the_images_packages(project):
+    """HOME is /home/owners/UID in the project's home volume: what the workspace's owner pip-installs there is
+    importable in the next `run`, from ~/.local, while torch still comes from the image."""
+    workspace, name = project
+    download_wheel(workspace / "wheels", "einops==0.8.1")
+    installed = compose(workspace, name, "run", "--rm", *RUN_AS_OWNER, "train", "sh", "-c",
+                        'echo "HOME=$HOME"; python -m pip install --no-index --find-links /workspace/wheels '
+                        "einops==0.8.1")
+    assert f"HOME=/home/owners/{WORKSPACE_OWNER}" in installed.stdout, installed.stdout
+    assert "cannot be made" not in installed.stderr, "the volume is open to every user, as the image's folder"
+    later = compose(workspace, name, "run", "--rm", *RUN_AS_OWNER, "train", "python", "-c",
+                    "import einops, torch; print(einops.__file__); print(torch.__file__)")
+    einops_file, torch_file = later.stdout.split()[-2:]
+    assert einops_file.startswith(f"/home/owners/{WORKSPACE_OWNER}/.local/lib/python3.11/site-packages/einops/")
+    assert torch_file.startswith("/opt/venv/lib/python3.11/site-packages/torch/")
+
+
+def test_the_startup_checks_say_nothing_when_all_is_well_and_never_stop_the_command(project):
+    workspace, name = project
+    quiet = compose(workspace, name, "run", "--rm", *RUN_AS_OWNER, "train", "echo", "ran")
+    assert quiet.stdout.split()[-1] == "ran" and "torchdev check" not in quiet.stderr, quiet.stderr
+    small = compose(workspace, name, "run", "--rm", *RUN_AS_OWNER, "train", "echo", "ran", TORCHDEV_SHM_SIZE="64m")
+    assert small.stdout.split()[-1] == "ran", "a problem is said, and the command runs all the same"
+    [line] = [line for line in small.stderr.splitlines() if line.startswith("torchdev check:")]
+    assert line.startswith("torchdev check: /dev/shm is 64 MiB and this container runs 1 process with ")
+    assert "TORCHDEV_SHM_SIZE=8g" in line
 
 
 def test_help_works_through_compose(project):

@@ -18,9 +18,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers.cli import ROOT
+from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.devcontainer import devcontainer_cli, make_devcontainer, remove_everything
+from tests.helpers.variants import TEST_REPOSITORY
+from tests.helpers.wheels import download_wheel, make_wheel
 
 VARIANTS = ("cpu", "cu117", "cu118")
 SUMMARY = "torchdev env: user torchdev uid {uid} | python "
@@ -122,3 +125,100 @@ def test_up_gives_a_non_root_user_owning_the_workspace_and_the_smoke_suite_passe
     assert smoke.returncode == 0, smoke.stdout[-5000:] + smoke.stderr[-3000:]
     assert " passed" in smoke.stdout and " failed" not in smoke.stdout
     assert "no expectation given" not in smoke.stdout, smoke.stdout[-3000:]
+
+
+def capture_overlay(folder: Path, test_overlay: Path, repository: str) -> Path:
+    """The session's overlay with a repository of the test's own (the rebuilt images do not move the session's
+    tags) and cu117's lock copied out of the checkout, so that the lock of the added packages is written beside the
+    copy, never into overlays/. The same lock bytes: torch's layer comes from the build cache."""
+    lock = folder / "cu117.lock.txt"
+    shutil.copy(ROOT / "overlays" / "local-debian" / "cu117.lock.txt", lock)
+    data = yaml.safe_load(test_overlay.read_text())
+    data["variants"]["cu117"]["lock"] = str(lock)
+    data["image"]["repository"] = repository
+    path = folder / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("devcontainer", ["cu117"], indirect=True)
+def test_packages_the_user_adds_persist_cannot_replace_the_images_and_flow_back_into_it(
+        devcontainer, docker_client, built_devel_image, test_overlay, tracked_tags, tmp_path):
+    """The flow of .devcontainer/README.md: `pip install` as the remote user lands in the home volume, behind the
+    image's torch; a constraint refuses torch 2.1.0 and a package that needs numpy 2; the package survives the
+    container's removal; git works on a /workspace another UID owns; `./dev capture --write` makes an image that has
+    it, rebuilding only the images' last layer, and the smoke suite passes in it."""
+    wheels = devcontainer.workspace / "wheels"
+    download_wheel(wheels, "einops==0.8.1")
+    make_wheel(wheels, "torch", "2.1.0")        # what an index offers: a candidate for pip to refuse
+    make_wheel(wheels, "numpy", "2.0.0")
+    make_wheel(wheels, "needs-numpy2", "1.0", requires=("numpy>=2",))
+    for path in [wheels, *wheels.iterdir()]:
+        os.chown(path, devcontainer.uid, devcontainer.uid)
+    outcome, _ = devcontainer.up()
+    pip = ("python", "-m", "pip", "install", "--no-index", "--find-links", "/workspace/wheels")
+
+    added = devcontainer.exec(*pip, "einops==0.8.1")
+    assert added.returncode == 0, added.stdout[-3000:] + added.stderr[-3000:]
+    assert "Defaulting to user installation because normal site-packages is not writeable" in added.stdout
+    where = devcontainer.exec("python", "-c", "import einops, torch; print(einops.__file__); print(torch.__file__)")
+    assert where.returncode == 0, where.stderr[-2000:]
+    einops_file, torch_file = where.stdout.split()
+    assert einops_file.startswith("/home/torchdev/.local/lib/python3.11/site-packages/einops/")
+    assert torch_file.startswith("/opt/venv/lib/python3.11/site-packages/torch/")
+
+    for requirement, locked in (("torch==2.1.0", "torch==2.0.1"), ("needs-numpy2==1.0", "numpy==1.26.4")):
+        refused = devcontainer.exec(*pip, requirement)
+        said = [line for line in (refused.stdout + refused.stderr).splitlines() if line.strip()]
+        assert refused.returncode != 0 and any(locked in line for line in said), said
+        assert len(said) <= 12, f"a few lines, not {len(said)}:\n" + "\n".join(said)
+    kept = devcontainer.exec("python", "-c", "import torch, numpy; print(torch.__version__, numpy.__version__)")
+    assert kept.stdout.split() == ["2.0.1", "1.26.4"], kept.stdout + kept.stderr
+
+    # git on a /workspace that belongs to another UID than the container user's (Docker Desktop's case)
+    host_git = ["git", "-c", "safe.directory=*", "-C", str(devcontainer.workspace)]
+    subprocess.run([*host_git, "init", "-q"], check=True, timeout=60)
+    subprocess.run([*host_git, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "--allow-empty",
+                    "-m", "first"], check=True, timeout=60)
+    for path in [devcontainer.workspace, *(devcontainer.workspace / ".git").rglob("*"),
+                 devcontainer.workspace / ".git"]:
+        os.chown(path, devcontainer.uid + 1, devcontainer.uid + 1, follow_symlinks=False)
+    for command in (("git", "status", "--short"), ("git", "log", "--oneline")):
+        result = devcontainer.exec("git", "-C", "/workspace", *command[1:])
+        assert result.returncode == 0, result.stderr
+    assert devcontainer.exec("git", "-C", "/workspace", "log", "--format=%s").stdout.strip() == "first"
+
+    # the container goes (a rebuild), the home volume stays: the package is there in the next one
+    docker_client.containers.get(outcome["containerId"]).remove(force=True)
+    again, _ = devcontainer.up()
+    assert again["containerId"] != outcome["containerId"]
+    still = devcontainer.exec("python", "-c", "import einops; print(einops.__version__)")
+    assert still.stdout.strip() == "0.8.1", still.stdout + still.stderr
+
+    # into the image: declared, locked apart, rebuilt, smoke passing
+    repository = tracked_tags.repository(f"{TEST_REPOSITORY}-capture")
+    overlay = capture_overlay(tmp_path, test_overlay, repository)
+    listed = run_cli("capture", "--container", again["containerId"][:12])
+    assert listed.returncode == 0 and "einops" in listed.stdout and "0.8.1" in listed.stdout, listed.stderr
+    taken = run_cli("capture", "--container", again["containerId"][:12], "--write", "--overlay", str(overlay))
+    assert taken.returncode == 0, taken.stdout[-4000:] + taken.stderr[-2000:]
+    assert yaml.safe_load(overlay.read_text())["variants"]["cu117"]["added_packages"] == ["einops==0.8.1"]
+    assert (tmp_path / "cu117.lock.added.txt").read_text().count("\neinops==0.8.1 \\\n") == 1
+    rebuilt = docker_client.images.get(f"{repository}:cu117-devel")
+    old_layers = docker_client.images.get(built_devel_image.image_id).attrs["RootFS"]["Layers"]
+    new_layers = rebuilt.attrs["RootFS"]["Layers"]
+    assert new_layers[:-1] == old_layers[:-1] and new_layers[-1] != old_layers[-1], "only the last layer is new"
+    inside = docker_client.containers.run(rebuilt.id, ["python", "-c", "import einops; print(einops.__file__)"],
+                                          remove=True, environment={"HOME": "/tmp"}).decode()
+    assert inside.strip().startswith("/opt/venv/lib/python3.11/site-packages/einops/")
+    smoke = run_cli("smoke", "--variant", "cu117", "--flavour", "devel", "--overlay", str(overlay), "--gpus", "none",
+                    "--reports", str(tmp_path / "smoke"))
+    assert smoke.returncode == 0, smoke.stdout[-4000:] + smoke.stderr[-2000:]
+
+    # a fresh start, the one command .devcontainer/README.md gives: the additions go, the image's packages stay
+    fresh = devcontainer.exec("sh", "-c", "python -m pip list --user --format=freeze | xargs -r python -m pip "
+                                          "uninstall -y")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    gone = devcontainer.exec("python", "-c", "import torch, numpy\ntry:\n import einops\nexcept ImportError:\n "
+                                             "print('no einops', torch.__version__)")
+    assert gone.stdout.strip() == "no einops 2.0.1", gone.stdout + gone.stderr

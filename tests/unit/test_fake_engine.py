@@ -179,7 +179,8 @@ PLAIN_SPEC = ContainerSpec("torchdev:cu118", ("true",))
 SPEC_VALUES = {"mounts": (Mount("/src", "/dst"),), "environment": {"A": "1"}, "gpus": GpuDevices(count=-1),
                "limits": (Limit("stack", 1, 1),), "shm_size": "1g", "init": True, "user": "root",
                "entrypoint": ("sh",), "platform": "linux/arm64", "security_options": ("no-new-privileges:true",),
-               "cap_drop": ("ALL",), "cap_add": ("SETUID",)}
+               "cap_drop": ("ALL",), "cap_add": ("SETUID",), "volumes_from": ("a-dev-container",),
+               "network_disabled": True}
 
 
 @pytest.mark.parametrize("name", sorted(SPEC_VALUES))

@@ -109,7 +109,7 @@ def test_devel_tags_end_in_the_flavour_and_runtime_tags_are_unchanged():
 def test_devel_builds_the_devel_stage_with_its_packages_and_nvcc_release_runtime_the_runtime_stage():
     runtime, devel = make_plans(make_variant("cu118"), flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
     for plan, stage in ((runtime, "runtime"), (devel, "devel")):
-        assert plan.build_request(metadata_file=Path("m"), lock_context=Path("l")).target == stage
+        assert plan.build_request(metadata_file=Path("m"), lock_context=Path("l"), added_context=Path("a")).target == stage
     assert "TOOLCHAIN_APT" not in runtime.build_args
     assert devel.build_args["TOOLCHAIN_APT"] == "g++" and devel.build_args["CUDA_RELEASE"] == "11.8.0"
     assert devel.build_args["CUDA_HOME"] == "/usr/local/cuda-11.8"

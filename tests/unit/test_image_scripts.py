@@ -277,3 +277,30 @@ def test_after_a_failed_pip_the_build_says_whether_an_index_wanted_a_login_it_wa
         assert right.stderr == "", "an index that takes the login is not the reason pip failed"
     finally:
         index.stop()
+
+
+def test_each_image_ends_with_the_user_layer_the_only_step_that_mounts_the_added_packages():
+    """runtime and devel are their bases plus one last step (docker/user-layer.sh): a changed added_packages, whose
+    lock is the `added` context, reruns it alone. The step that installs torch mounts the `lock` context, never
+    `added`, so its 4.5 GB layer stays cached."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    stages = {stage.split("\n", 1)[0]: stage for stage in re.split(r"^FROM ", dockerfile, flags=re.M)[1:]}
+    assert list(stages) == ["${BASE_IMAGE} AS runtime-base", "runtime-base AS devel-base", "runtime-base AS runtime",
+                            "devel-base AS devel"]
+    for name in ("runtime-base AS runtime", "devel-base AS devel"):
+        steps = re.findall(r"^RUN (.*?)(?<!\\)\n", stages[name], flags=re.M | re.S)
+        assert len(steps) == 1 and "bash /tmp/torchdev/user-layer.sh" in steps[0]
+        assert "--mount=type=bind,from=added,target=/tmp/added" in steps[0]
+        assert "PIP_CONSTRAINT=/usr/share/torchdev/constraints.txt" in stages[name]
+    torch_step = next(step for step in re.findall(r"^RUN (.*?)(?<!\\)\n", stages["${BASE_IMAGE} AS runtime-base"],
+                                                  flags=re.M | re.S) if "--require-hashes" in step)
+    assert "from=lock" in torch_step and "from=added" not in torch_step
+    assert dockerfile.count("from=added") == 2
+    assert "!user-layer.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
+
+
+def test_the_lock_gives_the_images_pip_constraints_every_name_with_its_version():
+    lock = ROOT / "overlays" / "local-debian" / "cu117.lock.txt"
+    pins = lock_part(lock, "--without", "--pins").split()
+    assert "torch==2.0.1" in pins and "numpy==1.26.4" in pins and "triton==2.0.0" in pins
+    assert len(pins) == len(requirements(lock.read_text())) and all(pin.count("==") == 1 for pin in pins)

@@ -396,6 +396,8 @@ def test_without_an_image_the_command_writes_the_job_images_dockerfile_from_the_
     assert status == 0
     dockerfile = (tmp_path / "out" / "Dockerfile").read_text()
     assert f"\nFROM {BASE}\n" in dockerfile and "COPY --chown=torchdev:torchdev train/ /workspace/train/" in dockerfile
+    assert ("COPY --chown=torchdev:torchdev smoke/smoke_contract.py smoke/startup_checks.py /workspace/smoke/"
+            in dockerfile), "the preflight's startup checks come with it"
     assert "--image REGISTRY/NAME@sha256:" in printed
     assert not (tmp_path / "out" / "pytorchjob.yaml").exists()
 

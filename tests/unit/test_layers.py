@@ -1,7 +1,8 @@
 """torchdev's modules in layers whose imports point one way, down: each layer may import the layers below it, and
 its own modules may import each other, except the features, which must not (what two features share lives a layer
-below them). The smoke suite's interface (smoke/smoke_contract.py) is a leaf outside the layers: any module may import
-it, and it imports nothing but the standard library, since it also runs inside images that have no torchdev.
+below them). The smoke suite's interface (smoke/smoke_contract.py) and the containers' startup checks (smoke/startup_checks.py) are
+leaves outside the layers: any module may import them, and they import nothing but the standard library (and each
+other), since they also run inside images that have no torchdev.
 
 What each layer may do is its `does` below; only the engine module talks to Docker (and only the cosign module runs
 cosign: the I/O at the edge, like the engine), so everything above them can be tested against
@@ -44,7 +45,7 @@ LAYERS = (
           "read the world a plan, a GPU request or an SBOM depends on (git, the checkout's files, the host's platform, "
           "the engine's GPU routes, the images it holds and the manifest each carries) into values, and hand them to "
           "planning; they decide nothing themselves"),
-    Layer("features", ("build", "smoke", "push", "bases", "lock", "doctor", "repro", "k8s", "signing"),
+    Layer("features", ("build", "smoke", "push", "bases", "lock", "doctor", "repro", "k8s", "signing", "capture"),
           "one job each, through the engine and the paths they are handed; they return results and print only "
           "progress, to the stream they are given; none imports another", peers=False),
     Layer("interface", ("context", "results"),
@@ -116,13 +117,21 @@ def test_the_signing_cores_are_pure_and_only_signing_runs_cosign(core):
     assert users in (["signing"], ["commands", "signing"])
 
 
-CONTRACT = PACKAGE.parent / "smoke" / "smoke_contract.py"
+LEAVES = ("smoke_contract", "startup_checks")
+"""The smoke suite's interface, and the container's startup checks (whose GPU rule is the contract's): leaves outside
+the layers that run inside images and on the host alike."""
 
 
-def test_the_smoke_contract_imports_only_the_standard_library():
-    assert {name for name in module_names(CONTRACT) if name.split(".")[0] not in sys.stdlib_module_names} == set()
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_the_smoke_leaves_import_only_the_standard_library_and_each_other(leaf):
+    """A leaf imports the other as a sibling in a container (`smoke_contract`) and as `smoke.smoke_contract` on the
+    host."""
+    allowed = {f"smoke.{name}" for name in LEAVES} | set(LEAVES)
+    found = module_names(PACKAGE.parent / "smoke" / f"{leaf}.py")
+    assert {name for name in found if name.split(".")[0] not in sys.stdlib_module_names} <= allowed
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.stem)
-def test_from_the_smoke_suite_torchdev_imports_its_interface_only(module):
-    assert {name for name in module_names(module) if name.split(".")[0] == "smoke"} <= {"smoke.smoke_contract"}
+def test_from_the_smoke_suite_torchdev_imports_its_leaves_only(module):
+    assert {name for name in module_names(module) if name.split(".")[0] == "smoke"} <= {
+        f"smoke.{name}" for name in LEAVES}

@@ -291,3 +291,87 @@ def test_the_dockerfile_refuses_a_platform_without_a_lock_unless_unlocked_and_th
     assert 'elif [ "$UNLOCKED" != 1 ]; then' in text and "or build with --unlocked" in text
     assert text.index("ARG UNLOCKED") < text.index('elif [ "$UNLOCKED" != 1 ]')
     assert '$(if [ ! -s "$lock" ]; then echo --unlocked; fi)' in text
+
+
+# --- the lock of a variant's added packages ------------------------------------------------------------------------
+
+from torchdev.lock import (AddedSpec, added_conflicts, added_drift, added_spec, already_locked,  # noqa: E402
+                           lock_variants, pins_text, render_added_lock)
+
+MAIN = rendered()
+ADDED = make_variant("cu118", added_packages=("einops==0.8.1",))
+EINOPS = {"name": "einops", "version": "0.8.1", "wheels": [
+    {"url": "https://files.example/einops-0.8.1-py3-none-any.whl", "hashes": {"sha256": "9" * 64}}]}
+
+
+def added_rendered(main: str = MAIN) -> str:
+    spec = added_spec(variant=ADDED, platform=AMD64, main_text=main)
+    return render_added_lock(spec=spec, pylock={"packages": [*PYLOCK["packages"], EINOPS]}, main_text=main,
+                             regenerate="./dev lock --variant cu118")
+
+
+def test_the_added_lock_holds_only_what_the_main_lock_does_not_and_names_the_main_lock_it_was_held_to():
+    text = added_rendered()
+    header = parse_header(text.partition("\n")[0], AddedSpec)
+    assert header == added_spec(variant=ADDED, platform=AMD64, main_text=MAIN)
+    assert header.packages == ("einops==0.8.1",) and len(header.main) == 64
+    assert [line for line in text.splitlines() if not line.startswith(("#", " "))] == ["einops==0.8.1 \\"]
+    assert added_drift(expected=header, text=text) == []
+    assert parse_header(text.partition("\n")[0]) is None, "not a main lock's header"
+
+
+def test_the_main_pins_are_the_constraints_uv_resolves_the_added_packages_within():
+    assert pins_text(MAIN).splitlines() == ["charset-normalizer==3.5.3", "lit==15.0.7", "numpy==1.26.4",
+                                            "pytest==7.4.4", "torch==2.0.1+cu118", "torchaudio==2.0.2+cu118",
+                                            "torchvision==0.15.2+cu118"]
+
+
+def test_an_added_lock_drifts_when_the_packages_or_the_main_lock_change():
+    text = added_rendered()
+    moved = added_spec(variant=replace(ADDED, added_packages=("einops==0.8.2",)), platform=AMD64, main_text=MAIN)
+    assert added_drift(expected=moved, text=text) == [
+        "packages einops==0.8.1 in the lock, einops==0.8.2 in the matrix"]
+    relocked = added_spec(variant=ADDED, platform=AMD64, main_text=MAIN + "# again\n")
+    assert added_drift(expected=relocked, text=text) == ["the main lock has changed since it was resolved against it"]
+    assert added_drift(expected=moved, text=None) == ["no lock of the added packages"]
+
+
+def test_an_added_package_the_lock_pins_otherwise_is_named_with_both_versions_and_the_same_one_is_already_there():
+    [line] = added_conflicts(("numpy==2.0.0", "einops==0.8.1"), MAIN, lock_name="locks/cu118.txt")
+    assert line.startswith("numpy==2.0.0 conflicts with the lock's numpy==1.26.4 (locks/cu118.txt)")
+    assert already_locked(("numpy==1.26.4", "einops==0.8.1"), MAIN) == ("numpy==1.26.4",)
+
+
+def test_lock_check_reports_a_missing_added_lock_and_build_refuses_it(tmp_path):
+    variant, path = lock_for(tmp_path)
+    variant = replace(variant, added_packages=("einops==0.8.1",))
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    problem = unfit_lock(matrix=matrix, variant=variant)
+    assert problem.startswith(f"the lock of the added packages {tmp_path / 'cu117.lock.added.txt'} does not fit "
+                              "variant 'cu117' on linux/amd64 (no lock of the added packages): run `./dev lock")
+    import io
+    problems = lock_variants(matrix, [variant], check=True, out=io.StringIO())
+    assert problems == [f"lock drift: variant 'cu117' on linux/amd64 ({tmp_path / 'cu117.lock.added.txt'}): no lock "
+                        "of the added packages: run `./dev lock --variant cu117`"]
+
+
+def test_lock_writes_the_added_lock_after_the_main_one_and_removes_one_nothing_needs(tmp_path, monkeypatch):
+    import io
+    from torchdev import lock as locks
+    variant, path = lock_for(tmp_path)
+    variant = replace(variant, added_packages=("einops==0.8.1",))
+    matrix = Matrix(image=LOCK_MATRIX, variants=(variant,), sources=(ROOT / "images.yaml",))
+    asked: list[str] = []
+
+    def resolve(spec, *, constraints="", error=None, **_logins):
+        asked.append(constraints)
+        return {"packages": PYLOCK["packages"] + ([EINOPS] if constraints else [])}
+    monkeypatch.setattr(locks, "resolve", resolve)
+    assert lock_variants(matrix, [variant], check=False, out=io.StringIO()) == []
+    added = tmp_path / "cu117.lock.added.txt"
+    assert asked[0] == "" and "torch==2.0.1+cu118" in asked[1], "the main lock first, the added one within it"
+    assert parse_header(added.read_text().partition("\n")[0], AddedSpec).main == added_spec(
+        variant=variant, platform=AMD64, main_text=path.read_text()).main
+    out = io.StringIO()
+    assert lock_variants(matrix, [replace(variant, added_packages=())], check=False, out=out) == []
+    assert not added.exists() and "no added packages: removed" in out.getvalue()

@@ -222,3 +222,15 @@ def test_a_declared_lock_that_is_a_folder_is_refused_not_skipped(tmp_path):
     (tmp_path / "locks" / "cu118.txt").mkdir(parents=True)
     message = error_for(tmp_path, VALID)
     assert f"{tmp_path / 'locks' / 'cu118.txt'} (its lock) is a folder, not a regular file" in message
+
+
+def test_added_packages_are_pinned_requirements_with_a_lock_of_their_own_beside_the_variants(tmp_path):
+    text = VALID + "    added_packages:\n      - einops==0.8.1\n"
+    variant = load_matrix(write(tmp_path, text)).variant("cu118")
+    assert variant.added_packages == ("einops==0.8.1",)
+    from torchdev.platforms import ARM64
+    assert variant.added_lock_path_for(variant.platforms[0]) == "locks/cu118.added.txt"
+    arm = variant.__class__(**{**variant.__dict__, "lock": "overlays/x/cpu.lock.txt"})
+    assert arm.added_lock_path_for(ARM64) == "overlays/x/cpu.lock.linux-arm64.added.txt"
+    assert ("images.yaml:14: variant 'cu118': key 'added_packages': 'einops' is not pinned as name==version"
+            in error_for(tmp_path, VALID + "    added_packages: [einops]\n"))

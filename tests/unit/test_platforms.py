@@ -206,13 +206,13 @@ def test_buildx_builds_every_chosen_platform_and_lock_sha256_names_each_platform
     locks = (LockInput(Path("/repo/locks/cpu.txt"), "a" * 64, AMD64),
              LockInput(Path("/repo/locks/cpu.linux-arm64.txt"), "b" * 64, ARM64))
     both = plan_of(CPU, platforms=(AMD64, ARM64), locks=locks)
-    request = both.build_request(metadata_file=Path("/m"), lock_context=Path("/l"))
+    request = both.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a"))
     assert request.platforms == ("linux/amd64", "linux/arm64")
     assert buildx_command(request)[buildx_command(request).index("--platform") + 1] == "linux/amd64,linux/arm64"
     assert both.build_args["LOCK_SHA256"] == f"linux-amd64={'a' * 64} linux-arm64={'b' * 64}"
     arm = plan_of(CPU, platforms=(ARM64,), locks=locks)
     assert arm.locks == locks[1:] and arm.build_args["LOCK_SHA256"] == f"linux-arm64={'b' * 64}"
-    assert arm.build_request(metadata_file=Path("/m"), lock_context=Path("/l")).platforms == ("linux/arm64",)
+    assert arm.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a")).platforms == ("linux/arm64",)
     assert arm.references != both.references, "another set of platforms is another image: another inputs digest"
 
 
@@ -230,7 +230,9 @@ def test_run_buildx_stages_each_platforms_lock_under_its_os_arch_name(tmp_path):
     assert sorted(path.name for path in staged.iterdir()) == ["linux-amd64.txt", "linux-arm64.txt"]
     assert (staged / "linux-arm64.txt").read_text() == "arm64 lock\n"
     assert (staged / "linux-amd64.txt").read_text() == "amd64 lock\n"
-    assert engine.requests[0].contexts == {"lock": staged}, "the staged folder is the build's lock context"
+    assert engine.requests[0].contexts == {"lock": staged, "added": scratch / "added"}, \
+        "the staged folders are the build's lock contexts"
+    assert list((scratch / "added").iterdir()) == [], "the variant adds no package"
     assert list(engine.platforms.values()) == [("linux/amd64", "linux/arm64")]
 
 

@@ -57,6 +57,7 @@ def machine(monkeypatch):
     monkeypatch.setattr(pf, "nvidia_device_files", lambda: [])
     monkeypatch.setattr(pf, "shm_bytes", lambda path=pf.SHM: 2 * pf.GIB)
     monkeypatch.setattr(pf, "route_source", lambda address: "10.0.0.5")
+    monkeypatch.setattr(pf, "advice", lambda launch, env, processes: [])
     return dns
 
 
@@ -134,7 +135,7 @@ def test_the_preflights_own_arguments_come_before_torchrun():
 
 def test_shm_below_1_gib_with_several_processes_says_how_to_grow_it():
     problem = pf.shm_problem(64 * MIB, 2)
-    assert problem.startswith("/dev/shm is 64 MiB, below 1 GiB, and this node runs 2 processes")
+    assert problem.startswith("/dev/shm is 64 MiB, below 1 GiB, and this container runs 2 processes")
     assert "--shm-size=8g" in problem and "TORCHDEV_SHM_SIZE=8g" in problem and "medium: Memory" in problem
     assert "ipc" not in problem, "no advice to share the host's IPC namespace"
     assert "\n" not in problem

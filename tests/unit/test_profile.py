@@ -242,6 +242,14 @@ def test_a_node_without_run_as_owner_is_named(tmp_path):
         f"does not start with ['sh', '{OWNER_SCRIPT}']" in message
 
 
+@pytest.mark.parametrize("variant", ["cpu", "cu117", "cu118"])
+def test_each_dev_container_runs_the_startup_checks_each_time_it_starts(variant):
+    """The same checks as compose's entrypoint and the preflight, from the mounted checkout, without bytecode."""
+    config = read_jsonc(ROOT / ".devcontainer" / variant / "devcontainer.json")
+    assert config["postStartCommand"] == ["python", "-B", "/workspace/smoke/startup_checks.py"]
+    assert (ROOT / "smoke" / "startup_checks.py").is_file()
+
+
 def test_a_drifted_devcontainer_json_names_the_field_and_the_line_to_write(tmp_path):
     path = copy(tmp_path, ".devcontainer/cu118/devcontainer.json") / ".devcontainer" / "cu118" / "devcontainer.json"
     edit(path, '"--ulimit=memlock=${localEnv:TORCHDEV_MEMLOCK:-1}"', '"--ulimit=memlock=-1"')

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.run_as_owner import run_as_owner
+from pathlib import Path
+
+from tests.helpers.run_as_owner import SCRIPT, run_as_owner
+
+WORKSPACE_UID = 4242
 
 COMMAND = ("sh", "-c", 'echo "ran with HOME=$HOME"')
 
@@ -56,3 +60,24 @@ def test_an_empty_run_as_is_unset(tmp_path):
     """compose passes TORCHDEV_RUN_AS through; an empty value in the host's environment means the default."""
     result = run_as_owner(tmp_path, *COMMAND, owner=(4242, 4242), run_as="")
     assert result.returncode == 0 and result.stdout.startswith("setpriv --reuid=4242")
+
+
+def test_home_is_the_owners_folder_and_a_home_that_cannot_be_made_falls_back_to_tmp_saying_so(tmp_path):
+    """HOME is /home/owners/UID unless told; where it cannot be made (an older image without /home/owners), the
+    command still runs, with a HOME in /tmp that lasts as long as the container, and one line saying so."""
+    assert "/home/owners/$uid" in SCRIPT.read_text()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    fallback = Path(f"/tmp/home-{WORKSPACE_UID}")
+    existed = fallback.exists()
+    try:
+        result = run_as_owner(tmp_path, *COMMAND, owner=(WORKSPACE_UID, WORKSPACE_UID), uid=WORKSPACE_UID,
+                              home=blocked / "home")
+        assert result.returncode == 0
+        assert result.stdout.splitlines()[-1] == f"ran with HOME={fallback}"
+        [line] = result.stderr.splitlines()
+        assert line == (f"run-as-owner: {blocked / 'home'} cannot be made, so HOME is {fallback}, which lasts only "
+                        "as long as the container")
+    finally:
+        if not existed and fallback.exists():
+            fallback.rmdir()

@@ -90,7 +90,8 @@ def test_a_cpu_variant_on_the_default_index_passes_empty_index_and_cuda():
 
 
 def request_for(plan, **options):
-    return plan.build_request(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"), **options)
+    return plan.build_request(metadata_file=Path("/tmp/meta.json"), lock_context=Path("/tmp/lock"), added_context=Path("/tmp/added"),
+                              **options)
 
 
 def test_the_buildx_command_never_tags_so_a_failed_build_moves_no_tag():
