@@ -12,7 +12,7 @@ import time
 import traceback
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 from torchdev import presenter
 from torchdev.checkout import native_platform
@@ -30,7 +30,20 @@ def host_context() -> Context:
     return Context(paths=Paths.at(Path(__file__).resolve().parent.parent),
                    connect=lambda timeout: Engine.connect(timeout=timeout, environ=environ), environ=environ,
                    native_platform=native_platform(), out=sys.stdout, err=sys.stderr,
-                   show=partial(presenter.show, out=sys.stdout, err=sys.stderr))
+                   show=partial(presenter.show, out=sys.stdout, err=sys.stderr),
+                   width=terminal_width(environ, sys.stdout))
+
+
+def terminal_width(environ: dict[str, str], stream: TextIO) -> int | None:
+    """The columns output to `stream` may take: $COLUMNS when it is a number (as shells and `shutil` read it), else
+    the terminal's width when `stream` is one; None (no limit) for a file or a pipe."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 DEBUG_VARIABLE = "TORCHDEV_DEBUG"
@@ -50,6 +63,8 @@ def execute(ctx: Context, command: Callable[..., object], **options: object) -> 
         shown = presenter.present_error(error)
     except KeyboardInterrupt:
         shown = presenter.present_interrupt()
+    except BrokenPipeError:
+        raise  # the reader went away (`./dev matrix | head`): torchdev.cli ends quietly
     except Exception as error:  # noqa: BLE001 - the one place an unexpected error becomes one line, not a traceback
         text = traceback.format_exc()
         log = bug_log(ctx.paths.reports.bugs, command=getattr(command, "__name__", str(command)), traceback=text)

@@ -42,6 +42,8 @@ class FakeEngine:
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
         self.compose_calls: list[tuple[str, ...]] = []
+        self.compose_environments: list[dict[str, str]] = []
+        """The environment each `docker compose` call ran with (what the compose files interpolate)."""
         self.local = True
         """Whether the engine runs on this host (its info's CDISpecDirs are then this host's folders)."""
         self.registry: dict[str, str] = {}
@@ -205,4 +207,5 @@ class FakeEngine:
 
     def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
         self.compose_calls.append(args)
+        self.compose_environments.append(dict(env))
         return 0
