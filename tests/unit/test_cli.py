@@ -200,3 +200,35 @@ def test_an_overlay_in_a_legacy_windows_code_page_is_refused_in_one_line(capsys,
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"torchdev: {overlay}:1: not UTF-8 text") and "save the file as UTF-8" in err
+
+
+FAKE_PYTHON = """#!/bin/sh
+# answers ./dev's two questions as Python {version} would
+case "$2" in
+  *version_info*) exit 1 ;;
+  *python_version*) echo {version} ;;
+  *) echo "not asked: $*" >&2; exit 3 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("python, said", [
+    ("fake-3.9", "torchdev: {python} is Python 3.9.18, and torchdev's tools need 3.10 or newer: install one"),
+    ("no-such-python3", "torchdev: no {python} on PATH: install Python 3.10 or newer"),
+])
+def test_dev_checks_the_python_floor_before_it_makes_anything(tmp_path, python, said):
+    """requirements.txt needs Python 3.10 (packaging 26.4): an older one is one line naming both versions, exit 2,
+    before pip could print its 2 KB of versions; nothing is made."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("dev", "requirements.txt"):
+        (checkout / name).write_bytes((ROOT / name).read_bytes())
+    fake = tmp_path / "fake-3.9"
+    fake.write_text(FAKE_PYTHON.format(version="3.9.18"))
+    fake.chmod(0o755)
+    chosen = str(fake) if python == "fake-3.9" else python
+    result = subprocess.run(["bash", str(checkout / "dev"), "--list"], capture_output=True, text=True, timeout=30,
+                            env={**plain_environment(), "TORCHDEV_PYTHON": chosen})
+    assert result.returncode == 2 and result.stdout == "", result
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(said.format(python=chosen)), result.stderr
+    assert sorted(path.name for path in checkout.iterdir()) == ["dev", "requirements.txt"]
