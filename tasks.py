@@ -38,7 +38,7 @@ PLATFORM_HELP = ("platform(s), e.g. linux/arm64 or linux/amd64,linux/arm64, or a
 @task(help={"variant": "variant(s) to build, e.g. cu118 or cpu,cu118", "all_": "build every variant in every flavour",
             "flavour": FLAVOUR_HELP, "dry_run": "print the exact build plan and build nothing", "overlay": OVERLAY_HELP,
             "no_cache": "rebuild every layer (downloads stay cached)",
-            "reproducible": "build through an OCI archive with timestamps clamped to SOURCE_DATE_EPOCH",
+            "reproducible": "accepted and ignored: every build is reproducible (kept for existing scripts)",
             "platform": PLATFORM_HELP})
 def build(c, variant=None, all_=False, flavour=None, dry_run=False, overlay=None, no_cache=False, reproducible=False,
           platform=None):
@@ -66,9 +66,9 @@ def lock(c, variant=None, all_=False, check=False, overlay=None, platform=None):
 
 @task(help={"variant": "variant to check", "overlay": OVERLAY_HELP})
 def verify_repro(c, variant, overlay=None):
-    """Build a variant twice, uncached: one digest, or what differs.
+    """Build a variant twice, uncached: one image, or what differs.
 
-    Exit 0 only when both builds give the same digest (and the one images.yaml records, if it records one);
+    Exit 0 only when both builds give one image ID (and the one images.yaml records, if it records one);
     otherwise each differing layer and, in it, each differing file.
     """
     run(commands.verify_repro, variant=variant, overlay=overlay)

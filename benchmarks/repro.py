@@ -1,53 +1,142 @@
-"""Reproducible build against a normal one, same variant, one run: wall time and the export's share.
+"""Build time of this checkout against a baseline commit, side by side in one run: is reproducible-by-default free?
 
-    .venv/bin/python benchmarks/repro.py --variant cu117 --overlay overlays/local-debian.yaml
+    .venv/bin/python benchmarks/repro.py --variant cu117 --overlay overlays/local-debian.yaml --baseline 8a6da38
 
-Both builds rebuild every layer (--no-cache; the pip and apt download caches stay), so they do the same work
-up to the export: the engine's zstd exporter for the normal build, the uncompressed OCI archive with
-rewritten timestamps, then `docker load`, for the reproducible one.
+Each side is the tree of a commit (`git archive`: the baseline REF, and --candidate, HEAD by default), built with its
+own tasks (`invoke build`), in rounds that alternate A, B, A, B so that load from other builds on the engine falls on
+both. A round is a cold build (--no-cache: every layer rebuilt, the pip and apt download caches warm) and then a
+rebuild after a one-line change to docker/write_manifest.py, which only the last RUN step of the runtime stage
+mounts. Every build tags into a repository of its own (torchdev-bench-repro-*), removed when it is measured, so no
+build meets another's immutable tag. Both sides get the same SOURCE_DATE_EPOCH (the candidate's). Prints each
+build, then the medians, the spread, and B / A, whose target is at most 1.2; and whether B's cold builds agreed.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import re
+import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from torchdev.checkout import BUILD_INPUTS  # noqa: E402
 from torchdev.table import render_table  # noqa: E402
+
+TARGET = 1.2
+CHANGED_FILE = "docker/write_manifest.py"
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    export: float
+    image_id: str
 
 
 def export_seconds(log: str) -> float:
-    """How long BuildKit's export step took, from the plain progress log."""
-    step = re.search(r"^#(\d+) exporting to (?:image|oci image format)$", log, re.M).group(1)
-    return float(re.search(rf"^#{step} DONE ([\d.]+)s$", log, re.M).group(1))
+    """How long BuildKit's export step took, from the plain progress log (0 when the log has none)."""
+    step = re.search(r"^#(\d+) exporting to (?:image|oci image format)$", log, re.M)
+    done = step and re.search(rf"^#{step.group(1)} DONE ([\d.]+)s$", log, re.M)
+    return float(done.group(1)) if done else 0.0
 
 
-def timed_build(variant: str, overlay: str | None, *extra: str) -> tuple[float, float]:
-    command = [sys.executable, "-m", "invoke", "build", "--variant", variant, "--no-cache", *extra]
-    command += ["--overlay", overlay] if overlay else []
+def export_tree(ref: str, folder: Path) -> Path:
+    """The files of commit `ref`, as `git archive` gives them (no .git: SOURCE_DATE_EPOCH is passed instead)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(folder)
+    return folder
+
+
+def build(tree: Path, variant: str, overlay: Path, *, no_cache: bool, epoch: str) -> Timed:
+    command = [sys.executable, "-m", "invoke", "build", "--variant", variant, "--overlay", str(overlay)]
     started = time.monotonic()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    total = time.monotonic() - started
-    return total, export_seconds((ROOT / "reports" / "build" / f"{variant}.log").read_text())
+    done = subprocess.run(command + (["--no-cache"] if no_cache else []), cwd=tree, capture_output=True, text=True,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": epoch}, check=False)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"build in {tree} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    found = re.search(r"(sha256:[0-9a-f]{12})", done.stdout.rsplit("\n\n", 1)[-1])
+    log = (tree / "reports" / "build" / f"{variant}.log").read_text()
+    return Timed(seconds, export_seconds(log), found.group(1) if found else "?")
+
+
+def remove_repository(repository: str) -> None:
+    """Every tag of the bench repository; an image goes with its last name (unless another tag names it)."""
+    listed = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
+                            capture_output=True, text=True, check=False).stdout.split()
+    if listed:
+        subprocess.run(["docker", "image", "rm", *listed], capture_output=True, check=False)
+
+
+def run_round(name: str, tree: Path, args: argparse.Namespace, number: int, epoch: str) -> tuple[Timed, Timed]:
+    """A cold build, then the one-line change and a rebuild; the change is undone and the tags removed after."""
+    repository = f"torchdev-bench-repro-{name.lower()}{number}"
+    overlay = tree.parent / f"overlay-{name}{number}.yaml"
+    overlay.write_text((tree / args.overlay).read_text() + f"\nimage:\n  repository: {repository}\n")
+    changed = tree / CHANGED_FILE
+    original = changed.read_text()
+    try:
+        cold = build(tree, args.variant, overlay, no_cache=True, epoch=epoch)
+        changed.write_text(original + f"# benchmark round {number}: a one-line change in the last layer\n")
+        rebuild = build(tree, args.variant, overlay, no_cache=False, epoch=epoch)
+    finally:
+        changed.write_text(original)
+        remove_repository(repository)
+    print(f"{name}{number}: cold {cold.seconds:.0f} s (export {cold.export:.0f} s), one-line rebuild "
+          f"{rebuild.seconds:.0f} s (export {rebuild.export:.0f} s), image {cold.image_id}", flush=True)
+    return cold, rebuild
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} s ({min(values):.0f}-{max(values):.0f})"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="cu117")
-    parser.add_argument("--overlay", default=None)
+    parser.add_argument("--overlay", default="overlays/local-debian.yaml", help="path inside each tree")
+    parser.add_argument("--baseline", required=True, help="commit A, e.g. the one before reproducible-by-default")
+    parser.add_argument("--candidate", default="HEAD", help="commit B (default HEAD; commit your changes first)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    normal = timed_build(args.variant, args.overlay)
-    reproducible = timed_build(args.variant, args.overlay, "--reproducible")
-    rows = [(name, f"{total:.0f} s", f"{export:.0f} s ({export / total:.0%})", f"{total - export:.0f} s")
-            for name, (total, export) in (("normal", normal), ("reproducible", reproducible))]
-    print(f"\n{args.variant}, both with --no-cache (downloads cached)\n")
-    print(render_table(["build", "wall time", "export step (share)", "everything else"], rows))
-    print(f"\nreproducible / normal = {reproducible[0] / normal[0]:.2f}")
+    epoch = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct", args.candidate, "--",
+                            *BUILD_INPUTS], capture_output=True, text=True, check=True).stdout.strip()
+    results: dict[str, list[tuple[Timed, Timed]]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="torchdev-bench-repro-") as scratch:
+        trees = {name: export_tree(ref, Path(scratch) / name)
+                 for name, ref in (("A", args.baseline), ("B", args.candidate))}
+        for number in range(1, args.rounds + 1):
+            for name in ("A", "B"):
+                results[name].append(run_round(name, trees[name], args, number, epoch))
+    rows = [(f"{name}{number}", ref, f"{cold.seconds:.0f} s", f"{cold.export:.0f} s", f"{rebuild.seconds:.0f} s",
+             f"{rebuild.export:.0f} s", cold.image_id)
+            for name, ref in (("A", args.baseline), ("B", args.candidate))
+            for number, (cold, rebuild) in enumerate(results[name], start=1)]
+    print(f"\n{args.variant} ({args.overlay}), rounds alternating A, B; cold = --no-cache with downloads cached\n")
+    print(render_table(["build", "commit", "cold", "cold: export step", "one-line rebuild", "rebuild: export step",
+                        "image (cold)"], rows))
+    summary = []
+    for kind, index in (("cold", 0), ("one-line rebuild", 1)):
+        a = [pair[index].seconds for pair in results["A"]]
+        b = [pair[index].seconds for pair in results["B"]]
+        ratio = statistics.median(b) / statistics.median(a)
+        summary.append((kind, spread(a), spread(b), f"{ratio:.2f}",
+                        f"<= {TARGET}: {'met' if ratio <= TARGET else 'MISSED'}"))
+    print()
+    print(render_table(["measure", "A: median (min-max)", "B: median (min-max)", "B / A", "target"], summary))
+    agreed = {pair[0].image_id for pair in results["B"]}
+    print(f"\nB's cold builds gave {'one image ID' if len(agreed) == 1 else f'{len(agreed)} image IDs'}: "
+          f"{', '.join(sorted(agreed))}")
     return 0
 
 

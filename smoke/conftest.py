@@ -82,6 +82,15 @@ def expected(request):
 
 
 @pytest.fixture
+def left_out(request):
+    """Packages this image's flavour leaves to another by design (--expect-left-out, else its manifest; none outside
+    torchdev images): runtime leaves triton to devel, as triton needs a C compiler and Python.h at first use."""
+    option = option_dest(expect_option("left-out"))
+    value = request.config.getoption(option) or declared_by_image().get("left-out") or ""
+    return tuple(name for name in value.replace(",", " ").split() if name != "none")
+
+
+@pytest.fixture
 def flavour(request):
     """The image's flavour (runtime, devel): --expect-flavour, else its manifest; None outside torchdev images."""
     return request.config.getoption(option_dest(expect_option("flavour"))) or declared_by_image().get("flavour")

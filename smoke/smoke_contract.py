@@ -24,7 +24,7 @@ IMAGE_MANIFEST = "/usr/share/torchdev/manifest.json"
 """Where a torchdev image's build records what images.yaml declared for it (docker/Dockerfile writes it)."""
 
 EXPECTATIONS = ("torch", "torchvision", "torchaudio", "cuda", "cudnn-major", "python", "flavour", "require-cuda",
-                "cuda-toolchain", "platform")
+                "cuda-toolchain", "platform", "left-out")
 """What the runner tells the suite to expect, one --expect-NAME option each; an image's manifest declares each
 under the same name, which the suite falls back to when the option is not given."""
 DECLARED = EXPECTATIONS + ("variant",)

@@ -118,32 +118,38 @@ def _restore_tags(engine: ContainerEngine, *, moved: list[str], previous: dict[s
             engine.untag(reference)
 
 
+UNPINNED_INPUTS = ("a base named by tag, not digest", "a variant without a lock", "apt without a snapshot")
+"""What the {inputs} hash cannot see, so what can make two builds of the same inputs differ."""
+
+
 def immutable_conflict(engine: ContainerEngine, *, image_id: str, plan: BuildPlan) -> str:
-    """Why the build may not take its immutable tags ('' when it may): one already names another image."""
+    """Why the build may not take its immutable tags ('' when it may): one already names another image. Builds are
+    reproducible, so this means an input the tag's hash cannot see has changed since that image was built."""
     for reference in plan.immutable_references:
         current = engine.image_id(reference)
         if current and current != image_id:
             return (f"the immutable tag {reference} already names {current[:19]}, and this build made "
-                    f"{image_id[:19]} from the same inputs (a rebuild that is not reproducible): it is never moved; "
-                    f"keep the old image, or remove the tag first (`docker image rm {reference}`)")
+                    f"{image_id[:19]} from the same declared inputs, so something not pinned changed in between "
+                    f"({', '.join(UNPINNED_INPUTS)}; `./dev verify-repro --variant {plan.variant.name}` says what "
+                    f"differs): it is never moved; keep the old image, or remove the tag first "
+                    f"(`docker image rm {reference}`)")
     return ""
 
 
-def digest_mismatch(plan: BuildPlan, image_id: str) -> str:
-    """Why a reproducible build's result is not the one images.yaml records ('' when it is, or none is recorded)."""
+def digest_mismatch(plan: BuildPlan, image_id: str, config_digest: str = "", *, gave: str = "the build gave") -> str:
+    """Why the build's result is not the one images.yaml records ('' when it is, or none is recorded). The record
+    may be the image ID or its config digest (which does not depend on how the engine compresses layers). `gave`
+    says which build: a verification says the image builds reproducibly as it."""
     expected = plan.variant.digest
-    if not expected or image_id == expected:
+    if not expected or expected in (image_id, config_digest):
         return ""
-    return (f"reproducible build gave {image_id}, images.yaml expects {expected}: "
+    return (f"{gave} {image_id} (config {config_digest or 'unknown'}), images.yaml expects {expected}: "
             f"run `./dev verify-repro --variant {plan.variant.name}` to see what differs")
 
 
-def archive_digest(metadata_file: Path) -> str:
-    """The manifest digest of the image a build wrote to an OCI archive, from buildx's metadata."""
-    digest = buildx_metadata(metadata_file).get("containerimage.digest")
-    if not digest:
-        raise RecordError(metadata_file, "it names no containerimage.digest", fix=REBUILD)
-    return digest
+def config_digest(metadata_file: Path) -> str:
+    """The built image's config digest from buildx's metadata ('' when it has none)."""
+    return buildx_metadata(metadata_file).get("containerimage.config.digest", "")
 
 
 def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
@@ -158,7 +164,7 @@ def built_image_id(engine: ContainerEngine, metadata_file: Path) -> str:
 
 
 def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_path: Path, no_cache: bool = False,
-               oci_archive: Path | None = None, out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
+               out: TextIO = sys.stdout) -> tuple[int, list[str], Path]:
     """Stage the variant's locks as the build's `lock` context, one <os>-<arch>.txt per platform (the Dockerfile takes
     its TARGETPLATFORM's), and run buildx: (status, log lines, metadata file)."""
     lock_context = scratch / "lock"
@@ -166,18 +172,17 @@ def run_buildx(engine: ContainerEngine, plan: BuildPlan, *, scratch: Path, log_p
     for lock in plan.locks:
         shutil.copyfile(lock.path, lock_context / f"{lock.platform.slug}.txt")
     metadata_file = scratch / "metadata.json"
-    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache,
-                                 oci_archive=oci_archive)
+    request = plan.build_request(metadata_file=metadata_file, lock_context=lock_context, no_cache=no_cache)
     status, lines = engine.build(request, log_path=log_path, out=out)
     return status, lines, metadata_file
 
 
 def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cache: bool = False,
-              reproducible: bool = False, out: TextIO = sys.stdout) -> BuildResult:
+              out: TextIO = sys.stdout) -> BuildResult:
     """Build one plan and tag the result; KeyboardInterrupt yields an 'interrupted' result, tags untouched.
 
-    Reproducible builds go through an OCI archive (timestamps clamped to SOURCE_DATE_EPOCH) that is then
-    loaded into the engine; when the variant records an expected digest, any other result fails untagged.
+    Every build is reproducible (see plan.ENGINE_OUTPUT): when the variant records an expected digest, any other
+    result fails untagged.
     """
     started = time.monotonic()
     log_path = log_dir / f"{plan.name}.log"
@@ -188,18 +193,15 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
 
     try:
         with tempfile.TemporaryDirectory(prefix="torchdev-build-") as scratch:
-            archive = Path(scratch) / "image.oci.tar" if reproducible else None
             status, lines, metadata_file = run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
-                                                      no_cache=no_cache, oci_archive=archive, out=out)
+                                                      no_cache=no_cache, out=out)
             if status != 0 or not os.path.lexists(metadata_file):
                 return failed(failure_cause(lines))
-            if archive:
-                engine.load(archive)
             image_id = built_image_id(engine, metadata_file)
-        conflict = (reproducible and digest_mismatch(plan, image_id)) or immutable_conflict(engine, image_id=image_id,
-                                                                                            plan=plan)
+            config = config_digest(metadata_file)
+        conflict = digest_mismatch(plan, image_id, config) or immutable_conflict(engine, image_id=image_id, plan=plan)
         if conflict:
-            _remove_if_untagged(engine, image_id)
+            discard_unless_tagged(engine, image_id)
             return failed(conflict, image_id)
         apply_tags(engine, image_id=image_id, references=plan.references)
         engine.forget_build_name(image_id)  # only now: an image loses its last name with it
@@ -210,32 +212,34 @@ def run_build(engine: ContainerEngine, plan: BuildPlan, *, log_dir: Path, no_cac
                        engine.image_sizes(image_id), log=log_path)
 
 
-def _remove_if_untagged(engine: ContainerEngine, image_id: str) -> None:
+def discard_unless_tagged(engine: ContainerEngine, image_id: str) -> None:
+    """Remove an image no tag names (a refused or a verification build), else only the build's own name for it."""
     image = engine.image(image_id)
     if image and not image.tags:
         engine.remove_image(image_id)
+    elif image:
+        engine.forget_build_name(image_id)
 
 
 def build_all(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
-              reproducible: bool = False, out: TextIO = sys.stdout) -> list[BuildResult]:
+              out: TextIO = sys.stdout) -> list[BuildResult]:
     """Build the plans one after another: a failure does not stop the others, an interrupt stops them all."""
     results: list[BuildResult] = []
     for number, plan in enumerate(plans, start=1):
         print(f"==> [{number}/{len(plans)}] building {plan.name} for {', '.join(map(str, plan.platforms))} as "
               f"{plan.primary_reference}", file=out, flush=True)
-        results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, reproducible=reproducible,
-                                 out=out))
+        results.append(run_build(engine, plan, log_dir=log_dir, no_cache=no_cache, out=out))
         if results[-1].status is BuildStatus.INTERRUPTED:
             break
     return results
 
 
 def build_images(engine: ContainerEngine, plans: list[BuildPlan], *, log_dir: Path, no_cache: bool = False,
-                 reproducible: bool = False, out: TextIO = sys.stdout) -> list[BuildResult]:
+                 out: TextIO = sys.stdout) -> list[BuildResult]:
     """Build the plans (build_all, once buildx is known to be there), then copy each new image's own manifest next to
     its log (<image>.manifest.json), where tools on the host can read it."""
     require_buildx()
-    results = build_all(engine, plans, log_dir=log_dir, no_cache=no_cache, reproducible=reproducible, out=out)
+    results = build_all(engine, plans, log_dir=log_dir, no_cache=no_cache, out=out)
     for result in results:
         if result.status is BuildStatus.BUILT:
             write_atomically(log_dir / f"{result.image}.manifest.json",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from torchdev import (bases, build as builds, doctor as doctors, k8s as kube, lock as locks, push as pushes, repro,
@@ -76,18 +77,20 @@ def show_matrix(ctx: Context, *, overlay: str | None, wide: bool = False) -> Mat
 def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, overlay: str | None,
           no_cache: bool = False, reproducible: bool = False, flavour: str | None = None,
           platform: str | None = None) -> DryRun | BuildReport:
-    """Build the selected variants in the selected flavours one after another; a failure does not stop the others."""
+    """Build the selected variants in the selected flavours one after another; a failure does not stop the others.
+    `reproducible` is accepted for the scripts that pass --reproducible: every build is reproducible now."""
     matrix = _load(ctx, overlay)
     chosen = select_variants(matrix, variant=variant, every=every)
     plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform)
     locks.require_fitting_locks(matrix, plans)  # a dry run checks what a build checks before it starts
     if dry_run:
         return DryRun(tuple(plans))
-    for note in builds.emulation_notes(plans, native=ctx.native_platform):
+    notes = builds.emulation_notes(plans, native=ctx.native_platform) + ([REPRODUCIBLE_NOTE] if reproducible else [])
+    for note in notes:
         print(f"note: {note}", file=ctx.out)
     engine = ctx.engine()
     return BuildReport(tuple(builds.build_images(engine, plans, log_dir=ctx.paths.reports.build, no_cache=no_cache,
-                                                 reproducible=reproducible, out=ctx.out)))
+                                                 out=ctx.out)))
 
 
 def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay: str | None,
@@ -246,30 +249,56 @@ def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exite
     return Exited(subprocess.run(["bash", str(script), name, "--platform", ",".join(wanted)], check=False).returncode)
 
 
+REPRODUCIBLE_NOTE = ("--reproducible is no longer needed: every build gives the same image ID from the same inputs "
+                     "(`./dev verify-repro` proves it); the flag changes nothing")
+
+
 def verify_repro(ctx: Context, *, variant: str, overlay: str | None) -> ReproReport:
-    """Build twice with no layer cache into OCI archives; reproducible only when both digests are equal (and equal
-    to the one images.yaml records, if it records one)."""
+    """Build twice with no layer cache into the engine; reproducible only when both give one image ID (and it is the
+    one images.yaml records, if it records one). When they differ, both are saved and compared down to the file.
+    Neither build moves a tag; what they made is removed unless a tag names it."""
     matrix = _load(ctx, overlay)
     variant = one_name("--variant", variant)
     plan = _plans(ctx, matrix, [matrix.variant(variant)])[0]
     engine = ctx.engine()
     require_buildx()
-    with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
-        archives, digests = [], []
+    made: list[repro.UncachedBuild] = []
+    try:
         for number in (1, 2):
-            build_dir = Path(scratch) / f"build{number}"
-            build_dir.mkdir()
-            archives.append(build_dir / "image.oci.tar")
-            print(f"==> [{number}/2] reproducible build of {variant}, no layer cache", file=ctx.out, flush=True)
-            log_path = ctx.paths.reports.build / f"{variant}.repro{number}.log"
-            status, lines, metadata = builds.run_buildx(engine, plan, scratch=build_dir, log_path=log_path,
-                                                        no_cache=True, oci_archive=archives[-1], out=ctx.out)
-            if status != 0:
-                raise REPRO_BUILD_FAILED(number=number, variant=variant, cause=builds.failure_cause(lines),
-                                         log=log_path)
-            digests.append(builds.archive_digest(metadata))
-        differences = repro.describe_differences(archives[0], archives[1]) if digests[0] != digests[1] else ""
-    return ReproReport(variant, (digests[0], digests[1]), differences, plan.variant.digest)
+            print(f"==> [{number}/2] {plan.name} without layer cache (downloads stay cached)", file=ctx.out, flush=True)
+            made.append(_uncached_build(ctx, engine, plan, number))
+        return _compared(engine, plan, ReproReport(plan.name, plan.variant.name, (made[0], made[1])))
+    finally:
+        for image_id in {b.image_id for b in made}:
+            builds.discard_unless_tagged(engine, image_id)
+
+
+def _compared(engine: ContainerEngine, plan: BuildPlan, report: ReproReport) -> ReproReport:
+    """What follows from two builds that ran the same steps: when their image IDs differ, what differs between the
+    saved images; when they agree, whether images.yaml records another digest, and what the immutable tag names."""
+    if not report.compared:
+        return report
+    first, second = report.builds
+    if not report.reproducible:
+        with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
+            saved = [repro.save(engine, build.image_id, Path(scratch)) for build in (first, second)]
+            return replace(report, differences=repro.describe_differences(*saved))
+    immutable = plan.immutable_references[0] if plan.immutable_references else ""
+    return replace(report, immutable_tag=immutable, tagged=engine.image_id(immutable) if immutable else None,
+                   mismatch=builds.digest_mismatch(plan, first.image_id, first.config_digest,
+                                                   gave=f"{plan.name} builds reproducibly as"))
+
+
+def _uncached_build(ctx: Context, engine: ContainerEngine, plan: BuildPlan, number: int) -> repro.UncachedBuild:
+    log_path = ctx.paths.reports.build / f"{plan.name}.repro{number}.log"
+    with tempfile.TemporaryDirectory(prefix="torchdev-repro-") as scratch:
+        status, lines, metadata = builds.run_buildx(engine, plan, scratch=Path(scratch), log_path=log_path,
+                                                    no_cache=True, out=ctx.out)
+        if status != 0 or not metadata.is_file():
+            raise REPRO_BUILD_FAILED(number=number, variant=plan.name, cause=builds.failure_cause(lines),
+                                     log=log_path)
+        return repro.UncachedBuild(builds.built_image_id(engine, metadata), builds.config_digest(metadata),
+                                   repro.executed_steps(lines))
 
 
 def pin(ctx: Context, *, variant: str | None, every: bool, overlay: str | None) -> PinReport:

@@ -35,6 +35,7 @@ FLAVOUR_NAME_RE = re.compile(r"^[a-z][a-z0-9]*$")
 FLAVOUR_NAME_MAX = 20
 DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 CUDA_COMPONENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+PACKAGE_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 RUNTIME = "runtime"
 UNKNOWN_VARIANT = Problem("unknown variant '{name}'", "{declared_by} declares {known}", UsageError, USAGE)
 UNKNOWN_FLAVOUR = Problem("unknown flavour '{name}'", "the matrix declares {known}", UsageError, USAGE)
@@ -101,6 +102,9 @@ class Flavour:
     cuda_components: tuple[str, ...] = ()
     bases: tuple[tuple[str, str], ...] = ()
     """(variant, base) where this flavour is built on another base than the variant's."""
+    lock_packages: tuple[str, ...] = ()
+    """Packages of the variant's lock that this flavour installs and runtime leaves out (triton: runtime cannot
+    use it), from the same lock with the same hashes."""
 
     @property
     def is_runtime(self) -> bool:
@@ -594,14 +598,15 @@ def _read_flavour(name: str, fields: Any, table: SourcedDict, variant_names: set
         problems.add(table, name, NOT_A_MAPPING, context=context, what="a mapping", kind=_type_name(fields),
                      fix="write the flavour's keys under it, or {} for none")
         return Flavour(name)
-    toolchain_keys = {"apt_packages", "pip_packages", "cuda_toolchain", "cuda_components"}
+    toolchain_keys = {"apt_packages", "pip_packages", "cuda_toolchain", "cuda_components", "lock_packages"}
     _check_keys(fields, required=set(), optional={"bases"} | (set() if name == RUNTIME else toolchain_keys),
                 problems=problems, context=context)
     lists = {key: _string_list(fields, key, problems, context=context, check=check, fix=fix) if key in fields else ()
              for key, check, fix in (
                  ("apt_packages", _debian_package_problem, "write the package's name as apt knows it"),
                  ("pip_packages", _pinned_problem, "write name==version, one requirement per item"),
-                 ("cuda_components", _component_problem, "name the folder of NVIDIA's redist (cuda_nvcc)"))}
+                 ("cuda_components", _component_problem, "name the folder of NVIDIA's redist (cuda_nvcc)"),
+                 ("lock_packages", _package_problem, "name a package of the variant's lock, as the lock names it"))}
     toolchain = "" if fields.get("cuda_toolchain") is None else _string(
         fields, "cuda_toolchain", problems, context=context, check=_toolchain_problem,
         fix="write the URL of NVIDIA's redist folder (https://developer.download.nvidia.com/compute/cuda/redist), "
@@ -609,7 +614,7 @@ def _read_flavour(name: str, fields: Any, table: SourcedDict, variant_names: set
     if toolchain and "cuda_nvcc" not in lists["cuda_components"]:
         problems.add(fields, "cuda_toolchain", NEEDS_NVCC, context=context)
     return Flavour(name, lists["apt_packages"], lists["pip_packages"], toolchain, lists["cuda_components"],
-                   _flavour_bases(fields, variant_names, problems, context))
+                   _flavour_bases(fields, variant_names, problems, context), lists["lock_packages"])
 
 
 def _toolchain_problem(url: str) -> str:
@@ -646,6 +651,10 @@ def _requirement_problem(requirement: str) -> str:
 def _pinned_problem(requirement: str) -> str:
     problem = requirement_problem(requirement, pinned=True)
     return f"is not {problem}" if problem else ""
+
+
+def _package_problem(name: str) -> str:
+    return "" if PACKAGE_NAME_RE.match(name) else "is not a Python package name (as the lock names it: triton)"
 
 
 def _component_problem(name: str) -> str:

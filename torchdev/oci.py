@@ -55,7 +55,8 @@ class _HashingWriter(io.RawIOBase):
         return len(data)
 
 
-def _decompressed(blob: BinaryIO, media_type: str) -> BinaryIO:
+def decompressed(blob: BinaryIO, media_type: str) -> BinaryIO:
+    """A layer blob read back uncompressed, by its media type (zstd, gzip, or plain tar)."""
     if media_type.endswith("+zstd"):
         import zstandard
         return zstandard.ZstdDecompressor().stream_reader(blob)
@@ -70,7 +71,7 @@ def _gzip_blob(source: BinaryIO, media_type: str, scratch: Path) -> tuple[str, i
     with partial.open("wb") as out:
         writer = _HashingWriter(out)
         with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="") as packed:
-            shutil.copyfileobj(_decompressed(source, media_type), packed, 1 << 20)
+            shutil.copyfileobj(decompressed(source, media_type), packed, 1 << 20)
     digest = "sha256:" + writer.sha256.hexdigest()
     final = scratch / digest.split(":")[1]
     partial.rename(final)

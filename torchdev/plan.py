@@ -36,12 +36,11 @@ ENGINE_OUTPUT = BuildOutput("docker", (("compression", "zstd"), ("compression-le
 """Load the result into the engine. zstd, not the default gzip: exporting a 4.5 GB torch layer took 77 s
 instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers.
 OCI media types, because zstd layers under Docker's own media types (…diff.tar.zstd) are no standard type:
-the containerd image store then leaves the image out of `docker images` and every image listing."""
-
-
-OCI_OUTPUT = BuildOutput("oci", (("rewrite-timestamp", "true"), ("compression", "uncompressed")))
-"""Reproducible mode (`OCI_OUTPUT.to(archive)`): an OCI archive whose file timestamps are clamped to
-SOURCE_DATE_EPOCH (the engine's own exporter cannot rewrite them), uncompressed so no compressor's output can differ."""
+the containerd image store then leaves the image out of `docker images` and every image listing.
+Every build this way is reproducible: each RUN step of docker/Dockerfile ends by giving what it changed one fixed
+modification time (docker/clamp-mtimes.sh), SOURCE_DATE_EPOCH dates the config and history, and zstd at a fixed
+level writes the same bytes for the same layer, so the same inputs give the same image ID with no export-time
+rewrite (BuildKit's rewrite-timestamp cannot export into the engine's store, moby/buildkit#4230)."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +105,14 @@ class BuildPlan:
         """The Dockerfile stage: runtime, or devel (runtime plus a flavour's packages)."""
         return RUNTIME if self.flavour.is_runtime else "devel"
 
-    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False,
-                      oci_archive: Path | None = None) -> BuildRequest:
+    def build_request(self, *, metadata_file: Path, lock_context: Path, no_cache: bool = False) -> BuildRequest:
         """What to ask the engine to build; tags are applied afterwards, only on success.
 
-        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing); with
-        `oci_archive` the image goes to that file reproducibly instead of into the engine.
+        `lock_context` is a folder holding this variant's locks as <os>-<arch>.txt (or nothing).
         """
         return BuildRequest(
             context=self.context, dockerfile=self.dockerfile, target=self.target,
-            platforms=tuple(map(str, self.platforms)),
-            output=OCI_OUTPUT.to(oci_archive) if oci_archive else ENGINE_OUTPUT, metadata_file=metadata_file,
+            platforms=tuple(map(str, self.platforms)), output=ENGINE_OUTPUT, metadata_file=metadata_file,
             build_args=dict(self.build_args), labels=dict(self.labels),
             secrets={secret.id: secret.source for secret in self.secrets}, contexts={"lock": lock_context},
             no_cache=no_cache)
@@ -185,6 +181,7 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "PIP_INDEX_URL": "" if matrix.image.pip_index == DEFAULT_INDEX else matrix.image.pip_index,
         "EXTRA_PACKAGES": " ".join(matrix.image.packages),
         "LOCK_SHA256": " ".join(f"{lock.platform.slug}={lock.sha256}" for lock in locks),
+        "RUNTIME_LEAVES_OUT": " ".join(runtime_leaves_out(matrix)),
         "CUDA_VERSION": variant.cuda or "",
         "CUDNN_MAJOR": str(variant.cudnn or ""),
         "REQUIRE_CUDA": required_cuda(variant, release),
@@ -194,6 +191,12 @@ def build_args(*, matrix: Matrix, variant: Variant, provenance: Provenance, lock
         "SOURCE_DATE_EPOCH": str(provenance.source_date_epoch),
         **({} if flavour.is_runtime else toolchain_args(flavour, variant, release)),
     }
+
+
+def runtime_leaves_out(matrix: Matrix) -> tuple[str, ...]:
+    """The lock's packages that other flavours install and runtime does not (flavours.<name>.lock_packages). The
+    same for every flavour's build, since devel is built on the very runtime stage."""
+    return tuple(dict.fromkeys(name for flavour in matrix.flavours for name in flavour.lock_packages))
 
 
 def required_cuda(variant: Variant, release: CudaRelease | None) -> str:
@@ -210,6 +213,7 @@ def toolchain_args(flavour: Flavour, variant: Variant, release: CudaRelease | No
         "FLAVOUR": flavour.name,
         "TOOLCHAIN_APT": " ".join(flavour.apt_packages),
         "TOOLCHAIN_PIP": " ".join(flavour.pip_packages),
+        "LOCK_PACKAGES": " ".join(flavour.lock_packages),
         "CUDA_TOOLCHAIN_URL": flavour.cuda_toolchain if cuda else "",
         "CUDA_RELEASE": release.release if cuda and release else "",
         "CUDA_COMPONENTS": " ".join(flavour.cuda_components) if cuda else "",

@@ -169,15 +169,36 @@ def build_table(results: list[BuildResult]) -> str:
 
 @present.register
 def _repro(result: ReproReport) -> Presentation:
-    first, second = result.digests
-    table = "\n" + render_table(["build", "digest"], [(1, first), (2, second)])
-    if first != second:
-        return _shown((table, result.differences),
-                      [f"{result.variant} is not reproducible: two builds from the same inputs gave two digests"])
-    if result.recorded and result.recorded != first:
-        return _shown((table,), [f"{result.variant} builds reproducibly as {first}, but images.yaml records "
-                                 f"{result.recorded}: an input changed (lock, base, Dockerfile, SOURCE_DATE_EPOCH)"])
-    return Presentation(out=(table, f"\n{result.variant} is reproducible: {first}"))
+    first, second = result.builds
+    rows = [(number, b.image_id, b.config_digest, len(b.steps)) for number, b in enumerate(result.builds, start=1)]
+    table = "\n" + render_table(["build", "image ID", "config digest", "RUN steps run"], rows)
+    if not result.compared:
+        return _shown((table,), [f"build 2 ran {len(second.steps)} of build 1's {len(first.steps)} RUN steps: BuildKit "
+                                 "shares a step with another build of the same step on this engine even without "
+                                 "cache, so nothing was compared; run verify-repro again when no other build of it "
+                                 "is running"])
+    if not result.reproducible:
+        return _shown((table, "\n" + result.differences),
+                      [f"{result.image} is not reproducible: two builds from the same inputs gave two image IDs"])
+    if result.mismatch:
+        return _shown((table,), [result.mismatch])
+    said = f"\n{result.image} is reproducible: {first.image_id} (config {first.config_digest})"
+    return Presentation(out=(table, said, *filter(None, [immutable_tag_note(result)])))
+
+
+def immutable_tag_note(result: ReproReport) -> str:
+    """Whether the image the immutable tag names (built earlier from the same inputs) is this one: then any build of
+    these inputs, cached or not, takes its tags."""
+    reference, image_id = result.immutable_tag, result.builds[0].image_id
+    if not reference:
+        return ""
+    if not result.tagged:
+        return f"no image is tagged {reference} yet: `./dev build --variant {result.variant}` makes this one"
+    if result.tagged == image_id:
+        return f"{reference} names this very image"
+    return (f"{reference} names another image, {result.tagged[:19]}, built from the same declared inputs: something "
+            f"not pinned has changed since ({', '.join(builds.UNPINNED_INPUTS)}), and builds of these inputs are "
+            f"refused that tag until it is removed (`docker image rm {reference}`)")
 
 
 # --- ./dev lock, ./dev doctor -------------------------------------------------------------------------------------

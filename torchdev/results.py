@@ -13,6 +13,7 @@ from torchdev.matrix import Matrix
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
 from torchdev.push import PushResult
+from torchdev.repro import UncachedBuild
 from torchdev.smoke import SuiteRun
 
 
@@ -99,13 +100,29 @@ class SmokeReport:
 
 @dataclass(frozen=True)
 class ReproReport:
-    """`./dev verify-repro`: the digests of two builds from the same inputs, what differs when they differ, and the
-    digest images.yaml records ("" when none)."""
+    """`./dev verify-repro`: two builds of one image without layer cache, from the same inputs. When both ran the same
+    RUN steps (`compared`) and gave two image IDs, what differs between them; when they gave one, the line saying it
+    is not the digest images.yaml records ("" when it is, or none is recorded) and the image the immutable tag names
+    (None when none does)."""
 
+    image: str
     variant: str
-    digests: tuple[str, str]
-    differences: str
-    recorded: str
+    builds: tuple[UncachedBuild, UncachedBuild]
+    differences: str = ""
+    mismatch: str = ""
+    immutable_tag: str = ""
+    tagged: str | None = None
+
+    @property
+    def compared(self) -> bool:
+        """Whether the second build ran every RUN step the first ran: BuildKit shares a step with a concurrent build
+        of the same step even under --no-cache, and a build that took its results from another proves nothing."""
+        first, second = self.builds
+        return bool(first.steps) and second.steps == first.steps
+
+    @property
+    def reproducible(self) -> bool:
+        return self.compared and self.builds[0].image_id == self.builds[1].image_id
 
 
 @dataclass(frozen=True)

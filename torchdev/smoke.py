@@ -74,7 +74,8 @@ def suite_arguments(plan: BuildPlan, *, gpus: GpuRequest, reports: str, platform
     expectations = {"torch": variant.torch, "torchvision": variant.torchvision, "torchaudio": variant.torchaudio,
                     "cuda": variant.cuda or "none", "python": variant.python, "flavour": plan.flavour.name,
                     "require-cuda": args["REQUIRE_CUDA"] or "none",
-                    "cuda-toolchain": args.get("CUDA_RELEASE") or "none", "platform": str(platform)}
+                    "cuda-toolchain": args.get("CUDA_RELEASE") or "none", "platform": str(platform),
+                    "left-out": (args["RUNTIME_LEAVES_OUT"] if plan.flavour.is_runtime else "") or "none"}
     if variant.cudnn is not None:
         expectations["cudnn-major"] = str(variant.cudnn)
     name = run_name(plan, platform)

@@ -8,8 +8,11 @@ type checker hold both to ContainerEngine.
 """
 from __future__ import annotations
 
+import io
 import json
 import sys
+import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, TextIO
 
@@ -19,12 +22,27 @@ from torchdev.engine import BuildRequest, ContainerSpec, EngineError, ImageInfo,
 RunScript = RunResult | Callable[[ContainerSpec], RunResult]
 
 
+def config_digest_of(image_id: str) -> str:
+    """The config digest the fake engine reports for an image (the real one's differs from the image ID too)."""
+    return "sha256:" + image_id[-8:].rjust(64, "c")
+
+
 def oci_archive(content: str, *, labels: dict[str, str], platforms: tuple[str, ...], name: str = "") -> bytes:
-    """An image as an OCI archive: one small layer per platform holding `content`; the same bytes for the same
-    arguments, as a reproducible build or a second `docker save` of one image gives."""
-    layers = {platform.split("/")[1]: f"{content} for {platform}".encode() for platform in platforms}
+    """An image as an OCI archive: one small layer per platform, a tar of one file holding `content`; the same bytes
+    for the same arguments, as a reproducible build or a second `docker save` of one image gives."""
+    layers = {platform.split("/")[1]: one_file_tar("etc/fake-image", f"{content} for {platform}".encode())
+              for platform in platforms}
     annotations = {"io.containerd.image.name": name} if name else None
     return multi_platform_archive(layers, labels=labels, top_annotations=annotations)[0]
+
+
+def one_file_tar(path: str, content: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(path)
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
 
 
 class FakeEngine:
@@ -38,6 +56,9 @@ class FakeEngine:
         """What each next build does: 0 makes a new image, another number fails with it, an exception is raised."""
         self.requests: list[BuildRequest] = []
         """Every build asked for, in order."""
+        self.steps_run: list[tuple[str, ...]] = []
+        """The RUN steps each next successful build's log says it ran; by default one, `RUN fake-step` (fewer: a build
+        that took a step's result from a concurrent build of it, as BuildKit does even under --no-cache)."""
         self.runs: dict[str, RunScript] = {}
         """What a container of an image does (by image name); by default it exits 0 with no output."""
         self.ran: list[ContainerSpec] = []
@@ -54,6 +75,10 @@ class FakeEngine:
         """After this many pushes, the next raises KeyboardInterrupt (Ctrl-C half-way)."""
         self.platforms: dict[str, tuple[str, ...]] = {}
         """image ID -> the platforms it holds (a build records its --platform); linux/amd64 when not set."""
+        self.reproducible = False
+        """When True, a build gives the image ID of any earlier build of the same request (as the real engine does
+        for the same inputs); by default every build makes a new image, as a non-reproducible build would."""
+        self._built: dict[str, str] = {}
         self._info = info or {"Runtimes": {"runc": {}}}
         self._images = 0
 
@@ -185,25 +210,39 @@ class FakeEngine:
         return result.output
 
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]:
-        """A new image in the engine; or, for an output with a file (the oci exporter), an archive there, the same
-        for the same request (a reproducible build), which `load` then brings in."""
+        """A new image in the engine (with `reproducible`, the earlier one of the same content), named as BuildKit's
+        export names it, and buildx's metadata: the image ID and its config digest (config_digest_of)."""
         self.requests.append(request)
         outcome = self.builds.pop(0) if self.builds else 0
         if isinstance(outcome, BaseException):
             raise outcome
         lines = [f"#1 fake build of {request.context}"]
         if outcome == 0:
-            if request.output.dest:
-                content = json.dumps([request.build_args, request.labels, request.platforms])
-                saved = oci_archive(content, labels=request.labels, platforms=request.platforms)
-                request.output.dest.write_bytes(saved)
-                image_id = loaded_image(saved)[0]
-            else:
-                image_id = self.add_image(labels=request.labels)
-                self.platforms[image_id] = request.platforms
-                self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
-            request.metadata_file.write_text(json.dumps({"containerimage.digest": image_id}))
+            image_id = self._image_of(request)
+            self.platforms[image_id] = request.platforms
+            self.names[f"moby-dangling@{image_id}"] = image_id  # as BuildKit's export to the containerd store
+            request.metadata_file.write_text(json.dumps({
+                "containerimage.digest": image_id, "containerimage.config.digest": config_digest_of(image_id)}))
+            steps = self.steps_run.pop(0) if self.steps_run else ("RUN fake-step",)
+            for number, step in enumerate(steps, start=2):
+                lines += [f"#{number} [{request.target} {number - 1}/{len(steps)}] {step}", f"#{number} DONE 0.1s"]
         return outcome, lines
+
+    @staticmethod
+    def _content_key(request: BuildRequest) -> str:
+        """What decides a build's content: its request less the per-build files (metadata, the staged lock folder)
+        and --no-cache."""
+        return repr(replace(request, metadata_file=Path(), contexts={}, no_cache=False))
+
+    def _image_of(self, request: BuildRequest) -> str:
+        """A new image; with `reproducible`, the one any earlier build of the same content made (back in the engine
+        if it was removed since), as the real engine gives the same inputs the same image ID."""
+        key = self._content_key(request)
+        if self.reproducible and key in self._built:
+            self.labels.setdefault(self._built[key], dict(request.labels))
+        else:
+            self._built[key] = self.add_image(labels=request.labels)
+        return self._built[key]
 
     def compose(self, *args: str, cwd: Path, env: dict[str, str]) -> int:
         self.compose_calls.append(args)

@@ -1,13 +1,10 @@
 """Builds through the fake engine: tags move all together or not at all, whatever goes wrong, in seconds."""
-from dataclasses import replace
-
 import pytest
 
-from tests.helpers.fake_engine import FakeEngine
+from tests.helpers.fake_engine import FakeEngine, config_digest_of
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, run_build
 from torchdev.errors import TorchdevError
-from torchdev.plan import OCI_OUTPUT
 
 
 @pytest.fixture()
@@ -64,17 +61,32 @@ def test_a_build_leaves_only_its_tags_not_the_name_the_export_gave_it(engine, tm
     assert sorted(name for name, image in engine.names.items() if image == result.image_id) == sorted(plan.references)
 
 
-def test_a_reproducible_build_goes_through_an_archive_and_takes_its_tags_only_with_the_recorded_digest(engine,
-                                                                                                       tmp_path):
-    plan, = make_plans(make_variant("cu118"))
-    first = run_build(engine, plan, log_dir=tmp_path, reproducible=True)
-    output = engine.requests[0].output
-    assert first.status is BuildStatus.BUILT and output.dest and output == OCI_OUTPUT.to(output.dest)
-    assert [engine.image_id(reference) for reference in plan.references] == [first.image_id] * len(plan.references)
-    recorded = replace(plan, variant=replace(plan.variant, digest="sha256:" + "e" * 64))
-    other = run_build(engine, replace(recorded, references=("torchdev:elsewhere",)), log_dir=tmp_path,
-                      reproducible=True)
-    assert other.status is BuildStatus.FAILED and f"images.yaml expects sha256:{'e' * 64}" in other.cause
-    assert engine.image_id("torchdev:elsewhere") is None
-    matching = replace(recorded, variant=replace(plan.variant, digest=first.image_id))
-    assert run_build(engine, matching, log_dir=tmp_path, reproducible=True).status is BuildStatus.BUILT
+def test_a_rebuild_without_cache_of_the_same_inputs_keeps_the_immutable_tag_and_every_other(engine, tmp_path):
+    """Builds are reproducible, so `--no-cache` after a build, or a build after `--no-cache`, is the same image: the
+    immutable tag stays where it is and nothing is refused (it used to be, and then every later build too)."""
+    engine.reproducible = True
+    [plan] = make_plans(make_variant("cu118"))
+    [first] = build_all(engine, [plan], log_dir=tmp_path)
+    [uncached] = build_all(engine, [plan], log_dir=tmp_path, no_cache=True)
+    [again] = build_all(engine, [plan], log_dir=tmp_path)
+    assert [r.status for r in (first, uncached, again)] == [BuildStatus.BUILT] * 3
+    assert first.image_id == uncached.image_id == again.image_id
+    assert {ref: engine.names[ref] for ref in plan.references} == {ref: first.image_id for ref in plan.references}
+
+
+def test_a_recorded_digest_is_checked_on_every_build_as_image_id_or_config_digest(engine, tmp_path):
+    engine.reproducible = True
+    [plan] = make_plans(make_variant("cu118"))
+    [built] = build_all(engine, [plan], log_dir=tmp_path)
+    config = config_digest_of(built.image_id)
+    for recorded in (built.image_id, config):
+        [plan] = make_plans(make_variant("cu118", digest=recorded))
+        [result] = build_all(engine, [plan], log_dir=tmp_path)
+        assert result.status is BuildStatus.BUILT, result.cause
+    [plan] = make_plans(make_variant("cu118", digest="sha256:" + "d" * 64))
+    before = dict(engine.names)
+    [refused] = build_all(engine, [plan], log_dir=tmp_path)
+    assert refused.status is BuildStatus.FAILED
+    assert f"the build gave {built.image_id} (config {config}), images.yaml expects sha256:{'d' * 64}" in refused.cause
+    assert "./dev verify-repro --variant cu118" in refused.cause
+    assert engine.names == before, "no tag moved"

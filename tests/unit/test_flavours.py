@@ -18,6 +18,7 @@ flavours:
     pip_packages: [ninja==1.11.1.1]
     cuda_toolchain: https://nvidia.example/redist
     cuda_components: [cuda_nvcc, cuda_cudart]
+    lock_packages: [triton, cmake]
 cuda_releases:
   "11.8":
     release: 11.8.0
@@ -33,6 +34,7 @@ def test_flavours_parse_with_runtime_first_and_the_release_table(tmp_path):
     assert [flavour.name for flavour in matrix.flavours] == ["runtime", "devel"]
     devel = matrix.flavour("devel")
     assert devel.apt_packages == ("g++", "python3-dev") and devel.pip_packages == ("ninja==1.11.1.1",)
+    assert devel.lock_packages == ("triton", "cmake") and matrix.flavour("runtime").lock_packages == ()
     assert matrix.cuda_release("11.8").release == "11.8.0" and matrix.cuda_release(None) is None
 
 
@@ -60,6 +62,10 @@ def test_a_matrix_without_flavours_has_runtime_only(tmp_path):
      "variant 'cu118': key 'cuda': CUDA 11.8 has no entry in cuda_releases, which flavour 'devel' needs for its nvcc"),
     (("  devel:\n", "  devel:\n    bases: {cu999: ubuntu:22.04}\n"), "flavour 'devel': bases: key 'cu999': is not a "
                                                                        "variant (known: cu118)"),
+    (("[triton, cmake]", "[triton==2.0.0]"), "flavour 'devel': key 'lock_packages': 'triton==2.0.0' is not a Python "
+                                             "package name"),
+    (("  runtime: {}\n", "  runtime:\n    lock_packages: [triton]\n"),
+     "flavour 'runtime': key 'lock_packages': unknown key"),
 ])
 def test_each_bad_flavour_or_release_is_one_line_naming_it(change, expected, tmp_path):
     old, new = change
@@ -111,6 +117,16 @@ def test_devel_builds_the_devel_stage_with_its_packages_and_nvcc_release_runtime
     assert devel.labels["io.torchdev.flavour"] == "devel"
 
 
+def test_runtime_leaves_out_the_lock_packages_devel_installs_and_both_builds_agree_on_it():
+    """devel is built on the very runtime stage, so the runtime stage's args must be the same in both builds."""
+    devel_flavour = Flavour("devel", lock_packages=("triton", "cmake", "lit"))
+    runtime, devel = make_plans(make_variant("cu118"), flavours=(Flavour("runtime"), devel_flavour))
+    assert runtime.build_args["RUNTIME_LEAVES_OUT"] == devel.build_args["RUNTIME_LEAVES_OUT"] == "triton cmake lit"
+    assert devel.build_args["LOCK_PACKAGES"] == "triton cmake lit" and "LOCK_PACKAGES" not in runtime.build_args
+    plain, = make_plans(make_variant("cu118"))
+    assert plain.build_args["RUNTIME_LEAVES_OUT"] == ""
+
+
 def test_a_cpu_variant_gets_no_nvcc_and_no_driver_constraint():
     _, devel = make_plans(make_variant("cpu", cuda=None), flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
     args = devel.build_args
@@ -128,3 +144,4 @@ def test_the_committed_matrix_builds_cuda_variants_on_a_plain_os_and_declares_ev
             release = matrix.cuda_release(variant.cuda)
             assert release and release.nvidia_require_cuda.startswith(f"cuda>={variant.cuda} brand=")
     assert "cuda_nvcc" in matrix.flavour("devel").cuda_components
+    assert matrix.flavour("devel").lock_packages == ("triton", "cmake", "lit")

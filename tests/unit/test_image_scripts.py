@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_LIBS = ROOT / "docker" / "shared_libs.py"
 CUDA_TOOLCHAIN = ROOT / "docker" / "cuda_toolchain.py"
+LOCK_PART = ROOT / "docker" / "lock_part.py"
 MACHINE = {"x86_64": "linux-x86_64", "aarch64": "linux-sbsa"}[os.uname().machine]
 
 
@@ -144,3 +145,45 @@ def test_every_stage_that_installs_debian_packages_sees_the_apt_snapshot():
     assert len(installing) == 2, "runtime and devel both install Debian packages"
     for stage in installing:
         assert stage.index("ARG APT_SNAPSHOT") < stage.index("bash /tmp/torchdev/apt-install.sh"), stage[:40]
+
+
+def test_every_run_step_ends_by_clamping_what_it_changed():
+    """docker/clamp-mtimes.sh is what makes every build reproducible: a RUN step without it would leave its files with
+    the build's time, and two builds of the same inputs would differ. It must be mounted and be the step's last word."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    steps = re.findall(r"^RUN (.*?)(?<!\\)\n", dockerfile, flags=re.M | re.S)
+    assert len(steps) >= 9, "runtime and devel stages"
+    for step in steps:
+        assert "--mount=type=bind,source=clamp-mtimes.sh,target=/tmp/torchdev/clamp-mtimes.sh" in step, step[:60]
+        assert step.rstrip().endswith("&& bash /tmp/torchdev/clamp-mtimes.sh"), step[-120:]
+    assert "!clamp-mtimes.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
+    assert not re.search(r"^(COPY|ADD) ", dockerfile, flags=re.M), \
+        "COPY and ADD give the folders they create the build's time: install files from a RUN with a bind mount"
+
+
+def lock_part(lock: Path, *args: str) -> str:
+    return subprocess.run([sys.executable, str(LOCK_PART), str(lock), *args], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+def requirements(text: str) -> dict[str, list[str]]:
+    """name -> its --hash values, as pip would read the requirement file."""
+    found: dict[str, list[str]] = {}
+    for entry in re.split(r"\n(?=[^\s#])", "\n" + text):
+        first = entry.strip().split("\n", 1)[0]
+        if first and not first.startswith("#"):
+            found[first.split("==")[0]] = re.findall(r"--hash=(sha256:[0-9a-f]{64})", entry)
+    return found
+
+
+def test_runtime_and_devel_install_the_two_parts_of_one_lock_with_its_hashes():
+    """Runtime leaves triton (and triton's own cmake, lit) to devel, which takes them from the same lock: together
+    the two parts are the lock, every entry with every one of its hashes."""
+    lock = ROOT / "overlays" / "local-debian" / "cu117.lock.txt"
+    whole = requirements(lock.read_text())
+    runtime = requirements(lock_part(lock, "--without", "triton", "CMake", "lit"))
+    devel = requirements(lock_part(lock, "--only", "triton", "cmake", "lit"))
+    assert sorted(devel) == ["cmake", "lit", "triton"] and not set(devel) & set(runtime)
+    assert {**runtime, **devel} == whole and all(whole.values())
+    assert lock_part(lock, "--only", "triton").startswith("# torchdev lock:"), "the header stays, for people"
+    assert requirements(lock_part(lock, "--only", "not-in-the-lock")) == {}

@@ -43,6 +43,13 @@ def test_a_devel_image_expects_its_flavour_its_nvcc_and_the_driver_constraint_of
     assert "--junitxml=/r/cu118-devel.xml" in suite_arguments(devel, gpus=GpuRequest(0), reports="/r")
 
 
+def test_runtime_expects_what_it_leaves_to_devel_to_be_absent_and_devel_expects_everything():
+    devel_flavour = Flavour("devel", lock_packages=("triton", "cmake", "lit"))
+    runtime, devel = make_plans(CU118, flavours=(Flavour("runtime"), devel_flavour))
+    assert expectations(runtime)["left-out"] == "triton cmake lit"
+    assert expectations(devel)["left-out"] == "none"
+
+
 def test_a_cuda_version_without_a_release_entry_requires_the_bare_version_and_cpu_nothing():
     assert expectations(make_plans(CU118)[0])["require-cuda"] == "cuda>=11.8"
     assert expectations(make_plans(CPU)[0])["require-cuda"] == "none"

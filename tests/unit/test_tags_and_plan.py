@@ -12,7 +12,7 @@ from tests.helpers.variants import make_variant
 from torchdev.engine import Engine, buildx_command
 from torchdev.errors import ConfigError
 from torchdev.matrix import ImageSettings, Matrix
-from torchdev.plan import (OCI_OUTPUT, LockInput, Provenance, ca_bundle_secret, describe_plan, dry_run_request,
+from torchdev.plan import (ENGINE_OUTPUT, LockInput, Provenance, ca_bundle_secret, describe_plan, dry_run_request,
                            make_plan)
 from torchdev.tags import BuildStamp, image_tags, immutable_tags
 
@@ -133,15 +133,16 @@ def test_builds_carry_source_date_epoch_so_timestamps_follow_the_inputs_not_the_
     assert plan.build_args["SOURCE_DATE_EPOCH"] == str(int(PROVENANCE.created.timestamp())) == "1795867200"
 
 
-def test_a_reproducible_build_goes_to_an_oci_archive_with_clamped_timestamps():
-    plan = plan_for(CU118)
-    assert request_for(plan, oci_archive=Path("/a.tar")).output == OCI_OUTPUT.to(Path("/a.tar"))
-    normal = buildx_command(request_for(plan))
-    reproducible = buildx_command(request_for(plan, oci_archive=Path("/a.tar")))
-    assert "--output=type=docker,compression=zstd,compression-level=3,force-compression=true,oci-mediatypes=true" \
-        in normal
-    assert "--output=type=oci,dest=/a.tar,rewrite-timestamp=true,compression=uncompressed" in reproducible
-    assert "--provenance=false" in reproducible and "--build-context" in reproducible
+def test_every_build_exports_into_the_engine_zstd_with_oci_media_types_and_no_provenance():
+    """One output for every build: the engine's own exporter (reproducible through the Dockerfile's clamp, not an
+    export-time rewrite), so no OCI archive travels through the client."""
+    request = request_for(plan_for(CU118), no_cache=True)
+    assert request.output == ENGINE_OUTPUT and request.output.dest is None
+    command = buildx_command(request)
+    outputs = [word for word in command if word.startswith("--output")]
+    assert outputs == ["--output=type=docker,compression=zstd,compression-level=3,force-compression=true,"
+                       "oci-mediatypes=true"]
+    assert "--provenance=false" in command and "--no-cache" in command and "--build-context" in command
 
 
 def test_the_lock_and_a_pinned_base_reach_the_build_and_the_dry_run():
