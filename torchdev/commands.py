@@ -27,7 +27,7 @@ from torchdev.errors import RUNTIME, USAGE, Problem, TorchdevError, UsageError, 
 from torchdev.files import check_output_folder, check_outputs, write_atomically
 from torchdev.grammar import reference_problem, repository_problem
 from torchdev.gpuprobe import find_access
-from torchdev.gpus import GPUS_AUTO, check_option, parse_option, request_for
+from torchdev.gpus import GPUS_AUTO, GpuRequest, check_option, parse_option, request_for
 from torchdev.images import built_images, image_manifest
 from torchdev.matrix import RUNTIME as RUNTIME_FLAVOUR, Flavour, Matrix, Variant, load_matrix, with_text
 from torchdev.plan import BuildPlan
@@ -72,12 +72,13 @@ def _plans(ctx: Context, matrix: Matrix, variants: list[Variant], flavours: list
                       native=ctx.native_platform, unlocked=unlocked)
 
 
-def show_matrix(ctx: Context, *, overlay: str | None) -> MatrixView:
+def show_matrix(ctx: Context, *, overlay: str | None, wide: bool = False) -> MatrixView:
+    """Every variant in every flavour; on a terminal the columns that fit it, unless --wide."""
     matrix = _load(ctx, overlay)
     inputs = read_plan_inputs(ctx.paths, matrix, environ=ctx.environ, native=ctx.native_platform)
     plans = plans_for(matrix, list(matrix.variants), list(matrix.flavours), inputs=inputs)
     locked = frozenset((name, lock.platform) for name, found in inputs.locks.items() for lock in found)
-    return MatrixView(matrix, tuple(plans), locked)
+    return MatrixView(matrix, tuple(plans), locked, width=None if wide else ctx.width)
 
 
 def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, overlay: str | None,
@@ -90,9 +91,9 @@ def build(ctx: Context, *, variant: str | None, every: bool, dry_run: bool, over
     chosen = select_variants(matrix, variant=variant, every=every)
     plans = _plans(ctx, matrix, chosen, select_flavours(matrix, flavour=flavour, every=every), platform=platform,
                    unlocked=unlocked)
+    locks.require_fitting_locks(matrix, plans)  # a dry run checks what a build checks before it starts
     if dry_run:
         return DryRun(tuple(plans))
-    locks.require_fitting_locks(matrix, plans)
     notes = builds.emulation_notes(plans, native=ctx.native_platform) + ([REPRODUCIBLE_NOTE] if reproducible else [])
     for note in notes:
         print(f"note: {note}", file=ctx.out)
@@ -114,21 +115,22 @@ def _build(ctx: Context, engine: ContainerEngine, plans: list[BuildPlan], *, no_
 
 def lock(ctx: Context, *, variant: str | None, every: bool, check: bool, overlay: str | None,
          platform: str | None = None) -> LockReport:
-    """Every platform of each variant unless --platform names some (a lock is per platform: the wheels differ)."""
+    """Every variant unless --variant names some, and every platform of each unless --platform does (a lock is per
+    platform: the wheels differ)."""
     matrix = _load(ctx, overlay)
-    chosen = select_variants(matrix, variant=variant, every=every)
+    chosen = select_variants(matrix, variant=variant, every=every or variant is None)
     logins = () if check else read_logins(matrix, ctx.environ)
     return LockReport(tuple(locks.lock_variants(matrix, chosen, check=check, out=ctx.out, platforms=lambda v: (
         select_platforms(v, platform=platform or "all", native=ctx.native_platform)), logins=logins,
         environ=ctx.environ)))
 
 
-def doctor(ctx: Context, *, overlay: str | None) -> DoctorReport:
+def doctor(ctx: Context, *, overlay: str | None, wide: bool = False) -> DoctorReport:
     """The host checked for the matrix's CUDA variants (their built images say what they need)."""
     matrix = _load(ctx, overlay)
     plans = _plans(ctx, matrix, [v for v in matrix.variants if v.cuda])
     return DoctorReport(tuple(doctors.diagnose(matrix, plans, connect=ctx.connect, native=ctx.native_platform,
-                                               environ=ctx.environ)))
+                                               environ=ctx.environ)), width=None if wide else ctx.width)
 
 
 def list_images(ctx: Context, *, overlay: str | None, manifest: str | None = None, flavour: str | None = None,
@@ -216,12 +218,15 @@ def run_smoke(ctx: Context, *, variant: str | None, every: bool, gpus: str, buil
                        tuple(smoke.untested_gpus(runs, plans=plans, gpus=requests, access=access)))
 
 
-def up(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = False) -> Exited:
+def up(ctx: Context, *, variant: str, overlay: str | None, gpus: str = "auto", unlocked: bool = False) -> Exited:
     """The main job: build one image (a no-op when it is current; --unlocked for a variant without a lock), then
-    train in it through compose."""
+    train in it through compose, with compose.gpu.yaml when the run gets GPUs (--gpus as smoke reads it: auto gives a
+    CUDA variant every GPU the engine offers)."""
     matrix = _load(ctx, overlay)
-    variant = one_name("--variant", variant)
-    plans = _plans(ctx, matrix, [matrix.variant(variant)], unlocked=unlocked)
+    chosen = matrix.variant(one_name("--variant", variant))
+    gpu_count = parse_option(gpus)
+    check_option(gpu_count, [chosen])
+    plans = _plans(ctx, matrix, [chosen], unlocked=unlocked)
     locks.require_fitting_locks(matrix, plans)
     engine = ctx.engine()
     report = _build(ctx, engine, plans)
@@ -229,8 +234,28 @@ def up(ctx: Context, *, variant: str, overlay: str | None, unlocked: bool = Fals
     status = builds.exit_status(list(report.results))
     if status:
         return Exited(status)
-    env = {**ctx.environ, "VARIANT": variant, "TORCHDEV_REPOSITORY": matrix.image.repository}
-    return Exited(engine.compose_run("train", cwd=ctx.paths.root, env=env))
+    request = GpuRequest(0)  # --gpus none needs no probe: the GPUs are hidden whatever route the engine has
+    if chosen.cuda and gpu_count != 0:
+        access = find_access(engine, probe_image=plans[0].primary_reference if gpu_count is GPUS_AUTO else None)
+        request = request_for(chosen, gpu_count, access)
+        if request.chosen_by_auto and not request.count:
+            print(f"note: training {chosen.name} without GPUs: --gpus auto found {access.evidence} "
+                  "(docs/troubleshooting.md; --gpus all lets the engine answer)", file=ctx.out)
+    files, options, settings = compose_gpus(request, cuda=chosen.cuda is not None)
+    env = {**ctx.environ, "VARIANT": chosen.name, "TORCHDEV_REPOSITORY": matrix.image.repository, **settings}
+    return Exited(engine.compose_run("train", cwd=ctx.paths.root, env=env, files=files, options=options))
+
+
+def compose_gpus(request: GpuRequest, *, cuda: bool) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
+    """The compose files, the `run` options and the variables the files read that train with the GPUs of `request`:
+    compose.gpu.yaml with GPUS=all or the count; or none (NVIDIA_VISIBLE_DEVICES=void in the container, so that a
+    default nvidia runtime does not hand the CUDA image every GPU anyway)."""
+    if not request.count:
+        hidden = tuple(part for name, value in request.environment().items() for part in ("-e", f"{name}={value}")
+                       if cuda)
+        return (), hidden, {}
+    count = "all" if request.count < 0 else str(request.count)
+    return ("compose.yaml", "compose.gpu.yaml"), (), {"GPUS": count}
 
 
 def base(ctx: Context, *, name: str, platform: str | None) -> BaseExists | Exited:

@@ -35,6 +35,9 @@ class Context:
     show: Callable[[object], int]
     """Present a result now, before the command goes on (`smoke --build` shows its builds before the suite runs);
     its exit status."""
+    width: int | None = None
+    """How many columns a line of output may take: the terminal's ($COLUMNS when set); None when the output is not
+    a terminal (a file, a pipe: full lines, for grep and logs)."""
 
     def engine(self, *, timeout: float = ENGINE_TIMEOUT) -> ContainerEngine:
         return self.connect(timeout)

@@ -337,7 +337,8 @@ class ContainerEngine(Protocol):
     def run(self, spec: ContainerSpec, *, timeout: float, echo: TextIO | None = None) -> RunResult: ...
     def output(self, image: str, *command: str, user: str | None = None, timeout: float = 300) -> str: ...
     def build(self, request: BuildRequest, *, log_path: Path, out: TextIO = sys.stdout) -> tuple[int, list[str]]: ...
-    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int: ...
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str], files: tuple[str, ...] = (),
+                    options: tuple[str, ...] = ()) -> int: ...
     def remove_own_containers(self) -> list[str]: ...
 
 
@@ -563,14 +564,16 @@ class Engine:
                 processes.stop(process, signal.SIGINT, group=True)
                 raise
 
-    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int:
-        """`docker compose run --rm SERVICE ARGS` in the foreground, attached to this terminal, its container named
-        for this command and labelled as its own. An interrupt (Ctrl-C reaches compose from the terminal too;
-        SIGTERM only this process) is passed on to compose, and whatever way it ends, the container is stopped
-        (its command gets STOP_TIMEOUT seconds) and removed if compose left it."""
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str], files: tuple[str, ...] = (),
+                    options: tuple[str, ...] = ()) -> int:
+        """`docker compose [-f FILE ...] run --rm OPTIONS SERVICE ARGS` in the foreground, attached to this terminal,
+        its container named for this command and labelled as its own (`files`: compose's own default when empty).
+        An interrupt (Ctrl-C reaches compose from the terminal too; SIGTERM only this process) is passed on to
+        compose, and whatever way it ends, the container is stopped (its command gets STOP_TIMEOUT seconds) and
+        removed if compose left it."""
         name = f"torchdev-{service}-{os.getpid()}-{os.urandom(3).hex()}"
-        command = ["docker", "compose", "run", "--rm", "--name", name, "--label", f"{OWNER_LABEL}={owner()}",
-                   service, *args]
+        command = ["docker", "compose", *(part for file in files for part in ("-f", file)), "run", "--rm",
+                   "--name", name, "--label", f"{OWNER_LABEL}={owner()}", *options, service, *args]
         try:
             with subprocess.Popen(command, cwd=cwd, env=env) as process:
                 return processes.wait(process, group=False)

@@ -20,14 +20,14 @@ def _git(root: Path, *args: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[str, str] | None = None,
-                    today: datetime | None = None) -> Provenance:
+def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[str, str] | None = None) -> Provenance:
     """Provenance of a build from `root`; outside a git checkout the revision reads "nogit".
 
     `created` (which is also the build's SOURCE_DATE_EPOCH) is $SOURCE_DATE_EPOCH when set, else the time
     of the last commit that touched the build `inputs`, not the clock: a rebuild with nothing changed gets
-    the same labels and timestamps, hence the same digest. A dirty tree is marked in the short sha, so an
-    immutable tag never claims a commit whose content it does not hold.
+    the same labels and timestamps, hence the same digest. The tags' {date} is that time's day too, never the day
+    of the build: the same inputs rebuilt tomorrow get the same immutable tag, not a new copy of it. A dirty tree is
+    marked in the short sha, so an immutable tag never claims a commit whose content it does not hold.
     """
     environ = dict(os.environ) if environ is None else environ
     revision = _git(root, "rev-parse", "HEAD") or "nogit"
@@ -37,7 +37,7 @@ def read_provenance(root: Path, *, inputs: tuple[str, ...] = (), environ: dict[s
     epoch = environ.get("SOURCE_DATE_EPOCH") or _git(root, "log", "-1", "--format=%ct", "--", *inputs) or "0"
     if not epoch.isdigit():
         raise BAD_EPOCH(epoch=epoch)
-    now = today or datetime.now(tz=timezone.utc)
+    created = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
     source = without_userinfo(_git(root, "remote", "get-url", "origin")) or "local"
-    return Provenance(stamp=BuildStamp(day=now.date(), git_sha=short), revision=revision,
-                      created=datetime.fromtimestamp(int(epoch), tz=timezone.utc), source=source)
+    return Provenance(stamp=BuildStamp(day=created.date(), git_sha=short), revision=revision, created=created,
+                      source=source)

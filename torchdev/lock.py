@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.9 and 3.10: requirements.txt installs tomli there
+except ModuleNotFoundError:  # Python 3.10: requirements.txt installs tomli there
     import tomli as tomllib
 
 from torchdev.credentials import PIP_ROUTE, Login, host_of, write_netrc

@@ -6,6 +6,7 @@ context's output).
 from __future__ import annotations
 
 import signal
+import textwrap
 from dataclasses import dataclass
 from functools import singledispatch
 from pathlib import Path
@@ -103,6 +104,16 @@ def _shown(out: tuple[str, ...], failures: list[str], *, status: int | None = No
 
 @present.register
 def _matrix(result: MatrixView) -> Presentation:
+    """Every column, one line per image; on a terminal (a width) the columns that tell the images apart, fitted to
+    it, and where the rest is."""
+    sources = ", ".join(str(source) for source in result.matrix.sources)
+    footer = f"\nrepository: {result.matrix.image.repository}   from: {sources}"
+    if result.width is not None:
+        table = render_table(["variant", "flavour", "platforms", "python", "torch", "cuda", "cudnn", "locked", "tag"],
+                             [narrow_matrix_row(p, result.locked) for p in result.plans], width=result.width)
+        more = "--wide: bases, indexes, locks, apt snapshots, toolchains and every tag"
+        return Presentation(out=(table, "", *(textwrap.fill(line, result.width, subsequent_indent="  ",
+                                                            break_on_hyphens=False) for line in (footer[1:], more))))
     rows = [(p.variant.name, p.flavour.name, ", ".join(map(str, p.variant.platforms)), p.build_args["BASE_IMAGE"],
              p.variant.python, f"{p.variant.torch}/{p.variant.torchvision}/{p.variant.torchaudio}",
              p.variant.cuda or "-", p.variant.cudnn or "-", p.variant.index, locks_cell(p, result.locked),
@@ -110,8 +121,20 @@ def _matrix(result: MatrixView) -> Presentation:
              ", ".join(str(ImageRef.parse(reference).tag) for reference in p.references)) for p in result.plans]
     table = render_table(["variant", "flavour", "platforms", "base", "python", "torch/vision/audio", "cuda", "cudnn",
                           "index", "locks", "apt snapshot", "toolchain", "tags"], rows)
-    sources = ", ".join(str(source) for source in result.matrix.sources)
-    return Presentation(out=(table, f"\nrepository: {result.matrix.image.repository}   from: {sources}"))
+    return Presentation(out=(table, footer))
+
+
+def narrow_matrix_row(plan: BuildPlan, locked: frozenset) -> tuple[str, ...]:
+    """One image in few characters: platforms by architecture when all are Linux, whether each has its lock (yes,
+    no, or the architectures that do), and its shortest tag (cu118, cu118-devel)."""
+    variant = plan.variant
+    linux = all(platform.os == "linux" for platform in variant.platforms)
+    name = (lambda platform: platform.arch if linux else str(platform))
+    has = [platform for platform in variant.platforms if (variant.name, platform) in locked]
+    lock = "yes" if len(has) == len(variant.platforms) else ", ".join(map(name, has)) or "no"
+    tags = [str(ImageRef.parse(reference).tag) for reference in plan.references]
+    return (variant.name, plan.flavour.name, ", ".join(map(name, variant.platforms)), variant.python, variant.torch,
+            variant.cuda or "-", variant.cudnn or "-", lock, min(tags, key=len) if tags else "-")
 
 
 def locks_cell(plan: BuildPlan, locked: frozenset) -> str:
@@ -200,14 +223,16 @@ def _locks(result: LockReport) -> Presentation:
 
 @present.register
 def _doctor(result: DoctorReport) -> Presentation:
-    return Presentation(out=(doctor_report(list(result.checks)),), status=doctors.exit_status(list(result.checks)))
+    return Presentation(out=(doctor_report(list(result.checks), width=result.width),),
+                        status=doctors.exit_status(list(result.checks)))
 
 
-def doctor_report(results: list[doctors.CheckResult]) -> str:
-    """One line per check; a warning or a failure carries its fix on the same line."""
+def doctor_report(results: list[doctors.CheckResult], *, width: int | None = None) -> str:
+    """A row per check, a warning or a failure carrying its fix in the same row: one line each, or wrapped to
+    `width`."""
     rows = [(r.name, r.status, f"{r.detail.rstrip('.')}; fix: {r.fix}" if r.status in (WARN, FAIL) else r.detail)
             for r in results]
-    return render_table(["check", "status", "detail"], rows)
+    return render_table(["check", "status", "detail"], rows, width=width)
 
 
 # --- ./dev images -------------------------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class MatrixView:
     matrix: Matrix
     plans: tuple[BuildPlan, ...]
     locked: frozenset[tuple[str, Platform]]
+    width: int | None = None
+    """The columns the table may take (a terminal's): the essential columns, wrapped to fit; None: every column,
+    one line per image (`--wide`, or output that is not a terminal)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,11 @@ class LockReport:
 
 @dataclass(frozen=True)
 class DoctorReport:
+    """`./dev doctor`: one result per check of this host."""
+
     checks: tuple[CheckResult, ...]
+    width: int | None = None
+    """The columns the table may take: each detail wrapped to fit; None: one line per check."""
 
 
 @dataclass(frozen=True)

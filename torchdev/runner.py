@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TextIO
 
 from torchdev import presenter
 from torchdev.checkout import native_platform
@@ -35,7 +35,20 @@ def host_context() -> Context:
     return Context(paths=Paths.at(Path(__file__).resolve().parent.parent),
                    connect=lambda timeout: Engine.connect(timeout=timeout, environ=environ), environ=environ,
                    native_platform=native_platform(), out=sys.stdout, err=sys.stderr,
-                   show=partial(presenter.show, out=sys.stdout, err=sys.stderr))
+                   show=partial(presenter.show, out=sys.stdout, err=sys.stderr),
+                   width=terminal_width(environ, sys.stdout))
+
+
+def terminal_width(environ: dict[str, str], stream: TextIO) -> int | None:
+    """The columns output to `stream` may take: $COLUMNS when it is a number (as shells and `shutil` read it), else
+    the terminal's width when `stream` is one; None (no limit) for a file or a pipe."""
+    columns = environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 DEBUG_VARIABLE = "TORCHDEV_DEBUG"
@@ -65,6 +78,8 @@ def execute(ctx: Context, command: Callable[..., object], **options: object) -> 
         except KeyboardInterrupt as error:
             _sweep(engines)
             shown = presenter.present_interrupt(error, task=task_name(command))
+        except BrokenPipeError:
+            raise  # the reader went away (`./dev matrix | head`): torchdev.cli ends quietly
         except Exception as error:  # noqa: BLE001 - the one place an unexpected error becomes one line
             text = traceback.format_exc()
             log = bug_log(ctx.paths.reports.bugs, command=getattr(command, "__name__", str(command)), traceback=text)

@@ -9,8 +9,9 @@ from torchdev.matrix import Flavour, ImageSettings, Variant
 
 @dataclass(frozen=True)
 class BuildStamp:
-    """What makes a build unique beyond its variant: the day it was built, the commit it came from, and a short
-    hash of every input of the image (build plan and files), which only a whole plan can give."""
+    """What makes a build unique beyond its variant: the day of its inputs (SOURCE_DATE_EPOCH's: the last commit
+    that touched them, never the day it was built), the commit it came from, and a short hash of every input of the
+    image (build plan and files), which only a whole plan can give."""
 
     day: date
     git_sha: str

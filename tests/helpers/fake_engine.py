@@ -68,6 +68,8 @@ class FakeEngine:
         self.compose_calls: list[tuple[str, ...]] = []
         self.swept = 0
         """How often the runner's sweep after an interrupt asked for this command's containers to be removed."""
+        self.compose_environments: list[dict[str, str]] = []
+        """The environment each `docker compose` call ran with (what the compose files interpolate)."""
         self.local = True
         """Whether the engine runs on this host (its info's CDISpecDirs are then this host's folders)."""
         self.registry: dict[str, str] = {}
@@ -264,8 +266,11 @@ class FakeEngine:
             self._built[key] = self.add_image(labels=request.labels)
         return self._built[key]
 
-    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str]) -> int:
-        self.compose_calls.append(("run", "--rm", service, *args))
+    def compose_run(self, service: str, *args: str, cwd: Path, env: dict[str, str], files: tuple[str, ...] = (),
+                    options: tuple[str, ...] = ()) -> int:
+        self.compose_calls.append((*(part for file in files for part in ("-f", file)), "run", "--rm", *options,
+                                   service, *args))
+        self.compose_environments.append(dict(env))
         return 0
 
     def remove_own_containers(self) -> list[str]:

@@ -210,7 +210,8 @@ def test_the_dry_run_shows_where_logins_come_from_never_the_password(tmp_path):
     overlay = tmp_path / "site.yaml"
     overlay.write_text("pip_index: https://pypi.corp/simple\n")
     ctx = make_context(environ={"HOME": str(tmp_path)})
-    assert execute(ctx, commands.build, variant="cu117", every=False, dry_run=True, overlay=str(overlay)) == 0
+    assert execute(ctx, commands.build, variant="cu118", every=False, dry_run=True, overlay=str(overlay),
+                   unlocked=True) == 0
     shown = output(ctx)[0]
     assert "netrc <- the login for pypi.corp from ~/.netrc" in shown and "--secret 'id=netrc,src=" in shown
     assert CANARY not in shown and "not-for-the-build" not in shown

@@ -1,5 +1,6 @@
 """Provenance from a real git checkout: the epoch follows the build inputs' last commit, or SOURCE_DATE_EPOCH."""
 import subprocess
+from datetime import date
 
 import pytest
 
@@ -39,3 +40,10 @@ def test_source_date_epoch_overrides_and_must_be_a_number(repo):
 def test_an_uncommitted_change_marks_the_sha_dirty(repo):
     (repo / "images.yaml").write_text("changed")
     assert read_provenance(repo, environ={}).stamp.git_sha.endswith("-dirty")
+
+
+def test_the_tags_date_is_the_inputs_day_never_the_build_day(repo):
+    """The same inputs built on two days get one immutable tag: {date} is SOURCE_DATE_EPOCH's day (1_700_000_000 is
+    2023-11-14 UTC), whatever the clock says."""
+    assert read_provenance(repo, inputs=("images.yaml",), environ={}).stamp.day == date(2023, 11, 14)
+    assert read_provenance(repo, environ={"SOURCE_DATE_EPOCH": "0"}).stamp.day == date(1970, 1, 1)

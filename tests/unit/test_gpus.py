@@ -5,12 +5,15 @@ import json
 import pytest
 import yaml
 
+from tests.helpers.context import make_context, output
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import make_variant
 from torchdev.engine import GpuDevices, RunResult, RunStatus
+from torchdev import commands
 from torchdev.errors import UsageError
 from torchdev.gpuprobe import find_access, read_spec_devices
 from torchdev.gpus import GpuAccess, Route, check_option, detect, parse_option, request_for, start_failure
+from torchdev.runner import execute
 
 RUNC = {"Runtimes": {"io.containerd.runc.v2": {}, "runc": {}}}
 NO_DRIVER = ('Error response from daemon: could not select device driver "" with capabilities: [[gpu]]')
@@ -151,3 +154,47 @@ def test_the_toolkits_refusals_become_a_cause_and_a_fix_in_one_line(output, caus
 def test_an_unknown_refusal_keeps_the_engines_last_line():
     assert start_failure("first\nexec: \"nope\": executable file not found in $PATH: unknown") == \
         "exec: \"nope\": executable file not found in $PATH"
+
+
+# --- ./dev up --gpus: the same grammar, through compose.gpu.yaml -----------------------------------------------------
+
+def up(engine: FakeEngine, variant: str, gpus: str = "auto") -> tuple[int, str, str]:
+    ctx = make_context(engine=engine, environ={"TORCHDEV_OVERLAY": ""})
+    status = execute(ctx, commands.up, variant=variant, overlay=None, gpus=gpus, unlocked=True)
+    return (status, *output(ctx))
+
+
+@pytest.mark.parametrize("variant, gpus, info, arguments, settings", [
+    ("cpu", "auto", RUNC, ("run", "--rm", "train"), {}),
+    ("cu118", "auto", {"Runtimes": {"nvidia": {}}}, ("-f", "compose.yaml", "-f", "compose.gpu.yaml", "run", "--rm",
+                                                     "train"), {"GPUS": "all"}),
+    ("cu118", "2", RUNC, ("-f", "compose.yaml", "-f", "compose.gpu.yaml", "run", "--rm", "train"), {"GPUS": "2"}),
+    ("cu118", "none", {"Runtimes": {"nvidia": {}}}, ("run", "--rm", "-e", "NVIDIA_VISIBLE_DEVICES=void", "train"), {}),
+])
+def test_up_trains_with_the_gpus_asked_for_through_compose_gpu_yaml(variant, gpus, info, arguments, settings):
+    engine = FakeEngine(info=info)
+    status, _, err = up(engine, variant, gpus)
+    assert (status, err) == (0, "")
+    assert engine.compose_calls == [arguments]
+    assert {name: engine.compose_environments[0].get(name) for name in ("VARIANT", *settings)} == {
+        "VARIANT": variant, **settings}
+
+
+def test_up_auto_without_a_gpu_route_trains_on_cpu_and_says_so():
+    engine = FakeEngine()
+    engine.runs = {reference: RunResult(RunStatus.START_FAILED, None, NO_DRIVER) for reference in (
+        "torchdev:2.0.1-cu118-py3.10",)}
+    status, out, _ = up(engine, "cu118")
+    assert status == 0 and engine.compose_calls == [("run", "--rm", "-e", "NVIDIA_VISIBLE_DEVICES=void", "train")]
+    assert "note: training cu118 without GPUs: --gpus auto found no nvidia runtime" in out
+
+
+@pytest.mark.parametrize("variant, gpus, line", [
+    ("cpu", "1", "torchdev: --gpus 1 asks GPUs for cpu, which has no CUDA"),
+    ("cu118", "many", "torchdev: --gpus must be auto, all, none or a count, not 'many'"),
+])
+def test_up_refuses_gpus_it_cannot_give_before_it_builds(variant, gpus, line):
+    engine = FakeEngine()
+    status, _, err = up(engine, variant, gpus)
+    assert status == 2 and err.startswith(line) and err.count("\n") == 1, err
+    assert engine.requests == [] and engine.compose_calls == []

@@ -48,7 +48,6 @@ class Client:
     def __init__(self) -> None:
         self.containers = Containers()
 
-
 @pytest.fixture()
 def docker_stand_in(tmp_path, monkeypatch):
     """`docker` on PATH is the stand-in; its record is tmp_path/mark; temporary files go to tmp_path/tmp."""
@@ -104,7 +103,7 @@ def test_an_interrupted_up_passes_the_signal_to_compose_and_removes_its_containe
     ctx = ctx.__class__(**{**ctx.__dict__, "connect": lambda timeout: engine})
     assert shutil.which("docker", path=ctx.environ["PATH"]) == str(tmp_path / "bin" / "docker")
     signal_when_started(docker_stand_in, number)
-    assert execute(ctx, commands.up, variant="cu117", overlay=None) == status
+    assert execute(ctx, commands.up, variant="cu117", overlay=None, gpus="none") == status
     assert docker_stand_in.read_text() == f"{signal.Signals(number).name}\n"
     args = Path(f"{docker_stand_in}.args").read_text().split()
     assert args[:4] == ["compose", "run", "--rm", "--name"] and args[-1] == "train"

@@ -4,7 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.context import make_context, output
+from torchdev import commands
 from torchdev.errors import TorchdevError
+from torchdev.runner import execute
 from tests.helpers.cli import ROOT, run_cli
 from tests.helpers.variants import make_variant
 from torchdev.platforms import AMD64
@@ -375,3 +378,32 @@ def test_lock_writes_the_added_lock_after_the_main_one_and_removes_one_nothing_n
     out = io.StringIO()
     assert lock_variants(matrix, [replace(variant, added_packages=())], check=False, out=out) == []
     assert not added.exists() and "no added packages: removed" in out.getvalue()
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["build", "dry-run"])
+def test_a_dry_run_checks_the_locks_as_the_build_does_with_the_same_line_and_status(tmp_path, dry_run):
+    """--dry-run is the whole plan: a lock that no longer fits is reported there, not minutes into a build. Neither
+    asks the engine anything (make_context gives none)."""
+    overlay = tmp_path / "py311.yaml"
+    overlay.write_text('variants:\n  cu117:\n    python: "3.11"\n')
+    ctx = make_context(environ={"TORCHDEV_OVERLAY": ""})
+    status = execute(ctx, commands.build, variant="cu117", every=False, dry_run=dry_run, overlay=str(overlay))
+    out, err = output(ctx)
+    assert (status, out, err.count("\n")) == (1, "", 1), err
+    assert err.startswith("torchdev: the lock locks/cu117.txt does not fit variant 'cu117' on linux/amd64 (python "
+                          "3.10 in the lock, 3.11 in the matrix)")
+
+
+def test_lock_without_a_variant_acts_on_every_variant(tmp_path):
+    """`./dev lock` and `./dev lock --check` as the README lists them: every variant, as --all."""
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    ctx = make_context(environ={"TORCHDEV_OVERLAY": ""})
+    status = execute(ctx, commands.lock, variant=None, every=False, check=True, overlay=None)
+    out, err = output(ctx)
+    assert "cu117 on linux/amd64: locks/cu117.txt matches the matrix" in out and status in (0, 1)
+    for name in ("cpu", "cu118"):  # unlocked here (download.pytorch.org is out of reach): drift; or locked: a match
+        assert f"{name} on linux/amd64: " in out or f"variant '{name}' on linux/amd64" in err, (out, err)
+    both = execute(ctx, commands.lock, variant="cpu", every=True, check=True, overlay=None)
+    assert both == 2 and output(ctx)[1].endswith("torchdev: --variant and --all contradict each other: give one of "
+                                                 "them\n")

@@ -2,7 +2,9 @@
 cannot import it (compose YAML, devcontainer JSONC, the sbatch script) carrying exactly that rendering."""
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -281,3 +283,36 @@ def test_a_bash_array_is_read_as_bash_splits_it():
     text = 'x\n      local profile=(--a "b c"\n        --d)  # e\n  gpu_profile=(--f)\n'
     assert (bash_array(text, "profile"), bash_array(text, "gpu_profile"), bash_array(text, "other")) == \
         (["--a", "b c", "--d"], ["--f"], None)
+
+
+FAKE_DOCKER = """#!/bin/sh
+case "$1 $2" in
+  "image inspect") exit "$FAKE_INSPECT" ;;
+  "pull "*) exit "$FAKE_PULL" ;;
+esac
+exit 3
+"""
+
+
+def local_env(text: str, environ: dict[str, str]) -> str:
+    """${localEnv:NAME:default} as the Dev Containers CLI substitutes it."""
+    return re.sub(r"\$\{localEnv:(\w+):([^}]*)\}", lambda found: environ.get(found[1], found[2]), text)
+
+
+@pytest.mark.parametrize("variant", ["cpu", "cu117", "cu118"])
+@pytest.mark.parametrize("inspect, pull, status", [(0, 1, 0), (1, 0, 0), (1, 1, 1)],
+                         ids=["built", "pulled from a registry", "neither"])
+def test_a_dev_container_whose_image_is_missing_says_how_to_build_it(tmp_path, variant, inspect, pull, status):
+    """initializeCommand, run by /bin/sh -c here (cmd /c on Windows: so it holds nothing cmd reads otherwise)."""
+    command = read_jsonc(ROOT / ".devcontainer" / variant / "devcontainer.json")["initializeCommand"]
+    assert not re.search(r"[<>^%;`'$]|(?<!&)&(?!&)", local_env(command, {})), command
+    (tmp_path / "docker").write_text(FAKE_DOCKER)
+    (tmp_path / "docker").chmod(0o755)
+    result = subprocess.run(["/bin/sh", "-c", local_env(command, {})], capture_output=True, text=True, timeout=30,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin", "FAKE_INSPECT": str(inspect),
+                                 "FAKE_PULL": str(pull)})
+    assert result.returncode == status, result
+    line = (f"torchdev: the image torchdev:{variant}-devel is not built here and no registry has it: build it with "
+            f"./dev build --variant {variant} --flavour devel, or set TORCHDEV_REPOSITORY and TORCHDEV_TAG to an "
+            "image you pushed")
+    assert result.stdout == (f"{line}\n" if status else "")
