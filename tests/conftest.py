@@ -45,8 +45,10 @@ class BuiltImage:
 
 
 @pytest.fixture(scope="session")
-def built_image(docker_client, test_overlay) -> BuiltImage:
-    """Build the test variant once per session through the real CLI; remove its tags when the session ends."""
+def built_flavours(docker_client, test_overlay) -> dict[str, BuiltImage]:
+    """Build the test variant once per session in both flavours, runtime then devel, through the real CLI in one run;
+    remove their tags when the session ends. One run, one after the other: devel reuses runtime's layers from the
+    cache the first build just made (later tests' builds and prunes cannot come between), and CI needs both."""
     from tests.helpers.tags import TrackedTags
     from torchdev.matrix import load_matrix
     from torchdev.checkout import read_plans
@@ -58,30 +60,28 @@ def built_image(docker_client, test_overlay) -> BuiltImage:
         unavailable(f"the test base image {variant.base} is missing: make it with `./dev base`")
     tracked = TrackedTags(docker_client)
     tracked.repository(TEST_REPOSITORY)
-    result = run_cli("build", "--variant", TEST_VARIANT, "--overlay", str(test_overlay))
-    assert result.returncode == 0, f"the test image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-    references = read_plans(Paths.at(ROOT), matrix, [variant])[0].references
-    yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
+    result = run_cli("build", "--variant", TEST_VARIANT, "--flavour", "runtime,devel", "--overlay", str(test_overlay))
+    assert result.returncode == 0, f"the test images did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    runtime_output, header, devel_output = result.stdout.partition("==> [2/2] building ")
+    assert header, f"no second build in:\n{result.stdout[-2000:]}"
+    built = {}
+    for flavour, output in (("runtime", runtime_output), ("devel", header + devel_output)):
+        references = read_plans(Paths.at(ROOT), matrix, [variant], [matrix.flavour(flavour)])[0].references
+        built[flavour] = BuiltImage(docker_client.images.get(references[0]).id, references, output)
+    yield built
     assert tracked.remove_all() == []
 
 
 @pytest.fixture(scope="session")
-def built_devel_image(docker_client, test_overlay, built_image) -> BuiltImage:
-    """The test variant's devel flavour, built once per session after the runtime one (whose layers it reuses)."""
-    from tests.helpers.tags import TrackedTags
-    from torchdev.matrix import load_matrix
-    from torchdev.checkout import read_plans
-    from torchdev.project import Paths
+def built_image(built_flavours) -> BuiltImage:
+    """The test variant's runtime image (built_flavours)."""
+    return built_flavours["runtime"]
 
-    matrix = load_matrix(ROOT / "images.yaml", overlay=str(test_overlay))
-    tracked = TrackedTags(docker_client)
-    tracked.repository(TEST_REPOSITORY)
-    result = run_cli("build", "--variant", TEST_VARIANT, "--flavour", "devel", "--overlay", str(test_overlay))
-    assert result.returncode == 0, f"the devel image did not build:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
-    references = read_plans(Paths.at(ROOT), matrix, [matrix.variant(TEST_VARIANT)],
-                            [matrix.flavour("devel")])[0].references
-    yield BuiltImage(docker_client.images.get(references[0]).id, references, result.stdout)
-    assert tracked.remove_all() == []
+
+@pytest.fixture(scope="session")
+def built_devel_image(built_flavours) -> BuiltImage:
+    """The test variant's devel flavour, built right after the runtime one, whose layers it reuses."""
+    return built_flavours["devel"]
 
 
 @pytest.fixture(scope="module")

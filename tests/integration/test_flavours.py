@@ -20,8 +20,11 @@ def test_devel_is_the_runtime_image_plus_its_toolchain_layers(docker_client, bui
     runtime, devel = layers(docker_client, built_image.image_id), layers(docker_client, built_devel_image.image_id)
     assert devel[:len(runtime)] == runtime, "devel must reuse every runtime layer, torch's included"
     assert len(devel) > len(runtime)
-    assert re.search(r"#\d+ \[runtime \d+/\d+\] RUN --mount=type=cache,target=/root/.cache/pip.*\n#\d+ CACHED",
-                     built_devel_image.output), "the torch install step must come from the runtime build's cache"
+    torch_steps = re.findall(r"^#(\d+) \[runtime-base \d+/\d+\] RUN --mount=type=cache,target=/root/.cache/pip",
+                             built_devel_image.output, flags=re.M)
+    assert torch_steps, "the devel build must go through runtime-base's torch install step"
+    assert all(re.search(rf"^#{step} CACHED$", built_devel_image.output, flags=re.M) for step in torch_steps), \
+        "the torch install step must come from the runtime build's cache"
 
 
 def test_devel_tags_carry_the_flavour_and_the_runtime_tags_stay_on_runtime(docker_client, built_image,
