@@ -170,11 +170,11 @@ root-owned folder) and not the image's 1000, so files it owns can only come from
 
 @pytest.fixture()
 def workspace(tmp_path):
-    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own, owned
-    by the submitting user."""
+    """What the containers mount at /workspace, as a checkout has them: the trainer, the entrypoint and the startup
+    checks the preflight runs (smoke/startup_checks.py), in a folder of the test's own, owned by the submitting user."""
     path = tmp_path / "workspace"
     path.mkdir()
-    for name in ("docker", "train"):
+    for name in ("docker", "train", "smoke"):
         shutil.copytree(ROOT / name, path / name)
     for item in [path, *path.rglob("*")]:
         os.chown(item, SUBMITTER, SUBMITTER)
