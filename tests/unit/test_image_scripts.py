@@ -304,3 +304,16 @@ def test_the_lock_gives_the_images_pip_constraints_every_name_with_its_version()
     pins = lock_part(lock, "--without", "--pins").split()
     assert "torch==2.0.1" in pins and "numpy==1.26.4" in pins and "triton==2.0.0" in pins
     assert len(pins) == len(requirements(lock.read_text())) and all(pin.count("==") == 1 for pin in pins)
+
+
+def test_a_build_script_that_imports_a_sibling_has_it_mounted_beside_it_in_every_step():
+    """The scripts in docker/ run inside images and cannot import torchdev; one may import another (cuda_toolchain.py
+    takes index_login.py's login handling), which works only where the step mounts both into one folder."""
+    siblings = {path.stem for path in (ROOT / "docker").glob("*.py")}
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    for step in re.findall(r"^RUN (.*?)(?<!\\)\n", dockerfile, flags=re.M | re.S):
+        mounted = dict(re.findall(r"--mount=type=bind,source=([\w.-]+\.py),target=(\S+)", step))
+        for script, target in mounted.items():
+            imported = re.findall(r"^(?:from|import) (\w+)", (ROOT / "docker" / script).read_text(), flags=re.M)
+            for module in set(imported) & siblings:
+                assert mounted.get(f"{module}.py") == str(Path(target).parent / f"{module}.py"), (script, module)
