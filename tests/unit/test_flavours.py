@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.variants import make_plans, make_variant
-from tests.unit.test_matrix import VALID, error_for, write
+from tests.helpers.matrix_files import VALID, error_for, write
 from torchdev.errors import UsageError
 from torchdev.matrix import CudaRelease, Flavour, load_matrix
 from torchdev.project import select_flavours

@@ -3,39 +3,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.matrix_files import VALID, error_for, write
 from torchdev.errors import ConfigError, UsageError
 from torchdev.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
-
-VALID = """\
-image:
-  repository: torchdev
-  tags: ["{torch}-{variant}-py{python}", "{variant}"]
-variants:
-  cu118:
-    base: nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
-    python: "3.10"
-    torch: 2.0.1
-    torchvision: 0.15.2
-    torchaudio: 2.0.2
-    index: https://download.pytorch.org/whl/cu118
-    cuda: "11.8"
-    cudnn: 8
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "images.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def error_for(tmp_path: Path, text: str, **kwargs) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_matrix(write(tmp_path, text), **kwargs)
-    assert caught.value.exit_status == 2
-    return str(caught.value)
 
 
 def test_the_committed_matrix_declares_the_three_pytorch_2_0_variants():

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import TEST_PROVENANCE, TEST_SETTINGS, make_plans, make_variant
-from tests.unit.test_matrix import VALID, error_for, write
+from tests.helpers.matrix_files import VALID, error_for, write
 from torchdev.build import emulation_notes, run_buildx
 from torchdev.checkout import read_plans
 from torchdev.doctor import OK, WARN, platform_check
