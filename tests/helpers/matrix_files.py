@@ -1,13 +1,14 @@
-"""images.yaml files for unit tests: a valid one-variant matrix, written to a test's folder, and the one
-configuration line a bad one gives."""
+"""images.yaml files for unit tests: a valid one-variant matrix, written to a test's folder, the one configuration
+line a bad one gives, and the committed matrix itself."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.cli import ROOT
 from torchdev.errors import ConfigError
-from torchdev.matrix import load_matrix
+from torchdev.matrix import Matrix, load_matrix
 
 VALID = """\
 image:
@@ -37,3 +38,10 @@ def error_for(tmp_path: Path, text: str, **kwargs) -> str:
         load_matrix(write(tmp_path, text), **kwargs)
     assert caught.value.exit_status == 2
     return str(caught.value)
+
+
+def committed_matrix(overlay: Path | None = None) -> Matrix:
+    """images.yaml as committed (with `overlay`); skips where an images.local.yaml would be merged in."""
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    return load_matrix(ROOT / "images.yaml", overlay=str(overlay) if overlay else None)

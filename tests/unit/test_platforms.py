@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine
-from tests.helpers.variants import TEST_PROVENANCE, TEST_SETTINGS, make_plans, make_variant
-from tests.helpers.matrix_files import VALID, error_for, write
+from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant, plan_of
+from tests.helpers.matrix_files import VALID, committed_matrix, error_for, write
 from torchdev.build import emulation_notes, run_buildx
 from torchdev.checkout import read_plans
 from torchdev.doctor import OK, WARN, platform_check
@@ -22,7 +22,7 @@ from torchdev.lock import (drift, format_header, lock_spec, lock_variants, regen
                            unfit_lock)
 from torchdev.matrix import Flavour, Matrix, load_matrix
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
-from torchdev.plan import LockInput, base_archives, make_plan
+from torchdev.plan import LockInput, base_archives
 from torchdev.presenter import Presentation, present
 from torchdev.project import Paths, select_platforms
 from torchdev.records import run_name
@@ -46,12 +46,6 @@ CPU_YAML = """\
     platforms: [linux/amd64, linux/arm64]
 """
 SNAPSHOT = "20261101T000000Z"
-
-
-def committed_matrix(overlay: Path | None = None):
-    if (ROOT / "images.local.yaml").exists():
-        pytest.skip("images.local.yaml is present and would be merged in")
-    return load_matrix(ROOT / "images.yaml", overlay=str(overlay) if overlay else None)
 
 
 # The Platform value
@@ -180,12 +174,6 @@ def snapshot_matrix(variant, *archives: str) -> Matrix:
     settings = replace(TEST_SETTINGS, apt_snapshot_urls=tuple(
         (archive, f"http://snapshot.example/{archive}/{{timestamp}}") for archive in archives))
     return Matrix(image=settings, variants=(variant,), sources=())
-
-
-def plan_of(variant, *, matrix: Matrix | None = None, platforms=(AMD64,), locks=()):
-    return make_plan(matrix=matrix or Matrix(image=TEST_SETTINGS, variants=(variant,), sources=()), variant=variant,
-                     provenance=TEST_PROVENANCE, docker_dir=Path("/repo/docker"), environ={}, locks=locks,
-                     platforms=platforms)
 
 
 def test_an_apt_snapshot_without_ubuntu_ports_stops_an_arm64_plan_and_leaves_amd64_alone():
