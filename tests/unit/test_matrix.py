@@ -1,13 +1,31 @@
 """images.yaml validation: every kind of bad input gives one line naming file, line, variant and key."""
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.matrix_files import VALID, error_for, write
+from tests.helpers.matrix_files import VALID, committed_matrix, error_for, write
+from tests.helpers.variants import make_variant
+from torchdev.checkout import read_plans
 from torchdev.errors import ConfigError, UsageError
 from torchdev.matrix import load_matrix
+from torchdev.platforms import AMD64, ARM64
+from torchdev.project import Paths
 
 ROOT = Path(__file__).resolve().parents[2]
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+CPU_YAML = """\
+  cpu:
+    base: ubuntu:22.04
+    python: "3.10"
+    torch: 2.0.1
+    torchvision: 0.15.2
+    torchaudio: 2.0.2
+    index: https://download.pytorch.org/whl/cpu
+    cuda: null
+    cudnn: null
+    platforms: [linux/amd64, linux/arm64]
+"""
 
 
 def test_the_committed_matrix_declares_the_three_pytorch_2_0_variants():
@@ -206,3 +224,53 @@ def test_added_packages_are_pinned_requirements_with_a_lock_of_their_own_beside_
     assert arm.added_lock_path_for(ARM64) == "overlays/x/cpu.lock.linux-arm64.added.txt"
     assert ("images.yaml:14: variant 'cu118': key 'added_packages': 'einops' is not pinned as name==version"
             in error_for(tmp_path, VALID + "    added_packages: [einops]\n"))
+
+
+def test_a_variant_without_platforms_is_amd64_and_a_cpu_variant_may_list_both(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + CPU_YAML))
+    assert matrix.variant("cu118").platforms == (AMD64,)
+    assert matrix.variant("cpu").platforms == (AMD64, ARM64)
+    arm_only = load_matrix(write(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", "[linux/aarch64]")))
+    assert arm_only.variant("cpu").platforms == (ARM64,)
+
+
+def test_an_unknown_platform_is_named_with_its_file_line_variant_and_key(tmp_path):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("linux/arm64]", "linux/s390x]"))
+    assert message == (f"{tmp_path / 'images.yaml'}:23: variant 'cpu': key 'platforms': "
+                       "'linux/s390x' is not a platform torch 2.0 has wheels for: list linux/amd64 and/or linux/arm64")
+
+
+@pytest.mark.parametrize("value, expected", [("[]", "expected a non-empty list of strings, got an empty list"),
+                                             ("linux/arm64", "expected a non-empty list of strings, got text")])
+def test_platforms_must_be_a_non_empty_list(tmp_path, value, expected):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", value))
+    assert f"variant 'cpu': key 'platforms': {expected}" in message
+
+
+def test_a_cuda_variant_for_arm64_is_refused_in_one_line_with_the_reason(tmp_path):
+    message = error_for(tmp_path, VALID + "    platforms: [linux/amd64, linux/arm64]\n")
+    assert message == (f"{tmp_path / 'images.yaml'}:14: variant 'cu118': key 'platforms': linux/arm64 cannot "
+                       "have CUDA: torch 2.0 publishes CUDA wheels for linux/amd64 only: keep CUDA variants on "
+                       "linux/amd64 and build cpu for linux/arm64")
+
+
+@pytest.mark.parametrize("lock, expected", [
+    ("", "locks/cpu.linux-arm64.txt"),
+    ("overlays/local-debian/cpu.lock.txt", "overlays/local-debian/cpu.lock.linux-arm64.txt"),
+    ("my.locks/cpu", "my.locks/cpu.linux-arm64"),
+    ("locks/cpu", "locks/cpu.linux-arm64"),
+])
+def test_another_platforms_lock_adds_the_platform_before_the_suffix_and_amd64_keeps_the_plain_name(lock, expected):
+    variant = replace(CPU, lock=lock)
+    assert variant.lock_path_for(ARM64) == expected
+    assert variant.lock_path_for(AMD64) == (lock or "locks/cpu.txt")
+
+
+def test_the_committed_cpu_variant_is_built_for_both_platforms_and_the_cuda_ones_for_amd64_only():
+    matrix = committed_matrix()
+    assert {v.name: v.platforms for v in matrix.variants} == {"cpu": (AMD64, ARM64), "cu117": (AMD64,),
+                                                              "cu118": (AMD64,)}
+    assert "ubuntu-ports" in dict(matrix.image.apt_snapshot_urls)
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")], platform="all")
+    assert plan.platforms == (AMD64, ARM64)
+    assert "ubuntu-ports=http://snapshot.ubuntu.com/ubuntu-ports/" in plan.build_args["APT_SNAPSHOT"]
