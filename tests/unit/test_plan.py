@@ -1,5 +1,6 @@
 """Build plans are pure functions of the matrix, the commit, the day and the build's inputs: build args, labels,
 secrets, the request the engine runs and the dry run that shows it."""
+import hashlib
 import io
 import shlex
 import subprocess
@@ -9,21 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.variants import make_variant
+from tests.helpers.matrix_files import committed_matrix
+from tests.helpers.variants import TEST_SETTINGS, make_variant, plan_of
+from torchdev.checkout import read_plans
 from torchdev.engine import Engine, buildx_command
 from torchdev.errors import ConfigError
 from torchdev.matrix import ImageSettings, Matrix
-from torchdev.plan import (ENGINE_OUTPUT, LockInput, Provenance, ca_bundle_secret, describe_plan, dry_run_request,
-                           make_plan)
+from torchdev.plan import (ENGINE_OUTPUT, LockInput, Provenance, base_archives, ca_bundle_secret, describe_plan,
+                           dry_run_request, make_plan)
+from torchdev.platforms import AMD64, ARM64
+from torchdev.project import Paths
 from torchdev.tags import BuildStamp
 
 SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
                          tag_templates=("{torch}-{variant}-py{python}", "{torch_minor}-{variant}", "{variant}",
                                         "{torch}-{variant}-py{python}-{date}-{git_sha}-{inputs}"))
 CU118 = make_variant("cu118", index="https://download.pytorch.org/whl/cu118")
-CPU = make_variant("cpu", cuda=None)
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 PROVENANCE = Provenance(stamp=BuildStamp(day=date(2026, 11, 29), git_sha="abc1234"), revision="abc1234" + "0" * 33,
                         created=datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc), source="https://example.org/t.git")
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAY = ROOT / "overlays" / "local-debian.yaml"
+SNAPSHOT = "20261101T000000Z"
 
 
 def test_references_carry_the_repository_including_a_registry_port():
@@ -180,3 +188,59 @@ def test_the_dry_run_prints_the_very_command_the_engine_runs(tmp_path, monkeypat
     assert (status, lines) == (0, ["#1 DONE 0.0s"])
     assert RecordedBuild.commands == [shlex.split(printed)]
     assert f"id=ca_bundle,src={bundle}" in printed and "lock=<folder with the lock>" in printed
+
+
+@pytest.mark.parametrize("base, platform, expected", [
+    ("ubuntu:22.04", AMD64, ("ubuntu",)),
+    ("ubuntu:22.04", ARM64, ("ubuntu-ports",)),
+    ("docker.io/library/ubuntu:22.04@sha256:" + "a" * 64, ARM64, ("ubuntu-ports",)),
+    ("debian:bookworm", AMD64, ("debian", "debian-security")),
+    ("debian:bookworm", ARM64, ("debian", "debian-security")),
+    ("nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", AMD64, ()),
+    ("localhost:5000/ubuntu", ARM64, ()),
+    ("torchdev-base:bookworm", ARM64, ()),
+])
+def test_the_apt_archives_an_official_base_reads_depend_on_its_platform(base, platform, expected):
+    assert base_archives(base, platform) == expected
+
+
+def snapshot_matrix(variant, *archives: str) -> Matrix:
+    settings = replace(TEST_SETTINGS, apt_snapshot_urls=tuple(
+        (archive, f"http://snapshot.example/{archive}/{{timestamp}}") for archive in archives))
+    return Matrix(image=settings, variants=(variant,), sources=())
+
+
+def test_an_apt_snapshot_without_ubuntu_ports_stops_an_arm64_plan_and_leaves_amd64_alone():
+    variant = replace(CPU, apt_snapshot=SNAPSHOT)
+    matrix = snapshot_matrix(variant, "ubuntu")
+    assert plan_of(variant, matrix=matrix).platforms == (AMD64,)
+    with pytest.raises(ConfigError) as caught:
+        plan_of(variant, matrix=matrix, platforms=(AMD64, ARM64))
+    assert str(caught.value) == (
+        "variant 'cpu' on linux/arm64: its base ubuntu:22.04 reads the apt archive 'ubuntu-ports', which "
+        "apt_snapshot_urls does not cover: add `ubuntu-ports: <snapshot URL with {timestamp}>` to apt_snapshot_urls "
+        "in images.yaml, or set the variant's apt_snapshot: null")
+    assert plan_of(variant, matrix=snapshot_matrix(variant, "ubuntu", "ubuntu-ports"), platforms=(ARM64,))
+    assert plan_of(replace(CPU, apt_snapshot=""), matrix=matrix, platforms=(ARM64,)), "no snapshot: live archives"
+
+
+def test_buildx_builds_every_chosen_platform_and_lock_sha256_names_each_platforms_lock():
+    locks = (LockInput(Path("/repo/locks/cpu.txt"), "a" * 64, AMD64),
+             LockInput(Path("/repo/locks/cpu.linux-arm64.txt"), "b" * 64, ARM64))
+    both = plan_of(CPU, platforms=(AMD64, ARM64), locks=locks)
+    request = both.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a"))
+    assert request.platforms == ("linux/amd64", "linux/arm64")
+    assert buildx_command(request)[buildx_command(request).index("--platform") + 1] == "linux/amd64,linux/arm64"
+    assert both.build_args["LOCK_SHA256"] == f"linux-amd64={'a' * 64} linux-arm64={'b' * 64}"
+    arm = plan_of(CPU, platforms=(ARM64,), locks=locks)
+    assert arm.locks == locks[1:] and arm.build_args["LOCK_SHA256"] == f"linux-arm64={'b' * 64}"
+    assert arm.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a")).platforms == ("linux/arm64",)
+    assert arm.references != both.references, "another set of platforms is another image: another inputs digest"
+
+
+def test_the_ci_overlays_cpu_plan_carries_the_arm64_locks_hash():
+    matrix = committed_matrix(OVERLAY)
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
+    digest = hashlib.sha256((ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt").read_bytes())
+    assert plan.platforms == (ARM64,)
+    assert plan.build_args["LOCK_SHA256"] == f"linux-arm64={digest.hexdigest()}"

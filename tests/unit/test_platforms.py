@@ -2,7 +2,6 @@
 smoke runs and the doctor's platform check; then the committed images.yaml and CI overlay as they declare them."""
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +14,13 @@ from tests.helpers.matrix_files import committed_matrix, write
 from torchdev.build import emulation_notes, run_buildx
 from torchdev.checkout import read_plans
 from torchdev.doctor import OK, WARN, platform_check
-from torchdev.engine import buildx_command
-from torchdev.errors import ConfigError, TorchdevError, UsageError
+from torchdev.errors import TorchdevError, UsageError
 from torchdev.gpus import GpuRequest
 from torchdev.lock import (drift, format_header, lock_spec, lock_variants, regenerate_command, require_fitting_locks,
                            unfit_lock)
 from torchdev.matrix import Flavour, Matrix, load_matrix
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
-from torchdev.plan import LockInput, base_archives
+from torchdev.plan import LockInput
 from torchdev.presenter import Presentation, present
 from torchdev.project import Paths, select_platforms
 from torchdev.records import run_name
@@ -33,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERLAY = ROOT / "overlays" / "local-debian.yaml"
 CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 CU118 = make_variant("cu118")
-SNAPSHOT = "20261101T000000Z"
 
 
 # The Platform value
@@ -69,54 +66,6 @@ def test_a_list_keeps_its_order_and_names_each_platform_once():
 
 
 # Plans: apt archives, buildx's --platform, the lock hashes
-
-
-@pytest.mark.parametrize("base, platform, expected", [
-    ("ubuntu:22.04", AMD64, ("ubuntu",)),
-    ("ubuntu:22.04", ARM64, ("ubuntu-ports",)),
-    ("docker.io/library/ubuntu:22.04@sha256:" + "a" * 64, ARM64, ("ubuntu-ports",)),
-    ("debian:bookworm", AMD64, ("debian", "debian-security")),
-    ("debian:bookworm", ARM64, ("debian", "debian-security")),
-    ("nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", AMD64, ()),
-    ("localhost:5000/ubuntu", ARM64, ()),
-    ("torchdev-base:bookworm", ARM64, ()),
-])
-def test_the_apt_archives_an_official_base_reads_depend_on_its_platform(base, platform, expected):
-    assert base_archives(base, platform) == expected
-
-
-def snapshot_matrix(variant, *archives: str) -> Matrix:
-    settings = replace(TEST_SETTINGS, apt_snapshot_urls=tuple(
-        (archive, f"http://snapshot.example/{archive}/{{timestamp}}") for archive in archives))
-    return Matrix(image=settings, variants=(variant,), sources=())
-
-
-def test_an_apt_snapshot_without_ubuntu_ports_stops_an_arm64_plan_and_leaves_amd64_alone():
-    variant = replace(CPU, apt_snapshot=SNAPSHOT)
-    matrix = snapshot_matrix(variant, "ubuntu")
-    assert plan_of(variant, matrix=matrix).platforms == (AMD64,)
-    with pytest.raises(ConfigError) as caught:
-        plan_of(variant, matrix=matrix, platforms=(AMD64, ARM64))
-    assert str(caught.value) == (
-        "variant 'cpu' on linux/arm64: its base ubuntu:22.04 reads the apt archive 'ubuntu-ports', which "
-        "apt_snapshot_urls does not cover: add `ubuntu-ports: <snapshot URL with {timestamp}>` to apt_snapshot_urls "
-        "in images.yaml, or set the variant's apt_snapshot: null")
-    assert plan_of(variant, matrix=snapshot_matrix(variant, "ubuntu", "ubuntu-ports"), platforms=(ARM64,))
-    assert plan_of(replace(CPU, apt_snapshot=""), matrix=matrix, platforms=(ARM64,)), "no snapshot: live archives"
-
-
-def test_buildx_builds_every_chosen_platform_and_lock_sha256_names_each_platforms_lock():
-    locks = (LockInput(Path("/repo/locks/cpu.txt"), "a" * 64, AMD64),
-             LockInput(Path("/repo/locks/cpu.linux-arm64.txt"), "b" * 64, ARM64))
-    both = plan_of(CPU, platforms=(AMD64, ARM64), locks=locks)
-    request = both.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a"))
-    assert request.platforms == ("linux/amd64", "linux/arm64")
-    assert buildx_command(request)[buildx_command(request).index("--platform") + 1] == "linux/amd64,linux/arm64"
-    assert both.build_args["LOCK_SHA256"] == f"linux-amd64={'a' * 64} linux-arm64={'b' * 64}"
-    arm = plan_of(CPU, platforms=(ARM64,), locks=locks)
-    assert arm.locks == locks[1:] and arm.build_args["LOCK_SHA256"] == f"linux-arm64={'b' * 64}"
-    assert arm.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a")).platforms == ("linux/arm64",)
-    assert arm.references != both.references, "another set of platforms is another image: another inputs digest"
 
 
 def test_run_buildx_stages_each_platforms_lock_under_its_os_arch_name(tmp_path):
@@ -289,14 +238,6 @@ def test_the_ci_overlays_cpu_is_arm64_only_with_an_arm64_lock_that_fits():
     assert unfit_lock(matrix=matrix, variant=cpu, platform=ARM64) == ""
     assert text.splitlines()[1] == f"# Regenerate: {regenerate_command(matrix=matrix, variant=cpu, platform=ARM64)}"
     assert select_platforms(cpu, platform=None, native=AMD64) == (ARM64,), "an amd64 host builds it emulated"
-
-
-def test_the_ci_overlays_cpu_plan_carries_the_arm64_locks_hash():
-    matrix = committed_matrix(OVERLAY)
-    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
-    digest = hashlib.sha256((ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt").read_bytes())
-    assert plan.platforms == (ARM64,)
-    assert plan.build_args["LOCK_SHA256"] == f"linux-arm64={digest.hexdigest()}"
 
 
 def test_a_build_refuses_an_arm64_lock_that_does_not_fit_naming_the_platform(tmp_path):
