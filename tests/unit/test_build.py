@@ -1,4 +1,5 @@
-"""Builds through the fake engine: tags move all together or not at all, whatever goes wrong, in seconds."""
+"""torchdev/build.py: builds through the fake engine (tags move all together or not at all, whatever goes wrong, in
+seconds), what a failed build reports, and the platforms a build stages locks for or emulates."""
 import signal
 
 import pytest
