@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers.fake_engine import FakeEngine, config_digest_of
 from tests.helpers.variants import make_plans, make_variant
-from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, run_build
+from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, failure_cause
 from torchdev.errors import Interrupted, TorchdevError
 
 
@@ -98,3 +98,36 @@ def test_a_recorded_digest_is_checked_on_every_build_as_image_id_or_config_diges
     assert f"the build gave {built.image_id} (config {config}), images.yaml expects sha256:{'d' * 64}" in refused.cause
     assert "./dev verify-repro --variant cu118" in refused.cause
     assert engine.names == before, "no tag moved"
+
+
+def test_torchdevs_own_message_is_preferred_over_buildkits_error():
+    lines = ["#8 0.5 torchdev: torch 2.0.1 was not compiled with CUDA, the variant declares CUDA 11.8: check ...",
+             "ERROR: failed to solve: process \"/bin/sh -c echo 'torchdev: $reason'\" did not complete successfully"]
+    assert failure_cause(lines).startswith("torchdev: torch 2.0.1 was not compiled with CUDA")
+
+
+def test_otherwise_the_last_buildkit_error_is_the_cause():
+    lines = ["#1 ...", "ERROR: failed to solve: ubuntu:22.04: failed to resolve source metadata", "tail"]
+    assert failure_cause(lines) == "ERROR: failed to solve: ubuntu:22.04: failed to resolve source metadata"
+
+
+def test_a_base_that_cannot_be_had_gets_the_mirror_fix():
+    error = ("ERROR: failed to solve: localhost:1/gone/cuda:11.7.1: failed to resolve source metadata for "
+             "localhost:1/gone/cuda:11.7.1: failed to do request: Head \"https://localhost:1/v2/gone/cuda/manifests/"
+             "11.7.1\": dial tcp 127.0.0.1:1: connect: connection refused")
+    cause = failure_cause(["#1 ...", error])
+    assert cause.startswith("the base image localhost:1/gone/cuda:11.7.1 cannot be found or reached "
+                            "(connection refused)")
+    assert "point the variant's base at a mirror in an overlay" in cause and "./dev save-bases" in cause
+
+
+def test_pips_and_apts_own_error_lines_beat_the_shell_command_buildkit_names():
+    shell = ('ERROR: failed to solve: process "/bin/bash -o pipefail -c if [ -s /run/secrets/ca_bundle ]; then export '
+             'PIP_CERT=/run/secrets/ca_bundle; fi && pip install --require-hashes" did not complete successfully')
+    pip = ["#9 6.81 ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated "
+           "the package versions, please update the hashes. Otherwise, examine the package contents carefully; "
+           "someone may have tampered with them.", "#9 6.81     torch==2.0.1 from https://files/torch.whl:",
+           "#9 6.81         Expected sha256 aaaa", "#9 6.81              Got        bbbb", shell]
+    assert failure_cause(pip) == "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."
+    apt = ["#5 2.31 Reading package lists...", "#5 2.40 E: Unable to locate package python3-nosuch", shell]
+    assert failure_cause(apt) == "E: Unable to locate package python3-nosuch"
