@@ -5,9 +5,13 @@ import signal
 import pytest
 
 from tests.helpers.fake_engine import FakeEngine, config_digest_of
-from tests.helpers.variants import make_plans, make_variant
-from torchdev.build import BuildStatus, apply_tags, build_all, exit_status, failure_cause
+from tests.helpers.variants import make_plans, make_variant, plan_of
+from torchdev.build import BuildStatus, apply_tags, build_all, emulation_notes, exit_status, failure_cause, run_buildx
 from torchdev.errors import Interrupted, TorchdevError
+from torchdev.plan import LockInput
+from torchdev.platforms import AMD64, ARM64
+
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 
 
 @pytest.fixture()
@@ -131,3 +135,30 @@ def test_pips_and_apts_own_error_lines_beat_the_shell_command_buildkit_names():
     assert failure_cause(pip) == "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE."
     apt = ["#5 2.31 Reading package lists...", "#5 2.40 E: Unable to locate package python3-nosuch", shell]
     assert failure_cause(apt) == "E: Unable to locate package python3-nosuch"
+
+
+def test_run_buildx_stages_each_platforms_lock_under_its_os_arch_name(tmp_path):
+    amd, arm = tmp_path / "cpu.txt", tmp_path / "cpu.linux-arm64.txt"
+    amd.write_text("amd64 lock\n")
+    arm.write_text("arm64 lock\n")
+    plan = plan_of(CPU, platforms=(AMD64, ARM64), locks=(LockInput(amd, "a" * 64, AMD64),
+                                                         LockInput(arm, "b" * 64, ARM64)))
+    engine, scratch = FakeEngine(), tmp_path / "scratch"
+    scratch.mkdir()
+    status, _, metadata = run_buildx(engine, plan, scratch=scratch, log_path=tmp_path / "log")
+    assert status == 0 and metadata.is_file()
+    staged = scratch / "lock"
+    assert sorted(path.name for path in staged.iterdir()) == ["linux-amd64.txt", "linux-arm64.txt"]
+    assert (staged / "linux-arm64.txt").read_text() == "arm64 lock\n"
+    assert (staged / "linux-amd64.txt").read_text() == "amd64 lock\n"
+    assert engine.requests[0].contexts == {"lock": staged, "added": scratch / "added"}, \
+        "the staged folders are the build's lock contexts"
+    assert list((scratch / "added").iterdir()) == [], "the variant adds no package"
+    assert list(engine.platforms.values()) == [("linux/amd64", "linux/arm64")]
+
+
+def test_building_another_platform_than_the_hosts_says_it_is_emulated():
+    plan = plan_of(CPU, platforms=(AMD64, ARM64))
+    assert emulation_notes([plan], native=AMD64) == [
+        "cpu: linux/arm64 is not this host's platform (linux/amd64): it builds and runs under emulation (qemu), "
+        "several times slower"]

@@ -11,7 +11,6 @@ import pytest
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant, plan_of
 from tests.helpers.matrix_files import committed_matrix, write
-from torchdev.build import emulation_notes, run_buildx
 from torchdev.checkout import read_plans
 from torchdev.doctor import OK, WARN, platform_check
 from torchdev.errors import TorchdevError, UsageError
@@ -20,7 +19,6 @@ from torchdev.lock import (drift, format_header, lock_spec, lock_variants, regen
                            unfit_lock)
 from torchdev.matrix import Flavour, Matrix, load_matrix
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
-from torchdev.plan import LockInput
 from torchdev.presenter import Presentation, present
 from torchdev.project import Paths, select_platforms
 from torchdev.records import run_name
@@ -63,29 +61,6 @@ def test_a_list_keeps_its_order_and_names_each_platform_once():
         parse_list("linux/arm64,,linux/amd64")
     with pytest.raises(UsageError, match="unknown platform 'linux/riscv64'"):
         parse_list("linux/amd64,linux/riscv64")
-
-
-# Plans: apt archives, buildx's --platform, the lock hashes
-
-
-def test_run_buildx_stages_each_platforms_lock_under_its_os_arch_name(tmp_path):
-    amd, arm = tmp_path / "cpu.txt", tmp_path / "cpu.linux-arm64.txt"
-    amd.write_text("amd64 lock\n")
-    arm.write_text("arm64 lock\n")
-    plan = plan_of(CPU, platforms=(AMD64, ARM64), locks=(LockInput(amd, "a" * 64, AMD64),
-                                                         LockInput(arm, "b" * 64, ARM64)))
-    engine, scratch = FakeEngine(), tmp_path / "scratch"
-    scratch.mkdir()
-    status, _, metadata = run_buildx(engine, plan, scratch=scratch, log_path=tmp_path / "log")
-    assert status == 0 and metadata.is_file()
-    staged = scratch / "lock"
-    assert sorted(path.name for path in staged.iterdir()) == ["linux-amd64.txt", "linux-arm64.txt"]
-    assert (staged / "linux-arm64.txt").read_text() == "arm64 lock\n"
-    assert (staged / "linux-amd64.txt").read_text() == "amd64 lock\n"
-    assert engine.requests[0].contexts == {"lock": staged, "added": scratch / "added"}, \
-        "the staged folders are the build's lock contexts"
-    assert list((scratch / "added").iterdir()) == [], "the variant adds no package"
-    assert list(engine.platforms.values()) == [("linux/amd64", "linux/arm64")]
 
 
 # Locks per platform
@@ -215,13 +190,6 @@ def test_an_engine_of_another_platform_than_the_host_is_told_to_pass_platform():
 def test_an_engine_torch_has_no_wheels_for_is_a_warning():
     result = platform_check(engine_platform="linux/s390x", host=AMD64, variants=(CPU,))
     assert result.status == WARN and "which torch 2.0 has no wheels for" in result.detail
-
-
-def test_building_another_platform_than_the_hosts_says_it_is_emulated():
-    plan = plan_of(CPU, platforms=(AMD64, ARM64))
-    assert emulation_notes([plan], native=AMD64) == [
-        "cpu: linux/arm64 is not this host's platform (linux/amd64): it builds and runs under emulation (qemu), "
-        "several times slower"]
 
 
 # The committed matrix and the CI overlay
