@@ -12,9 +12,7 @@ from tests.helpers.variants import make_plans, make_variant, plan_of
 from torchdev.doctor import OK, WARN, platform_check
 from torchdev.errors import UsageError
 from torchdev.gpus import GpuRequest
-from torchdev.matrix import Flavour
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
-from torchdev.records import run_name
 from torchdev.smoke import CHECKS, SUITE_MOUNT, image_ids, run_all, select_checks, suite_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +53,6 @@ def test_a_list_keeps_its_order_and_names_each_platform_once():
 
 
 # Smoke runs per platform
-
-
-def test_a_smoke_run_is_named_after_the_image_plus_any_platform_but_amd64():
-    runtime, devel = make_plans(CPU, flavours=(Flavour("runtime"), Flavour("devel")))
-    assert run_name(runtime, AMD64) == "cpu" and run_name(runtime, ARM64) == "cpu.linux-arm64"
-    assert run_name(devel, ARM64) == "cpu-devel.linux-arm64"
 
 
 def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
