@@ -1,14 +1,16 @@
-"""The host side of `invoke smoke`: the suite's command line, container limits and the summary table."""
-
+"""torchdev/smoke.py, the host side of `./dev smoke`: the suite's command line and checks, container limits, the
+summary table, and runs through the fake engine (a variant whose container does not start, hangs, or writes no
+summary is its own row of the table, and the other variants still run), once per platform."""
 from tests.helpers.summaries import check
 from tests.helpers.variants import make_plans, make_variant
 from torchdev.gpus import GpuRequest, Route
 from torchdev.matrix import CudaRelease, Flavour
+from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import smoke_failures, smoke_table
 from torchdev.smoke import SuiteRun, SuiteStatus, container_limits, suite_arguments
 
 CU118 = make_variant("cu118")
-CPU = make_variant("cpu", cuda=None)
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
                 cuda_components=("cuda_nvcc",))
 RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
