@@ -2,20 +2,13 @@
 smoke runs and the doctor's platform check; then the committed images.yaml and CI overlay as they declare them."""
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import pytest
 
-from tests.helpers.fake_engine import FakeEngine
-from tests.helpers.variants import make_plans, make_variant, plan_of
+from tests.helpers.variants import make_variant
 from torchdev.doctor import OK, WARN, platform_check
 from torchdev.errors import UsageError
-from torchdev.gpus import GpuRequest
 from torchdev.platforms import AMD64, ARM64, Platform, parse_list
-from torchdev.smoke import CHECKS, SUITE_MOUNT, image_ids, run_all, select_checks, suite_arguments
 
-ROOT = Path(__file__).resolve().parents[2]
 CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 CU118 = make_variant("cu118")
 
@@ -50,50 +43,6 @@ def test_a_list_keeps_its_order_and_names_each_platform_once():
         parse_list("linux/arm64,,linux/amd64")
     with pytest.raises(UsageError, match="unknown platform 'linux/riscv64'"):
         parse_list("linux/amd64,linux/riscv64")
-
-
-# Smoke runs per platform
-
-
-def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
-    assert select_checks(None) == ()
-    assert select_checks(" environment,convergence ") == ("environment", "convergence")
-    for empty in ("", " ", "environment,"):
-        with pytest.raises(UsageError, match="^--checks "):
-            select_checks(empty)
-    with pytest.raises(UsageError) as caught:
-        select_checks("environment,gpus")
-    assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "
-                                 "convergence, ddp, shm")
-
-
-def test_each_check_is_a_module_of_the_suite():
-    assert sorted(f"test_{check}.py" for check in CHECKS) == sorted(p.name for p in (ROOT / "smoke").glob("test_*.py"))
-
-
-def test_the_suite_expects_the_platform_writes_its_own_reports_and_runs_only_the_chosen_modules():
-    plan, = make_plans(CPU)
-    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r", platform=ARM64,
-                              checks=("environment", "convergence"))
-    assert command[3:5] == [f"{SUITE_MOUNT}/test_environment.py", f"{SUITE_MOUNT}/test_convergence.py"]
-    assert SUITE_MOUNT not in command
-    pairs = dict(zip(command, command[1:]))
-    assert pairs["--expect-platform"] == "linux/arm64" and pairs["--variant"] == "cpu.linux-arm64"
-    assert "--junitxml=/r/cpu.linux-arm64.xml" in command and "--summary-json=/r/cpu.linux-arm64.json" in command
-    default = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
-    assert default[3] == SUITE_MOUNT and dict(zip(default, default[1:]))["--expect-platform"] == "linux/amd64"
-
-
-def test_run_all_runs_the_suite_once_per_platform_of_the_plan_in_a_container_of_that_platform(tmp_path):
-    plan = plan_of(CPU, platforms=(AMD64, ARM64))
-    engine = FakeEngine()
-    engine.add_image(*plan.references)
-    runs = run_all(engine, [plan], images=image_ids(engine, [plan]), gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path,
-                   reports_dir=tmp_path / "r", stop_at_missing=False, not_built={}, checks=("environment",),
-                   out=io.StringIO())
-    assert [run.image for run in runs] == ["cpu", "cpu.linux-arm64"]
-    assert [spec.platform for spec in engine.ran] == ["linux/amd64", "linux/arm64"]
-    assert all(spec.command[3] == f"{SUITE_MOUNT}/test_environment.py" for spec in engine.ran)
 
 
 # The doctor

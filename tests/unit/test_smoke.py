@@ -1,6 +1,7 @@
 """torchdev/smoke.py, the host side of `./dev smoke`: the suite's command line and checks, container limits, the
 summary table, and runs through the fake engine (a variant whose container does not start, hangs, or writes no
 summary is its own row of the table, and the other variants still run), once per platform."""
+import io
 from pathlib import Path
 
 import pytest
@@ -8,15 +9,15 @@ import pytest
 from smoke.smoke_contract import PASSED, write_summary
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.summaries import check, summary
-from tests.helpers.variants import make_plans, make_variant
+from tests.helpers.variants import make_plans, make_variant, plan_of
 from torchdev.engine import RunResult, RunStatus
-from torchdev.errors import TorchdevError
+from torchdev.errors import TorchdevError, UsageError
 from torchdev.gpus import GpuAccess, GpuRequest, Route
 from torchdev.matrix import CudaRelease, Flavour
 from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import smoke_failures, smoke_table
-from torchdev.smoke import (REPORTS_MOUNT, SuiteRun, SuiteStatus, container_limits, image_ids, run_all, suite_arguments,
-                            untested_gpus)
+from torchdev.smoke import (CHECKS, REPORTS_MOUNT, SUITE_MOUNT, SuiteRun, SuiteStatus, container_limits, image_ids,
+                            run_all, select_checks, suite_arguments, untested_gpus)
 
 CU118 = make_variant("cu118")
 CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
@@ -28,6 +29,7 @@ START_ERROR = ("failed to create task for container: failed to create shim task:
                "hook #0: error running hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
                "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=11.8, please update your "
                "driver to a newer version, or use an earlier cuda container: unknown")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def expectations(plan):
@@ -199,3 +201,44 @@ def test_a_cuda_variant_that_auto_ran_without_gpus_is_said_in_words(engine, plan
     assert note.startswith("cu118: no GPU was tested: --gpus auto found no nvidia runtime, hook or CDI GPU devices")
     assert untested_gpus(runs, plans=plans, gpus={**gpus, "cu118": GpuRequest(0)}, access=access) == [], \
         "--gpus none asked for no GPUs: nothing to say"
+
+
+def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
+    assert select_checks(None) == ()
+    assert select_checks(" environment,convergence ") == ("environment", "convergence")
+    for empty in ("", " ", "environment,"):
+        with pytest.raises(UsageError, match="^--checks "):
+            select_checks(empty)
+    with pytest.raises(UsageError) as caught:
+        select_checks("environment,gpus")
+    assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "
+                                 "convergence, ddp, shm")
+
+
+def test_each_check_is_a_module_of_the_suite():
+    assert sorted(f"test_{check}.py" for check in CHECKS) == sorted(p.name for p in (ROOT / "smoke").glob("test_*.py"))
+
+
+def test_the_suite_expects_the_platform_writes_its_own_reports_and_runs_only_the_chosen_modules():
+    plan, = make_plans(CPU)
+    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r", platform=ARM64,
+                              checks=("environment", "convergence"))
+    assert command[3:5] == [f"{SUITE_MOUNT}/test_environment.py", f"{SUITE_MOUNT}/test_convergence.py"]
+    assert SUITE_MOUNT not in command
+    pairs = dict(zip(command, command[1:]))
+    assert pairs["--expect-platform"] == "linux/arm64" and pairs["--variant"] == "cpu.linux-arm64"
+    assert "--junitxml=/r/cpu.linux-arm64.xml" in command and "--summary-json=/r/cpu.linux-arm64.json" in command
+    default = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
+    assert default[3] == SUITE_MOUNT and dict(zip(default, default[1:]))["--expect-platform"] == "linux/amd64"
+
+
+def test_run_all_runs_the_suite_once_per_platform_of_the_plan_in_a_container_of_that_platform(tmp_path):
+    plan = plan_of(CPU, platforms=(AMD64, ARM64))
+    engine = FakeEngine()
+    engine.add_image(*plan.references)
+    runs = run_all(engine, [plan], images=image_ids(engine, [plan]), gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path,
+                   reports_dir=tmp_path / "r", stop_at_missing=False, not_built={}, checks=("environment",),
+                   out=io.StringIO())
+    assert [run.image for run in runs] == ["cpu", "cpu.linux-arm64"]
+    assert [spec.platform for spec in engine.ran] == ["linux/amd64", "linux/arm64"]
+    assert all(spec.command[3] == f"{SUITE_MOUNT}/test_environment.py" for spec in engine.ran)
