@@ -1,8 +1,7 @@
-"""What a failed build reports, and the summary table."""
+"""torchdev/presenter.py: the tables and lines that results become, and how they are written."""
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.engine import ImageSizes
 from torchdev.presenter import build_table
-from torchdev.table import human_size
 
 
 def test_the_summary_has_one_row_per_image_with_status_both_sizes_and_cause():
@@ -15,7 +14,3 @@ def test_the_summary_has_one_row_per_image_with_status_both_sizes_and_cause():
     assert cpu.split()[:7] == ["cpu", "built", "61", "s", "5.00", "GiB", "2.00"]
     assert "torchdev:2.0.1-cpu-py3.10" in cpu
     assert cu118.split()[:2] == ["cu118", "failed"] and cu118.endswith("ERROR: failed to solve")
-
-
-def test_sizes_read_in_binary_units():
-    assert [human_size(n) for n in (None, 512, 1536, 5 * 1024 ** 3)] == ["-", "512 B", "1.50 KiB", "5.00 GiB"]
