@@ -26,7 +26,6 @@ from torchdev.grammar import has_userinfo, without_userinfo
 from torchdev.lock import LockSpec, resolution_error
 from torchdev.matrix import Flavour, ImageSettings, Matrix
 from torchdev.plan import describe_plan, dry_run_request, login_hosts, make_plan, matrix_hosts
-from torchdev.presenter import Presentation, write
 from torchdev.runner import execute
 
 CANARY = "canary-pa55word-7f3a"
@@ -59,13 +58,6 @@ def test_every_url_in_a_text_is_shown_without_its_login(text, shown):
 def test_a_login_is_found_in_a_url_however_it_is_written():
     assert has_userinfo("https://a:b@h/") and has_userinfo("https://token@h/") and has_userinfo("https://@h/")
     assert not has_userinfo("https://h/simple/a@b") and not has_userinfo("https://h:8443/simple")
-
-
-def test_whatever_torchdev_prints_shows_urls_without_logins():
-    out, err = io.StringIO(), io.StringIO()
-    write(Presentation(out=("remote https://ci:tok@git.corp/r.git",), err=("torchdev: https://a:b@h/x failed",)),
-          out=out, err=err)
-    assert (out.getvalue(), err.getvalue()) == ("remote https://git.corp/r.git\n", "torchdev: https://h/x failed\n")
 
 
 # --- the routes, and nothing else ---------------------------------------------------------------------------------

@@ -16,8 +16,8 @@ from torchdev.gpus import GpuAccess, GpuRequest, Route
 from torchdev.matrix import CudaRelease, Flavour
 from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import smoke_failures, smoke_table
-from torchdev.smoke import (CHECKS, REPORTS_MOUNT, SUITE_MOUNT, SuiteRun, SuiteStatus, container_limits, image_ids,
-                            run_all, select_checks, suite_arguments, untested_gpus)
+from torchdev.smoke import (CHECKS, REPORTS_MOUNT, SUITE_MOUNT, SuiteStatus, container_limits, image_ids, run_all,
+                            select_checks, suite_arguments, untested_gpus)
 
 CU118 = make_variant("cu118")
 CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
@@ -71,22 +71,6 @@ def test_runtime_expects_what_it_leaves_to_devel_to_be_absent_and_devel_expects_
 def test_a_cuda_version_without_a_release_entry_requires_the_bare_version_and_cpu_nothing():
     assert expectations(make_plans(CU118)[0])["require-cuda"] == "cuda>=11.8"
     assert expectations(make_plans(CPU)[0])["require-cuda"] == "none"
-
-
-def ran(variant, *checks):
-    return SuiteRun(variant, SuiteStatus.RAN, tuple(check(c, o, r, index=i) for i, (c, o, r) in enumerate(checks)))
-
-
-def test_the_table_shows_each_check_per_variant_and_failures_name_the_test():
-    runs = [ran("cu117", ("environment", "passed", ""), ("environment", "failed", "expected CUDA 11.8, got 11.7\nmore"),
-                ("gpu", "skipped", "no GPUs requested"), ("ddp", "passed", ""), ("ddp", "skipped", "x")),
-            SuiteRun("cu118", SuiteStatus.NOT_BUILT, detail="image torchdev:cu118 is not built")]
-    header, _, cu117, cu118 = smoke_table(runs).splitlines()
-    assert header.split() == ["image", "environment", "flavour", "gpu", "convergence", "ddp", "shm"]
-    assert "FAILED 1/2" in cu117 and "skipped: no GPUs requested" in cu117 and "passed 1 (+1 skipped)" in cu117
-    assert cu118.split()[:3] == ["cu118", "not", "built"]
-    assert smoke_failures(runs) == ["cu117: test_environment.py::t1: expected CUDA 11.8, got 11.7",
-                              "cu118: not built: image torchdev:cu118 is not built"]
 
 
 def test_locked_memory_is_raised_only_when_gpus_are_given_and_as_far_as_asked():
