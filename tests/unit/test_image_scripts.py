@@ -302,7 +302,8 @@ def test_every_pip_step_installs_through_pip_env_with_the_secrets_and_says_why_a
             shutil.copyfile(INDEX_LOGIN, step / "index_login.py")
             script = f"source {step}/pip-env.sh && pip_install --no-input --target {tmp_path / 'site'} canary"
             env = {"PATH": f"{python.parent}:{os.environ['PATH']}", "PIP_INDEX_URL": index.url, "TORCH_INDEX_URL": "",
-                   "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0"}
+                   "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0",
+                   "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # as the image's ENV has it
             return subprocess.run(["bash", "-c", script + " && echo installed"], capture_output=True, text=True,
                                   timeout=120, env=env, stdin=subprocess.DEVNULL)
         none = pip_install(tmp_path / "none")
