@@ -25,6 +25,22 @@ variants:
     cuda: "11.8"
     cudnn: 8
 """
+FLAVOURS = """\
+flavours:
+  runtime: {}
+  devel:
+    apt_packages: [g++, python3-dev]
+    pip_packages: [ninja==1.11.1.1]
+    cuda_toolchain: https://nvidia.example/redist
+    cuda_components: [cuda_nvcc, cuda_cudart]
+    lock_packages: [triton, cmake]
+cuda_releases:
+  "11.8":
+    release: 11.8.0
+    nvidia_require_cuda: cuda>=11.8 brand=tesla,driver>=470,driver<471
+"""
+"""images.yaml's flavours (runtime, and devel with a CUDA toolchain) and the CUDA release devel needs, to add to
+VALID."""
 
 
 def write(tmp_path: Path, text: str, name: str = "images.yaml") -> Path:

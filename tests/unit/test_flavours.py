@@ -4,26 +4,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.variants import make_plans, make_variant
-from tests.helpers.matrix_files import VALID, error_for, write
+from tests.helpers.matrix_files import FLAVOURS, VALID, error_for, write
 from torchdev.errors import UsageError
 from torchdev.matrix import CudaRelease, Flavour, load_matrix
 from torchdev.project import select_flavours
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAVOURS = """\
-flavours:
-  runtime: {}
-  devel:
-    apt_packages: [g++, python3-dev]
-    pip_packages: [ninja==1.11.1.1]
-    cuda_toolchain: https://nvidia.example/redist
-    cuda_components: [cuda_nvcc, cuda_cudart]
-    lock_packages: [triton, cmake]
-cuda_releases:
-  "11.8":
-    release: 11.8.0
-    nvidia_require_cuda: cuda>=11.8 brand=tesla,driver>=470,driver<471
-"""
 DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
                 cuda_components=("cuda_nvcc", "cuda_cudart"))
 RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
