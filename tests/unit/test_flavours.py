@@ -1,30 +1,13 @@
 """Flavours in images.yaml: validated like the variants, each variant built in each, tags that say which."""
 from pathlib import Path
 
-import pytest
-
 from tests.helpers.variants import make_plans, make_variant
 from tests.helpers.matrix_files import FLAVOURS, VALID, error_for, write
-from torchdev.errors import UsageError
 from torchdev.matrix import CudaRelease, Flavour, load_matrix
-from torchdev.project import select_flavours
 
 DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
                 cuda_components=("cuda_nvcc", "cuda_cudart"))
 RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
-
-
-def test_an_unknown_flavour_names_the_known_ones(tmp_path):
-    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS))
-    with pytest.raises(UsageError, match="unknown flavour 'dev': the matrix declares runtime, devel"):
-        select_flavours(matrix, flavour="dev", every=False)
-
-
-def test_variant_alone_means_runtime_all_means_every_flavour_and_flavour_picks(tmp_path):
-    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS))
-    assert [f.name for f in select_flavours(matrix, flavour=None, every=False)] == ["runtime"]
-    assert [f.name for f in select_flavours(matrix, flavour=None, every=True)] == ["runtime", "devel"]
-    assert [f.name for f in select_flavours(matrix, flavour="devel", every=True)] == ["devel"]
 
 
 def test_devel_tags_end_in_the_flavour_and_runtime_tags_are_unchanged():

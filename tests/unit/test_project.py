@@ -1,12 +1,15 @@
-"""torchdev/project.py: which platforms of a variant a command builds, from the native platform and --platform."""
+"""torchdev/project.py: which flavours and platforms of a variant a command builds, from --flavour, --all, the native
+platform and --platform."""
 from dataclasses import replace
 
 import pytest
 
+from tests.helpers.matrix_files import FLAVOURS, VALID, write
 from tests.helpers.variants import make_variant
 from torchdev.errors import UsageError
+from torchdev.matrix import load_matrix
 from torchdev.platforms import AMD64, ARM64
-from torchdev.project import select_platforms
+from torchdev.project import select_flavours, select_platforms
 
 CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 CU118 = make_variant("cu118")
@@ -37,3 +40,16 @@ def test_a_platform_the_variant_lacks_is_one_line_naming_both_fixes_and_for_cuda
         select_platforms(replace(CPU, platforms=(ARM64,)), platform="linux/amd64,linux/arm64", native=ARM64)
     assert str(caught.value) == ("variant 'cpu' is built for linux/arm64 only, not linux/amd64: drop --platform "
                                  "linux/amd64, or add it to the variant's platforms")
+
+
+def test_an_unknown_flavour_names_the_known_ones(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS))
+    with pytest.raises(UsageError, match="unknown flavour 'dev': the matrix declares runtime, devel"):
+        select_flavours(matrix, flavour="dev", every=False)
+
+
+def test_variant_alone_means_runtime_all_means_every_flavour_and_flavour_picks(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS))
+    assert [f.name for f in select_flavours(matrix, flavour=None, every=False)] == ["runtime"]
+    assert [f.name for f in select_flavours(matrix, flavour=None, every=True)] == ["runtime", "devel"]
+    assert [f.name for f in select_flavours(matrix, flavour="devel", every=True)] == ["devel"]
