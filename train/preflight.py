@@ -332,12 +332,8 @@ def route_source(address: str) -> str | None:
 
 
 def shm_bytes(path: str = SHM) -> int | None:
-    """Size of /dev/shm, or None when there is none."""
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return None
-    return stats.f_blocks * stats.f_frsize
+    """Size of /dev/shm, or None when there is none, read as every container's startup check reads it."""
+    return startup_checks().shm_size(path)
 
 
 def gpu_count(env: Mapping[str, str], device_files: Iterable[str]) -> int:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_commands import ahead_of_path, command_folder
 from tests.helpers.torchrun_cases import ACCEPTED, REFUSED
 from train import preflight as pf
 
@@ -374,12 +375,8 @@ def test_preflight_off_and_usage(clock, capsys):
 @pytest.fixture()
 def fake_torchrun(tmp_path):
     """A `torchrun` on PATH that prints its pid and arguments, one per line, and exits 7."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "torchrun"
-    script.write_text('#!/bin/sh\necho "pid $$"\nfor arg in "$@"; do echo "$arg"; done\nexit 7\n')
-    script.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    torchrun = '#!/bin/sh\necho "pid $$"\nfor arg in "$@"; do echo "$arg"; done\nexit 7\n'
+    return {**os.environ, "PATH": ahead_of_path(command_folder(tmp_path / "bin", {"torchrun": torchrun}))}
 
 
 def test_the_preflight_becomes_torchrun_with_its_arguments_unchanged(fake_torchrun):
