@@ -333,7 +333,8 @@ def route_source(address: str) -> str | None:
 
 def shm_bytes(path: str = SHM) -> int | None:
     """Size of /dev/shm, or None when there is none, read as every container's startup check reads it."""
-    return startup_checks().shm_size(path)
+    checks = startup_checks()
+    return checks.shm_size(path) if checks else None
 
 
 def gpu_count(env: Mapping[str, str], device_files: Iterable[str]) -> int:
