@@ -99,3 +99,6 @@ def test_the_quick_start_builds_tests_and_trains_as_written(quickstart_env, buil
     done = json.loads(said["up"].strip().splitlines()[-1])
     assert done["event"] == "done" and done["task"] == "mlp" and done["epochs"] >= 1, said["up"][-2000:]
     assert (RUN_DIR / "checkpoint.pt").is_file()
+    project = {"label": f"com.docker.compose.project={quickstart_env['COMPOSE_PROJECT_NAME']}"}
+    assert docker_client.networks.list(filters=project) and docker_client.volumes.list(filters=project), \
+        "compose ran under another project than the test's: its network and home volume would be left behind"
