@@ -45,14 +45,14 @@ def test_the_quick_start_is_commands_this_test_can_walk_as_written():
     assert variants == {TEST_VARIANT}, "the quick start names a variant the CI overlay does not build"
 
 
-def files_under(folder: Path) -> set[Path]:
-    return {path for path in folder.rglob("*") if path.is_file()} if folder.exists() else set()
+def paths_under(folder: Path) -> set[Path]:
+    return {folder, *folder.rglob("*")} if folder.exists() else set()
 
 
 @pytest.fixture()
 def quickstart_env(built_image, test_overlay, docker_client):
     """The environment the quick start runs in, and the removal of what it made: compose's project (network,
-    containers) and home volume, the run directory, and the files it added under reports/."""
+    containers) and home volume, the run directory, and the files and folders it added under reports/."""
     if RUN_DIR.exists():
         unavailable(f"{RUN_DIR} exists: `./dev up` would resume that run, and this test could not tell what it made; "
                     "move it away")
@@ -62,15 +62,15 @@ def quickstart_env(built_image, test_overlay, docker_client):
     if ROOT.stat().st_uid == 0:
         env["TORCHDEV_RUN_AS"] = "root"
     runs_existed = RUN_DIR.parent.exists()
-    reports_before = files_under(ROOT / "reports")
+    reports_before = paths_under(ROOT / "reports")
     yield env
     subprocess.run(["docker", "compose", "--project-name", project, "down", "--remove-orphans"], cwd=ROOT, env=env,
                    capture_output=True, timeout=120, check=False)
     for volume in docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"}):
         volume.remove(force=True)
     shutil.rmtree(RUN_DIR if runs_existed else RUN_DIR.parent, ignore_errors=True)
-    for path in files_under(ROOT / "reports") - reports_before:
-        path.unlink()
+    for path in sorted(paths_under(ROOT / "reports") - reports_before, reverse=True):  # a folder after its files
+        path.rmdir() if path.is_dir() else path.unlink()
     assert not docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"})
     assert not docker_client.networks.list(filters={"label": f"com.docker.compose.project={project}"})
 
