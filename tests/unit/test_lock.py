@@ -405,7 +405,7 @@ def test_a_dry_run_checks_the_locks_as_the_build_does_with_the_same_line_and_sta
 
 
 def test_lock_without_a_variant_acts_on_every_variant(tmp_path):
-    """`./dev lock` and `./dev lock --check` as the README lists them: every variant, as --all."""
+    """`./dev lock` and `./dev lock --check` as docs/images.md lists them: every variant, as --all."""
     if (ROOT / "images.local.yaml").exists():
         pytest.skip("images.local.yaml is present and would be merged in")
     ctx = make_context(environ={"TORCHDEV_OVERLAY": ""})
