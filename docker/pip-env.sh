@@ -18,6 +18,18 @@ if [ -s /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi
 if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi
 export SOURCE_DATE_EPOCH=0
 
+# An index images.yaml declares over plain http (a mirror inside the site's network) is used as declared: pip
+# otherwise ignores any http index but localhost's ("not a trusted or secure host") and then finds nothing. Locked
+# files are still checked against their hashes; a login sent to such an index travels unencrypted (docs/security.md).
+trusted=""
+for url in "${PIP_INDEX_URL:-}" "${TORCH_INDEX_URL:-}"; do
+  case "$url" in
+    http://*) host=${url#http://}; host=${host%%/*}; trusted="$trusted ${host##*@}" ;;
+  esac
+done
+if [ -n "$trusted" ]; then export PIP_TRUSTED_HOST="${trusted# }"; fi
+unset trusted url host
+
 pip_install() {
   python -m pip install "$@" && return 0
   python "$(dirname "${BASH_SOURCE[0]}")/index_login.py" "${PIP_INDEX_URL:-}" "${TORCH_INDEX_URL:-}"

@@ -282,6 +282,20 @@ def test_after_a_failed_pip_the_build_says_whether_an_index_wanted_a_login_it_wa
 PIP_ENV = ROOT / "docker" / "pip-env.sh"
 
 
+@pytest.mark.parametrize("index, torch_index, trusted", [
+    ("http://172.17.0.1:8080/simple", "https://download.pytorch.org/whl/cu118", "172.17.0.1:8080"),
+    ("http://alice@mirror.corp/simple", "http://mirror.corp:81/torch", "mirror.corp mirror.corp:81"),
+    ("", "https://download.pytorch.org/whl/cpu", None),
+])
+def test_an_index_declared_over_plain_http_is_one_pip_trusts_and_no_other(index, torch_index, trusted):
+    """pip ignores any http index but localhost's ("not a trusted or secure host") and then finds nothing at all."""
+    script = f"source {PIP_ENV} && echo \"${{PIP_TRUSTED_HOST-unset}}\""
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                            env={"PATH": os.environ["PATH"], "PIP_INDEX_URL": index, "TORCH_INDEX_URL": torch_index})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (trusted or "unset")
+
+
 def test_every_pip_step_installs_through_pip_env_with_the_secrets_and_says_why_an_index_refused(tmp_path):
     """docker/pip-env.sh, which every step that runs pip sources: the netrc secret reaches pip through NETRC (the
     canary comes through the login), and a pip that fails on a login it was not given fails the step with
