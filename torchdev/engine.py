@@ -594,6 +594,9 @@ class Engine:
             container.remove(force=True)
         except NotFound:
             pass
+        except APIError as error:
+            if error.status_code != 409:  # 409: compose's own --rm is removing it already, which is what we want
+                raise
         return True
 
     def remove_own_containers(self) -> list[str]:

@@ -198,3 +198,37 @@ def test_privileges_reach_the_sdk_as_docker_run_spells_them_and_a_plain_spec_ask
     assert (options["security_opt"], options["cap_drop"], options["cap_add"]) == (
         ["no-new-privileges:true"], ["ALL"], ["SETUID", "SETGID"])
     assert not {"security_opt", "cap_drop", "cap_add"} & set(_create_options(PLAIN_SPEC)), "the engine's defaults"
+
+
+class _Removing:
+    """A container that compose's own `run --rm` is removing already: the engine answers 409 to a second removal."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def stop(self, timeout: int) -> None:
+        pass
+
+    def remove(self, force: bool) -> None:
+        import requests
+        from docker.errors import APIError
+        response = requests.Response()
+        response.status_code = self.status
+        raise APIError("removal of container is already in progress" if self.status == 409 else "boom",
+                       response=response)
+
+
+@pytest.mark.parametrize("status, raises", [(409, False), (500, True)])
+def test_removing_a_container_compose_is_removing_already_is_done_not_an_error(status, raises):
+    """Seen on the real engine: `./dev up` interrupted, compose's --rm and torchdev's clean-up raced for the container,
+    and the 409 became a bug line (exit 70) instead of the interrupt's 143."""
+    from types import SimpleNamespace
+    from docker.errors import APIError
+    from torchdev.engine import Engine
+
+    engine = Engine(SimpleNamespace(containers=SimpleNamespace(get=lambda name: _Removing(status))))
+    if raises:
+        with pytest.raises(APIError):
+            engine._remove_container("torchdev-train-1")
+    else:
+        assert engine._remove_container("torchdev-train-1") is True
