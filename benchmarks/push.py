@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the checkout, not benchmarks/: its smoke.py would hide the smoke package
 
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.records import read_push_record  # noqa: E402
