@@ -101,7 +101,8 @@ def node_config(folder: Path, downloads: int) -> dict:
     beyond none and host (a second docker0 or iptables chain would collide with the shared engine's)."""
     return {"data-root": str(folder / "data"), "exec-root": str(folder / "exec"),
             "pidfile": str(folder / "dockerd.pid"), "hosts": [f"unix://{folder / 'docker.sock'}"],
-            "features": {"containerd-snapshotter": True}, "bridge": "none", "iptables": False, "ip6tables": False, "max-concurrent-downloads": downloads}
+            "features": {"containerd-snapshotter": True}, "bridge": "none", "iptables": False, "ip6tables": False,
+            "max-concurrent-downloads": downloads}
 
 
 def mounts_under(mountinfo: str, folder: Path) -> list[str]:
