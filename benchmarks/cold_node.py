@@ -1,7 +1,7 @@
 """Cold node: what a cluster node that has never seen the image pays before training starts; one table.
 
     .venv/bin/python benchmarks/cold_node.py --variant cu117 --overlay overlays/local-debian.yaml \
-        [--rounds 2] [--downloads 3] [--downloads 3,8]
+        [--rounds 2] [--downloads 3,10]
 
 The built runtime image goes to a loopback registry (Debian's docker-registry, as the tests start it) with
 `./dev push --force`, once with gzip layers and once with zstd. Each measurement then starts a second dockerd of its
@@ -17,9 +17,10 @@ The run is compose's `train` service as `docker run` gives it (torchdev.profile.
 of /workspace by run-as-owner.sh, init, /dev/shm, ulimits, no capabilities beyond the four), with compose.yaml's own
 entrypoint, one process, the checkout mounted read-only and the run's files in the container's /tmp; no network but
 loopback (torchrun --standalone needs no more). `--downloads` sets the node's max-concurrent-downloads (dockerd's
-default is 3); several values give a row each. Rounds alternate gzip and zstd (A, B, A, B) so that load from others
-on the machine falls on both; cells show the median and, with more than one round, the spread. The shared engine is
-only read and pushed from; everything made here (the node, its folders, the registry and what it stored) is removed.
+default is 3); several values give a row each, the runs timed with the first value only (they download nothing).
+Rounds alternate gzip and zstd (A, B, A, B) so that load from others on the machine falls on both; cells show the
+median and, with more than one round, the spread. The shared engine is only read and pushed from; everything made
+here (the node, its folders, the registry and what it stored) is removed.
 """
 from __future__ import annotations
 
@@ -78,12 +79,11 @@ class Run:
 
 @dataclass(frozen=True)
 class Sample:
-    """One node from empty: the pull, then three runs (right after the pull, warm, out of the page cache)."""
+    """One node from empty: the pull, then three runs (right after the pull, warm, out of the page cache); runs None
+    where only the pull was timed (the other --downloads values: the runs do not download)."""
 
     pull: float
-    first: Run
-    warm: Run
-    evicted: Run
+    runs: tuple[Run, Run, Run] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,21 @@ def cell(values: Sequence[float]) -> str:
     return middle if len(values) == 1 else f"{middle} ({min(values):.1f}-{max(values):.1f})"
 
 
+def run_cells(measured: Sequence[Sample]) -> list[str]:
+    """First run, pull + first run, warm run, run out of the page cache: each to the first step; '-' untimed."""
+    timed = [s for s in measured if s.runs]
+    if not timed:
+        return ["-"] * 4
+    return [cell([s.runs[0].first_step for s in timed]), cell([s.pull + s.runs[0].first_step for s in timed]),
+            cell([s.runs[1].first_step for s in timed]), cell([s.runs[2].first_step for s in timed])]
+
+
 def table(pushed: Mapping[str, Pushed], samples: Mapping[tuple[str, int], list[Sample]]) -> str:
     rows = []
     for (compression, downloads), measured in samples.items():
         push = pushed[compression]
         rows.append((compression, str(downloads), human_size(push.size), f"{push.seconds:.0f} s",
-                     cell([s.pull for s in measured]), cell([s.first.first_step for s in measured]),
-                     cell([s.pull + s.first.first_step for s in measured]), cell([s.warm.first_step for s in measured]),
-                     cell([s.evicted.first_step for s in measured])))
+                     cell([s.pull for s in measured]), *run_cells(measured)))
     return render_table(["layers", "max downloads", "pushed", "push", "pull (empty store)",
                          "first run: to step 1", "cold node: pull + first run", "run, image present (warm)",
                          "run, image not in page cache"], rows)
@@ -245,15 +252,19 @@ def timed(command: list[str]) -> float:
     return time.monotonic() - started
 
 
-def measure(reference: str, downloads: int, program: list[str]) -> Sample:
+def measure(reference: str, downloads: int, program: list[str] | None) -> Sample:
+    """A node from empty: the pull, and with a `program` the trainer's three runs."""
     with cold_node(downloads) as (docker, folder):
         pull = timed([*docker, "pull", "-q", reference])
-        runs = [run_trainer(trainer_command(docker, reference, os.environ, name=f"torchdev-cold-node-{i}",
-                                            program=program)) for i in range(2)]
+        if program is None:
+            return Sample(pull)
+
+        def trainer(index: int) -> Run:
+            return run_trainer(trainer_command(docker, reference, os.environ, name=f"torchdev-cold-node-{index}",
+                                               program=program))
+        first, warm = trainer(0), trainer(1)
         evict_page_cache(folder)
-        evicted = run_trainer(trainer_command(docker, reference, os.environ, name="torchdev-cold-node-2",
-                                              program=program))
-    return Sample(pull, runs[0], runs[1], evicted)
+        return Sample(pull, (first, warm, trainer(2)))
 
 
 def push(variant: str, image: str, registry: str, compression: str, overlay: list[str]) -> Pushed:
@@ -309,7 +320,8 @@ def main() -> int:
         layers = layer_sizes(registry, pushed["zstd"].reference)
         for _ in range(args.rounds):
             for key in samples:
-                samples[key].append(measure(pushed[key[0]].reference, key[1], program))
+                timed_runs = program if key[1] == downloads[0] else None  # runs download nothing: timed once
+                samples[key].append(measure(pushed[key[0]].reference, key[1], timed_runs))
                 print(f"{key[0]}, max downloads {key[1]}: {samples[key][-1]}", file=sys.stderr, flush=True)
     print(table(pushed, samples))
     print(f"\n{plan.primary_reference}: {len(layers)} layers, the largest {human_size(max(layers))} of "

@@ -86,3 +86,13 @@ def test_the_first_step_is_the_line_train_py_logs_after_step_one():
 def test_cells_show_the_median_and_the_spread_of_several_rounds():
     assert cold_node.cell([41.04]) == "41.0 s"
     assert cold_node.cell([44.0, 39.0, 41.0]) == "41.0 s (39.0-44.0)"
+
+
+def test_rows_timed_for_the_pull_alone_show_no_run_figures():
+    run = cold_node.Run(first_step=4.0, exit=6.0)
+    pushed = {"gzip": cold_node.Pushed("gzip", "r/g@sha256:a", 100.0, 2 * 10**9)}
+    samples = {("gzip", 3): [cold_node.Sample(40.0, (run, run, run)), cold_node.Sample(44.0, (run, run, run))],
+               ("gzip", 10): [cold_node.Sample(38.0), cold_node.Sample(39.0)]}
+    first, second = cold_node.table(pushed, samples).splitlines()[2:]
+    assert "42.0 s (40.0-44.0)" in first and "46.0 s (44.0-48.0)" in first  # the pull, and pull + first run
+    assert second.split()[-4:] == ["-", "-", "-", "-"]
