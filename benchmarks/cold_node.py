@@ -123,8 +123,11 @@ def train_service_command(compose: Mapping) -> list[str]:
 
 def trainer_command(docker: Sequence[str], image: str, environ: Mapping[str, str], *, name: str,
                     program: Sequence[str]) -> list[str]:
-    """`docker run` of the trainer as compose's train service starts it, on the node's loopback only."""
-    return [*docker, "run", "--rm", "--name", name, "--network", "none", *docker_run_arguments(COMPOSE, environ),
+    """`docker run` of the trainer as compose's train service starts it, on the node's loopback only: the hostname
+    is `localhost`, which resolves there (torchrun's rendezvous looks its host up, and retries without end when it
+    cannot)."""
+    return [*docker, "run", "--rm", "--name", name, "--network", "none", "--hostname", "localhost",
+            *docker_run_arguments(COMPOSE, environ),
             "--volume", f"{ROOT}:/workspace:ro", "--workdir", "/workspace", image, *docker_run_entry(COMPOSE),
             *program, *TRAINER_FLAGS]
 
@@ -316,7 +319,10 @@ def main() -> int:
     samples: dict[tuple[str, int], list[Sample]] = {(c, d): [] for d in downloads for c in COMPRESSIONS}
     with tempfile.TemporaryDirectory(prefix="torchdev-cold-node-registry-") as folder, \
             serve_registry(Path(folder)) as registry:
-        pushed = {c: push(args.variant, plan.name, registry, c, overlay) for c in COMPRESSIONS}
+        pushed = {}
+        for compression in COMPRESSIONS:
+            pushed[compression] = push(args.variant, plan.name, registry, compression, overlay)
+            print(f"pushed: {pushed[compression]}", file=sys.stderr, flush=True)
         layers = layer_sizes(registry, pushed["zstd"].reference)
         for _ in range(args.rounds):
             for key in samples:
