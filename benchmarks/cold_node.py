@@ -96,12 +96,14 @@ class Pushed:
 
 # --- pure parts ---------------------------------------------------------------------------------------------------
 
-def node_config(folder: Path, downloads: int) -> dict:
-    """The node's daemon.json: every path under `folder`, the containerd image store, and no networking of its own
-    beyond none and host (a second docker0 or iptables chain would collide with the shared engine's)."""
+def node_config(folder: Path, downloads: int, bridge: str) -> dict:
+    """The node's daemon.json: every path under `folder`, the containerd image store, and a bridge of its own
+    (`bridge`, made by cold_node) with no iptables rules, so it cannot touch the shared engine's docker0 or chains.
+    Never "bridge": "none": dockerd then deletes docker0 at start (it takes the default bridge as its own), which
+    cuts every container of the shared engine off its network."""
     return {"data-root": str(folder / "data"), "exec-root": str(folder / "exec"),
             "pidfile": str(folder / "dockerd.pid"), "hosts": [f"unix://{folder / 'docker.sock'}"],
-            "features": {"containerd-snapshotter": True}, "bridge": "none", "iptables": False, "ip6tables": False,
+            "features": {"containerd-snapshotter": True}, "bridge": bridge, "iptables": False, "ip6tables": False,
             "max-concurrent-downloads": downloads}
 
 
@@ -173,7 +175,11 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
         raise SystemExit(f"a system containerd answers at {SYSTEM_CONTAINERD}: a second dockerd would share its image "
                          "store, so no node here can start cold; run this where dockerd runs its own containerd")
     folder = Path(tempfile.mkdtemp(prefix="tdcold-", dir="/tmp"))  # short: unix socket paths hold 108 bytes
-    (folder / "daemon.json").write_text(json.dumps(node_config(folder, downloads), indent=1))
+    bridge = f"tdcold{os.getpid() % 100000}"  # at most 15 characters, an interface name's limit
+    for command in (["ip", "link", "add", bridge, "type", "bridge"],
+                    ["ip", "addr", "add", "10.254.254.1/24", "dev", bridge], ["ip", "link", "set", bridge, "up"]):
+        subprocess.run(command, check=True, capture_output=True)
+    (folder / "daemon.json").write_text(json.dumps(node_config(folder, downloads, bridge), indent=1))
     log = (folder / "dockerd.log").open("wb")
     daemon = subprocess.Popen(["dockerd", "--config-file", str(folder / "daemon.json")], stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,6 +193,7 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
         for point in mounts_under(Path("/proc/self/mountinfo").read_text(), folder):
             subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
 
 
 def wait_for(docker: list[str], daemon: subprocess.Popen, log: Path) -> None:

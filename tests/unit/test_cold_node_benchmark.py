@@ -24,12 +24,13 @@ def load_benchmark():
 cold_node = load_benchmark()
 
 
-def test_the_node_keeps_every_path_under_its_folder_and_makes_no_bridge_or_firewall_rules():
+def test_the_node_keeps_every_path_under_its_folder_on_a_bridge_of_its_own_without_firewall_rules():
     folder = Path("/tmp/tdcold-x")
-    config = cold_node.node_config(folder, 8)
+    config = cold_node.node_config(folder, 8, "tdcold1")
     paths = [config["data-root"], config["exec-root"], config["pidfile"], config["hosts"][0].removeprefix("unix://")]
     assert all(path.startswith(f"{folder}/") for path in paths), paths
-    assert (config["bridge"], config["iptables"], config["ip6tables"]) == ("none", False, False)
+    assert (config["bridge"], config["iptables"], config["ip6tables"]) == ("tdcold1", False, False), \
+        "never \"none\": dockerd then deletes the shared engine's docker0"
     assert config["features"] == {"containerd-snapshotter": True}
     assert config["max-concurrent-downloads"] == 8
 
