@@ -176,6 +176,7 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
                          "store, so no node here can start cold; run this where dockerd runs its own containerd")
     folder = Path(tempfile.mkdtemp(prefix="tdcold-", dir="/tmp"))  # short: unix socket paths hold 108 bytes
     bridge = f"tdcold{os.getpid() % 100000}"  # at most 15 characters, an interface name's limit
+    links = host_links()
     for command in (["ip", "link", "add", bridge, "type", "bridge"],
                     ["ip", "addr", "add", "10.254.254.1/24", "dev", bridge], ["ip", "link", "set", bridge, "up"]):
         subprocess.run(command, check=True, capture_output=True)
@@ -186,6 +187,7 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
     docker = ["docker", "--host", f"unix://{folder / 'docker.sock'}"]
     try:
         wait_for(docker, daemon, folder / "dockerd.log")
+        check_host_links(links)
         yield docker, folder
     finally:
         stop(daemon)
@@ -194,6 +196,19 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
             subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
+
+
+def host_links() -> set[str]:
+    """The host's network interfaces but containers' veth ends, which come and go with others' containers."""
+    return {name for name in os.listdir("/sys/class/net") if not name.startswith("veth")}
+
+
+def check_host_links(before: set[str]) -> None:
+    """Stop at once if the node took any of the host's network interfaces (the shared engine's docker0 above all)."""
+    gone = sorted(before - host_links())
+    if gone:
+        raise SystemExit(f"the node's dockerd removed the host's network interfaces {', '.join(gone)}: the shared "
+                         "engine's containers have lost their network until its dockerd recreates them (a restart)")
 
 
 def wait_for(docker: list[str], daemon: subprocess.Popen, log: Path) -> None:
