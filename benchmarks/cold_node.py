@@ -199,8 +199,9 @@ def cold_node(downloads: int) -> Iterator[tuple[list[str], Path]]:
 
 
 def host_links() -> set[str]:
-    """The host's network interfaces but containers' veth ends, which come and go with others' containers."""
-    return {name for name in os.listdir("/sys/class/net") if not name.startswith("veth")}
+    """The host's network interfaces but those that come and go with others' containers and networks (veth ends,
+    user networks' br-* bridges)."""
+    return {name for name in os.listdir("/sys/class/net") if not name.startswith(("veth", "br-"))}
 
 
 def check_host_links(before: set[str]) -> None:
