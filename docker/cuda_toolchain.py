@@ -14,24 +14,20 @@ Nothing is installed unverified: each archive must have the sha256 the manifest 
 come over https (the server proves who it is), or have the sha256 images.yaml pins for it (--manifest-sha256,
 cuda_releases' redistrib_sha256), which then holds over any URL: an http mirror or a file. A hash taken from the same
 plain-http server as the archives would prove nothing. A mirror's login comes from the build's netrc secret (NETRC),
-sent to that host alone.
+sent to that host alone (index_login.py, mounted beside this file, reads and sends it).
 """
 import argparse
-import base64
 import hashlib
 import json
-import netrc
 import os
 import shutil
-import ssl
 import sys
 import tarfile
 import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-CA_BUNDLE = Path("/run/secrets/ca_bundle")
+from index_login import login_for, open_with_login
 
 
 def fail(message):
@@ -39,27 +35,13 @@ def fail(message):
     sys.exit(1)
 
 
-def login_for(host):
-    """(user, password) for `host` from the build's netrc secret (NETRC), or None."""
-    path = os.environ.get("NETRC")
-    if not path or not os.path.isfile(path):
-        return None
-    entry = netrc.netrc(path).hosts.get(host)
-    return (entry[0] or "", entry[2]) if entry and entry[2] is not None else None
-
-
 def fetch(url):
     """The bytes at `url`, trusting the build's CA bundle secret when there is one, with the netrc secret's login for
     its host (never sent on when the server redirects elsewhere)."""
-    context = ssl.create_default_context(cafile=str(CA_BUNDLE) if CA_BUNDLE.is_file() else None)
-    request = urllib.request.Request(url)
     host = (urlsplit(url).hostname or "").lower()
     login = login_for(host)
-    if login:
-        token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
-        request.add_unredirected_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, context=context, timeout=120) as response:
+        with open_with_login(url, login, timeout=120) as response:
             return response.read()
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):

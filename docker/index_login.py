@@ -7,6 +7,9 @@ distribution found", which sends users looking for a missing package. This asks 
 skipped) once, with the login the build was given for its host (the netrc secret, through NETRC), and prints
 torchdev's line when the answer is 401 or 403: no login given, or the one given refused. It never prints a login,
 and exits 0 either way: the step fails on pip's status.
+
+cuda_toolchain.py imports login_for and open_with_login from here (the steps mount both side by side), so a mirror's
+login is read and sent the one same way wherever a build step fetches.
 """
 import base64
 import netrc
@@ -37,15 +40,21 @@ def login_for(host):
     return (entry[0] or "", entry[2]) if entry and entry[2] is not None else None
 
 
-def status_of(url, login):
-    """The HTTP status the index answers `url` with (0 when it cannot be reached at all)."""
-    request = urllib.request.Request(url.rstrip("/") + "/")
+def open_with_login(url, login, timeout):
+    """urlopen(url) with `login` as basic auth (never sent on when the server redirects to another host), trusting the
+    build's CA bundle secret when there is one."""
+    request = urllib.request.Request(url)
     if login:
         token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
-        request.add_unredirected_header("Authorization", f"Basic {token}")  # never sent on to another host
+        request.add_unredirected_header("Authorization", f"Basic {token}")
     context = ssl.create_default_context(cafile=CA_BUNDLE if os.path.isfile(CA_BUNDLE) else None)
+    return urllib.request.urlopen(request, context=context, timeout=timeout)
+
+
+def status_of(url, login):
+    """The HTTP status the index answers `url` with (0 when it cannot be reached at all)."""
     try:
-        with urllib.request.urlopen(request, context=context, timeout=60) as response:
+        with open_with_login(url.rstrip("/") + "/", login, timeout=60) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code

@@ -2,7 +2,8 @@
 # The last step of both images (docker/Dockerfile's runtime and devel stages), run as root:
 #   TARGETOS=linux TARGETARCH=amd64 ADDED_PACKAGES="einops==0.8.1" user-layer.sh
 # with the variant's lock in /tmp/lock/<os>-<arch>.txt and the lock of its added packages in /tmp/added/<os>-<arch>.txt
-# (either may be absent), lock_part.py and write_manifest.py in /tmp/torchdev, a tmpfs at /tmp/user-layer.
+# (either may be absent), pip-env.sh, index_login.py, lock_part.py and write_manifest.py in /tmp/torchdev, a tmpfs
+# at /tmp/user-layer.
 #
 # 1. The variant's added packages (images.yaml: a variant's added_packages, which `./dev capture` writes from what
 #    people installed in a container): from their own lock with its hashes, after everything the variant's lock put
@@ -27,26 +28,20 @@ lock="/tmp/lock/$TARGETOS-$TARGETARCH.txt"
 added="/tmp/added/$TARGETOS-$TARGETARCH.txt"
 share=/usr/share/torchdev
 scratch=/tmp/user-layer
-if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi
-if [ -s /run/secrets/netrc ]; then export NETRC=/run/secrets/netrc; fi   # private indexes' logins (the locked install's)
-if [ -z "${PIP_INDEX_URL:-}" ]; then unset PIP_INDEX_URL; fi
-export SOURCE_DATE_EPOCH=0   # checked-hash .pyc files, the same from build to build (see the locked install)
+# The build's secrets and indexes, read as the locked install reads them; pip_install and pip_install_locked.
+# shellcheck source=docker/pip-env.sh
+source /tmp/torchdev/pip-env.sh
 
-said_login() {   # pip skips an index page that answers 401 without a word: say whether one did
-  python /tmp/torchdev/index_login.py "${PIP_INDEX_URL:-}" "${TORCH_INDEX_URL:-}"
-  exit 1
-}
 python -m pip list --format=freeze --exclude-editable > "$scratch/installed.txt"
 if grep -q '^[^#[:space:]]' "$added" 2>/dev/null; then
-  python -m pip install --require-hashes --no-deps ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r "$added" \
-    || said_login
+  pip_install_locked "$added"
 elif [ -n "${ADDED_PACKAGES:-}" ] && [ "${UNLOCKED:-}" != 1 ]; then
   echo "torchdev: added packages without their lock for $TARGETOS/$TARGETARCH, so nothing would be checked against a hash: run ./dev lock for the variant, or build with --unlocked" >&2
   exit 1
 elif [ -n "${ADDED_PACKAGES:-}" ]; then
   # shellcheck disable=SC2086  # one word per package
-  python -m pip install --constraint "$scratch/installed.txt" \
-    ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} $ADDED_PACKAGES || said_login
+  pip_install --constraint "$scratch/installed.txt" \
+    ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} $ADDED_PACKAGES
 fi
 
 {

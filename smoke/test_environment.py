@@ -118,7 +118,8 @@ def test_the_images_packages_come_before_the_users_and_are_pip_constraints():
         assert sys.path.index(image_site) < sys.path.index(user_site), sys.path
     pins = dict(line.strip().split("==", 1) for line in open(constraints, encoding="utf-8")
                 if "==" in line and not line.startswith("#"))
-    assert pins.get("torch") == torch.__version__, f"the constraints pin torch {pins.get('torch')}"
+    installed = importlib.metadata.version("torch")  # what pip pins: PyPI's 2.0.1 says torch.__version__ 2.0.1+cu117
+    assert pins.get("torch") == installed, f"the constraints pin torch {pins.get('torch')}, the image has {installed}"
     others = [path for path in site.getsitepackages() if path != image_site]
     held = {path: [dist.metadata["Name"] for dist in importlib.metadata.distributions(path=[path])] for path in others}
     assert not any(held.values()), f"the system's site-packages hold distributions: {held}"

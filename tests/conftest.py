@@ -1,5 +1,5 @@
 """Fixtures only (helpers live in tests/helpers): the engine, the one test image a session builds, and the
-containers and image names tests make, all removed when they end.
+containers and image names tests make, all removed when they end; and, for unit tests, a docker CLI stand-in.
 
 Integration tests drive the real Docker engine. Locally they skip, with the reason, when no engine answers;
 under CI=true that is a failure, because a CI run that skipped them would prove nothing.
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, run_cli, unavailable
+from tests.helpers.fake_commands import ahead_of_path, command_folder
 from tests.helpers.variants import TEST_OVERLAY, TEST_REPOSITORY, TEST_VARIANT
 
 
@@ -113,3 +114,10 @@ def containers(docker_client, tracked_tags):
     tracked = TrackedContainers(docker_client)
     yield tracked
     tracked.remove_all()
+
+
+@pytest.fixture()
+def buildx(tmp_path, monkeypatch):
+    """A docker CLI on PATH whose buildx plugin answers, as builds (verify-repro's, capture's) check before they start;
+    the engine itself is a test's fake."""
+    monkeypatch.setenv("PATH", ahead_of_path(command_folder(tmp_path / "bin", {"docker": "#!/bin/sh\nexit 0\n"})))

@@ -95,7 +95,7 @@ def _base_hint(error: str) -> str:
     if not found:
         return error
     return (f"the base image {found.group(1)} cannot be found or reached ({error.rsplit(': ', 1)[-1]}): "
-            "if it was deleted upstream, point the variant's base at a mirror in an overlay (README, Overlay); "
+            "if it was deleted upstream, point the variant's base at a mirror in an overlay (docs/images.md, Overlays); "
             "`./dev save-bases` keeps copies of pinned bases in a registry or archive you control")
 
 

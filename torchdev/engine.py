@@ -4,7 +4,7 @@ Every other module takes a `ContainerEngine` (the interface, written down below)
 `ImageInfo`, `RunResult`), never the SDK's objects or errors, so the paths that matter when things go wrong (a tag
 refused half-way, a container that does not start, one that hangs) can be exercised in seconds through
 tests/helpers/fake_engine.py, which keeps the same promises in memory; the type checker holds both to the interface
-(tests/unit/test_fake_engine.py). Builds go through `docker buildx build` (the SDK cannot drive BuildKit,
+(tests/unit/test_engine.py). Builds go through `docker buildx build` (the SDK cannot drive BuildKit,
 docker/docker-py#2230) and compose through `docker compose`; both are invoked here too, and this module alone spells
 their command lines: a build is asked for as a `BuildRequest`, and `buildx_command` renders it.
 """
@@ -303,7 +303,7 @@ def require_buildx() -> None:
 class ContainerEngine(Protocol):
     """What torchdev asks of a container engine: every feature takes one of these, never the SDK or a concrete class.
     `Engine` is the Docker engine behind it; tests/helpers/fake_engine.py's FakeEngine keeps the same promises in
-    memory, and the type checker holds both to this list (tests/unit/test_fake_engine.py)."""
+    memory, and the type checker holds both to this list (tests/unit/test_engine.py)."""
 
     def close(self) -> None: ...
 

@@ -304,7 +304,7 @@ def resolution_error(*, spec: LockSpec, stderr: str, logins: tuple[Login, ...] =
         url = index.rstrip("/")
         if index != DEFAULT_INDEX and "Failed to fetch" in stderr and url in stderr:
             return (f"variant '{spec.variant}': cannot reach {key} {url}: {causes[-1] if causes else error}; "
-                    f"set an overlay {key} that is reachable from here (README, \"Overlay\"), or lock where it is")
+                    f"set an overlay {key} that is reachable from here (docs/images.md, \"Overlays\"), or lock where it is")
     detail = f": {causes[0]}" if causes else ""
     return f"variant '{spec.variant}': uv cannot resolve torch {spec.torch} for Python {spec.python}: {error}{detail}"
 

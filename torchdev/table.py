@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from torchdev.engine import ImageSizes
 
 SIZE_HEADERS = ("on disk (unpacked)", "download (compressed)")
-"""The two sizes of an image, labelled alike wherever torchdev prints them (README: Sizes)."""
+"""The two sizes of an image, labelled alike wherever torchdev prints them (docs/images.md, Sizes)."""
 
 
 GAP = 2

@@ -332,12 +332,9 @@ def route_source(address: str) -> str | None:
 
 
 def shm_bytes(path: str = SHM) -> int | None:
-    """Size of /dev/shm, or None when there is none."""
-    try:
-        stats = os.statvfs(path)
-    except OSError:
-        return None
-    return stats.f_blocks * stats.f_frsize
+    """Size of /dev/shm, or None when there is none, read as every container's startup check reads it."""
+    checks = startup_checks()
+    return checks.shm_size(path) if checks else None
 
 
 def gpu_count(env: Mapping[str, str], device_files: Iterable[str]) -> int:
@@ -380,23 +377,32 @@ def startup_checks():
         from smoke import startup_checks as checks
     except ImportError:
         folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "smoke")
+        if not os.path.isfile(os.path.join(folder, "startup_checks.py")):
+            return None  # a workdir with train/ alone: the checks are said to be skipped (advice), never a traceback
         if folder not in sys.path:
             sys.path.append(folder)
         import startup_checks as checks
     return checks
 
 
+MISSING_CHECKS = ("smoke/startup_checks.py is not beside train/, so /dev/shm, locked memory, the GPUs' kernels and "
+                  "the driver were not checked: mount the whole checkout at /workspace")
+
+
 def shm_problem(size: int | None, processes: int) -> str:
     """Several processes on one node pass tensors through /dev/shm (NCCL's shared-memory transport, DataLoader
     workers); Docker's 64 MB default fails them midway with a bus error or 'unhandled system error'. The containers'
     rule (smoke/startup_checks.py) for the processes alone: the preflight stops the node on it."""
-    return startup_checks().shm_problem(size, processes=processes, workers=0)
+    checks = startup_checks()
+    return checks.shm_problem(size, processes=processes, workers=0) if checks else ""
 
 
 def advice(launch: Launch, env: Mapping[str, str], processes: int) -> list[str]:
     """What every container is checked for when it starts (smoke/startup_checks.py): /dev/shm for the DataLoader
     workers too, locked memory for NCCL, torch's kernels for these GPUs, the driver. Said, never blocking."""
     checks = startup_checks()
+    if checks is None:
+        return [MISSING_CHECKS]
     architectures, cuda = checks.image_declares()
     facts = checks.Facts(shm=shm_bytes(), memlock=checks.memlock_limit(),
                          gpus=tuple(checks.query_gpus()), architectures=architectures, cuda=cuda,

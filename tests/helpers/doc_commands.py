@@ -112,3 +112,29 @@ def _named_problem(shown: Shown, tasks: Collection) -> str:
     after = words[words.index(task) + 1:]
     return ", ".join(f"`./dev {task}` has no option {word}" for word in after
                      if word.startswith("--") and word.split("=")[0] not in flags)
+
+
+
+def marked_commands(text: str, marker: str) -> list[tuple[str, ...]]:
+    """The commands of the shell block right after each `<!-- marker -->` line of a Markdown text, each as the words
+    a shell would split it into (comments dropped, continued lines joined; nothing expanded, so `$NAME` stays). The
+    marker says which blocks a test walks, so a page can show other commands around them."""
+    commands: list[tuple[str, ...]] = []
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.strip() != f"<!-- {marker} -->":
+            continue
+        opened = FENCE.match(next(lines, ""))
+        assert opened and opened.group(1) in SHELL_FENCES, f"no shell block right after {line.strip()}"
+        pending = ""
+        for body in lines:
+            if FENCE.match(body):
+                break
+            if body.rstrip().endswith("\\"):
+                pending += body.rstrip()[:-1] + " "
+                continue
+            words = shlex.split(pending + body, comments=True)
+            pending = ""
+            if words:
+                commands.append(tuple(words))
+    return commands

@@ -4,30 +4,20 @@ that logs its arguments and installs nothing), an apt layout of its own (TORCHDE
 there."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
+from tests.helpers.fake_commands import command_folder
+
 Host = tuple[Path, Path, Path]
 """(the PATH folder, the apt layout, apt-get's log)."""
-
-
-def tool_folder(folder: Path, tools: tuple[str, ...], fakes: dict[str, str]) -> Path:
-    """`folder`, made, holding links to this host's `tools` and the `fakes` (name -> script), executable."""
-    folder.mkdir()
-    for tool in tools:
-        (folder / tool).symlink_to(shutil.which(tool))
-    for name, script in fakes.items():
-        (folder / name).write_text(script)
-        (folder / name).chmod(0o755)
-    return folder
 
 
 def fake_host(tmp_path: Path, *, tools: tuple[str, ...], fakes: dict[str, str]) -> Host:
     """The PATH folder and an apt layout with an empty sources.list.d, under tmp_path."""
     apt = tmp_path / "apt"
     (apt / "sources.list.d").mkdir(parents=True)
-    return tool_folder(tmp_path / "bin", tools, fakes), apt, tmp_path / "apt.log"
+    return command_folder(tmp_path / "bin", fakes, tools=tools), apt, tmp_path / "apt.log"
 
 
 def run_script(script: Path, host: Host, *args: str, **env: str) -> subprocess.CompletedProcess:

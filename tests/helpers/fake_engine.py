@@ -3,7 +3,7 @@
 Images and their names live in a dict; builds and containers follow a script the test sets; `save` and `load` speak
 real OCI archives (tests/helpers/oci_archive.py), so what torchdev does with them (torchdev.oci.gzip_copy) runs as it
 does on the real engine. What the real engine does at this interface (tags that move, containers removed after a
-failed start or a deadline) is what tests/integration/test_engine.py checks; tests/unit/test_fake_engine.py has the
+failed start or a deadline) is what tests/integration/test_engine.py checks; tests/unit/test_engine.py has the
 type checker hold both to ContainerEngine.
 """
 from __future__ import annotations

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_commands import command_folder
 
 SCRIPT = ROOT / "docker" / "run-as-owner.sh"
 STANDINS = {
@@ -23,11 +24,7 @@ def run_as_owner(tmp_path: Path, *command: str, owner: tuple[int, int], uid: int
                  run_as: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
     """The script with /workspace owned by `owner` (uid, gid), started as `uid`, TORCHDEV_RUN_AS `run_as`, HOME
     `home` (tmp_path/home by default: never the image's /home/owners on this host)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, body in STANDINS.items():
-        (bin_dir / name).write_text("#!/bin/sh\n" + body)
-        (bin_dir / name).chmod(0o755)
+    bin_dir = command_folder(tmp_path / "bin", {name: "#!/bin/sh\n" + body for name, body in STANDINS.items()})
     env = {key: value for key, value in os.environ.items() if key != "TORCHDEV_RUN_AS"}
     env.update(PATH=f"{bin_dir}:{env['PATH']}", STUB_OWNER_UID=str(owner[0]), STUB_OWNER_GID=str(owner[1]),
                STUB_SELF_UID=str(uid), HOME_OVERRIDE=str(home or tmp_path / "home"))

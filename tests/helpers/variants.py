@@ -9,7 +9,8 @@ import yaml
 
 from tests.helpers.cli import ROOT
 from torchdev.matrix import CudaRelease, Flavour, ImageSettings, Matrix, Variant
-from torchdev.plan import BuildPlan, Provenance, make_plan
+from torchdev.plan import BuildPlan, LockInput, Provenance, make_plan
+from torchdev.platforms import AMD64, Platform
 from torchdev.tags import BuildStamp
 
 TEST_VARIANT = "cu117"
@@ -52,3 +53,12 @@ def make_plans(*variants: Variant, settings: ImageSettings = TEST_SETTINGS,
     matrix = Matrix(image=settings, variants=variants, sources=(), flavours=flavours, cuda_releases=releases)
     return [make_plan(matrix=matrix, variant=v, provenance=TEST_PROVENANCE, docker_dir=ROOT / "docker", environ={},
                       flavour=flavour) for v in variants for flavour in flavours]
+
+
+def plan_of(variant: Variant, *, matrix: Matrix | None = None, platforms: tuple[Platform, ...] = (AMD64,),
+            locks: tuple[LockInput, ...] = ()) -> BuildPlan:
+    """The runtime plan of `variant` for `platforms` (in a matrix of its own unless `matrix` is given), as of one
+    fixed commit and day."""
+    return make_plan(matrix=matrix or Matrix(image=TEST_SETTINGS, variants=(variant,), sources=()), variant=variant,
+                     provenance=TEST_PROVENANCE, docker_dir=Path("/repo/docker"), environ={}, locks=locks,
+                     platforms=platforms)

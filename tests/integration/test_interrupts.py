@@ -128,10 +128,11 @@ def test_up_interrupted_while_training_stops_compose_and_removes_the_training_co
         docker_client, built_image, test_overlay, tmp_path, compose_project, number):
     """The build is a no-op (the test image is current); then `docker compose run --rm train` is under way when the
     signal comes. TORCHDEV_RUN_AS=root: the checkout here is root's, which the image's user may not write to."""
-    process = start("up", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), tmp_path=tmp_path,
+    process = start("up", "--variant", TEST_VARIANT, "--overlay", str(test_overlay), "--gpus", "none", tmp_path=tmp_path,
                     env={"COMPOSE_PROJECT_NAME": compose_project, "TORCHDEV_RUN_AS": "root"})
-    wait_for(lambda: any(c.status == "running" for c in owned(docker_client, process.pid)), timeout=300,
-             what="the training container running", process=process, tmp_path=tmp_path)
+    wait_for(lambda: any(c.status == "running" and c.name.startswith("torchdev-train-")  # compose_run's name, not
+                         for c in owned(docker_client, process.pid)),  # the build's short-lived manifest reader
+             timeout=300, what="the training container running", process=process, tmp_path=tmp_path)
     children = descendants(process.pid)
     assert children, "compose runs as a child of ./dev"
     time.sleep(3)

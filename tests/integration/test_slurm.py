@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ROOT, unavailable
+from tests.helpers.fake_commands import ahead_of_path, command_folder
 from torchdev.profile import SLURM_DOCKER, docker_run_arguments, docker_run_entry
 
 SLURM = ROOT / "scripts" / "slurm.sh"
@@ -133,12 +134,8 @@ def test_a_job_outside_the_repository_root_fails_with_the_reason(slurm_env, tmp_
 @pytest.fixture()
 def fake_torchrun(tmp_path):
     """PATH with a `torchrun` that prints the node and its arguments and exits 0, for the host runtime."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "torchrun"
-    script.write_text('#!/bin/sh\necho "fake torchrun on node $SLURM_NODEID: $*"\n')
-    script.chmod(0o755)
-    return f"{bin_dir}:{os.environ['PATH']}"
+    torchrun = '#!/bin/sh\necho "fake torchrun on node $SLURM_NODEID: $*"\n'
+    return ahead_of_path(command_folder(tmp_path / "bin", {"torchrun": torchrun}))
 
 
 def test_the_preflight_checks_each_node_then_runs_torchrun(slurm_env, tmp_path, fake_torchrun):
@@ -170,11 +167,11 @@ root-owned folder) and not the image's 1000, so files it owns can only come from
 
 @pytest.fixture()
 def workspace(tmp_path):
-    """What the containers mount at /workspace: the trainer and the entrypoint, in a folder of the test's own, owned
-    by the submitting user."""
+    """What the containers mount at /workspace, as a checkout has them: the trainer, the entrypoint and the startup
+    checks the preflight runs (smoke/startup_checks.py), in a folder of the test's own, owned by the submitting user."""
     path = tmp_path / "workspace"
     path.mkdir()
-    for name in ("docker", "train"):
+    for name in ("docker", "train", "smoke"):
         shutil.copytree(ROOT / name, path / name)
     for item in [path, *path.rglob("*")]:
         os.chown(item, SUBMITTER, SUBMITTER)

@@ -11,7 +11,7 @@ import pytest
 
 from torchdev.matrix import load_matrix
 from torchdev.plan import apt_snapshot_sources
-from tests.unit.test_matrix import VALID, error_for, write
+from tests.helpers.matrix_files import VALID, error_for, write
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docker" / "apt-snapshot.sh"

@@ -4,7 +4,6 @@ uv is not run: its answer is made up here (tests/integration/test_capture.py run
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -27,16 +26,6 @@ EINOPS = {"name": "einops", "version": "0.8.1", "site": "/home/torchdev/.local/l
 
 def listing(*items: dict) -> RunResult:
     return RunResult(RunStatus.EXITED, 0, json.dumps(list(items)) + "\n")
-
-
-@pytest.fixture()
-def buildx(tmp_path, monkeypatch):
-    """A docker CLI on PATH whose buildx plugin answers, as builds check first."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    (folder / "docker").write_text("#!/bin/sh\nexit 0\n")
-    (folder / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.fixture()

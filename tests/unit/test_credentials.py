@@ -22,11 +22,9 @@ from torchdev.checkout import read_logins
 from torchdev.credentials import (APT_AUTH_VARIABLE, PIP_URL_VARIABLE, Login, netrc_text, pip_logins, write_netrc)
 from torchdev.engine import buildx_command
 from torchdev.errors import ConfigError
-from torchdev.grammar import has_userinfo, without_userinfo
 from torchdev.lock import LockSpec, resolution_error
 from torchdev.matrix import Flavour, ImageSettings, Matrix
 from torchdev.plan import describe_plan, dry_run_request, login_hosts, make_plan, matrix_hosts
-from torchdev.presenter import Presentation, write
 from torchdev.runner import execute
 
 CANARY = "canary-pa55word-7f3a"
@@ -42,30 +40,6 @@ def plan_with(logins: tuple[Login, ...], *, environ: dict | None = None, flavour
     matrix = Matrix(image=settings, variants=(CU118,), sources=(), flavours=(Flavour("runtime"), flavour))
     return make_plan(matrix=matrix, variant=CU118, provenance=TEST_PROVENANCE, docker_dir=Path("/repo/docker"),
                      environ=environ or {}, logins=logins, flavour=flavour)
-
-
-# --- the one way a URL is shown ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("text, shown", [
-    ("https://alice:s3cret@pypi.corp/simple", "https://pypi.corp/simple"),
-    ("fetch http://u:p@ss@host:8080/x failed", "fetch http://host:8080/x failed"),  # an unencoded @ in the password
-    ("git+ssh://git@github.com/x/y.git and https://h/a@b", "git+ssh://github.com/x/y.git and https://h/a@b"),
-    ("no url here: alice@example.org", "no url here: alice@example.org"),
-])
-def test_every_url_in_a_text_is_shown_without_its_login(text, shown):
-    assert without_userinfo(text) == shown
-
-
-def test_a_login_is_found_in_a_url_however_it_is_written():
-    assert has_userinfo("https://a:b@h/") and has_userinfo("https://token@h/") and has_userinfo("https://@h/")
-    assert not has_userinfo("https://h/simple/a@b") and not has_userinfo("https://h:8443/simple")
-
-
-def test_whatever_torchdev_prints_shows_urls_without_logins():
-    out, err = io.StringIO(), io.StringIO()
-    write(Presentation(out=("remote https://ci:tok@git.corp/r.git",), err=("torchdev: https://a:b@h/x failed",)),
-          out=out, err=err)
-    assert (out.getvalue(), err.getvalue()) == ("remote https://git.corp/r.git\n", "torchdev: https://h/x failed\n")
 
 
 # --- the routes, and nothing else ---------------------------------------------------------------------------------

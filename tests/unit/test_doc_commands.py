@@ -22,7 +22,10 @@ SHOWN = [shown for path in DOCS for shown in shown_commands(path.relative_to(ROO
 
 def test_the_documentation_shows_commands_of_both_kinds():
     assert len([s for s in SHOWN if s.whole]) > 30 and len([s for s in SHOWN if not s.whole]) > 30
-    assert {s.file for s in SHOWN} >= {Path("README.md"), Path("docs/publishing.md"), Path("deploy/k8s/README.md")}
+    assert {s.file for s in SHOWN} >= {Path("README.md"), Path("deploy/k8s/README.md"), Path(".devcontainer/README.md"),
+                                       *(Path(f"docs/{page}.md") for page in ("images", "gpus", "reproducibility",
+                                                                             "publishing", "scaling-out",
+                                                                             "architecture", "troubleshooting"))}
 
 
 @pytest.mark.parametrize("shown", SHOWN, ids=str)
@@ -65,10 +68,10 @@ def test_a_flag_or_task_that_does_not_exist_is_found_in_either_kind():
     }
 
 
-def test_the_readmes_overlay_example_loads_and_keeps_cudnn_single(tmp_path):
-    """The example overlay is valid as written, and moves no variant onto a base that brings cuDNN: torch's wheels
-    bring their own, and a build that holds a library twice fails (docker/shared_libs.py)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_overlay_example_loads_and_keeps_cudnn_single(tmp_path):
+    """The example overlay of docs/images.md is valid as written, and moves no variant onto a base that brings cuDNN:
+    torch's wheels bring their own, and a build that holds a library twice fails (docker/shared_libs.py)."""
+    text = (ROOT / "docs" / "images.md").read_text(encoding="utf-8")
     example = next(block for block in text.split("```yaml\n")[1:] if block.startswith("# images.local.yaml"))
     overlay = tmp_path / "images.local.yaml"
     overlay.write_text(example.split("```")[0], encoding="utf-8")

@@ -1,16 +1,21 @@
-"""The pure side of `invoke doctor`: driver versus CUDA, /dev/shm and disk thresholds, the report, its status."""
+"""The pure side of `invoke doctor`: driver versus CUDA, /dev/shm and disk thresholds, the engine's platform, the
+report, its status."""
 import pytest
 
-from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult,
-                             HostGpu, compose_check, disk_check, driver_check, engine_unreachable, exit_status,
-                             gpu_runtime_check, gpus_check, kernels_check, plugin_check, shm_check, version_tuple)
+from tests.helpers.variants import make_variant
+from torchdev.doctor import (DESKTOP_GPU_FIX, FAIL, OK, SKIP, TOOLKIT_FIX, WARN, WSL_GPU_FIX, CheckResult, HostGpu,
+                             compose_check, disk_check, driver_check, engine_unreachable, exit_status,
+                             gpu_runtime_check, gpus_check, kernels_check, platform_check, plugin_check, shm_check,
+                             version_tuple)
 from torchdev.engine import CommandResult
 from torchdev.gpus import GpuAccess, Route
+from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import doctor_report
-from tests.helpers.variants import make_variant
 
 GiB = 1 << 30
 MiB = 1 << 20
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+CU118 = make_variant("cu118")
 
 
 def cuda_variant(cuda: str):
@@ -191,3 +196,28 @@ def test_with_no_engine_every_check_still_answers_and_the_plugins_are_asked_of_t
     assert [name for name, result in results.items() if result.detail == "needs the engine"] == \
         ["platform", "gpu runtime", "memlock"]
     assert results["engine"].detail == "no Docker engine answers: no socket at unix:///nowhere.sock"
+
+
+def test_an_engine_of_the_hosts_platform_where_every_variant_is_native_is_ok():
+    result = platform_check(engine_platform="linux/x86_64", host=AMD64, variants=(CPU, CU118))
+    assert (result.status, result.detail) == (OK, "the engine runs linux/amd64: natively cpu, cu118")
+
+
+def test_an_arm64_engine_warns_that_the_cuda_variants_are_amd64_only():
+    result = platform_check(engine_platform="linux/aarch64", host=ARM64,
+                            variants=(CPU, CU118, make_variant("cu117", cuda="11.7")))
+    assert result.status == WARN
+    assert result.detail == ("the engine runs linux/arm64: natively cpu; emulated only: cu118 (linux/amd64 only), "
+                             "cu117 (linux/amd64 only)")
+    assert result.fix.startswith("use cpu here; build and run the others on a host of their platform")
+
+
+def test_an_engine_of_another_platform_than_the_host_is_told_to_pass_platform():
+    result = platform_check(engine_platform="linux/arm64", host=AMD64, variants=(CPU, CU118))
+    assert result.status == WARN and "but this host is linux/amd64, which builds default to" in result.detail
+    assert result.fix == "pass --platform linux/arm64 to build and smoke for the engine's own platform"
+
+
+def test_an_engine_torch_has_no_wheels_for_is_a_warning():
+    result = platform_check(engine_platform="linux/s390x", host=AMD64, variants=(CPU,))
+    assert result.status == WARN and "which torch 2.0 has no wheels for" in result.detail

@@ -1,9 +1,7 @@
 """How containers get GPUs: detection from every shape `docker info` takes, per-variant requests, and the
 NVIDIA toolkit's refusals turned into a cause and a fix."""
-import json
 
 import pytest
-import yaml
 
 from tests.helpers.context import make_context, output
 from tests.helpers.fake_engine import FakeEngine
@@ -11,7 +9,6 @@ from tests.helpers.variants import make_variant
 from torchdev.engine import GpuDevices, RunResult, RunStatus
 from torchdev import commands
 from torchdev.errors import UsageError
-from torchdev.gpuprobe import find_access, read_spec_devices
 from torchdev.gpus import GpuAccess, Route, check_option, detect, parse_option, request_for, start_failure
 from torchdev.runner import execute
 
@@ -52,45 +49,9 @@ def test_cdi_specs_count_only_where_the_engine_reads_them():
     assert detect(RUNC, spec_devices=("nvidia.com/gpu=all",)).route is Route.NONE, "CDI is off in this engine"
 
 
-def write_spec(folder, name: str, kind: str, *devices: str) -> None:
-    folder.mkdir(exist_ok=True)
-    spec = {"cdiVersion": "0.5.0", "kind": kind, "devices": [{"name": device} for device in devices]}
-    (folder / name).write_text(json.dumps(spec) if name.endswith(".json") else yaml.safe_dump(spec))
-
-
-def test_cdi_spec_files_on_this_host_name_the_devices_of_one_kind(tmp_path):
-    write_spec(tmp_path / "etc", "nvidia.yaml", "nvidia.com/gpu", "0", "all")
-    write_spec(tmp_path / "run", "a.json", "nvidia.com/gpu", "1")
-    write_spec(tmp_path / "run", "fpga.yaml", "vendor.example/fpga", "0")
-    (tmp_path / "run" / "broken.yaml").write_text("kind: [unclosed")
-    (tmp_path / "run" / "notes.txt").write_text("kind: nvidia.com/gpu")
-    found = read_spec_devices("nvidia.com/gpu", folders=[str(tmp_path / "etc"), str(tmp_path / "run"),
-                                                         str(tmp_path / "missing")])
-    assert found == ("nvidia.com/gpu=0", "nvidia.com/gpu=all", "nvidia.com/gpu=1")
-
-
-def test_the_spec_folders_an_engine_names_are_read_only_when_it_runs_on_this_host(tmp_path):
-    write_spec(tmp_path, "nvidia.yaml", "nvidia.com/gpu", "0", "all")
-    engine = FakeEngine(info={**RUNC, "CDISpecDirs": [str(tmp_path)]})
-    access = find_access(engine, probe_image=None)
-    assert (access.route, access.cdi_devices) == (Route.CDI, ("nvidia.com/gpu=0", "nvidia.com/gpu=all"))
-    engine.local = False
-    assert find_access(engine, probe_image=None).route is Route.NONE, "a remote engine's /etc/cdi is not this one"
-
-
 def test_a_hook_whose_container_fails_is_a_route_with_its_problem_not_no_gpus():
     access = detect(RUNC, probe=RunResult(RunStatus.START_FAILED, None, HOOK_FAILED))
     assert access.route is Route.DRIVER and "unsatisfied condition: cuda>=11.8" in access.problem
-
-
-def test_the_probe_runs_only_when_docker_info_leaves_the_question_open():
-    engine = FakeEngine(info={"Runtimes": {"nvidia": {}}})
-    find_access(engine, probe_image="torchdev:cu118")
-    assert engine.ran == []
-    engine = FakeEngine(info=RUNC)
-    assert find_access(engine, probe_image="torchdev:cu118").route is Route.DRIVER
-    [probe] = engine.ran
-    assert probe.gpus == GpuDevices(count=-1) and probe.command == ("true",)
 
 
 DRIVER = GpuAccess(Route.DRIVER, "the nvidia runtime is registered")

@@ -279,6 +279,75 @@ def test_after_a_failed_pip_the_build_says_whether_an_index_wanted_a_login_it_wa
         index.stop()
 
 
+PIP_ENV = ROOT / "docker" / "pip-env.sh"
+
+
+@pytest.mark.parametrize("index, torch_index, trusted", [
+    ("http://172.17.0.1:8080/simple", "https://download.pytorch.org/whl/cu118", "172.17.0.1:8080"),
+    ("http://alice@mirror.corp/simple", "http://mirror.corp:81/torch", "mirror.corp mirror.corp:81"),
+    ("", "https://download.pytorch.org/whl/cpu", None),
+])
+def test_an_index_declared_over_plain_http_is_one_pip_trusts_and_no_other(index, torch_index, trusted):
+    """pip ignores any http index but localhost's ("not a trusted or secure host") and then finds nothing at all."""
+    script = f"source {PIP_ENV} && echo \"${{PIP_TRUSTED_HOST-unset}}\""
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                            env={"PATH": os.environ["PATH"], "PIP_INDEX_URL": index, "TORCH_INDEX_URL": torch_index})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (trusted or "unset")
+
+
+def test_every_pip_step_installs_through_pip_env_with_the_secrets_and_says_why_an_index_refused(tmp_path):
+    """docker/pip-env.sh, which every step that runs pip sources: the netrc secret reaches pip through NETRC (the
+    canary comes through the login), and a pip that fails on a login it was not given fails the step with
+    index_login.py's line."""
+    from tests.helpers.auth_index import AuthIndex, canary_wheel
+
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    index = AuthIndex(("127.0.0.1", 0), user="alice", password="s3cret", project="canary",
+                      wheel=canary_wheel("canary", "0.1", "x")).start()
+    try:
+        def pip_install(secrets: Path) -> subprocess.CompletedProcess:
+            """The script as a step runs it, mounted beside index_login.py, its secrets in `secrets`."""
+            step = tmp_path / "step" / secrets.name
+            step.mkdir(parents=True)
+            (step / "pip-env.sh").write_text(PIP_ENV.read_text().replace("/run/secrets", str(secrets)))
+            shutil.copyfile(INDEX_LOGIN, step / "index_login.py")
+            script = f"source {step}/pip-env.sh && pip_install --no-input --target {tmp_path / 'site'} canary"
+            env = {"PATH": f"{python.parent}:{os.environ['PATH']}", "PIP_INDEX_URL": index.url, "TORCH_INDEX_URL": "",
+                   "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0",
+                   "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # as the image's ENV has it
+            return subprocess.run(["bash", "-c", script + " && echo installed"], capture_output=True, text=True,
+                                  timeout=120, env=env, stdin=subprocess.DEVNULL)
+        none = pip_install(tmp_path / "none")
+        assert none.returncode == 1 and "installed" not in none.stdout
+        assert f"torchdev: the index {index.url} asks for a login (HTTP 401)" in none.stderr
+        (tmp_path / "secrets").mkdir()
+        (tmp_path / "secrets" / "netrc").write_text("machine 127.0.0.1 login alice password s3cret\n")
+        given = pip_install(tmp_path / "secrets")
+        assert given.returncode == 0 and given.stdout.rstrip().endswith("installed"), given.stderr
+        assert "s3cret" not in none.stdout + none.stderr + given.stdout + given.stderr
+        assert (tmp_path / "site" / "canary" / "__init__.py").read_text() == 'VALUE = "x"\n'
+    finally:
+        index.stop()
+
+
+def test_every_step_that_runs_pip_mounts_pip_env_beside_index_login_and_installs_through_it():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    steps = [step for step in re.findall(r"^RUN (.*?)(?<!\\)\n", dockerfile, flags=re.M | re.S)
+             if re.search(r"\bpip\b|user-layer\.sh", step)]
+    assert len(steps) == 4, "runtime-base's locked install, devel-base's, and the two user layers"
+    for step in steps:
+        assert "--mount=type=bind,source=pip-env.sh,target=/tmp/torchdev/pip-env.sh" in step
+        assert "--mount=type=bind,source=index_login.py,target=/tmp/torchdev/index_login.py" in step
+        runs = (ROOT / "docker" / "user-layer.sh").read_text() if "user-layer.sh" in step else step
+        assert "source /tmp/torchdev/pip-env.sh" in runs
+        assert not re.search(r"(^|&&|\|\||;|then)\s*(python -m )?pip install", runs, flags=re.M), \
+            "install through pip_install, which says why an index refused"
+    assert "!pip-env.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
+
+
 def test_each_image_ends_with_the_user_layer_the_only_step_that_mounts_the_added_packages():
     """runtime and devel are their bases plus one last step (docker/user-layer.sh): a changed added_packages, whose
     lock is the `added` context, reruns it alone. The step that installs torch mounts the `lock` context, never
@@ -293,7 +362,7 @@ def test_each_image_ends_with_the_user_layer_the_only_step_that_mounts_the_added
         assert "--mount=type=bind,from=added,target=/tmp/added" in steps[0]
         assert "PIP_CONSTRAINT=/usr/share/torchdev/constraints.txt" in stages[name]
     torch_step = next(step for step in re.findall(r"^RUN (.*?)(?<!\\)\n", stages["${BASE_IMAGE} AS runtime-base"],
-                                                  flags=re.M | re.S) if "--require-hashes" in step)
+                                                  flags=re.M | re.S) if "pip_install_locked" in step)
     assert "from=lock" in torch_step and "from=added" not in torch_step
     assert dockerfile.count("from=added") == 2
     assert "!user-layer.sh" in (ROOT / "docker" / ".dockerignore").read_text().split()
@@ -304,3 +373,16 @@ def test_the_lock_gives_the_images_pip_constraints_every_name_with_its_version()
     pins = lock_part(lock, "--without", "--pins").split()
     assert "torch==2.0.1" in pins and "numpy==1.26.4" in pins and "triton==2.0.0" in pins
     assert len(pins) == len(requirements(lock.read_text())) and all(pin.count("==") == 1 for pin in pins)
+
+
+def test_a_build_script_that_imports_a_sibling_has_it_mounted_beside_it_in_every_step():
+    """The scripts in docker/ run inside images and cannot import torchdev; one may import another (cuda_toolchain.py
+    takes index_login.py's login handling), which works only where the step mounts both into one folder."""
+    siblings = {path.stem for path in (ROOT / "docker").glob("*.py")}
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    for step in re.findall(r"^RUN (.*?)(?<!\\)\n", dockerfile, flags=re.M | re.S):
+        mounted = dict(re.findall(r"--mount=type=bind,source=([\w.-]+\.py),target=(\S+)", step))
+        for script, target in mounted.items():
+            imported = re.findall(r"^(?:from|import) (\w+)", (ROOT / "docker" / script).read_text(), flags=re.M)
+            for module in set(imported) & siblings:
+                assert mounted.get(f"{module}.py") == str(Path(target).parent / f"{module}.py"), (script, module)

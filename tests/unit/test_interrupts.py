@@ -16,6 +16,7 @@ import pytest
 from docker.errors import NotFound
 
 from tests.helpers.context import make_context, output
+from tests.helpers.fake_commands import ahead_of_path, command_folder
 from torchdev import commands
 from torchdev.engine import Engine
 from torchdev.runner import execute
@@ -51,11 +52,7 @@ class Client:
 @pytest.fixture()
 def docker_stand_in(tmp_path, monkeypatch):
     """`docker` on PATH is the stand-in; its record is tmp_path/mark; temporary files go to tmp_path/tmp."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(DOCKER)
-    (bin_dir / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", ahead_of_path(command_folder(tmp_path / "bin", {"docker": DOCKER})))
     monkeypatch.setenv("MARK", str(tmp_path / "mark"))
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

@@ -1,19 +1,26 @@
 """Lock files: the header round trip, drift per field, uv's command line and the rendered lock (no network)."""
+import io
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.context import make_context, output
-from torchdev import commands
-from torchdev.errors import TorchdevError
-from torchdev.runner import execute
 from tests.helpers.cli import ROOT, run_cli
-from tests.helpers.variants import make_variant
-from torchdev.platforms import AMD64
-from torchdev.lock import (LockSpec, drift, format_header, lock_spec, parse_header, pin_problems,
-                           project_text, render_lock, resolution_error, tomllib, unfit_lock, uv_command)
-from torchdev.matrix import ImageSettings, Matrix
+from tests.helpers.context import make_context, output
+from tests.helpers.matrix_files import committed_matrix, write
+from tests.helpers.variants import TEST_SETTINGS, make_variant
+from torchdev import commands
+from torchdev.checkout import read_plans
+from torchdev.errors import TorchdevError
+from torchdev.lock import (LockSpec, drift, format_header, lock_spec, parse_header, pin_problems, project_text,
+                           regenerate_command, render_lock, require_fitting_locks, resolution_error, tomllib,
+                           unfit_lock, uv_command)
+from torchdev.matrix import ImageSettings, Matrix, load_matrix
+from torchdev.platforms import AMD64, ARM64
+from torchdev.presenter import Presentation, present
+from torchdev.project import Paths, select_platforms
+from torchdev.results import LockReport
+from torchdev.runner import execute
 from torchdev.yamlsource import Origin
 
 SPEC = LockSpec(variant="cu118", python="3.10", platform=AMD64.wheel_platform, torch="2.0.1", torchvision="0.15.2",
@@ -57,6 +64,9 @@ error: No solution found when resolving dependencies
   cause: Because there is no version of numpy==1.26.4 and you require numpy==1.26.4, we can conclude that your \
 requirements are unsatisfiable.
 """
+OVERLAY = ROOT / "overlays" / "local-debian.yaml"
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+CU118 = make_variant("cu118")
 
 
 def rendered(spec: LockSpec = SPEC) -> str:
@@ -395,7 +405,7 @@ def test_a_dry_run_checks_the_locks_as_the_build_does_with_the_same_line_and_sta
 
 
 def test_lock_without_a_variant_acts_on_every_variant(tmp_path):
-    """`./dev lock` and `./dev lock --check` as the README lists them: every variant, as --all."""
+    """`./dev lock` and `./dev lock --check` as docs/images.md lists them: every variant, as --all."""
     if (ROOT / "images.local.yaml").exists():
         pytest.skip("images.local.yaml is present and would be merged in")
     ctx = make_context(environ={"TORCHDEV_OVERLAY": ""})
@@ -407,3 +417,81 @@ def test_lock_without_a_variant_acts_on_every_variant(tmp_path):
     both = execute(ctx, commands.lock, variant="cpu", every=True, check=True, overlay=None)
     assert both == 2 and output(ctx)[1].endswith("torchdev: --variant and --all contradict each other: give one of "
                                                  "them\n")
+
+
+def test_an_arm64_lock_is_resolved_for_aarch64_and_an_amd64_lock_there_drifts_naming_the_platform():
+    matrix = Matrix(image=TEST_SETTINGS, variants=(CPU,), sources=())
+    assert lock_spec(matrix=matrix, variant=CPU, platform=ARM64).platform == "aarch64-manylinux_2_28"
+    amd64_header = format_header(lock_spec(matrix=matrix, variant=CPU, platform=AMD64))
+    changes = drift(expected=lock_spec(matrix=matrix, variant=CPU, platform=ARM64), text=amd64_header + "\n")
+    assert changes[0] == "platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix"
+
+
+def locked(path: Path, matrix: Matrix, variant, platform) -> None:
+    path.write_text(format_header(lock_spec(matrix=matrix, variant=variant, platform=platform)) + "\n" + "".join(
+        f"{name}=={version} --hash=sha256:{'a' * 64}\n" for name, version in
+        (("torch", "2.0.1"), ("torchvision", "0.15.2"), ("torchaudio", "2.0.2"))))
+
+
+def test_an_amd64_lock_copied_to_the_arm64_name_does_not_fit_and_the_fix_names_the_platform(tmp_path):
+    variant = replace(CPU, lock=str(tmp_path / "cpu.txt"))
+    matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
+    locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
+    locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, AMD64)
+    assert unfit_lock(matrix=matrix, variant=variant, platform=AMD64) == ""
+    problem = unfit_lock(matrix=matrix, variant=variant, platform=ARM64)
+    assert problem == (f"the lock {tmp_path / 'cpu.linux-arm64.txt'} does not fit variant 'cpu' on linux/arm64 "
+                       "(platform x86_64-manylinux_2_28 in the lock, aarch64-manylinux_2_28 in the matrix): run "
+                       "`./dev lock --variant cpu --platform linux/arm64`")
+
+
+def test_lock_check_judges_each_platform_of_each_variant(tmp_path):
+    variant = replace(CPU, lock=str(tmp_path / "cpu.txt"))
+    matrix = Matrix(image=TEST_SETTINGS, variants=(variant,), sources=(ROOT / "images.yaml",))
+    locked(tmp_path / "cpu.txt", matrix, variant, AMD64)
+    out = io.StringIO()
+    problems = lock_variants(matrix, [variant], check=True, out=out)
+    assert f"cpu on linux/amd64: {tmp_path / 'cpu.txt'} matches the matrix" in out.getvalue()
+    assert present(LockReport(tuple(problems))) == Presentation(err=(
+        f"torchdev: lock drift: variant 'cpu' on linux/arm64 ({tmp_path / 'cpu.linux-arm64.txt'}): no lock "
+        "file: run `./dev lock --variant cpu --platform linux/arm64`",), status=1)
+    assert lock_variants(matrix, [variant], check=True, platforms=lambda v: (AMD64,), out=io.StringIO()) == []
+    locked(tmp_path / "cpu.linux-arm64.txt", matrix, variant, ARM64)
+    assert lock_variants(matrix, [variant], check=True, out=io.StringIO()) == []
+
+
+def test_a_variant_with_one_platform_regenerates_without_platform():
+    matrix = Matrix(image=TEST_SETTINGS, variants=(CU118,), sources=())
+    assert regenerate_command(matrix=matrix, variant=CU118) == "./dev lock --variant cu118"
+    arm = replace(CPU, platforms=(ARM64,))
+    assert regenerate_command(matrix=matrix, variant=arm, platform=ARM64) == "./dev lock --variant cpu"
+
+
+def test_the_ci_overlays_cpu_is_arm64_only_with_an_arm64_lock_that_fits():
+    matrix = committed_matrix(OVERLAY)
+    cpu = matrix.variant("cpu")
+    assert cpu.platforms == (ARM64,) and matrix.variant("cu117").platforms == (AMD64,)
+    path = matrix.lock_file(cpu, ARM64)
+    assert path == ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt" and path.is_file()
+    text = path.read_text()
+    assert drift(expected=lock_spec(matrix=matrix, variant=cpu, platform=ARM64), text=text) == []
+    assert unfit_lock(matrix=matrix, variant=cpu, platform=ARM64) == ""
+    assert text.splitlines()[1] == f"# Regenerate: {regenerate_command(matrix=matrix, variant=cpu, platform=ARM64)}"
+    assert select_platforms(cpu, platform=None, native=AMD64) == (ARM64,), "an amd64 host builds it emulated"
+
+
+def test_a_build_refuses_an_arm64_lock_that_does_not_fit_naming_the_platform(tmp_path):
+    """An overlay that takes the CI overlay's arm64 lock for images.yaml's cpu (Python 3.10, the CPU index)."""
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    overlay = write(tmp_path, "variants:\n  cpu:\n    lock: overlays/local-debian/cpu.lock.txt\n"
+                              "    platforms: [linux/arm64]\n", name="arm.yaml")
+    matrix = load_matrix(ROOT / "images.yaml", overlay=str(overlay))
+    plans = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
+    with pytest.raises(TorchdevError) as caught:
+        require_fitting_locks(matrix, plans)
+    message = str(caught.value)
+    assert message.startswith("the lock overlays/local-debian/cpu.lock.linux-arm64.txt does not fit variant 'cpu' "
+                              "on linux/arm64 (")
+    assert "python 3.11 in the lock, 3.10 in the matrix" in message and "\n" not in message
+    assert message.endswith(f": run `./dev lock --variant cpu --overlay {overlay}`")

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.helpers.cli import ROOT
-from tests.helpers.fake_apt import tool_folder
+from tests.helpers.fake_commands import command_folder
 
 SCRIPT = ROOT / "scripts" / "make-base.sh"
 TOOLS = ("bash", "uname", "id", "dirname", "mktemp", "rm", "cat")
@@ -19,7 +19,7 @@ def host(tmp_path):
     fakes = {"docker": "#!/bin/bash\nexit 1\n",  # no image of any platform
              "apt-get": '#!/bin/bash\necho "apt-get $*" >>"$FAKE_APT_LOG"\n'
                         'case " $* " in *" install "*) exit 100 ;; esac\n'}
-    return tool_folder(tmp_path / "bin", TOOLS, fakes), tmp_path / "apt.log"
+    return command_folder(tmp_path / "bin", fakes, tools=TOOLS), tmp_path / "apt.log"
 
 
 def run(host, *args, **env):

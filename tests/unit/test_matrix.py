@@ -1,41 +1,32 @@
 """images.yaml validation: every kind of bad input gives one line naming file, line, variant and key."""
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.matrix_files import FLAVOURS, VALID, committed_matrix, error_for, write
+from tests.helpers.variants import make_variant
+from torchdev.checkout import read_plans
 from torchdev.errors import ConfigError, UsageError
 from torchdev.matrix import load_matrix
+from torchdev.platforms import AMD64, ARM64
+from torchdev.project import Paths
 
 ROOT = Path(__file__).resolve().parents[2]
-
-VALID = """\
-image:
-  repository: torchdev
-  tags: ["{torch}-{variant}-py{python}", "{variant}"]
-variants:
-  cu118:
-    base: nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+CPU_YAML = """\
+  cpu:
+    base: ubuntu:22.04
     python: "3.10"
     torch: 2.0.1
     torchvision: 0.15.2
     torchaudio: 2.0.2
-    index: https://download.pytorch.org/whl/cu118
-    cuda: "11.8"
-    cudnn: 8
+    index: https://download.pytorch.org/whl/cpu
+    cuda: null
+    cudnn: null
+    platforms: [linux/amd64, linux/arm64]
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "images.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def error_for(tmp_path: Path, text: str, **kwargs) -> str:
-    with pytest.raises(ConfigError) as caught:
-        load_matrix(write(tmp_path, text), **kwargs)
-    assert caught.value.exit_status == 2
-    return str(caught.value)
+PIN = "a" * 64
 
 
 def test_the_committed_matrix_declares_the_three_pytorch_2_0_variants():
@@ -234,3 +225,143 @@ def test_added_packages_are_pinned_requirements_with_a_lock_of_their_own_beside_
     assert arm.added_lock_path_for(ARM64) == "overlays/x/cpu.lock.linux-arm64.added.txt"
     assert ("images.yaml:14: variant 'cu118': key 'added_packages': 'einops' is not pinned as name==version"
             in error_for(tmp_path, VALID + "    added_packages: [einops]\n"))
+
+
+def test_a_variant_without_platforms_is_amd64_and_a_cpu_variant_may_list_both(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + CPU_YAML))
+    assert matrix.variant("cu118").platforms == (AMD64,)
+    assert matrix.variant("cpu").platforms == (AMD64, ARM64)
+    arm_only = load_matrix(write(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", "[linux/aarch64]")))
+    assert arm_only.variant("cpu").platforms == (ARM64,)
+
+
+def test_an_unknown_platform_is_named_with_its_file_line_variant_and_key(tmp_path):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("linux/arm64]", "linux/s390x]"))
+    assert message == (f"{tmp_path / 'images.yaml'}:23: variant 'cpu': key 'platforms': "
+                       "'linux/s390x' is not a platform torch 2.0 has wheels for: list linux/amd64 and/or linux/arm64")
+
+
+@pytest.mark.parametrize("value, expected", [("[]", "expected a non-empty list of strings, got an empty list"),
+                                             ("linux/arm64", "expected a non-empty list of strings, got text")])
+def test_platforms_must_be_a_non_empty_list(tmp_path, value, expected):
+    message = error_for(tmp_path, VALID + CPU_YAML.replace("[linux/amd64, linux/arm64]", value))
+    assert f"variant 'cpu': key 'platforms': {expected}" in message
+
+
+def test_a_cuda_variant_for_arm64_is_refused_in_one_line_with_the_reason(tmp_path):
+    message = error_for(tmp_path, VALID + "    platforms: [linux/amd64, linux/arm64]\n")
+    assert message == (f"{tmp_path / 'images.yaml'}:14: variant 'cu118': key 'platforms': linux/arm64 cannot "
+                       "have CUDA: torch 2.0 publishes CUDA wheels for linux/amd64 only: keep CUDA variants on "
+                       "linux/amd64 and build cpu for linux/arm64")
+
+
+@pytest.mark.parametrize("lock, expected", [
+    ("", "locks/cpu.linux-arm64.txt"),
+    ("overlays/local-debian/cpu.lock.txt", "overlays/local-debian/cpu.lock.linux-arm64.txt"),
+    ("my.locks/cpu", "my.locks/cpu.linux-arm64"),
+    ("locks/cpu", "locks/cpu.linux-arm64"),
+])
+def test_another_platforms_lock_adds_the_platform_before_the_suffix_and_amd64_keeps_the_plain_name(lock, expected):
+    variant = replace(CPU, lock=lock)
+    assert variant.lock_path_for(ARM64) == expected
+    assert variant.lock_path_for(AMD64) == (lock or "locks/cpu.txt")
+
+
+def test_the_committed_cpu_variant_is_built_for_both_platforms_and_the_cuda_ones_for_amd64_only():
+    matrix = committed_matrix()
+    assert {v.name: v.platforms for v in matrix.variants} == {"cpu": (AMD64, ARM64), "cu117": (AMD64,),
+                                                              "cu118": (AMD64,)}
+    assert "ubuntu-ports" in dict(matrix.image.apt_snapshot_urls)
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")], platform="all")
+    assert plan.platforms == (AMD64, ARM64)
+    assert "ubuntu-ports=http://snapshot.ubuntu.com/ubuntu-ports/" in plan.build_args["APT_SNAPSHOT"]
+
+
+def test_flavours_parse_with_runtime_first_and_the_release_table(tmp_path):
+    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS))
+    assert [flavour.name for flavour in matrix.flavours] == ["runtime", "devel"]
+    devel = matrix.flavour("devel")
+    assert devel.apt_packages == ("g++", "python3-dev") and devel.pip_packages == ("ninja==1.11.1.1",)
+    assert devel.lock_packages == ("triton", "cmake") and matrix.flavour("runtime").lock_packages == ()
+    assert matrix.cuda_release("11.8").release == "11.8.0" and matrix.cuda_release(None) is None
+
+
+def test_a_matrix_without_flavours_has_runtime_only(tmp_path):
+    assert [flavour.name for flavour in load_matrix(write(tmp_path, VALID)).flavours] == ["runtime"]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("  runtime: {}\n", ""), "key 'flavours': expected a mapping of flavours that includes 'runtime'"),
+    (("  devel:\n", "  Devel:\n"), "flavour 'Devel': key 'Devel': 'Devel' is not a flavour name: flavour names are lowercase "
+                                     "letters and digits"),
+    (("[g++, python3-dev]", "[g++, Python3-Dev]"), "flavour 'devel': key 'apt_packages': 'Python3-Dev' is not a "
+                                                   "Debian package name"),
+    (("[ninja==1.11.1.1]", "[ninja]"), "flavour 'devel': key 'pip_packages': 'ninja' is not pinned as name==version"),
+    (("[cuda_nvcc, cuda_cudart]", "[cuda_cudart]"), "flavour 'devel': key 'cuda_toolchain': needs cuda_components "
+                                                    "that include cuda_nvcc"),
+    (("  runtime: {}\n", "  runtime:\n    apt_packages: [gcc]\n"),
+     "flavour 'runtime': key 'apt_packages': unknown key"),
+    (("release: 11.8.0", "release: 11.7.1"), "cuda_releases: '11.8': key 'release': '11.7.1' is not a release of "
+                                             "CUDA 11.8"),
+    (("nvidia_require_cuda: cuda>=11.8", "nvidia_require_cuda: cuda>=11.7"),
+     "key 'nvidia_require_cuda': 'cuda>=11.7 brand=tesla,driver>=470,driver<471' is not a constraint that starts "
+     "with cuda>=11.8"),
+    ((FLAVOURS[FLAVOURS.index("cuda_releases"):], ""),
+     "variant 'cu118': key 'cuda': CUDA 11.8 has no entry in cuda_releases, which flavour 'devel' needs for its nvcc"),
+    (("  devel:\n", "  devel:\n    bases: {cu999: ubuntu:22.04}\n"), "flavour 'devel': bases: key 'cu999': is not a "
+                                                                       "variant (known: cu118)"),
+    (("[triton, cmake]", "[triton==2.0.0]"), "flavour 'devel': key 'lock_packages': 'triton==2.0.0' is not a Python "
+                                             "package name"),
+    (("  runtime: {}\n", "  runtime:\n    lock_packages: [triton]\n"),
+     "flavour 'runtime': key 'lock_packages': unknown key"),
+])
+def test_each_bad_flavour_or_release_is_one_line_naming_it(change, expected, tmp_path):
+    old, new = change
+    assert old in VALID + FLAVOURS
+    message = error_for(tmp_path, VALID + FLAVOURS.replace(old, new, 1))
+    assert expected in message, message
+    assert len(message.splitlines()) == 1, message
+
+
+def test_an_overlay_can_switch_the_cuda_toolchain_off_and_move_a_flavours_base(tmp_path):
+    overlay = write(tmp_path, "flavours:\n  devel:\n    cuda_toolchain: null\n"
+                              "    bases: {cu118: mirror/ubuntu:22.04}\n", name="overlay.yaml")
+    matrix = load_matrix(write(tmp_path, VALID + FLAVOURS), overlay=str(overlay))
+    devel = matrix.flavour("devel")
+    assert devel.cuda_toolchain == "" and devel.base_for(matrix.variant("cu118")) == "mirror/ubuntu:22.04"
+    assert matrix.flavour("runtime").base_for(matrix.variant("cu118")) == matrix.variant("cu118").base
+
+
+def test_the_committed_matrix_builds_cuda_variants_on_a_plain_os_and_declares_every_cuda_release():
+    if (ROOT / "images.local.yaml").exists():
+        pytest.skip("images.local.yaml is present and would be merged in")
+    matrix = load_matrix(ROOT / "images.yaml")
+    assert [flavour.name for flavour in matrix.flavours] == ["runtime", "devel"]
+    for variant in matrix.variants:
+        assert variant.base == "ubuntu:22.04", "torch brings its CUDA libraries: a CUDA base would hold them twice"
+        if variant.cuda:
+            release = matrix.cuda_release(variant.cuda)
+            assert release and release.nvidia_require_cuda.startswith(f"cuda>={variant.cuda} brand=")
+    assert "cuda_nvcc" in matrix.flavour("devel").cuda_components
+    assert matrix.flavour("devel").lock_packages == ("triton", "cmake", "lit")
+
+
+@pytest.mark.parametrize("url, pinned, refused", [
+    ("https://nvidia.example/redist", False, False),  # the server proves who it is; the manifest's hashes hold
+    ("http://mirror.example/redist", False, True),  # a hash from the same plain-http server proves nothing
+    ("file:///mirror/redist", False, True),
+    ("http://mirror.example/redist", True, False),  # images.yaml's pin holds over any URL
+])
+def test_a_cuda_toolchain_is_https_or_its_releases_manifest_is_pinned(tmp_path, url, pinned, refused):
+    text = VALID + FLAVOURS.replace("https://nvidia.example/redist", url) + (
+        f"    redistrib_sha256: {PIN}\n" if pinned else "")
+    if not refused:
+        matrix = load_matrix(write(tmp_path, text))
+        assert matrix.cuda_release("11.8").redistrib_sha256 == (PIN if pinned else "")
+        return
+    message = error_for(tmp_path, text)
+    assert len(message.splitlines()) == 1, message
+    assert (f"images.yaml:19: flavour 'devel': key 'cuda_toolchain': '{url}' is not https and cuda_releases pins no "
+            "sha256 for redistrib_11.8.0.json, so nothing would prove that the archives it lists are NVIDIA's: use an "
+            "https:// URL, or add `redistrib_sha256: <sha256 of redistrib_11.8.0.json>` under cuda_releases "
+            "\"11.8\"") in message

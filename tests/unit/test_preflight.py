@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_commands import ahead_of_path, command_folder
 from tests.helpers.torchrun_cases import ACCEPTED, REFUSED
 from train import preflight as pf
 
@@ -374,12 +375,8 @@ def test_preflight_off_and_usage(clock, capsys):
 @pytest.fixture()
 def fake_torchrun(tmp_path):
     """A `torchrun` on PATH that prints its pid and arguments, one per line, and exits 7."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "torchrun"
-    script.write_text('#!/bin/sh\necho "pid $$"\nfor arg in "$@"; do echo "$arg"; done\nexit 7\n')
-    script.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    torchrun = '#!/bin/sh\necho "pid $$"\nfor arg in "$@"; do echo "$arg"; done\nexit 7\n'
+    return {**os.environ, "PATH": ahead_of_path(command_folder(tmp_path / "bin", {"torchrun": torchrun}))}
 
 
 def test_the_preflight_becomes_torchrun_with_its_arguments_unchanged(fake_torchrun):
@@ -411,3 +408,18 @@ def test_torchrun_missing_from_path_is_one_line(tmp_path):
     assert result.returncode == 127
     assert result.stderr.strip() == ("preflight: cannot start torchrun: No such file or directory (is torch "
                                      "installed and torchrun on PATH?)")
+
+
+def test_a_workdir_with_train_alone_says_the_checks_were_skipped_in_one_line_and_still_starts(tmp_path,
+                                                                                            fake_torchrun):
+    """The job's /workspace should be the checkout; one that holds train/ without smoke/ loses the startup checks
+    (smoke/startup_checks.py), which the preflight says as a warning, never a traceback, and torchrun still starts."""
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "preflight.py").write_text((ROOT / "train" / "preflight.py").read_text())
+    result = subprocess.run([sys.executable, str(tmp_path / "train" / "preflight.py"), "torchrun", "--standalone",
+                             "train/train.py"], env=fake_torchrun, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 7 and result.stdout.splitlines()[1:] == ["--standalone", "train/train.py"], \
+        "the fake torchrun ran (it exits 7)"
+    assert f"preflight: warning: {pf.MISSING_CHECKS}" in result.stderr.splitlines()

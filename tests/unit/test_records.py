@@ -7,17 +7,22 @@ import json
 import pytest
 
 from tests.helpers.context import make_context
+from tests.helpers.variants import make_plans, make_variant
 from torchdev import commands
 from torchdev.errors import TorchdevError
+from torchdev.matrix import Flavour
+from torchdev.platforms import AMD64, ARM64
 from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, SignatureRecord, push_record_path,
                               read_gzip_digests, read_push_record, read_signature_record, read_signature_records,
-                              record_gzip_digest, signature_record_path, write_push_record, write_signature_record)
+                              record_gzip_digest, run_name, signature_record_path, write_push_record,
+                              write_signature_record)
 
 DIGEST = "sha256:" + "1" * 64
 RECORD = PushRecord(image="cu118", tags=("2.0.1-cu118-py3.10", "cu118"), repository="registry.test:5000/ml/torchdev",
                     digest=DIGEST, references=(f"registry.test:5000/ml/torchdev:2.0.1-cu118-py3.10@{DIGEST}",
                                                f"registry.test:5000/ml/torchdev:cu118@{DIGEST}"),
                     size=1 << 30, compression="gzip", platforms=("linux/amd64",))
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 
 
 def test_a_push_record_reads_back_as_written_in_the_documented_shape(tmp_path):
@@ -92,3 +97,9 @@ def test_a_signature_record_that_is_not_one_names_the_file_and_the_fix(tmp_path)
     (tmp_path / "cu118.signature.json").write_text('{"image": "cu118"}')
     with pytest.raises(RecordError, match=r"cu118.signature.json is unreadable \(it has no 'repository'\): delete it"):
         read_signature_records(tmp_path)
+
+
+def test_a_smoke_run_is_named_after_the_image_plus_any_platform_but_amd64():
+    runtime, devel = make_plans(CPU, flavours=(Flavour("runtime"), Flavour("devel")))
+    assert run_name(runtime, AMD64) == "cpu" and run_name(runtime, ARM64) == "cpu.linux-arm64"
+    assert run_name(devel, ARM64) == "cpu-devel.linux-arm64"

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import tarfile
 
 from dataclasses import replace
@@ -113,16 +112,6 @@ def test_the_run_steps_a_build_ran_are_read_from_its_log_and_cached_ones_are_not
 
 
 # --- ./dev verify-repro through the fake engine: what it decides, what it leaves, what it says --------------------
-
-@pytest.fixture()
-def buildx(tmp_path, monkeypatch):
-    """A docker CLI on PATH whose buildx plugin answers, as verify-repro checks before it builds."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    (folder / "docker").write_text("#!/bin/sh\nexit 0\n")
-    (folder / "docker").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-
 
 def verify(engine: FakeEngine, tmp_path) -> tuple[ReproReport, Presentation]:
     ctx = make_context(engine=engine, reports=tmp_path / "reports")

@@ -2,8 +2,6 @@
 status, every result type has its presentation, and a command writes only to the context's streams."""
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
 import signal
 import tempfile
@@ -15,7 +13,7 @@ import pytest
 from tests.helpers.cli import ROOT
 from tests.helpers.context import make_context, output
 from tests.helpers.fake_engine import FakeEngine
-from torchdev import commands, presenter, results
+from torchdev import commands, results
 from torchdev.build import BuildResult, BuildStatus
 from torchdev.errors import ConfigError, TorchdevError, UsageError
 from torchdev.runner import execute, task_name
@@ -159,16 +157,6 @@ def test_every_task_name_reads_as_dev_names_it():
     assert [task_name(command) for command in (commands.run_smoke, commands.verify_repro, commands.list_images,
                                                commands.show_matrix, commands.save_bases, commands.up)] == [
         "smoke", "verify-repro", "images", "matrix", "save-bases", "up"]
-
-
-def test_every_result_a_command_returns_has_a_presentation():
-    kinds = [kind for _, kind in inspect.getmembers(results, inspect.isclass)
-             if dataclasses.is_dataclass(kind) and kind.__module__ == results.__name__]
-    assert len(kinds) > 10
-    missing = [kind.__name__ for kind in kinds if presenter.present.dispatch(kind) is presenter.present.dispatch(object)]
-    assert missing == []
-    with pytest.raises(TypeError, match="cannot present a str"):
-        presenter.present("a result nobody presents")
 
 
 def test_commands_write_to_the_contexts_streams_only(tmp_path, capsys):

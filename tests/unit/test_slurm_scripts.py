@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.helpers.cli import ROOT
+from tests.helpers.fake_commands import command_folder
 
 SCRIPTS = [ROOT / "scripts" / "slurm.sh", ROOT / "deploy" / "slurm" / "train.sbatch"]
 
@@ -46,11 +47,7 @@ FAKES = {
 @pytest.fixture()
 def cluster_host(tmp_path):
     """Fake Slurm and munge binaries ahead of the real PATH, and a state, log and system-config path of a test's own."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in FAKES.items():
-        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
-        (bin_dir / name).chmod(0o755)
+    bin_dir = command_folder(tmp_path / "bin", {name: f"#!/bin/bash\n{body}\n" for name, body in FAKES.items()})
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "TORCHDEV_SLURM_STATE": str(tmp_path / "state"),
            "TORCHDEV_SLURM_LOGS": str(tmp_path / "logs"),
            "TORCHDEV_SLURM_SYSTEM_CONF": str(tmp_path / "etc" / "slurm.conf"), "TORCHDEV_SLURM_PORT": "29817"}
@@ -112,11 +109,7 @@ BATCH_FAKES = {
 
 def batch(tmp_path, **variables: str) -> subprocess.CompletedProcess:
     """The sbatch script's batch part as Slurm runs it on the job's first node, in a dry run."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, body in BATCH_FAKES.items():
-        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
-        (bin_dir / name).chmod(0o755)
+    bin_dir = command_folder(tmp_path / "bin", {name: f"#!/bin/bash\n{body}\n" for name, body in BATCH_FAKES.items()})
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "TORCHDEV_"))}
     env.update(PATH=f"{bin_dir}:{env['PATH']}", SLURM_JOB_ID="4321", SLURM_JOB_NODELIST="n[1-2]", SLURM_NNODES="2",
                TORCHDEV_WORKDIR=str(ROOT), TORCHDEV_DRY_RUN="1", FAKE_NODEADDR="n1",

@@ -1,6 +1,6 @@
-"""The engine boundary itself: the real engine and the fake satisfy ContainerEngine (checked by mypy), a build
-request becomes the one buildx command line the engine runs, the docker CLI's plugins answer through one function,
-and image references split as the engine splits them."""
+"""torchdev/engine.py, the engine boundary itself: the real engine and the fake satisfy ContainerEngine (checked by
+mypy), a build request becomes the one buildx command line the engine runs, the docker CLI's plugins answer through
+one function, and image references split as the engine splits them."""
 import dataclasses
 import inspect
 import subprocess

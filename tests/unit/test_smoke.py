@@ -1,5 +1,7 @@
-"""Smoke runs through the fake engine: a variant whose container does not start, hangs, or writes no summary is
-its own row of the table, and the other variants still run."""
+"""torchdev/smoke.py, the host side of `./dev smoke`: the suite's command line and checks, container limits, the
+summary table, and runs through the fake engine (a variant whose container does not start, hangs, or writes no
+summary is its own row of the table, and the other variants still run), once per platform."""
+import io
 from pathlib import Path
 
 import pytest
@@ -7,18 +9,75 @@ import pytest
 from smoke.smoke_contract import PASSED, write_summary
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.summaries import check, summary
-from tests.helpers.variants import make_plans, make_variant
+from tests.helpers.variants import make_plans, make_variant, plan_of
 from torchdev.engine import RunResult, RunStatus
-from torchdev.errors import TorchdevError
+from torchdev.errors import TorchdevError, UsageError
 from torchdev.gpus import GpuAccess, GpuRequest, Route
+from torchdev.matrix import CudaRelease, Flavour
+from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import smoke_failures, smoke_table
-from torchdev.smoke import REPORTS_MOUNT, SuiteStatus, image_ids, run_all, untested_gpus
+from torchdev.smoke import (CHECKS, REPORTS_MOUNT, SUITE_MOUNT, SuiteStatus, container_limits, image_ids, run_all,
+                            select_checks, suite_arguments, untested_gpus)
 
+CU118 = make_variant("cu118")
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
+DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
+                cuda_components=("cuda_nvcc",))
+RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
 START_ERROR = ("failed to create task for container: failed to create shim task: OCI runtime create failed: "
                "runc create failed: unable to start container process: error during container init: error running "
                "hook #0: error running hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
                "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=11.8, please update your "
                "driver to a newer version, or use an earlier cuda container: unknown")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def expectations(plan):
+    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
+    return {option[len("--expect-"):]: value for option, value in zip(command, command[1:])
+            if option.startswith("--expect-")}
+
+
+def test_the_suite_receives_the_variants_declared_contents():
+    plan, = make_plans(CU118)
+    command = suite_arguments(plan, gpus=GpuRequest(2, Route.DRIVER), reports="/reports")
+    pairs = dict(zip(command, command[1:]))
+    assert pairs["--expect-cuda"] == "11.8" and pairs["--expect-cudnn-major"] == "8"
+    assert pairs["--expect-python"] == "3.10" and pairs["--gpus"] == "2"
+    assert "--junitxml=/reports/cu118.xml" in command and "--summary-json=/reports/cu118.json" in command
+
+
+def test_a_cpu_variant_expects_no_cuda_and_no_cudnn():
+    command = suite_arguments(make_plans(CPU)[0], gpus=GpuRequest(0), reports="/r")
+    assert command[command.index("--expect-cuda") + 1] == "none"
+    assert "--expect-cudnn-major" not in command
+
+
+def test_a_devel_image_expects_its_flavour_its_nvcc_and_the_driver_constraint_of_its_cuda():
+    runtime, devel = make_plans(CU118, flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
+    assert (expectations(runtime)["flavour"], expectations(runtime)["cuda-toolchain"]) == ("runtime", "none")
+    assert expectations(runtime)["require-cuda"] == RELEASE.nvidia_require_cuda
+    assert expectations(devel)["flavour"] == "devel" and expectations(devel)["cuda-toolchain"] == "11.8.0"
+    assert "--junitxml=/r/cu118-devel.xml" in suite_arguments(devel, gpus=GpuRequest(0), reports="/r")
+
+
+def test_runtime_expects_what_it_leaves_to_devel_to_be_absent_and_devel_expects_everything():
+    devel_flavour = Flavour("devel", lock_packages=("triton", "cmake", "lit"))
+    runtime, devel = make_plans(CU118, flavours=(Flavour("runtime"), devel_flavour))
+    assert expectations(runtime)["left-out"] == "triton cmake lit"
+    assert expectations(devel)["left-out"] == "none"
+
+
+def test_a_cuda_version_without_a_release_entry_requires_the_bare_version_and_cpu_nothing():
+    assert expectations(make_plans(CU118)[0])["require-cuda"] == "cuda>=11.8"
+    assert expectations(make_plans(CPU)[0])["require-cuda"] == "none"
+
+
+def test_locked_memory_is_raised_only_when_gpus_are_given_and_as_far_as_asked():
+    assert [u.name for u in container_limits(GpuRequest(0))] == ["stack"]
+    stack, memlock = container_limits(GpuRequest(-1, Route.DRIVER))
+    assert (memlock.name, memlock.soft, memlock.hard) == ("memlock", -1, -1)
+    assert container_limits(GpuRequest(1, Route.CDI), memlock=8388608)[1].hard == 8388608
 
 
 def suite_passes(spec):
@@ -126,3 +185,44 @@ def test_a_cuda_variant_that_auto_ran_without_gpus_is_said_in_words(engine, plan
     assert note.startswith("cu118: no GPU was tested: --gpus auto found no nvidia runtime, hook or CDI GPU devices")
     assert untested_gpus(runs, plans=plans, gpus={**gpus, "cu118": GpuRequest(0)}, access=access) == [], \
         "--gpus none asked for no GPUs: nothing to say"
+
+
+def test_checks_are_chosen_by_name_and_an_unknown_one_is_a_usage_error():
+    assert select_checks(None) == ()
+    assert select_checks(" environment,convergence ") == ("environment", "convergence")
+    for empty in ("", " ", "environment,"):
+        with pytest.raises(UsageError, match="^--checks "):
+            select_checks(empty)
+    with pytest.raises(UsageError) as caught:
+        select_checks("environment,gpus")
+    assert str(caught.value) == ("unknown check 'gpus': the suite's checks are environment, flavour, gpu, "
+                                 "convergence, ddp, shm")
+
+
+def test_each_check_is_a_module_of_the_suite():
+    assert sorted(f"test_{check}.py" for check in CHECKS) == sorted(p.name for p in (ROOT / "smoke").glob("test_*.py"))
+
+
+def test_the_suite_expects_the_platform_writes_its_own_reports_and_runs_only_the_chosen_modules():
+    plan, = make_plans(CPU)
+    command = suite_arguments(plan, gpus=GpuRequest(0), reports="/r", platform=ARM64,
+                              checks=("environment", "convergence"))
+    assert command[3:5] == [f"{SUITE_MOUNT}/test_environment.py", f"{SUITE_MOUNT}/test_convergence.py"]
+    assert SUITE_MOUNT not in command
+    pairs = dict(zip(command, command[1:]))
+    assert pairs["--expect-platform"] == "linux/arm64" and pairs["--variant"] == "cpu.linux-arm64"
+    assert "--junitxml=/r/cpu.linux-arm64.xml" in command and "--summary-json=/r/cpu.linux-arm64.json" in command
+    default = suite_arguments(plan, gpus=GpuRequest(0), reports="/r")
+    assert default[3] == SUITE_MOUNT and dict(zip(default, default[1:]))["--expect-platform"] == "linux/amd64"
+
+
+def test_run_all_runs_the_suite_once_per_platform_of_the_plan_in_a_container_of_that_platform(tmp_path):
+    plan = plan_of(CPU, platforms=(AMD64, ARM64))
+    engine = FakeEngine()
+    engine.add_image(*plan.references)
+    runs = run_all(engine, [plan], images=image_ids(engine, [plan]), gpus={"cpu": GpuRequest(0)}, suite_dir=tmp_path,
+                   reports_dir=tmp_path / "r", stop_at_missing=False, not_built={}, checks=("environment",),
+                   out=io.StringIO())
+    assert [run.image for run in runs] == ["cpu", "cpu.linux-arm64"]
+    assert [spec.platform for spec in engine.ran] == ["linux/amd64", "linux/arm64"]
+    assert all(spec.command[3] == f"{SUITE_MOUNT}/test_environment.py" for spec in engine.ran)

@@ -1,4 +1,6 @@
-"""Tags and build plans are pure functions of the matrix, the commit, the day and the build's inputs."""
+"""Build plans are pure functions of the matrix, the commit, the day and the build's inputs: build args, labels,
+secrets, the request the engine runs and the dry run that shows it, for each platform and each flavour."""
+import hashlib
 import io
 import shlex
 import subprocess
@@ -8,40 +10,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.variants import make_variant
+from tests.helpers.matrix_files import FLAVOURS, VALID, committed_matrix, error_for, write
+from tests.helpers.variants import TEST_SETTINGS, make_plans, make_variant, plan_of
+from torchdev.checkout import read_plans
 from torchdev.engine import Engine, buildx_command
 from torchdev.errors import ConfigError
-from torchdev.matrix import ImageSettings, Matrix
-from torchdev.plan import (ENGINE_OUTPUT, LockInput, Provenance, ca_bundle_secret, describe_plan, dry_run_request,
-                           make_plan)
-from torchdev.tags import BuildStamp, image_tags, immutable_tags
+from torchdev.matrix import CudaRelease, Flavour, ImageSettings, Matrix, load_matrix
+from torchdev.plan import (ENGINE_OUTPUT, LockInput, Provenance, base_archives, ca_bundle_secret, describe_plan,
+                           dry_run_request, make_plan)
+from torchdev.platforms import AMD64, ARM64
+from torchdev.project import Paths
+from torchdev.tags import BuildStamp
 
 SETTINGS = ImageSettings(repository="torchdev", pip_index="default", packages=("numpy==1.26.4",),
                          tag_templates=("{torch}-{variant}-py{python}", "{torch_minor}-{variant}", "{variant}",
                                         "{torch}-{variant}-py{python}-{date}-{git_sha}-{inputs}"))
 CU118 = make_variant("cu118", index="https://download.pytorch.org/whl/cu118")
-CPU = make_variant("cpu", cuda=None)
-STAMP = BuildStamp(day=date(2026, 11, 29), git_sha="abc1234", inputs="9f3e0c1a")
+CPU = make_variant("cpu", cuda=None, platforms=(AMD64, ARM64))
 PROVENANCE = Provenance(stamp=BuildStamp(day=date(2026, 11, 29), git_sha="abc1234"), revision="abc1234" + "0" * 33,
                         created=datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc), source="https://example.org/t.git")
-
-
-def test_tags_follow_the_pytorch_2_0_scheme():
-    assert image_tags(settings=SETTINGS, variant=CU118, stamp=STAMP) == (
-        "2.0.1-cu118-py3.10", "2.0-cu118", "cu118", "2.0.1-cu118-py3.10-20261129-abc1234-9f3e0c1a")
-    assert immutable_tags(settings=SETTINGS, variant=CU118, stamp=STAMP) == (
-        "2.0.1-cu118-py3.10-20261129-abc1234-9f3e0c1a",)
-
-
-def test_the_immutable_tag_changes_with_the_day_the_commit_and_the_inputs():
-    stamps = (STAMP, replace(STAMP, day=date(2026, 11, 30)), replace(STAMP, git_sha="def5678"),
-              replace(STAMP, inputs="00000000"))
-    assert len({image_tags(settings=SETTINGS, variant=CU118, stamp=s)[-1] for s in stamps}) == 4
-
-
-def test_templates_that_render_alike_give_one_tag():
-    settings = ImageSettings("torchdev", ("{variant}", "{variant}", "latest-{cuda}"), "default", ())
-    assert image_tags(settings=settings, variant=CPU, stamp=STAMP) == ("cpu", "latest-cpu")
+ROOT = Path(__file__).resolve().parents[2]
+OVERLAY = ROOT / "overlays" / "local-debian.yaml"
+SNAPSHOT = "20261101T000000Z"
+DEVEL = Flavour("devel", apt_packages=("g++",), cuda_toolchain="https://nvidia.example/redist",
+                cuda_components=("cuda_nvcc", "cuda_cudart"))
+RELEASE = CudaRelease("11.8", "11.8.0", "cuda>=11.8 brand=tesla,driver>=470,driver<471")
+PIN = "a" * 64
 
 
 def test_references_carry_the_repository_including_a_registry_port():
@@ -198,3 +192,105 @@ def test_the_dry_run_prints_the_very_command_the_engine_runs(tmp_path, monkeypat
     assert (status, lines) == (0, ["#1 DONE 0.0s"])
     assert RecordedBuild.commands == [shlex.split(printed)]
     assert f"id=ca_bundle,src={bundle}" in printed and "lock=<folder with the lock>" in printed
+
+
+@pytest.mark.parametrize("base, platform, expected", [
+    ("ubuntu:22.04", AMD64, ("ubuntu",)),
+    ("ubuntu:22.04", ARM64, ("ubuntu-ports",)),
+    ("docker.io/library/ubuntu:22.04@sha256:" + "a" * 64, ARM64, ("ubuntu-ports",)),
+    ("debian:bookworm", AMD64, ("debian", "debian-security")),
+    ("debian:bookworm", ARM64, ("debian", "debian-security")),
+    ("nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04", AMD64, ()),
+    ("localhost:5000/ubuntu", ARM64, ()),
+    ("torchdev-base:bookworm", ARM64, ()),
+])
+def test_the_apt_archives_an_official_base_reads_depend_on_its_platform(base, platform, expected):
+    assert base_archives(base, platform) == expected
+
+
+def snapshot_matrix(variant, *archives: str) -> Matrix:
+    settings = replace(TEST_SETTINGS, apt_snapshot_urls=tuple(
+        (archive, f"http://snapshot.example/{archive}/{{timestamp}}") for archive in archives))
+    return Matrix(image=settings, variants=(variant,), sources=())
+
+
+def test_an_apt_snapshot_without_ubuntu_ports_stops_an_arm64_plan_and_leaves_amd64_alone():
+    variant = replace(CPU, apt_snapshot=SNAPSHOT)
+    matrix = snapshot_matrix(variant, "ubuntu")
+    assert plan_of(variant, matrix=matrix).platforms == (AMD64,)
+    with pytest.raises(ConfigError) as caught:
+        plan_of(variant, matrix=matrix, platforms=(AMD64, ARM64))
+    assert str(caught.value) == (
+        "variant 'cpu' on linux/arm64: its base ubuntu:22.04 reads the apt archive 'ubuntu-ports', which "
+        "apt_snapshot_urls does not cover: add `ubuntu-ports: <snapshot URL with {timestamp}>` to apt_snapshot_urls "
+        "in images.yaml, or set the variant's apt_snapshot: null")
+    assert plan_of(variant, matrix=snapshot_matrix(variant, "ubuntu", "ubuntu-ports"), platforms=(ARM64,))
+    assert plan_of(replace(CPU, apt_snapshot=""), matrix=matrix, platforms=(ARM64,)), "no snapshot: live archives"
+
+
+def test_buildx_builds_every_chosen_platform_and_lock_sha256_names_each_platforms_lock():
+    locks = (LockInput(Path("/repo/locks/cpu.txt"), "a" * 64, AMD64),
+             LockInput(Path("/repo/locks/cpu.linux-arm64.txt"), "b" * 64, ARM64))
+    both = plan_of(CPU, platforms=(AMD64, ARM64), locks=locks)
+    request = both.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a"))
+    assert request.platforms == ("linux/amd64", "linux/arm64")
+    assert buildx_command(request)[buildx_command(request).index("--platform") + 1] == "linux/amd64,linux/arm64"
+    assert both.build_args["LOCK_SHA256"] == f"linux-amd64={'a' * 64} linux-arm64={'b' * 64}"
+    arm = plan_of(CPU, platforms=(ARM64,), locks=locks)
+    assert arm.locks == locks[1:] and arm.build_args["LOCK_SHA256"] == f"linux-arm64={'b' * 64}"
+    assert arm.build_request(metadata_file=Path("/m"), lock_context=Path("/l"), added_context=Path("/a")).platforms == ("linux/arm64",)
+    assert arm.references != both.references, "another set of platforms is another image: another inputs digest"
+
+
+def test_the_ci_overlays_cpu_plan_carries_the_arm64_locks_hash():
+    matrix = committed_matrix(OVERLAY)
+    plan, = read_plans(Paths.at(ROOT), matrix, [matrix.variant("cpu")])
+    digest = hashlib.sha256((ROOT / "overlays" / "local-debian" / "cpu.lock.linux-arm64.txt").read_bytes())
+    assert plan.platforms == (ARM64,)
+    assert plan.build_args["LOCK_SHA256"] == f"linux-arm64={digest.hexdigest()}"
+
+
+def test_devel_tags_end_in_the_flavour_and_runtime_tags_are_unchanged():
+    runtime, devel = make_plans(make_variant("cu118"), flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
+    assert [r.split(":", 1)[1] for r in runtime.references][:2] == ["2.0.1-cu118-py3.10", "cu118"]
+    assert [r.split(":", 1)[1] for r in devel.references][:2] == ["2.0.1-cu118-py3.10-devel", "cu118-devel"]
+    assert devel.immutable_references[0].endswith("-devel")
+    assert devel.immutable_references != runtime.immutable_references
+    assert (runtime.name, devel.name) == ("cu118", "cu118-devel")
+
+
+def test_devel_builds_the_devel_stage_with_its_packages_and_nvcc_release_runtime_the_runtime_stage():
+    runtime, devel = make_plans(make_variant("cu118"), flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
+    for plan, stage in ((runtime, "runtime"), (devel, "devel")):
+        assert plan.build_request(metadata_file=Path("m"), lock_context=Path("l"), added_context=Path("a")).target == stage
+    assert "TOOLCHAIN_APT" not in runtime.build_args
+    assert devel.build_args["TOOLCHAIN_APT"] == "g++" and devel.build_args["CUDA_RELEASE"] == "11.8.0"
+    assert devel.build_args["CUDA_HOME"] == "/usr/local/cuda-11.8"
+    assert runtime.build_args["REQUIRE_CUDA"] == devel.build_args["REQUIRE_CUDA"] == RELEASE.nvidia_require_cuda
+    assert devel.labels["io.torchdev.flavour"] == "devel"
+
+
+def test_runtime_leaves_out_the_lock_packages_devel_installs_and_both_builds_agree_on_it():
+    """devel is built on the very runtime stage, so the runtime stage's args must be the same in both builds."""
+    devel_flavour = Flavour("devel", lock_packages=("triton", "cmake", "lit"))
+    runtime, devel = make_plans(make_variant("cu118"), flavours=(Flavour("runtime"), devel_flavour))
+    assert runtime.build_args["RUNTIME_LEAVES_OUT"] == devel.build_args["RUNTIME_LEAVES_OUT"] == "triton cmake lit"
+    assert devel.build_args["LOCK_PACKAGES"] == "triton cmake lit" and "LOCK_PACKAGES" not in runtime.build_args
+    plain, = make_plans(make_variant("cu118"))
+    assert plain.build_args["RUNTIME_LEAVES_OUT"] == ""
+
+
+def test_a_cpu_variant_gets_no_nvcc_and_no_driver_constraint():
+    _, devel = make_plans(make_variant("cpu", cuda=None), flavours=(Flavour("runtime"), DEVEL), releases=(RELEASE,))
+    args = devel.build_args
+    assert (args["CUDA_HOME"], args["CUDA_RELEASE"], args["REQUIRE_CUDA"]) == ("", "", "")
+
+
+def test_a_pinned_manifest_hash_reaches_the_devel_build_and_a_bad_one_is_refused(tmp_path):
+    text = VALID + FLAVOURS + f"    redistrib_sha256: {PIN}\n"
+    matrix = load_matrix(write(tmp_path, text))
+    [plan] = make_plans(matrix.variant("cu118"), flavours=(matrix.flavour("devel"),),
+                        releases=matrix.cuda_releases)
+    assert plan.build_args["CUDA_REDISTRIB_SHA256"] == PIN
+    message = error_for(tmp_path, text.replace(PIN, "A" * 64))
+    assert "key 'redistrib_sha256': '" + "A" * 64 + "' is not a sha256 (64 lower-case hex digits)" in message
