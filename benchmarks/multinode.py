@@ -6,6 +6,8 @@ The same world size (2) both ways, on the same image: `docker compose run --rm t
 --standalone, gloo over loopback in one container) against compose.multinode.yaml with NPROC_PER_NODE=1 (two
 containers, c10d rendezvous by service name, gloo over the Docker bridge). Rounds alternate, so the machine's load
 hits both alike; the table shows the median samples/s of each and their ratio: what the container network costs.
+Everything compose makes is removed: each project's containers and network, and the homes' volume, named for
+this run (TORCHDEV_HOME_VOLUME), so no user's home volume is touched.
 """
 from __future__ import annotations
 
@@ -41,8 +43,12 @@ def run(command: list[str], env: dict[str, str]) -> str:
 
 def one_node(program: list[str], env: dict[str, str]) -> dict:
     project = f"torchdev-bench-{uuid.uuid4().hex[:6]}"
-    return benchmark_event(run(["docker", "compose", "--project-name", project, "run", "--rm", "train", *program],
-                               {**env, "NPROC": "2"}))
+    try:
+        return benchmark_event(run(["docker", "compose", "--project-name", project, "run", "--rm", "train", *program],
+                                   {**env, "NPROC": "2"}))
+    finally:  # `run --rm` removes the container, not the project's network
+        subprocess.run(["docker", "compose", "--project-name", project, "down", "--timeout", "5"], cwd=ROOT, env=env,
+                       capture_output=True, check=False)
 
 
 def two_nodes(program: list[str], env: dict[str, str], override: Path) -> dict:
@@ -66,14 +72,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     program = ["--task", args.task, "--benchmark", "--bench-steps", str(args.steps), "--threads", "1"]
-    env = {**os.environ, "VARIANT": args.variant, "TORCHDEV_REPOSITORY": args.repository}
+    home = f"torchdev-bench-home-{uuid.uuid4().hex[:6]}"  # the homes' volume: this run's, not a user's
+    env = {**os.environ, "VARIANT": args.variant, "TORCHDEV_REPOSITORY": args.repository, "TORCHDEV_HOME_VOLUME": home}
     results: dict[str, list[float]] = {"1 node x 2 processes": [], "2 nodes x 1 process": []}
     with tempfile.TemporaryDirectory(prefix="torchdev-bench-") as folder:
         override = Path(folder) / "benchmark.yaml"
         override.write_text(json.dumps({"services": {node: {"command": program} for node in ("node0", "node1")}}))
-        for _ in range(args.rounds):
-            results["1 node x 2 processes"].append(one_node(program, env)["samples_per_s"])
-            results["2 nodes x 1 process"].append(two_nodes(program, env, override)["samples_per_s"])
+        try:
+            for _ in range(args.rounds):
+                results["1 node x 2 processes"].append(one_node(program, env)["samples_per_s"])
+                results["2 nodes x 1 process"].append(two_nodes(program, env, override)["samples_per_s"])
+        finally:
+            subprocess.run(["docker", "volume", "rm", f"{home}-{args.variant}"], capture_output=True, check=False)
     single = statistics.median(results["1 node x 2 processes"])
     rows = [(name, "2", f"{statistics.median(speeds):,.0f}", ", ".join(f"{s:,.0f}" for s in speeds),
              f"{statistics.median(speeds) / single:.2f}") for name, speeds in results.items()]

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the checkout first, and not benchmarks/ (the script's own folder), whose smoke.py would hide the smoke package
+sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks")]
 
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.records import read_push_record  # noqa: E402
