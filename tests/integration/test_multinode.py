@@ -67,7 +67,9 @@ def done_event(output: str) -> dict:
 
 def test_two_nodes_train_as_one_job_with_identical_parameters_one_checkpoint_and_a_falling_loss(nodes):
     workspace, project = nodes
-    first = compose(workspace, project, "up", "--abort-on-container-exit", EPOCHS="3")
+    # plain `up`: it ends when both nodes have ended. --abort-on-container-exit stops the other node the moment the
+    # first exits, so a successful job could end with the slower node killed in its own shutdown (exit 143).
+    first = compose(workspace, project, "up", EPOCHS="3")
     assert exit_codes(workspace, project) == {"node0": 0, "node1": 0}
     done = done_event(first.stdout)
     assert done["world_size"] == 4 and done["accuracy"] > 0.9
@@ -81,7 +83,7 @@ def test_two_nodes_train_as_one_job_with_identical_parameters_one_checkpoint_and
     assert run_dir.stat().st_uid == WORKSPACE_OWNER
 
     compose(workspace, project, "down", "--timeout", "5")
-    second = compose(workspace, project, "up", "--abort-on-container-exit", EPOCHS="4")
+    second = compose(workspace, project, "up", EPOCHS="4")
     assert exit_codes(workspace, project) == {"node0": 0, "node1": 0}
     assert "resuming from epoch 4" in second.stdout
     assert done_event(second.stdout)["epochs"] == 4
