@@ -55,15 +55,18 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_enviro
     manifest = remote_manifest(registry, "ml/torchdev", digest)
     assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
     pulled = docker_client.images.pull(f"{repository}@{digest}")
-    assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"]["Layers"], \
-        "the same files as the tested image"
-    # The environment checks suffice: the identical diff_ids above already say these are the tested files.
-    suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke/test_environment.py",
-                                       "-p", "no:cacheprovider",
-                                       "-q", "--gpus", "0"], timeout=600, shm_size="1g", init=True,
-                           environment={"PYTHONDONTWRITEBYTECODE": "1"},
-                           volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
-    assert suite.exit_code == 0, suite.output[-3000:]
+    try:
+        assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"][
+            "Layers"], "the same files as the tested image"
+        # The environment checks suffice: the identical diff_ids above already say these are the tested files.
+        suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke/test_environment.py",
+                                           "-p", "no:cacheprovider",
+                                           "-q", "--gpus", "0"], timeout=600, shm_size="1g", init=True,
+                               environment={"PYTHONDONTWRITEBYTECODE": "1"},
+                               volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
+        assert suite.exit_code == 0, suite.output[-3000:]
+    finally:  # the pulled copy is this test's: its name goes (the files stay, shared with the tested image)
+        docker_client.images.remove(f"{repository}@{digest}", force=True)
 
     again = push(test_overlay, repository)
     assert again.returncode == 0, again.stderr
