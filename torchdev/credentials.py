@@ -5,7 +5,7 @@ Three routes, and nothing else is read (docs/security.md, "Credentials"):
 - pip's netrc: the file $NETRC names, else ~/.netrc. Only its `machine` entries for the hosts the build's pip talks
   to (images.yaml's pip_index and the variant's index; the CUDA toolchain's for devel) are passed on, as a netrc of
   their own; the rest of the file (other hosts, `default`) never leaves the host.
-- TORCHDEV_PIP_INDEX_URL: an index URL with its login (https://USER:TOKEN@HOST/simple), as teams keep PIP_INDEX_URL.
+- TORCHDEV_PIP_INDEX_URL: an index URL with its login (USER:TOKEN@ before the host), as teams keep PIP_INDEX_URL.
   Only its login is used, for its host, which must be an index host of the matrix; images.yaml names the index
   itself, without the login.
 - apt's: the file TORCHDEV_APT_AUTH_CONF names, in apt_auth.conf(5)'s format, mounted as
