@@ -1,25 +1,28 @@
 """Build time of this checkout against a baseline commit, side by side in one run: is reproducible-by-default free?
 
+    .venv/bin/python benchmarks/repro.py --variant cu117 --overlay overlays/local-debian.yaml --baseline no-clamp
     .venv/bin/python benchmarks/repro.py --variant cu117 --overlay overlays/local-debian.yaml --baseline 8a6da38
 
 Each side is the tree of a commit (`git archive`: the baseline REF, and --candidate, HEAD by default), built with its
-own tasks (`invoke build`), in rounds that alternate A, B, A, B so that load from other builds on the engine falls on
-both. A round is a cold build (--no-cache: every layer rebuilt, the pip and apt download caches warm) and then a
-rebuild after a one-line change to docker/write_manifest.py, which only the last RUN step of the runtime stage
-mounts. Every build tags into a repository of its own (torchdev-bench-repro-*), removed when it is measured, so no
-build meets another's immutable tag. Both sides get the same SOURCE_DATE_EPOCH (the candidate's). Prints each
-build, then the medians, the spread, and B / A, whose target is at most 1.2; and whether B's cold builds agreed.
+own tasks (`invoke build`). `--baseline no-clamp` is the candidate's own tree with every RUN's closing clamp
+(docker/clamp-mtimes.sh) replaced by `true`: the same build, not reproducible, so B / A is what reproducibility costs
+and nothing else; a commit (8a6da38: the last before reproducible-by-default) also measures what changed since. Builds
+run in rounds that alternate A, B, A, B so that load from other builds on the engine falls on both. A round is a cold
+build (--no-cache: every layer rebuilt, the pip and apt download caches warm) and then a rebuild after a one-line
+change to docker/write_manifest.py, which only the last two RUN steps of the runtime image mount (the manifest's and
+the user layer's). Every build tags into a repository of its own (torchdev-bench-repro-*), removed when it is
+measured, so no build meets another's immutable tag. Both sides get the same SOURCE_DATE_EPOCH (the candidate's).
+Prints each build, then the medians, the spread, and B / A, whose target is at most 1.2; and whether B's cold builds
+agreed.
 """
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.rounds import bench_round, export_seconds, export_tree  # noqa: E402
 from torchdev.checkout import BUILD_INPUTS  # noqa: E402
 from torchdev.table import render_table  # noqa: E402
 
 TARGET = 1.2
-CHANGED_FILE = "docker/write_manifest.py"
 
 
 @dataclass(frozen=True)
@@ -42,19 +45,18 @@ class Timed:
     image_id: str
 
 
-def export_seconds(log: str) -> float:
-    """How long BuildKit's export step took, from the plain progress log (0 when the log has none)."""
-    step = re.search(r"^#(\d+) exporting to (?:image|oci image format)$", log, re.M)
-    done = step and re.search(rf"^#{step.group(1)} DONE ([\d.]+)s$", log, re.M)
-    return float(done.group(1)) if done else 0.0
+CLAMP = "&& bash /tmp/torchdev/clamp-mtimes.sh"
+NO_CLAMP = "no-clamp"
 
 
-def export_tree(ref: str, folder: Path) -> Path:
-    """The files of commit `ref`, as `git archive` gives them (no .git: SOURCE_DATE_EPOCH is passed instead)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="tar") if hasattr(tarfile, "data_filter") else tar.extractall(folder)
-    return folder
+def without_clamp(tree: Path) -> Path:
+    """The tree's Dockerfile with each RUN's closing clamp made a no-op, so its builds are the same but for it."""
+    dockerfile = tree / "docker" / "Dockerfile"
+    text = dockerfile.read_text()
+    if CLAMP not in text:
+        raise SystemExit(f"{dockerfile} has no '{CLAMP}' to take out: --baseline {NO_CLAMP} needs the clamp")
+    dockerfile.write_text(text.replace(CLAMP, "&& true"))
+    return tree
 
 
 def build(tree: Path, variant: str, overlay: Path, *, no_cache: bool, epoch: str) -> Timed:
@@ -70,28 +72,12 @@ def build(tree: Path, variant: str, overlay: Path, *, no_cache: bool, epoch: str
     return Timed(seconds, export_seconds(log), found.group(1) if found else "?")
 
 
-def remove_repository(repository: str) -> None:
-    """Every tag of the bench repository; an image goes with its last name (unless another tag names it)."""
-    listed = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
-                            capture_output=True, text=True, check=False).stdout.split()
-    if listed:
-        subprocess.run(["docker", "image", "rm", *listed], capture_output=True, check=False)
-
-
 def run_round(name: str, tree: Path, args: argparse.Namespace, number: int, epoch: str) -> tuple[Timed, Timed]:
     """A cold build, then the one-line change and a rebuild; the change is undone and the tags removed after."""
-    repository = f"torchdev-bench-repro-{name.lower()}{number}"
-    overlay = tree.parent / f"overlay-{name}{number}.yaml"
-    overlay.write_text((tree / args.overlay).read_text() + f"\nimage:\n  repository: {repository}\n")
-    changed = tree / CHANGED_FILE
-    original = changed.read_text()
-    try:
+    with bench_round(tree, args.overlay, f"torchdev-bench-repro-{name.lower()}{number}", number) as (overlay, change):
         cold = build(tree, args.variant, overlay, no_cache=True, epoch=epoch)
-        changed.write_text(original + f"# benchmark round {number}: a one-line change in the last layer\n")
+        change()
         rebuild = build(tree, args.variant, overlay, no_cache=False, epoch=epoch)
-    finally:
-        changed.write_text(original)
-        remove_repository(repository)
     print(f"{name}{number}: cold {cold.seconds:.0f} s (export {cold.export:.0f} s), one-line rebuild "
           f"{rebuild.seconds:.0f} s (export {rebuild.export:.0f} s), image {cold.image_id}", flush=True)
     return cold, rebuild
@@ -105,7 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="cu117")
     parser.add_argument("--overlay", default="overlays/local-debian.yaml", help="path inside each tree")
-    parser.add_argument("--baseline", required=True, help="commit A, e.g. the one before reproducible-by-default")
+    parser.add_argument("--baseline", required=True, help=f"commit A, or {NO_CLAMP}: the candidate without the clamp")
     parser.add_argument("--candidate", default="HEAD", help="commit B (default HEAD; commit your changes first)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -113,8 +99,9 @@ def main() -> int:
                             *BUILD_INPUTS], capture_output=True, text=True, check=True).stdout.strip()
     results: dict[str, list[tuple[Timed, Timed]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="torchdev-bench-repro-") as scratch:
-        trees = {name: export_tree(ref, Path(scratch) / name)
-                 for name, ref in (("A", args.baseline), ("B", args.candidate))}
+        trees = {"B": export_tree(ROOT, args.candidate, Path(scratch) / "B")}
+        trees["A"] = (without_clamp(export_tree(ROOT, args.candidate, Path(scratch) / "A")) if args.baseline == NO_CLAMP
+                      else export_tree(ROOT, args.baseline, Path(scratch) / "A"))
         for number in range(1, args.rounds + 1):
             for name in ("A", "B"):
                 results[name].append(run_round(name, trees[name], args, number, epoch))

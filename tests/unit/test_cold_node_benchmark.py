@@ -3,25 +3,16 @@ meet the shared engine's, it unmounts only what lies under its folder, and the t
 train service does and is timed to the line train.py logs after its first step."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import yaml
 
+from tests.helpers.benchmarks import load_benchmark
 from tests.helpers.cli import ROOT
 from torchdev.profile import COMPOSE, docker_run_arguments
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("cold_node", ROOT / "benchmarks" / "cold_node.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-cold_node = load_benchmark()
+cold_node = load_benchmark("cold_node")
 
 
 def test_the_node_keeps_every_path_under_its_folder_on_a_bridge_of_its_own_without_firewall_rules():
