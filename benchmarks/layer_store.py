@@ -10,8 +10,8 @@ the variant, built from this checkout's committed tree (`git archive HEAD`), in 
 
 - a cold build (--no-cache: every layer rebuilt, the pip and apt download caches warm), then a gzip push to an
   empty loopback registry (Debian's docker-registry, as the tests start it);
-- a one-line change to docker/write_manifest.py (only the last, small layers change), a rebuild, and a gzip push
-  to the same registry, which already holds every other layer.
+- a one-line change to docker/write_manifest.py (a comment: only the last two, small steps run again), a rebuild,
+  and a gzip push to the same registry, which already holds every other layer.
 
 The zstd side is the build as shipped and `./dev push --compression gzip`. The gzip side is the same build with one
 change, made in the build's own process: the exporter's `compression=gzip` at oci.py's level; its push is
