@@ -3,10 +3,11 @@
     .venv/bin/python benchmarks/cold_node.py --variant cu117 --overlay overlays/local-debian.yaml \
         [--rounds 2] [--downloads 3,10]
 
-The built runtime image goes to a loopback registry (Debian's docker-registry, as the tests start it) with
-`./dev push --force`, once with gzip layers and once with zstd. Each measurement then starts a second dockerd of its
-own on an empty store, the node (containerd snapshotter on, its own data root, exec root, pidfile, socket, config
-and containerd; no bridge and no iptables rules, so it cannot meet the shared engine's networks), and times there:
+The built runtime image goes to a loopback registry (Debian's docker-registry, as the tests start it) with `./dev push
+--force`, once with gzip layers and once with zstd. Each measurement then starts a second dockerd of its own on an
+empty store, the node (containerd snapshotter on, its own data root, exec root, pidfile, socket, config and
+containerd; a bridge of its own and no iptables rules, so it cannot meet the shared engine's networks), and times
+there:
 
 - the pull of the pushed digest (download, verify, unpack into the empty store);
 - the first `docker run` after it, until the trainer's first logged step (train/train.py --log-every 1) and exit;
@@ -49,12 +50,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # the checkout first, and not benchmarks/ (the script's own folder), whose smoke.py would hide the smoke package
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks")]
 
+from benchmarks.shared import push_runtime, timed  # noqa: E402
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.checkout import read_plans  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
 from torchdev.profile import COMPOSE, docker_run_arguments, docker_run_entry  # noqa: E402
 from torchdev.project import Paths, select_variants  # noqa: E402
-from torchdev.records import read_push_record  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
 COMPRESSIONS = ("gzip", "zstd")
@@ -272,12 +273,6 @@ def run_trainer(command: list[str]) -> Run:
     return Run(step, ended)
 
 
-def timed(command: list[str]) -> float:
-    started = time.monotonic()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
-
-
 def measure(reference: str, downloads: int, program: list[str] | None) -> Sample:
     """A node from empty: the pull, and with a `program` the trainer's three runs."""
     with cold_node(downloads) as (docker, folder):
@@ -293,11 +288,9 @@ def measure(reference: str, downloads: int, program: list[str] | None) -> Sample
         return Sample(pull, (first, warm, trainer(2)))
 
 
-def push(variant: str, image: str, registry: str, compression: str, overlay: list[str]) -> Pushed:
+def push(variant: str, registry: str, compression: str, overlay: list[str]) -> Pushed:
     repository = f"{registry}/cold-node/{compression}"
-    seconds = timed([str(ROOT / "dev"), "push", "--variant", variant, "--flavour", "runtime",
-                     "--to", repository, "--compression", compression, "--force", *overlay])
-    record = read_push_record(ROOT / "reports" / "push" / f"{image}.json")
+    seconds, record = push_runtime(variant, repository, compression, overlay)
     return Pushed(compression, f"{repository}@{record.digest}", seconds, record.size)
 
 
@@ -344,7 +337,7 @@ def main() -> int:
             serve_registry(Path(folder)) as registry:
         pushed = {}
         for compression in COMPRESSIONS:
-            pushed[compression] = push(args.variant, plan.name, registry, compression, overlay)
+            pushed[compression] = push(args.variant, registry, compression, overlay)
             print(f"pushed: {pushed[compression]}", file=sys.stderr, flush=True)
         layers = layer_sizes(registry, pushed["zstd"].reference)
         for _ in range(args.rounds):

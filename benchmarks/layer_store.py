@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the checkout first, and not benchmarks/ (the script's own folder), whose smoke.py would hide the smoke package
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks")]
 
-from benchmarks.rounds import bench_round, export_seconds, export_tree  # noqa: E402
+from benchmarks.shared import bench_round, export_seconds, export_tree, spread  # noqa: E402
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.checkout import BUILD_INPUTS  # noqa: E402
 from torchdev.oci import GZIP_LEVEL  # noqa: E402
@@ -110,11 +110,6 @@ def median(rounds: list[dict[str, Step]], name: str) -> float:
     return statistics.median(steps[name].seconds for steps in rounds)
 
 
-def spread(rounds: list[dict[str, Step]], name: str) -> str:
-    values = [steps[name].seconds for steps in rounds]
-    return f"{statistics.median(values):.0f} s" + (f" ({min(values):.0f}-{max(values):.0f})" if len(values) > 1 else "")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="cu117")
@@ -130,7 +125,8 @@ def main() -> int:
             for store in ("zstd", "gzip"):
                 results[store].append(run_round(tree, store, args, number, epoch))
     rows = [(f"{store} ({'gzip copy at push' if store == 'zstd' else 'pushed as stored'})",
-             *(spread(rounds, name) for name in ("cold", "push", "rebuild", "push again")),
+             *(spread([steps[name].seconds for steps in rounds])
+               for name in ("cold", "push", "rebuild", "push again")),
              f"{median(rounds, 'cold') + median(rounds, 'push'):.0f} s",
              f"{median(rounds, 'rebuild') + median(rounds, 'push again'):.0f} s",
              f"{statistics.median(steps['cold'].export for steps in rounds):.0f} s")

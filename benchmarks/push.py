@@ -14,7 +14,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks")]
 
 from tests.helpers.registry import serve_registry  # noqa: E402
-from torchdev.records import read_push_record  # noqa: E402
+from benchmarks.shared import push_runtime  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
-
-
-def timed(command: list[str]) -> float:
-    started = time.monotonic()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
 
 
 def local_ids(tags: tuple[str, ...]) -> set[str]:
@@ -50,9 +43,7 @@ def main() -> int:
             serve_registry(Path(folder)) as registry:
         for compression in ("gzip", "zstd"):
             repository = f"{registry}/bench/{compression}"
-            push_s = timed([sys.executable, "-m", "invoke", "push", "--variant", args.variant, "--flavour", "runtime",
-                            "--to", repository, "--compression", compression, "--force", *overlay])
-            report = read_push_record(ROOT / "reports" / "push" / f"{args.variant}.json")
+            push_s, report = push_runtime(args.variant, repository, compression, overlay)
             own = report.digest.split(":")[1][:12] in local_ids(report.tags)
             rows.append((compression, f"{push_s:.0f} s", human_size(report.size), report.digest[:19],
                          "yes" if own else "no (a copy)"))

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# the checkout first, and not benchmarks/ (the script's own folder), whose smoke.py would hide the smoke package
+sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "benchmarks")]
 
-from benchmarks.rounds import bench_round, export_seconds, export_tree  # noqa: E402
+from benchmarks.shared import bench_round, export_seconds, export_tree, spread  # noqa: E402
 from torchdev.checkout import BUILD_INPUTS  # noqa: E402
 from torchdev.table import render_table  # noqa: E402
 
@@ -81,10 +82,6 @@ def run_round(name: str, tree: Path, args: argparse.Namespace, number: int, epoc
     print(f"{name}{number}: cold {cold.seconds:.0f} s (export {cold.export:.0f} s), one-line rebuild "
           f"{rebuild.seconds:.0f} s (export {rebuild.export:.0f} s), image {cold.image_id}", flush=True)
     return cold, rebuild
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.0f} s ({min(values):.0f}-{max(values):.0f})"
 
 
 def main() -> int:
