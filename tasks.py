@@ -190,7 +190,8 @@ def save_bases(c, variant=None, all_=False, overlay=None, to_registry=None, to_a
 @task(help={"variant": "variant(s) to push, e.g. cu118 or cpu,cu118", "all_": "every variant",
             "flavour": "flavour(s) to push (default: every flavour)", "overlay": OVERLAY_HELP,
             "to": "registry repository, e.g. registry.corp:5000/ml/torchdev (default: images.yaml's repository)",
-            "compression": "layer compression: gzip (default; every engine pulls it) or zstd (Docker 23+, "
+            "compression": "layer compression: gzip (default; every engine pulls it; the image as built and "
+                           "tested, its ID the pushed digest) or zstd (a copy: smaller, faster to pull; Docker 23+, "
                            "containerd 1.5+)",
             "force": "push even when the image's last smoke run did not pass on it",
             "sign": "cosign private key: sign each pushed digest and attach its SBOM and provenance (the key's "

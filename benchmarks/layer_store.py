@@ -2,20 +2,21 @@
 
     .venv/bin/python benchmarks/layer_store.py --variant cu117 --overlay overlays/local-debian.yaml [--rounds 2]
 
-torchdev's builds store zstd layers in the engine (torchdev.plan.ENGINE_OUTPUT), and a push, gzip by default for
-older engines, first makes a gzip copy of the whole image (torchdev/oci.py: save, recompress every layer, load).
-The other way is gzip in the store: BuildKit compresses each new layer to gzip as it exports it, and a push sends
-the layers as stored, so the pushed digest is the tested image's own ID. This measures both for the runtime image of
-the variant, built from this checkout's committed tree (`git archive HEAD`), in rounds alternating zstd, gzip:
+torchdev's builds store gzip layers in the engine (torchdev.plan.ENGINE_OUTPUT): BuildKit compresses each new layer
+to gzip as it exports it, and a push, gzip by default for older engines, sends the layers as stored, so the pushed
+digest is the tested image's own ID. The other way, torchdev's until this measurement chose, is zstd in the store
+(faster to export) and a gzip copy of the whole image made at push (torchdev/oci.py: save, recompress every layer,
+load). This measures both for the runtime image of the variant, built from this checkout's committed tree
+(`git archive HEAD`), in rounds alternating zstd, gzip:
 
 - a cold build (--no-cache: every layer rebuilt, the pip and apt download caches warm), then a gzip push to an
   empty loopback registry (Debian's docker-registry, as the tests start it);
 - a one-line change to docker/write_manifest.py (a comment: only the last two, small steps run again), a rebuild,
   and a gzip push to the same registry, which already holds every other layer.
 
-The zstd side is the build as shipped and `./dev push --compression gzip`. The gzip side is the same build with one
-change, made in the build's own process: the exporter's `compression=gzip` at oci.py's level; its push is
-`./dev push --compression zstd`, which pushes the layers as stored (gzip here) with no copy. Each round builds into
+The gzip side is the build and `./dev push --compression gzip` as shipped. The zstd side is the same with one change,
+made in torchdev's own process: the exporter's `compression=zstd` at oci.py's zstd level, and the push told that the
+store keeps zstd, so that its gzip push makes the copy. Each round builds into
 a repository of its own (torchdev-bench-store-*), removed with its registry when the round ends. Prints each step,
 then the medians per side and the totals a build and a push cost.
 """
@@ -38,20 +39,20 @@ sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").re
 from benchmarks.shared import bench_round, export_seconds, export_tree, spread  # noqa: E402
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.checkout import BUILD_INPUTS  # noqa: E402
-from torchdev.oci import GZIP_LEVEL  # noqa: E402
+from torchdev.oci import GZIP_LEVEL, ZSTD_LEVEL  # noqa: E402
 from torchdev.records import read_push_record  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
-GZIP_OUTPUT = (("compression", "gzip"), ("compression-level", str(GZIP_LEVEL)), ("force-compression", "true"),
+ZSTD_OUTPUT = (("compression", "zstd"), ("compression-level", str(ZSTD_LEVEL)), ("force-compression", "true"),
                ("oci-mediatypes", "true"))
 DEV = ("import sys; sys.path[0] = sys.argv.pop(1); store = sys.argv.pop(1)\n"
-       "if store == 'gzip':\n"
-       "    import dataclasses, torchdev.plan as plan\n"
-       f"    plan.ENGINE_OUTPUT = dataclasses.replace(plan.ENGINE_OUTPUT, settings={GZIP_OUTPUT!r})\n"
+       "if store == 'zstd':\n"
+       "    import dataclasses, torchdev.plan as plan, torchdev.push as push\n"
+       f"    plan.ENGINE_OUTPUT = dataclasses.replace(plan.ENGINE_OUTPUT, settings={ZSTD_OUTPUT!r})\n"
+       "    push.STORE_COMPRESSION = 'zstd'\n"
        "from torchdev.cli import main; main()")
-"""./dev's own launch line, with the exporter's compression replaced first when the store is gzip."""
-PUSH_AS = {"zstd": "gzip", "gzip": "zstd"}
-"""--compression per store for a gzip push: the zstd store makes a gzip copy; `zstd` pushes the layers as stored."""
+"""./dev's own launch line, with the exporter's compression, and what the push takes the store to hold, replaced
+first when the store is zstd."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def build(tree: Path, store: str, overlay: Path, variant: str, *, no_cache: bool
 def push(tree: Path, store: str, overlay: Path, variant: str, registry: str, epoch: str) -> Step:
     started = time.monotonic()
     dev(tree, store, "push", "--variant", variant, "--flavour", "runtime", "--overlay", str(overlay), "--to",
-        f"{registry}/bench/{store}", "--compression", PUSH_AS[store], "--force", epoch=epoch)
+        f"{registry}/bench/{store}", "--compression", "gzip", "--force", epoch=epoch)
     seconds = time.monotonic() - started
     record = read_push_record(tree / "reports" / "push" / f"{variant}.json")
     return Step(seconds, detail=f"{human_size(record.size)}, {record.digest[:19]}")

@@ -5,7 +5,7 @@
 Starts Debian's docker-registry on a free loopback port (as the tests do) and pushes the built runtime image with
 `./dev push --force` once per compression, each to a repository of its own (so neither finds the other's layers),
 reading the pushed bytes and digest from reports/push/. It says whether the pushed digest is the image's own ID:
-zstd layers go as the engine stores them, gzip ones from a copy made first (torchdev/oci.py). What a pull of each
+gzip layers go as the engine stores them, zstd ones from a copy made first (torchdev/oci.py). What a pull of each
 costs is cold_node.py's table: a pull into this engine finds every layer already here and transfers nothing.
 """
 from __future__ import annotations

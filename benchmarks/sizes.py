@@ -1,10 +1,10 @@
 """Size benchmark, per variant x flavour of the images already built: one table.
 
-    .venv/bin/python benchmarks/sizes.py --variant cu117 --overlay overlays/local-debian.yaml [--no-gzip]
+    .venv/bin/python benchmarks/sizes.py --variant cu117 --overlay overlays/local-debian.yaml [--no-zstd]
 
 Per image: on-disk size (unpacked, the engine's) and the files `du` counts in it, the download size as the engine
-stores it (zstd) and re-compressed with gzip level 6 (Go's default, which `docker push` of uncompressed layers
-uses; `./dev push` sends level 1, faster for a few percent more: benchmarks/push.py measures those bytes),
+stores it (gzip level 1, what `./dev push` sends by default) and re-compressed as `./dev push --compression zstd`
+sends it (torchdev.oci's zstd level; benchmarks/push.py measures both pushes),
 the payload (base + site-packages + what the flavour adds), bytes held twice by shared libraries
 (docker/shared_libs.py), and the wall time of `docker run --rm IMAGE python -c "import torch"` (median of 3).
 Targets (issue 11): a runtime GPU image at most 5.0 GB on disk, no duplicate libraries in runtime, devel at most
@@ -13,7 +13,6 @@ runtime + its toolchain. Build first: ./dev build --variant NAME --flavour runti
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import shutil
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from torchdev.engine import Engine  # noqa: E402
 from torchdev.matrix import load_matrix  # noqa: E402
+from torchdev.oci import compressor, decompressed  # noqa: E402
 from torchdev.checkout import read_plans  # noqa: E402
 from torchdev.project import Paths, select_variants  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
@@ -62,11 +62,9 @@ class ByteCounter(io.RawIOBase):
         return len(data)
 
 
-def gzip_size(image: str) -> int:
-    """The image's layers re-compressed with gzip (level 6, Go's default), summed: `docker save` gives an
-    OCI layout whose blobs are the stored (zstd) layers, each decompressed and re-compressed here, streamed."""
-    import zstandard
-
+def zstd_size(image: str) -> int:
+    """The image's layers re-compressed with zstd as a push's copy is (torchdev.oci), summed: `docker save` gives an
+    OCI layout whose blobs are the stored (gzip) layers, each decompressed and re-compressed here, streamed."""
     total = 0
     with tempfile.TemporaryDirectory(prefix="torchdev-sizes-") as scratch:
         path = Path(scratch) / "image.tar"
@@ -77,11 +75,9 @@ def gzip_size(image: str) -> int:
             manifest = json.load(archive.extractfile("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
             for layer in manifest["layers"]:
                 blob = archive.extractfile("blobs/sha256/" + layer["digest"].split(":")[1])
-                raw = zstandard.ZstdDecompressor().stream_reader(blob) if "zstd" in layer["mediaType"] \
-                    else gzip.GzipFile(fileobj=blob)
                 counter = ByteCounter()
-                with gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=6, mtime=0) as packed:
-                    shutil.copyfileobj(raw, packed, 1 << 20)
+                with compressor(counter, "zstd") as packed:
+                    shutil.copyfileobj(decompressed(blob, layer["mediaType"]), packed, 1 << 20)
                 total += counter.count
     return total
 
@@ -99,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default=None, help="variant(s); default: every variant")
     parser.add_argument("--overlay", default=None)
-    parser.add_argument("--no-gzip", action="store_true", help="skip the gzip re-compression (minutes per image)")
+    parser.add_argument("--no-zstd", action="store_true", help="skip the zstd re-compression (a minute per image)")
     args = parser.parse_args()
     engine = Engine.connect()
     matrix = load_matrix(ROOT / "images.yaml", overlay=args.overlay)
@@ -120,11 +116,11 @@ def main() -> int:
         duplicates = duplicate_bytes(engine, reference)
         target = target_for(plan, sizes.on_disk or 0, duplicates)
         rows.append((plan.name, human_size(sizes.on_disk), human_size(files_bytes(engine, reference)),
-                     human_size(sizes.download), "-" if args.no_gzip else human_size(gzip_size(reference)),
+                     human_size(sizes.download), "-" if args.no_zstd else human_size(zstd_size(reference)),
                      f"{human_size(base)} + {human_size(site)}" + (f" + {human_size(added)}" if added else ""),
                      human_size(duplicates), f"{import_seconds(reference):.1f} s", target))
-    print(render_table(["image", "on disk (unpacked)", "files (du)", "download (zstd, as stored)",
-                        "download (gzip -6)", "payload: base + site-packages + toolchain", "held twice",
+    print(render_table(["image", "on disk (unpacked)", "files (du)", "download (gzip, as stored)",
+                        "download (zstd copy)", "payload: base + site-packages + toolchain", "held twice",
                         "docker run import torch", "target"], rows))
     for note in notes:
         print(f"note: {note}")

@@ -30,6 +30,7 @@ from torchdev.gpuprobe import find_access
 from torchdev.gpus import GPUS_AUTO, GpuRequest, check_option, parse_option, request_for
 from torchdev.images import built_images, image_manifest
 from torchdev.matrix import RUNTIME as RUNTIME_FLAVOUR, Flavour, Matrix, Variant, load_matrix, with_text
+from torchdev.oci import COMPRESSIONS
 from torchdev.plan import BuildPlan
 from torchdev.options import CONTRADICTION, count, not_empty, one_name
 from torchdev.platforms import Platform, parse_list
@@ -371,8 +372,8 @@ def push(ctx: Context, *, variant: str | None, every: bool, flavour: str | None,
     """Push each selected image (every flavour unless --flavour) with all its tags; one line per image with its
     digest, and reports/push/<image>.json once all its tags are in the registry. With --sign, each image is signed
     as soon as its tags are all in the registry, with the key opened before anything is pushed."""
-    if compression not in pushes.COMPRESSIONS:
-        raise BAD_COMPRESSION(value=compression, known=", ".join(pushes.COMPRESSIONS))
+    if compression not in COMPRESSIONS:
+        raise BAD_COMPRESSION(value=compression, known=", ".join(COMPRESSIONS))
     matrix = _load(ctx, overlay)
     repository = pushes.destination(not_empty("--to", to) or matrix.image.repository)
     plans = _plans(ctx, matrix, select_variants(matrix, variant=variant, every=every),

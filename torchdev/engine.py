@@ -108,7 +108,7 @@ class ImageInfo:
 @dataclass(frozen=True)
 class ImageSizes:
     """An image's size two ways, because one number misleads: what its files take on disk, unpacked, and what a pull
-    downloads, its compressed layers as the engine keeps them (zstd for torchdev's builds). None: the store cannot
+    downloads, its compressed layers as the engine keeps them (gzip for torchdev's builds). None: the store cannot
     say (the classic store keeps no compressed layers; a registry reports them after a push)."""
 
     on_disk: int | None

@@ -18,6 +18,7 @@ from torchdev.engine import BuildOutput, BuildRequest, buildx_command
 from torchdev.errors import CONFIGURATION, ConfigError, Problem, joined
 from torchdev.files import input_file
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
+from torchdev.oci import GZIP_LEVEL, STORE_COMPRESSION
 from torchdev.platforms import AMD64, Platform
 from torchdev.tags import BuildStamp, flavour_suffix, image_tags, immutable_tags
 
@@ -32,16 +33,16 @@ UNCOVERED_ARCHIVE = Problem("variant '{variant}' on {platform}: its base {base} 
                             "{{timestamp}}>` to apt_snapshot_urls in images.yaml, or set the variant's apt_snapshot: "
                             "null", ConfigError, CONFIGURATION)
 
-ENGINE_OUTPUT = BuildOutput("docker", (("compression", "zstd"), ("compression-level", "3"),
+ENGINE_OUTPUT = BuildOutput("docker", (("compression", STORE_COMPRESSION), ("compression-level", str(GZIP_LEVEL)),
                                         ("force-compression", "true"), ("oci-mediatypes", "true")))
-"""Load the result into the engine. zstd, not the default gzip: exporting a 4.5 GB torch layer took 77 s
-instead of 176 s on 2 cores (Engine 26 + containerd image store); Docker Engine 23+ pulls zstd layers.
-OCI media types, because zstd layers under Docker's own media types (…diff.tar.zstd) are no standard type:
-the containerd image store then leaves the image out of `docker images` and every image listing.
+"""Load the result into the engine, its layers gzip at a fixed level (torchdev.oci.STORE_COMPRESSION says why gzip;
+force-compression, so that the base image's layers are recompressed the same way as the build's own). OCI media
+types: the push's zstd copies need them (zstd under Docker's own types is no standard type, and the containerd image
+store leaves such an image out of every listing), and the image and its copies then share one kind of manifest.
 Every build this way is reproducible: each RUN step of docker/Dockerfile ends by giving what it changed one fixed
-modification time (docker/clamp-mtimes.sh), SOURCE_DATE_EPOCH dates the config and history, and zstd at a fixed
-level writes the same bytes for the same layer, so the same inputs give the same image ID with no export-time
-rewrite (BuildKit's rewrite-timestamp cannot export into the engine's store, moby/buildkit#4230)."""
+modification time (docker/clamp-mtimes.sh), SOURCE_DATE_EPOCH dates the config and history, and gzip at a fixed level
+with no time in its header writes the same bytes for the same layer, so the same inputs give the same image ID with
+no export-time rewrite (BuildKit's rewrite-timestamp cannot export into the engine's store, moby/buildkit#4230)."""
 
 
 @dataclass(frozen=True)

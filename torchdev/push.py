@@ -3,8 +3,10 @@
 Every tag of the image is pushed and the registry's digest printed and recorded (reports/push/<image>.json), so
 deployment files can name exactly what was tested. An immutable tag (one with {inputs}) that the registry already
 has for other content is never overwritten; the same content pushed again is a no-op that says so. Only an image
-whose last smoke run passed, on this very image, is pushed (unless --force). Layers go out gzip by default (Docker
-before 23.0 and containerd before 1.5 cannot pull zstd); credentials stay in Docker's own store (`docker login`).
+whose last smoke run passed, on this very image, is pushed (unless --force). Layers go out gzip by default, as the
+engine stores them (Docker before 23.0 and containerd before 1.5 cannot pull zstd), so the pushed digest is the tested
+image's own ID; with --compression zstd a copy goes out (torchdev.oci). Credentials stay in Docker's own store
+(`docker login`).
 """
 from __future__ import annotations
 
@@ -17,14 +19,13 @@ from typing import Callable, TextIO
 
 from torchdev.engine import ContainerEngine, EngineError, ImageRef
 from torchdev.errors import USAGE, Problem, UsageError
-from torchdev.oci import gzip_copy
+from torchdev.oci import STORE_COMPRESSION, recompressed_copy
 from torchdev.plan import BuildPlan
 from torchdev.platforms import Platform
-from torchdev.records import (PushRecord, RecordError, push_record_path, read_gzip_digests, read_smoke_summary,
-                              record_gzip_digest, run_name, signature_record_path, smoke_summary_path,
+from torchdev.records import (PushRecord, RecordError, push_record_path, read_copy_digests, read_smoke_summary,
+                              record_copy_digest, run_name, signature_record_path, smoke_summary_path,
                               write_push_record)
 
-COMPRESSIONS = ("gzip", "zstd")
 NO_REGISTRY = Problem("'{repository}' names no registry", "push with --to REGISTRY[:PORT]/NAMESPACE/NAME (e.g. "
                       "registry.corp:5000/ml/torchdev), or set image.repository in images.yaml", UsageError, USAGE)
 
@@ -122,10 +123,10 @@ def conflict(remote: dict[str, str | None], *, immutable: tuple[str, ...], diges
 
 
 def push_image(engine: ContainerEngine, plan: BuildPlan, *, repository: str, compression: str, smoke_dir: Path,
-               force: bool, gzipped: dict[str, tuple[str, int]] | None = None) -> PushResult:
+               force: bool, copies: dict[str, tuple[str, int]] | None = None) -> PushResult:
     """Push every tag of one image; PushResult says what the registry now holds, or why nothing was pushed.
-    `gzipped` (image ID -> gzip manifest digest and size, from earlier pushes) lets a push that would change nothing
-    say so without recompressing the image first."""
+    `copies` (image ID -> the manifest digest and size of its copy in the compression the store does not keep, from
+    earlier pushes) lets a push that would change nothing say so without recompressing the image first."""
     image_id = engine.image_id(plan.primary_reference)
     if image_id is None:
         flavour = "" if plan.flavour.is_runtime else f" --flavour {plan.flavour.name}"
@@ -145,25 +146,26 @@ def push_image(engine: ContainerEngine, plan: BuildPlan, *, repository: str, com
     immutable = tuple(ImageRef.parse(reference).tag for reference in plan.immutable_references)
     registry = registry_of(repository)
     try:
-        return replace(_push_checked(engine, plan, references, immutable, image_id, compression, gzipped or {}),
+        return replace(_push_checked(engine, plan, references, immutable, image_id, compression, copies or {}),
                        platforms=held)
     except EngineError as error:
         return PushResult(plan.name, PushStatus.FAILED, references, detail=push_failure(str(error), registry))
     finally:
-        if compression == "gzip" and engine.image_id(references[0]):
-            engine.untag(references[0], force=True)  # the gzip copy goes with its last name
+        if compression != STORE_COMPRESSION and engine.image_id(references[0]):
+            engine.untag(references[0], force=True)  # the copy goes with its last name
 
 
 def _push_checked(engine: ContainerEngine, plan: BuildPlan, references: tuple[str, ...], immutable: tuple[str, ...],
-                  image_id: str, compression: str, gzipped: dict[str, tuple[str, int]]) -> PushResult:
+                  image_id: str, compression: str, copies: dict[str, tuple[str, int]]) -> PushResult:
     """The push itself, once the image may go: the registry is asked first (a login or an unreachable registry fails
-    before minutes of recompression), refused on a conflict, a no-op when the registry has it all (for gzip, known
-    without recompressing when an earlier push recorded this image's gzip digest)."""
+    before minutes of recompression), refused on a conflict, a no-op when the registry has it all (for a copy, known
+    without recompressing when an earlier push recorded this image's copy)."""
     remote = {reference: engine.remote_digest(reference) for reference in references}
-    known = gzipped.get(image_id) if compression == "gzip" else None
+    known = copies.get(image_id) if compression != STORE_COMPRESSION else None
     if known and all(current == known[0] for current in remote.values()):
         return PushResult(plan.name, PushStatus.UNCHANGED, references, known[0], known[1], compression,
-                          detail="every tag already names this image's gzip digest: nothing was recompressed or pushed")
+                          detail=f"every tag already names this image's {compression} copy: nothing was recompressed "
+                                 "or pushed")
     source, digest, size = _pushable(engine, image_id, references[0], compression)
     refusal = conflict(remote, immutable=immutable, digest=digest)
     if refusal:
@@ -180,16 +182,17 @@ def _push_checked(engine: ContainerEngine, plan: BuildPlan, references: tuple[st
 
 
 def _pushable(engine: ContainerEngine, image_id: str, name: str, compression: str) -> tuple[str, str, int]:
-    """(local image to push, the manifest digest the registry will hold, bytes a pull downloads)."""
-    if compression == "zstd":
+    """(local image to push, the manifest digest the registry will hold, bytes a pull downloads): the image itself
+    in the store's compression, else a copy."""
+    if compression == STORE_COMPRESSION:
         return image_id, image_id, engine.image_sizes(image_id).download or 0
-    copy = gzip_copy(engine, image_id, name=name)
+    copy = recompressed_copy(engine, image_id, name=name, compression=compression)
     return copy.digest, copy.digest, copy.size
 
 
 def _push_all(engine: ContainerEngine, source: str, references: tuple[str, ...]) -> None:
-    """Tag every reference, push each; the registry names stay local only while pushing (all of them, so a gzip copy
-    keeps a name until the last push is done)."""
+    """Tag every reference, push each; the registry names stay local only while pushing (all of them, so a copy keeps
+    a name until the last push is done)."""
     try:
         for reference in references:
             engine.tag(source, reference)
@@ -223,8 +226,8 @@ def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: 
                 reports_dir: Path, smoke_dir: Path, force: bool, out: TextIO = sys.stdout,
                 then: Pushed | None = None) -> list[PushResult]:
     """Push each plan's image in turn (push_image) and keep the books in `reports_dir`: an image's old records (the
-    push's and the signature's) go before its push, and a new push record, with the gzip digest, comes once every tag
-    is in the registry; then `then`, if given."""
+    push's and the signature's) go before its push, and a new push record comes once every tag is in the registry
+    (with, for a copy, the copy's digest); then `then`, if given."""
     results = []
     for plan in plans:
         # a stale entry never reads as this push
@@ -232,11 +235,11 @@ def push_images(engine: ContainerEngine, plans: list[BuildPlan], *, repository: 
         signature_record_path(reports_dir, plan.name).unlink(missing_ok=True)
         print(f"==> pushing {plan.name} to {repository} ({compression} layers)", file=out, flush=True)
         results.append(push_image(engine, plan, repository=repository, compression=compression, smoke_dir=smoke_dir,
-                                  force=force, gzipped=read_gzip_digests(reports_dir)))
+                                  force=force, copies=read_copy_digests(reports_dir)))
         if results[-1].status in (PushStatus.PUSHED, PushStatus.UNCHANGED):
             write_report(reports_dir, results[-1])
-            if compression == "gzip":
-                record_gzip_digest(reports_dir, engine.image_id(plan.primary_reference),
+            if compression != STORE_COMPRESSION:
+                record_copy_digest(reports_dir, engine.image_id(plan.primary_reference),
                                    digest=results[-1].digest, size=results[-1].size)
             print("\n".join(results[-1].pinned()), file=out, flush=True)
             if then:

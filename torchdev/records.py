@@ -219,27 +219,28 @@ def read_push_record(path: Path) -> PushRecord:
                       platforms=_strings(path, document, "platforms"))
 
 
-# --- reports/push/gzip-digests.json -----------------------------------------------------------------------------
+# --- reports/push/zstd-digests.json -----------------------------------------------------------------------------
 
-GZIP_DIGESTS = "gzip-digests.json"
-"""In reports/push/: image ID -> [gzip manifest digest, size] of every image pushed gzipped (the same image always
-gives the same gzip bytes, see torchdev.oci), so a push that would change nothing knows it without recompressing."""
+COPY_DIGESTS = "zstd-digests.json"
+"""In reports/push/: image ID -> [manifest digest, size] of the zstd copy of every image pushed with zstd layers (the
+store keeps gzip, torchdev.oci; the same image always gives the same zstd bytes), so a push that would change nothing
+knows it without recompressing."""
 
 
-def read_gzip_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
+def read_copy_digests(reports_dir: Path) -> dict[str, tuple[str, int]]:
     """What earlier pushes recorded ({} before the first); RecordError, with the fix, for a file that is not such a
     record."""
-    path = reports_dir / GZIP_DIGESTS
+    path = reports_dir / COPY_DIGESTS
     if not os.path.lexists(path):
         return {}
     try:
-        return _gzip_digests(path)
+        return _copy_digests(path)
     except RecordError as error:
         raise RecordError(path, error.problem, fix=f"delete it (`rm {path}`): the next `./dev push` of each image "
                                                    "recompresses it once and records it again") from None
 
 
-def _gzip_digests(path: Path) -> dict[str, tuple[str, int]]:
+def _copy_digests(path: Path) -> dict[str, tuple[str, int]]:
     document = _load_object(path)
     for image_id, value in document.items():
         if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
@@ -248,10 +249,10 @@ def _gzip_digests(path: Path) -> dict[str, tuple[str, int]]:
     return {image_id: (digest, size) for image_id, (digest, size) in document.items()}
 
 
-def record_gzip_digest(reports_dir: Path, image_id: str, *, digest: str, size: int) -> None:
-    """Remember what the image became gzipped, once the registry holds it."""
-    known = {**read_gzip_digests(reports_dir), image_id: (digest, size)}
-    write_atomically(reports_dir / GZIP_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
+def record_copy_digest(reports_dir: Path, image_id: str, *, digest: str, size: int) -> None:
+    """Remember what the image's zstd copy was, once the registry holds it."""
+    known = {**read_copy_digests(reports_dir), image_id: (digest, size)}
+    write_atomically(reports_dir / COPY_DIGESTS, json.dumps(known, indent=1, sort_keys=True) + "\n")
 
 
 # --- reports/push/<image>.signature.json ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Comparing two builds of one variant: the same image ID, or which layers and files differ, and how.
 
 `invoke verify-repro` builds twice with no layer cache into the engine and compares the image IDs. When they differ it
-saves both images (`docker save`: an OCI archive whose layers are compressed as the engine stores them, zstd for
+saves both images (`docker save`: an OCI archive whose layers are compressed as the engine stores them, gzip for
 torchdev's builds) and hands the archives here. A mismatch is reported down to the file and to the field that differs
 (content, size, mode, owner, modification time), so the cause of non-determinism is one look away: a step that left a
 file with the build's time is named with both times.

@@ -1,7 +1,7 @@
 """An in-memory engine for unit tests, a torchdev.engine.ContainerEngine like the real Engine.
 
 Images and their names live in a dict; builds and containers follow a script the test sets; `save` and `load` speak
-real OCI archives (tests/helpers/oci_archive.py), so what torchdev does with them (torchdev.oci.gzip_copy) runs as it
+real OCI archives (tests/helpers/oci_archive.py), so what torchdev does with them (torchdev.oci.recompressed_copy) runs as it
 does on the real engine. What the real engine does at this interface (tags that move, containers removed after a
 failed start or a deadline) is what tests/integration/test_engine.py checks; tests/unit/test_engine.py has the
 type checker hold both to ContainerEngine.

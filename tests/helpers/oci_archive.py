@@ -2,14 +2,13 @@
 for the fake engine, whose save and load speak the same format as the real engine's."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import tarfile
 
-import zstandard
-
-from torchdev.oci import INDEX, MANIFEST, ZSTD_LAYER
+from torchdev.oci import GZIP_LAYER, INDEX, MANIFEST
 
 CONFIG = "application/vnd.oci.image.config.v1+json"
 
@@ -24,12 +23,12 @@ def descriptor(media_type: str, data: bytes, **extra) -> dict:
 
 def platform_image(files: bytes, architecture: str, *, labels: dict[str, str] | None = None
                    ) -> tuple[bytes, bytes, bytes]:
-    """One platform's (config, zstd layer, manifest), as BuildKit exports them."""
-    layer = zstandard.ZstdCompressor().compress(files)
+    """One platform's (config, gzip layer, manifest), as BuildKit exports torchdev's builds (plan.ENGINE_OUTPUT)."""
+    layer = gzip.compress(files, compresslevel=1, mtime=0)
     config = json.dumps({"architecture": architecture, "os": "linux", "config": {"Labels": labels or {}},
                          "rootfs": {"type": "layers", "diff_ids": [blob(files)[0]]}}).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "config": descriptor(CONFIG, config),
-                           "layers": [descriptor(ZSTD_LAYER, layer)]}).encode()
+                           "layers": [descriptor(GZIP_LAYER, layer)]}).encode()
     return config, layer, manifest
 
 

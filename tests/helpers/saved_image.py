@@ -27,7 +27,7 @@ def scan_layers(image, needles: list[bytes], bundle_digest: str) -> tuple[int, l
 
 
 def decompressed(stream):
-    """A readable stream of a blob's tar bytes, whether stored as zstd (torchdev's builds), gzip or plain."""
+    """A readable stream of a blob's tar bytes, whether stored as gzip (torchdev's builds), zstd (a push's copy) or plain."""
     head = stream.read(4)
     whole = _Stream(iter([head]), rest=stream)
     if head == b"\x28\xb5\x2f\xfd":

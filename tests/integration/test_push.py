@@ -1,6 +1,7 @@
 """`./dev push` against a real registry (Debian's docker-registry on loopback): every tag by one digest, gzip layers
-of the very image the smoke suite passed (same diff_ids), pulled back by digest and tested again; an identical
-re-push is a no-op; an immutable tag is never overwritten; a login, an unreachable registry: one line, no report."""
+as the engine stores them, so the digest is the very image the smoke suite passed, pulled back by digest and tested
+again; a zstd copy with the same config (same diff_ids); an identical re-push is a no-op; an immutable tag is never
+overwritten; a login, an unreachable registry: one line, no report."""
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_enviro
     digests = {digest for _, digest in printed}
     assert len(printed) == len(smoked.references) and len(digests) == 1, result.stdout
     digest = digests.pop()
+    assert digest == smoked.image_id, "gzip goes as stored: the pushed digest is the tested image's own ID"
     assert docker_client.images.get_registry_data(f"{repository}:{printed[0][0]}").id == digest
     report = read_push_record(REPORTS / f"{TEST_VARIANT}.json")
     assert (report.digest, report.compression) == (digest, "gzip") and report.size > 1 << 30
@@ -82,20 +84,29 @@ def test_an_immutable_tag_the_registry_has_for_other_content_is_refused_naming_b
     for event in docker_client.images.push(other, stream=True, decode=True):
         assert "error" not in event, event
     other_digest = docker_client.images.get_registry_data(other).id
-    result = push(test_overlay, repository, "--compression", "zstd")
+    result = push(test_overlay, repository)
     assert result.returncode == 1
     assert f"the immutable tag {other} already names {other_digest}" in result.stderr
-    assert smoked.image_id in result.stderr, "zstd pushes the image as stored: its ID is the digest"
+    assert smoked.image_id in result.stderr, "gzip pushes the image as stored: its ID is the digest"
     assert docker_client.images.get_registry_data(other).id == other_digest, "never overwritten"
     assert not (REPORTS / f"{TEST_VARIANT}.json").exists()
 
 
-def test_zstd_pushes_the_layers_as_the_engine_stores_them(registry, smoked, test_overlay, tracked_tags):
+def test_zstd_pushes_a_copy_of_the_tested_image_and_keeps_none_of_it(registry, smoked, test_overlay, tracked_tags,
+                                                                     docker_client):
     repository = tracked_tags.repository(f"{registry}/ml/zstd")
     result = push(test_overlay, repository, "--compression", "zstd")
     assert result.returncode == 0, result.stderr
-    manifest = remote_manifest(registry, "ml/zstd", smoked.image_id)
+    report = read_push_record(REPORTS / f"{TEST_VARIANT}.json")
+    assert report.compression == "zstd" and report.digest != smoked.image_id
+    manifest = remote_manifest(registry, "ml/zstd", report.digest)
     assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+    with urllib.request.urlopen(f"http://{registry}/v2/ml/zstd/blobs/{manifest['config']['digest']}",
+                                timeout=30) as response:
+        config = json.load(response)
+    assert config["rootfs"]["diff_ids"] == docker_client.images.get(smoked.image_id).attrs["RootFS"]["Layers"], \
+        "the same files as the tested image"
+    assert not [image for image in docker_client.images.list() if image.id == report.digest], "the copy is gone"
 
 
 def test_a_registry_that_wants_a_login_and_one_that_is_down_each_fail_in_one_line(smoked, test_overlay,

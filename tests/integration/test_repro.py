@@ -76,7 +76,7 @@ def saved(name: str, path: Path) -> Path:
 
 
 def test_a_mismatch_is_reported_down_to_the_file_and_the_field(tracked_tags, tmp_path):
-    """What verify-repro prints when image IDs differ, from `docker save` of real zstd images: a content change shows
+    """What verify-repro prints when image IDs differ, from `docker save` of real gzip images: a content change shows
     size and hash; a file that differs only by its mtime (a step that was not clamped) shows both times. (COPY gives
     the /etc it creates the build's time, so that row may differ too: why the Dockerfile has no COPY.)"""
     repository = tracked_tags.repository(f"{TEST_REPOSITORY}-mismatch")

@@ -21,7 +21,7 @@ from tests.helpers.variants import TEST_OVERLAY, TEST_REPOSITORY, TEST_VARIANT
 from torchdev.checkout import read_plans
 from torchdev.matrix import load_matrix
 from torchdev.project import Paths
-from torchdev.records import read_signature_record
+from torchdev.records import COPY_DIGESTS, read_signature_record
 from torchdev.sbom import listed_packages, manifest_packages
 
 PASSWORD = "throw-away-test-password-3f9c"
@@ -45,10 +45,9 @@ def overlay(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records_kept():
-    """reports/push/<variant>.json, .signature.json and gzip-digests.json as they were before the module, put back
+    """reports/push/<variant>.json, .signature.json and the copies' digests as they were before the module, put back
     after it."""
-    paths = [REPORTS / f"{TEST_VARIANT}.json", REPORTS / f"{TEST_VARIANT}.signature.json",
-             REPORTS / "gzip-digests.json"]
+    paths = [REPORTS / f"{TEST_VARIANT}.json", REPORTS / f"{TEST_VARIANT}.signature.json", REPORTS / COPY_DIGESTS]
     saved = {path: path.read_bytes() for path in paths if path.is_file()}
     yield
     for path in paths:

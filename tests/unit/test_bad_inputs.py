@@ -211,7 +211,7 @@ MANIFEST = {"base": {"image": "ubuntu:22.04", "digest": None}, "lock_sha256": No
             "python": {"packages": [{"name": "torch", "version": "2.0.1"}]}, "debian_packages": ["libc6"]}
 READERS = {
     "push record": (PUSH_RECORD, records.read_push_record),
-    "gzip digests": ({"sha256:1": [DIGEST, 1]}, lambda path: records.read_gzip_digests(path.parent)),
+    "copy digests": ({"sha256:1": [DIGEST, 1]}, lambda path: records.read_copy_digests(path.parent)),
     "smoke summary": (SUMMARY, records.read_smoke_summary),
     "buildx metadata": ({"containerimage.digest": DIGEST}, records.read_build_metadata),
     "image manifest": (MANIFEST, lambda path: records.parse_image_manifest(str(path), path.read_bytes().decode(
@@ -225,7 +225,7 @@ READERS = {
 @tallied("state-file readers, corrupted records")
 def test_every_reader_of_a_file_torchdev_wrote_reads_it_or_names_it(tmp_path_factory, case):
     kind, data = case
-    path = tmp_path_factory.mktemp("record", numbered=True) / records.GZIP_DIGESTS
+    path = tmp_path_factory.mktemp("record", numbered=True) / records.COPY_DIGESTS
     path.write_bytes(data)
     result = known_outcome(lambda: READERS[kind][1](path))
     if isinstance(result, TorchdevError):
@@ -278,7 +278,7 @@ def checkout(tmp_path: Path) -> Path:
 
 def state_cases():
     """(kind, how it is broken): each file kind in each broken form, and as a folder."""
-    return [(kind, broken) for kind in ("push record", "gzip digests", "smoke summary", "lock", "buildx metadata",
+    return [(kind, broken) for kind in ("push record", "copy digests", "smoke summary", "lock", "buildx metadata",
                                         "image manifest") for broken in (*BROKEN, "a folder")]
 
 
@@ -303,8 +303,8 @@ def test_a_broken_state_file_is_one_line_naming_it_in_every_task_that_reads_it(t
         path = place(records.push_record_path(reports / "push", "cpu"), json.dumps(PUSH_RECORD))
         runs.append(lambda: ran(ctx(), commands.k8s, variant="cpu", image=None, nodes=None, gpus=None, nproc=None,
                                 name=None, shm_size="2Gi", train_args="--task mlp", out=None, overlay=None))
-    elif kind == "gzip digests":
-        path = place(reports / "push" / records.GZIP_DIGESTS, json.dumps({"sha256:1": [DIGEST, 1]}))
+    elif kind == "copy digests":
+        path = place(reports / "push" / records.COPY_DIGESTS, json.dumps({"sha256:1": [DIGEST, 1]}))
         engine.add_image(plan.primary_reference)
         runs.append(lambda: ran(ctx(), commands.push, variant="cpu", every=False, flavour="runtime", overlay=None,
                                 to="registry.test:5000/ml/torchdev", force=True))

@@ -1,6 +1,7 @@
-"""benchmarks/layer_store.py compares two exporters by changing one thing in the build: the gzip side's launch line
-must give the shipped build command with gzip in place of zstd, and the zstd side the shipped command itself. Proved
-on `build --dry-run`, which prints the buildx command the build would run; no engine is needed."""
+"""benchmarks/layer_store.py compares two exporters by changing one thing in the build: the zstd side's launch line
+must give the shipped build command with zstd in place of gzip, and the gzip side the shipped command itself; and the
+zstd side's push must know its store holds zstd (so a gzip push makes a copy). Proved on `build --dry-run`, which
+prints the buildx command the build would run, and on the launch line's own module state; no engine is needed."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 
 from tests.helpers.benchmarks import load_benchmark
 from tests.helpers.cli import ROOT
-from torchdev.oci import GZIP_LEVEL
+from torchdev.oci import GZIP_LEVEL, ZSTD_LEVEL
 from torchdev.plan import ENGINE_OUTPUT
 
 
@@ -29,8 +30,17 @@ def dry_run_output(store: str) -> str:
 @pytest.mark.parametrize("store", ["zstd", "gzip"])
 def test_each_side_builds_with_the_shipped_exporter_but_for_its_compression(store):
     shipped = f"--output={ENGINE_OUTPUT}"
-    expected = shipped if store == "zstd" else shipped.replace("compression=zstd", "compression=gzip").replace(
-        "compression-level=3", f"compression-level={GZIP_LEVEL}")
-    assert "compression=zstd,compression-level=3" in shipped  # what the replacement above assumes
+    expected = shipped if store == "gzip" else shipped.replace("compression=gzip", "compression=zstd").replace(
+        f"compression-level={GZIP_LEVEL}", f"compression-level={ZSTD_LEVEL}")
+    assert f"compression=gzip,compression-level={GZIP_LEVEL}" in shipped  # what the replacement above assumes
     assert dry_run_output(store) == expected
+
+
+@pytest.mark.parametrize("store", ["zstd", "gzip"])
+def test_each_sides_push_copies_only_what_its_store_does_not_hold(store):
+    line = layer_store.DEV.replace("from torchdev.cli import main; main()", "import torchdev.push as p; "
+                                   "print(p.STORE_COMPRESSION)")
+    done = subprocess.run([sys.executable, "-c", line, str(ROOT), store], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, store), done.stderr
 

@@ -1,17 +1,23 @@
-"""A `docker save` archive's layers re-compressed as gzip: same config and files, one digest for one image; and the
-copy made of an engine's image that way."""
+"""A `docker save` archive's layers re-compressed (zstd, the copy a push makes of the engine's gzip layers; or gzip):
+same config and files, one digest for one image; and the copy made of an engine's image that way."""
 from __future__ import annotations
 
 import gzip
 import json
 
+import pytest
+import zstandard
+
 from tests.helpers.fake_engine import FakeEngine
 from tests.helpers.oci_archive import blob, lone_manifest_archive, multi_platform_archive, read_member
-from torchdev.oci import GZIP_LAYER, INDEX, MANIFEST, gzip_copy, gzip_layers
+from torchdev.oci import COMPRESSIONS, INDEX, LAYER_TYPES, MANIFEST, recompress_layers, recompressed_copy
+
+UNPACK = {"gzip": gzip.decompress, "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data)}
 
 
 def saved_archive(path, files: bytes) -> str:
-    """A single-manifest OCI archive with one zstd layer holding `files`; returns the config digest."""
+    """A single-manifest OCI archive with one layer holding `files`, as the engine stores it; returns the config
+    digest."""
     saved, config_digest = lone_manifest_archive(files)
     path.write_bytes(saved)
     return config_digest
@@ -21,11 +27,14 @@ def read(path, name: str) -> bytes:
     return read_member(str(path), name)
 
 
-def test_layers_become_gzip_with_the_same_files_and_config_and_the_same_digest_every_time(tmp_path):
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_layers_are_recompressed_with_the_same_files_and_config_and_the_same_digest_every_time(tmp_path, compression):
     files = b"a layer's tar stream " * 1000
     config_digest = saved_archive(tmp_path / "saved.tar", files)
-    first = gzip_layers(tmp_path / "saved.tar", tmp_path / "one.tar", name="registry.test/ml/t:x", scratch=tmp_path)
-    second = gzip_layers(tmp_path / "saved.tar", tmp_path / "two.tar", name="registry.test/ml/t:x", scratch=tmp_path)
+    first = recompress_layers(tmp_path / "saved.tar", tmp_path / "one.tar", name="registry.test/ml/t:x",
+                              scratch=tmp_path, compression=compression)
+    second = recompress_layers(tmp_path / "saved.tar", tmp_path / "two.tar", name="registry.test/ml/t:x",
+                               scratch=tmp_path, compression=compression)
     assert first == second, "fixed level, no timestamp: one image, one digest"
     index = json.loads(read(tmp_path / "one.tar", "index.json"))
     assert index["manifests"][0]["digest"] == first.digest
@@ -33,8 +42,8 @@ def test_layers_become_gzip_with_the_same_files_and_config_and_the_same_digest_e
     manifest = json.loads(read(tmp_path / "one.tar", f"blobs/sha256/{first.digest[7:]}"))
     assert manifest["config"]["digest"] == config_digest
     layer = manifest["layers"][0]
-    assert layer["mediaType"] == GZIP_LAYER
-    assert gzip.decompress(read(tmp_path / "one.tar", f"blobs/sha256/{layer['digest'][7:]}")) == files
+    assert layer["mediaType"] == LAYER_TYPES[compression]
+    assert UNPACK[compression](read(tmp_path / "one.tar", f"blobs/sha256/{layer['digest'][7:]}")) == files
     assert first.size == manifest["config"]["size"] + layer["size"] + len(read(tmp_path / "one.tar",
                                                                                  f"blobs/sha256/{first.digest[7:]}"))
 
@@ -50,12 +59,14 @@ def saved_multi_platform(path, images: dict[str, bytes]) -> dict[str, str]:
     return configs
 
 
-def test_a_multi_platform_image_becomes_an_index_of_gzip_manifests_one_per_platform_without_the_attestation(
+def test_a_multi_platform_image_becomes_an_index_of_zstd_manifests_one_per_platform_without_the_attestation(
         tmp_path):
     files = {"amd64": b"amd64 files " * 1000, "arm64": b"arm64 files, other ones " * 800}
     configs = saved_multi_platform(tmp_path / "saved.tar", files)
-    first = gzip_layers(tmp_path / "saved.tar", tmp_path / "one.tar", name="registry.test/ml/t:cpu", scratch=tmp_path)
-    second = gzip_layers(tmp_path / "saved.tar", tmp_path / "two.tar", name="registry.test/ml/t:cpu", scratch=tmp_path)
+    first = recompress_layers(tmp_path / "saved.tar", tmp_path / "one.tar", name="registry.test/ml/t:cpu",
+                              scratch=tmp_path, compression="zstd")
+    second = recompress_layers(tmp_path / "saved.tar", tmp_path / "two.tar", name="registry.test/ml/t:cpu",
+                               scratch=tmp_path, compression="zstd")
     assert first == second, "one multi-platform image, one index digest"
     outer = json.loads(read(tmp_path / "one.tar", "index.json"))["manifests"]
     assert [(d["mediaType"], d["digest"]) for d in outer] == [(INDEX, first.digest)]
@@ -72,8 +83,8 @@ def test_a_multi_platform_image_becomes_an_index_of_gzip_manifests_one_per_platf
         assert manifest["config"]["digest"] == configs[arch], "the config, and with it the diff_ids, is kept"
         assert json.loads(read(tmp_path / "one.tar", f"blobs/sha256/{configs[arch][7:]}"))["architecture"] == arch
         layer, = manifest["layers"]
-        assert layer["mediaType"] == GZIP_LAYER
-        assert gzip.decompress(read(tmp_path / "one.tar", f"blobs/sha256/{layer['digest'][7:]}")) == files[arch]
+        assert layer["mediaType"] == LAYER_TYPES["zstd"]
+        assert UNPACK["zstd"](read(tmp_path / "one.tar", f"blobs/sha256/{layer['digest'][7:]}")) == files[arch]
         sizes.append(manifest["config"]["size"] + len(body) + layer["size"])
     assert first.size == max(sizes), "what one pull downloads: one platform"
 
@@ -82,21 +93,25 @@ def test_a_single_platform_saved_inside_an_index_gives_the_same_manifest_digest_
     files = b"a layer's tar stream " * 1000
     saved_multi_platform(tmp_path / "indexed.tar", {"amd64": files})
     (tmp_path / "lone.tar").write_bytes(lone_manifest_archive(files)[0])
-    indexed = gzip_layers(tmp_path / "indexed.tar", tmp_path / "a.tar", name="r.test/t:x", scratch=tmp_path)
-    lone = gzip_layers(tmp_path / "lone.tar", tmp_path / "b.tar", name="r.test/t:x", scratch=tmp_path)
+    indexed = recompress_layers(tmp_path / "indexed.tar", tmp_path / "a.tar", name="r.test/t:x", scratch=tmp_path,
+                                compression="zstd")
+    lone = recompress_layers(tmp_path / "lone.tar", tmp_path / "b.tar", name="r.test/t:x", scratch=tmp_path,
+                             compression="zstd")
     assert indexed == lone
-    gzipped = json.loads(read(tmp_path / "a.tar", f"blobs/sha256/{indexed.digest[7:]}"))
-    assert gzipped["mediaType"] == MANIFEST and len(gzipped["layers"]) == 1, "no index for one platform"
+    copied = json.loads(read(tmp_path / "a.tar", f"blobs/sha256/{indexed.digest[7:]}"))
+    assert copied["mediaType"] == MANIFEST and len(copied["layers"]) == 1, "no index for one platform"
     assert json.loads(read(tmp_path / "a.tar", "index.json"))["manifests"][0]["mediaType"] == MANIFEST
 
 
-def test_a_gzip_copy_is_saved_recompressed_and_loaded_under_its_name_with_the_same_config_every_time():
-    """torchdev.oci.gzip_copy against the fake engine, whose save and load speak OCI archives as the real one's do."""
+def test_a_zstd_copy_is_saved_recompressed_and_loaded_under_its_name_with_the_same_config_every_time():
+    """torchdev.oci.recompressed_copy against the fake engine, whose save and load speak OCI archives as the real
+    one's do."""
     engine = FakeEngine()
     source = engine.add_image("torchdev:cpu", labels={"io.torchdev.variant": "cpu"})
     engine.platforms[source] = ("linux/amd64", "linux/arm64")
-    copy = gzip_copy(engine, "torchdev:cpu", name="registry.test/ml/torchdev:cpu")
+    copy = recompressed_copy(engine, "torchdev:cpu", name="registry.test/ml/torchdev:cpu", compression="zstd")
     assert engine.image_id("registry.test/ml/torchdev:cpu") == copy.digest != source
     assert engine.image(copy.digest).labels == {"io.torchdev.variant": "cpu"}, "the config is kept"
     assert engine.image_platforms(copy.digest, ("linux/amd64", "linux/arm64")) == ("linux/amd64", "linux/arm64")
-    assert gzip_copy(engine, source, name="registry.test/ml/torchdev:again") == copy, "one image, one gzip digest"
+    assert recompressed_copy(engine, source, name="registry.test/ml/torchdev:again", compression="zstd") == copy, \
+        "one image, one zstd digest"

@@ -129,14 +129,14 @@ def test_builds_carry_source_date_epoch_so_timestamps_follow_the_inputs_not_the_
     assert plan.build_args["SOURCE_DATE_EPOCH"] == str(int(PROVENANCE.created.timestamp())) == "1795867200"
 
 
-def test_every_build_exports_into_the_engine_zstd_with_oci_media_types_and_no_provenance():
+def test_every_build_exports_into_the_engine_gzip_with_oci_media_types_and_no_provenance():
     """One output for every build: the engine's own exporter (reproducible through the Dockerfile's clamp, not an
     export-time rewrite), so no OCI archive travels through the client."""
     request = request_for(plan_for(CU118), no_cache=True)
     assert request.output == ENGINE_OUTPUT and request.output.dest is None
     command = buildx_command(request)
     outputs = [word for word in command if word.startswith("--output")]
-    assert outputs == ["--output=type=docker,compression=zstd,compression-level=3,force-compression=true,"
+    assert outputs == ["--output=type=docker,compression=gzip,compression-level=1,force-compression=true,"
                        "oci-mediatypes=true"]
     assert "--provenance=false" in command and "--no-cache" in command and "--build-context" in command
 

@@ -19,7 +19,7 @@ from torchdev.matrix import load_matrix
 from torchdev.platforms import AMD64, ARM64
 from torchdev.presenter import push_table
 from torchdev.push import PushStatus, destination, push_failure, push_image, push_images, write_report
-from torchdev.records import read_gzip_digests, read_push_record, record_gzip_digest
+from torchdev.records import read_copy_digests, read_push_record, record_copy_digest
 from torchdev.runner import execute
 
 REPOSITORY = "registry.test:5000/ml/torchdev"
@@ -66,22 +66,27 @@ def test_each_registry_refusal_is_one_line_with_its_fix(said, fix):
     assert fix in line and "\n" not in line
 
 
-def test_every_tag_goes_out_gzip_under_one_digest_and_no_registry_name_stays(plan, tmp_path):
+def test_every_tag_goes_out_gzip_as_stored_under_the_images_own_id_and_no_registry_name_stays(plan, tmp_path):
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path)
+    engine.save = lambda *args, **kwargs: pytest.fail("the store keeps gzip: nothing to recompress")
     result = push(engine, plan, tmp_path)
     assert result.status is PushStatus.PUSHED and result.compression == "gzip"
     assert set(engine.registry) == {f"{REPOSITORY}:{r.split(':', 1)[1]}" for r in plan.references}
-    assert set(engine.registry.values()) == {result.digest} and result.digest != image_id, "the gzip copy's digest"
-    assert result.pinned()[0] == f"{REPOSITORY}:2.0.1-cu118-py3.10@{result.digest}"
+    assert set(engine.registry.values()) == {result.digest} == {image_id}, "the tested image's own ID"
+    assert result.pinned()[0] == f"{REPOSITORY}:2.0.1-cu118-py3.10@{image_id}"
     assert not [name for name in engine.names if name.startswith("registry.test")], "registry names are kept local"
     assert engine.image_id(plan.primary_reference) == image_id
 
 
-def test_zstd_pushes_the_image_as_stored(plan, tmp_path):
+def test_zstd_pushes_a_copy_that_goes_once_pushed(plan, tmp_path):
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path)
-    assert push(engine, plan, tmp_path, compression="zstd").digest == image_id
+    result = push(engine, plan, tmp_path, compression="zstd")
+    assert result.status is PushStatus.PUSHED and result.digest != image_id, "the zstd copy's digest"
+    assert set(engine.registry.values()) == {result.digest}
+    assert engine.image(result.digest) is None, "the copy is not left in the store"
+    assert engine.image_id(plan.primary_reference) == image_id
 
 
 def test_the_same_image_again_is_a_no_op_that_says_so(plan, tmp_path):
@@ -253,23 +258,23 @@ def test_an_image_holding_none_of_the_variants_platforms_is_not_pushed_without_a
 def test_a_re_push_that_an_earlier_push_recorded_is_known_unchanged_without_recompressing(plan, tmp_path):
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path / "smoke")
-    first = push(engine, plan, tmp_path / "smoke")
+    first = push(engine, plan, tmp_path / "smoke", compression="zstd")
     assert first.status is PushStatus.PUSHED
-    record_gzip_digest(tmp_path / "push", image_id, digest=first.digest, size=first.size)
-    known = read_gzip_digests(tmp_path / "push")
+    record_copy_digest(tmp_path / "push", image_id, digest=first.digest, size=first.size)
+    known = read_copy_digests(tmp_path / "push")
     assert known == {image_id: (first.digest, first.size)}
     engine.save = lambda *args, **kwargs: pytest.fail("recompressed an image the registry already holds")
-    again = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
-                       force=False, gzipped=known)
+    again = push_image(engine, plan, repository=REPOSITORY, compression="zstd", smoke_dir=tmp_path / "smoke",
+                       force=False, copies=known)
     assert (again.status, again.digest, again.size) == (PushStatus.UNCHANGED, first.digest, first.size)
     assert "nothing was recompressed or pushed" in again.detail
 
 
-def test_a_recorded_gzip_digest_the_registry_does_not_hold_is_pushed_as_usual(plan, tmp_path):
+def test_a_recorded_copy_the_registry_does_not_hold_is_pushed_as_usual(plan, tmp_path):
     engine = FakeEngine()
     image_id = built(engine, plan, tmp_path / "smoke")
-    result = push_image(engine, plan, repository=REPOSITORY, compression="gzip", smoke_dir=tmp_path / "smoke",
-                        force=False, gzipped={image_id: ("sha256:" + "e" * 64, 1)})
+    result = push_image(engine, plan, repository=REPOSITORY, compression="zstd", smoke_dir=tmp_path / "smoke",
+                        force=False, copies={image_id: ("sha256:" + "e" * 64, 1)})
     assert result.status is PushStatus.PUSHED and result.digest != "sha256:" + "e" * 64
 
 

@@ -12,9 +12,9 @@ from torchdev import commands
 from torchdev.errors import TorchdevError
 from torchdev.matrix import Flavour
 from torchdev.platforms import AMD64, ARM64
-from torchdev.records import (GZIP_DIGESTS, PushRecord, RecordError, SignatureRecord, push_record_path,
-                              read_gzip_digests, read_push_record, read_signature_record, read_signature_records,
-                              record_gzip_digest, run_name, signature_record_path, write_push_record,
+from torchdev.records import (COPY_DIGESTS, PushRecord, RecordError, SignatureRecord, push_record_path,
+                              read_copy_digests, read_push_record, read_signature_record, read_signature_records,
+                              record_copy_digest, run_name, signature_record_path, write_push_record,
                               write_signature_record)
 
 DIGEST = "sha256:" + "1" * 64
@@ -60,23 +60,23 @@ def test_k8s_says_which_push_writes_a_broken_record_again(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_gzip_digests_accumulate_and_read_back(tmp_path):
-    assert read_gzip_digests(tmp_path) == {}
-    record_gzip_digest(tmp_path, "sha256:aa", digest=DIGEST, size=5)
-    record_gzip_digest(tmp_path, "sha256:bb", digest="sha256:" + "2" * 64, size=7)
-    assert read_gzip_digests(tmp_path) == {"sha256:aa": (DIGEST, 5), "sha256:bb": ("sha256:" + "2" * 64, 7)}
+def test_copy_digests_accumulate_and_read_back(tmp_path):
+    assert read_copy_digests(tmp_path) == {}
+    record_copy_digest(tmp_path, "sha256:aa", digest=DIGEST, size=5)
+    record_copy_digest(tmp_path, "sha256:bb", digest="sha256:" + "2" * 64, size=7)
+    assert read_copy_digests(tmp_path) == {"sha256:aa": (DIGEST, 5), "sha256:bb": ("sha256:" + "2" * 64, 7)}
 
 
 @pytest.mark.parametrize("content, says", [
     ("{", "it is not JSON"),
     ('{"sha256:aa": ["sha256:1"]}', "the entry for sha256:aa is not [digest, size]"),
 ])
-def test_broken_gzip_digests_say_to_delete_the_file(tmp_path, content, says):
-    (tmp_path / GZIP_DIGESTS).write_text(content)
+def test_broken_copy_digests_say_to_delete_the_file(tmp_path, content, says):
+    (tmp_path / COPY_DIGESTS).write_text(content)
     with pytest.raises(RecordError) as caught:
-        read_gzip_digests(tmp_path)
-    assert str(caught.value).startswith(f"{tmp_path / GZIP_DIGESTS} is unreadable ({says}")
-    assert f"delete it (`rm {tmp_path / GZIP_DIGESTS}`): the next `./dev push`" in str(caught.value)
+        read_copy_digests(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / COPY_DIGESTS} is unreadable ({says}")
+    assert f"delete it (`rm {tmp_path / COPY_DIGESTS}`): the next `./dev push`" in str(caught.value)
 
 
 SIGNED = SignatureRecord(image="cu118", repository="registry.test:5000/ml/torchdev", digest=DIGEST,
