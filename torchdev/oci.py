@@ -30,15 +30,16 @@ ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 COMPRESSIONS = ("gzip", "zstd")
 STORE_COMPRESSION = "gzip"
 """How the engine's store keeps torchdev's layers (plan.ENGINE_OUTPUT), so how a push sends them without a copy. gzip,
-measured against zstd (benchmarks/layer_store.py, docs/benchmarks.md): a cold build exports zstd some 18 s faster on
-2 cores, but the gzip copy that the default push then needs costs 2-3 minutes on every push; gzip in the store
-gives the better build + push total, and the pushed digest is the tested image's own ID."""
+measured against zstd (benchmarks/layer_store.py, docs/benchmarks.md): a cold build's export step takes 35 s with
+zstd against 53 s with gzip on 2 cores, but the gzip copy that the default push then needs costs 2-3 minutes on every
+push; gzip in the store gives the better build + push total, and the pushed digest is the tested image's own ID."""
 GZIP_LEVEL = 1
 """zlib's fastest level: level 6 gzipped a 4.4 GB torch layer at 11 MB/s of output here (over 5 minutes per push);
 level 1 is several times faster for a few percent more bytes, and every gzip reader takes either."""
 ZSTD_LEVEL = 3
 """zstd's default level: a fraction of gzip's time for a smaller layer."""
 LAYER_TYPES = {"gzip": GZIP_LAYER, "zstd": ZSTD_LAYER}
+LEVELS = {"gzip": GZIP_LEVEL, "zstd": ZSTD_LEVEL}
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def compressor(out: BinaryIO, compression: str) -> BinaryIO:
     not `out`."""
     if compression == "zstd":
         import zstandard
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(out, closefd=False)
-    return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=GZIP_LEVEL, mtime=0, filename="")
+        return zstandard.ZstdCompressor(level=LEVELS["zstd"]).stream_writer(out, closefd=False)
+    return gzip.GzipFile(fileobj=out, mode="wb", compresslevel=LEVELS["gzip"], mtime=0, filename="")
 
 
 def _compressed_blob(source: BinaryIO, media_type: str, scratch: Path, compression: str) -> tuple[str, int, Path]:

@@ -18,7 +18,7 @@ from torchdev.engine import BuildOutput, BuildRequest, buildx_command
 from torchdev.errors import CONFIGURATION, ConfigError, Problem, joined
 from torchdev.files import input_file
 from torchdev.matrix import DEFAULT_INDEX, RUNTIME, CudaRelease, Flavour, Matrix, Variant
-from torchdev.oci import GZIP_LEVEL, STORE_COMPRESSION
+from torchdev.oci import LEVELS, STORE_COMPRESSION
 from torchdev.platforms import AMD64, Platform
 from torchdev.tags import BuildStamp, flavour_suffix, image_tags, immutable_tags
 
@@ -33,7 +33,8 @@ UNCOVERED_ARCHIVE = Problem("variant '{variant}' on {platform}: its base {base} 
                             "{{timestamp}}>` to apt_snapshot_urls in images.yaml, or set the variant's apt_snapshot: "
                             "null", ConfigError, CONFIGURATION)
 
-ENGINE_OUTPUT = BuildOutput("docker", (("compression", STORE_COMPRESSION), ("compression-level", str(GZIP_LEVEL)),
+ENGINE_OUTPUT = BuildOutput("docker", (("compression", STORE_COMPRESSION),
+                                        ("compression-level", str(LEVELS[STORE_COMPRESSION])),
                                         ("force-compression", "true"), ("oci-mediatypes", "true")))
 """Load the result into the engine, its layers gzip at a fixed level (torchdev.oci.STORE_COMPRESSION says why gzip;
 force-compression, so that the base image's layers are recompressed the same way as the build's own). OCI media

@@ -1,6 +1,6 @@
 """`./dev push` against a real registry (Debian's docker-registry on loopback): every tag by one digest, gzip layers
-as the engine stores them, so the digest is the very image the smoke suite passed, pulled back by digest and tested
-again; a zstd copy with the same config (same diff_ids); an identical re-push is a no-op; an immutable tag is never
+as the engine stores them, so the digest is the very image the smoke suite passed, and a pull by it names that image;
+a zstd copy with the same config (same diff_ids); an identical re-push is a no-op; an immutable tag is never
 overwritten; a login, an unreachable registry: one line, no report."""
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def remote_manifest(registry: str, path: str, reference: str) -> dict:
         return json.load(response)
 
 
-def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_environment_checks(
-        registry, smoked, test_overlay, docker_client, tracked_tags, containers):
+def test_every_tag_goes_out_by_one_digest_which_is_the_tested_images_own_id(registry, smoked, test_overlay,
+                                                                            docker_client, tracked_tags):
     repository = tracked_tags.repository(f"{registry}/ml/torchdev")
     result = push(test_overlay, repository)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
@@ -56,19 +56,12 @@ def test_every_tag_goes_out_by_one_digest_and_the_pulled_image_passes_the_enviro
 
     manifest = remote_manifest(registry, "ml/torchdev", digest)
     assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    # Pulled back by digest, the registry's image is the tested one: a pull into this engine finds every layer and
+    # names the same image ID (so no smoke run of it is needed; cold_node.py measures a pull into an empty store).
     pulled = docker_client.images.pull(f"{repository}@{digest}")
-    try:
-        assert pulled.attrs["RootFS"]["Layers"] == docker_client.images.get(smoked.image_id).attrs["RootFS"][
-            "Layers"], "the same files as the tested image"
-        # The environment checks suffice: the identical diff_ids above already say these are the tested files.
-        suite = containers.run(pulled.id, ["python", "-m", "pytest", "/opt/torchdev-smoke/test_environment.py",
-                                           "-p", "no:cacheprovider",
-                                           "-q", "--gpus", "0"], timeout=600, shm_size="1g", init=True,
-                               environment={"PYTHONDONTWRITEBYTECODE": "1"},
-                               volumes={str(ROOT / "smoke"): {"bind": "/opt/torchdev-smoke", "mode": "ro"}})
-        assert suite.exit_code == 0, suite.output[-3000:]
-    finally:  # the pulled copy is this test's: its name goes (the files stay, shared with the tested image)
-        docker_client.images.remove(f"{repository}@{digest}", force=True)
+    assert pulled.id == smoked.image_id
+    docker_client.images.remove(f"{repository}@{digest}")  # only the name the pull added: no force
+    assert docker_client.images.get(smoked.image_id).tags, "the tested image and its tags stay"
 
     again = push(test_overlay, repository)
     assert again.returncode == 0, again.stderr
