@@ -4,8 +4,8 @@
 
 torchdev's builds store gzip layers in the engine (torchdev.plan.ENGINE_OUTPUT): BuildKit compresses each new layer
 to gzip as it exports it, and a push, gzip by default for older engines, sends the layers as stored, so the pushed
-digest is the tested image's own ID. The other way, torchdev's until this measurement chose, is zstd in the store
-(faster to export) and a gzip copy of the whole image made at push (torchdev/oci.py: save, recompress every layer,
+digest is the tested image's own ID. The other way, which torchdev used until this measurement, is zstd in the
+store (faster to export) and a gzip copy of the whole image made at push (torchdev/oci.py: save, recompress every layer,
 load). This measures both for the runtime image of the variant, built from this checkout's committed tree
 (`git archive HEAD`), in rounds alternating zstd, gzip:
 

@@ -95,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default=None, help="variant(s); default: every variant")
     parser.add_argument("--overlay", default=None)
-    parser.add_argument("--no-zstd", action="store_true", help="skip the zstd re-compression (a minute per image)")
+    parser.add_argument("--no-zstd", action="store_true", help="skip the zstd re-compression (minutes per image)")
     args = parser.parse_args()
     engine = Engine.connect()
     matrix = load_matrix(ROOT / "images.yaml", overlay=args.overlay)
