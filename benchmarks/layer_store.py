@@ -39,12 +39,15 @@ sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").re
 from benchmarks.shared import bench_round, export_seconds, export_tree, spread  # noqa: E402
 from tests.helpers.registry import serve_registry  # noqa: E402
 from torchdev.checkout import BUILD_INPUTS  # noqa: E402
-from torchdev.oci import GZIP_LEVEL, ZSTD_LEVEL  # noqa: E402
+from torchdev.oci import GZIP_LEVEL, LEVELS  # noqa: E402
+from torchdev.plan import ENGINE_OUTPUT  # noqa: E402
 from torchdev.records import read_push_record  # noqa: E402
 from torchdev.table import human_size, render_table  # noqa: E402
 
-ZSTD_OUTPUT = (("compression", "zstd"), ("compression-level", str(ZSTD_LEVEL)), ("force-compression", "true"),
-               ("oci-mediatypes", "true"))
+ZSTD_OUTPUT = tuple((key, {"compression": "zstd", "compression-level": str(LEVELS["zstd"])}.get(key, value))
+                    for key, value in ENGINE_OUTPUT.settings)
+"""The shipped exporter's settings, zstd at torchdev.oci's zstd level in place of the store's compression: nothing
+else differs between the sides."""
 DEV = ("import sys; sys.path[0] = sys.argv.pop(1); store = sys.argv.pop(1)\n"
        "if store == 'zstd':\n"
        "    import dataclasses, torchdev.plan as plan, torchdev.push as push\n"
